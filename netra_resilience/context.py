@@ -1,0 +1,138 @@
+"""``ResilienceContext``: what one execution carries, and the ContextVar that reaches it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Generic, TypeVar, cast, overload
+
+from .degradation import Degradation
+
+T = TypeVar("T")
+D = TypeVar("D")
+
+
+class ResilienceKey(Generic[T]):
+    """A typed key for :class:`ResilienceProperties` (identity-compared)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"ResilienceKey({self.name!r})"
+
+
+class ResilienceProperties:
+    """Typed property bag: ``props.set(KEY, value)``, ``props.get(KEY)``."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self) -> None:
+        self._values: dict[ResilienceKey[Any], Any] = {}
+
+    def set(self, key: ResilienceKey[T], value: T) -> None:
+        self._values[key] = value
+
+    @overload
+    def get(self, key: ResilienceKey[T]) -> T | None: ...
+    @overload
+    def get(self, key: ResilienceKey[T], default: D) -> T | D: ...
+    def get(self, key: ResilienceKey[T], default: object = None) -> object:
+        return self._values.get(key, default)
+
+    def pop(self, key: ResilienceKey[T]) -> T | None:
+        return cast("T | None", self._values.pop(key, None))
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._values
+
+
+class ResilienceContext:
+    """Per-execution context: operation key, caller scope, typed properties, degradation.
+
+    One context usually spans a whole request or agent run, so every pipeline called inside it
+    marks the same :class:`Degradation`. ``user_id`` / ``tenant_id`` form the caller scope that
+    caches use to keep one user's answers from another's.
+    """
+
+    __slots__ = ("degradation", "operation_key", "properties", "run_id", "tenant_id", "user_id")
+
+    def __init__(
+        self,
+        operation_key: str = "",
+        *,
+        user_id: str | None = None,
+        tenant_id: str | None = None,
+        run_id: str | None = None,
+        degradation: Degradation | None = None,
+        properties: ResilienceProperties | None = None,
+    ) -> None:
+        self.operation_key = operation_key
+        self.user_id = user_id
+        self.tenant_id = tenant_id
+        self.run_id = run_id
+        self.degradation = degradation if degradation is not None else Degradation()
+        self.properties = properties if properties is not None else ResilienceProperties()
+
+    @property
+    def scope(self) -> str:
+        """The caller scope (``tenant/user``), empty when anonymous."""
+        if self.tenant_id is None and self.user_id is None:
+            return ""
+        return f"{self.tenant_id or ''}/{self.user_id or ''}"
+
+    def child(self, operation_key: str) -> ResilienceContext:
+        """A context for a nested operation sharing scope, properties and degradation."""
+        return ResilienceContext(
+            operation_key,
+            user_id=self.user_id,
+            tenant_id=self.tenant_id,
+            run_id=self.run_id,
+            degradation=self.degradation,
+            properties=self.properties,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ResilienceContext(operation_key={self.operation_key!r}, run_id={self.run_id!r}, "
+            f"degradation={self.degradation!r})"
+        )
+
+
+# The one ContextVar of the library. It holds no shared state of its own: each request/run
+# binds its own context, and asyncio copies the binding into the tasks it starts.
+_current: ContextVar[ResilienceContext | None] = ContextVar(
+    "netra_resilience_context", default=None
+)
+
+
+def current_context() -> ResilienceContext | None:
+    """The context bound to the running request/run, if any."""
+    return _current.get()
+
+
+def current_degradation() -> Degradation | None:
+    ctx = _current.get()
+    return ctx.degradation if ctx is not None else None
+
+
+@contextmanager
+def use_context(context: ResilienceContext) -> Iterator[ResilienceContext]:
+    """Bind ``context`` as the current one for the duration of the ``with`` block."""
+    token = _current.set(context)
+    try:
+        yield context
+    finally:
+        _current.reset(token)
+
+
+def bind_context(context: ResilienceContext) -> object:
+    """Bind without a ``with`` block; pass the returned token to :func:`unbind_context`."""
+    return _current.set(context)
+
+
+def unbind_context(token: object) -> None:
+    _current.reset(token)  # type: ignore[arg-type]

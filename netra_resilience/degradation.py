@@ -1,0 +1,123 @@
+"""Per-request degraded-mode flags: *which* dependency degraded and *why*."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class DegradationReason(StrEnum):
+    """The reasons netra-resilience itself records. Any token-shaped string is accepted too."""
+
+    CIRCUIT_OPEN = "circuit_open"
+    TIMEOUT = "timeout"
+    RATE_LIMITED = "rate_limited"
+    BULKHEAD_FULL = "bulkhead_full"
+    STALE_CACHE = "stale_cache"
+    CACHED = "cached"
+    FALLBACK = "fallback"
+    SKIPPED = "skipped"
+    RETRIED = "retried"
+    ERROR = "error"
+    FALLBACK_MEMORY = "fallback_memory"
+    FALLBACK_DATABASE = "fallback_database"
+    STALE_ENDPOINTS = "stale_endpoints"
+    CANNED_REPLY = "canned_reply"
+    UNAVAILABLE = "unavailable"
+
+
+_TOKEN = re.compile(r"[^A-Za-z0-9_.\-:]+")
+_MAX_TOKEN = 64
+
+
+def safe_token(value: str) -> str:
+    """Reduce a name or reason to characters that are safe in a header and a log line.
+
+    Whatever a caller passes (possibly upstream text), only ``[A-Za-z0-9_.-:]`` survives and
+    the length is bounded, so flags can never inject header syntax or carry long payloads.
+    """
+    cleaned = _TOKEN.sub("_", value).strip("_")[:_MAX_TOKEN]
+    return cleaned or "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class DegradationEntry:
+    dependency: str
+    reason: str
+
+
+DegradationListener = Callable[["Degradation", DegradationEntry], None]
+
+
+class Degradation:
+    """Mutable record of what degraded during one request or agent run.
+
+    One dependency has one current reason (the latest mark wins: a timeout followed by a stale
+    cache answer reads ``llm=stale_cache``); :attr:`history` keeps every mark in order.
+    """
+
+    __slots__ = ("_history", "_listeners", "_reasons")
+
+    def __init__(self) -> None:
+        self._reasons: dict[str, str] = {}
+        self._history: list[DegradationEntry] = []
+        self._listeners: list[DegradationListener] = []
+
+    def mark(self, dependency: str, reason: str | DegradationReason) -> None:
+        """Record that ``dependency`` degraded for ``reason``."""
+        entry = DegradationEntry(safe_token(dependency), safe_token(str(reason)))
+        self._reasons[entry.dependency] = entry.reason
+        self._history.append(entry)
+        for listener in tuple(self._listeners):
+            try:
+                listener(self, entry)
+            except Exception:  # a listener must never break the call that degraded
+                continue
+
+    def clear(self, dependency: str) -> None:
+        self._reasons.pop(safe_token(dependency), None)
+
+    def subscribe(self, listener: DegradationListener) -> Callable[[], None]:
+        """Call ``listener`` on every mark; returns a function that unsubscribes."""
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    @property
+    def degraded(self) -> bool:
+        return bool(self._reasons)
+
+    def __bool__(self) -> bool:
+        return bool(self._reasons)
+
+    def __contains__(self, dependency: object) -> bool:
+        return dependency in self._reasons
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._reasons)
+
+    def __len__(self) -> int:
+        return len(self._reasons)
+
+    def reason(self, dependency: str) -> str | None:
+        return self._reasons.get(dependency)
+
+    def as_dict(self) -> dict[str, str]:
+        return dict(self._reasons)
+
+    @property
+    def history(self) -> tuple[DegradationEntry, ...]:
+        return tuple(self._history)
+
+    def header_value(self) -> str:
+        """``name=reason`` pairs joined by ``", "`` (empty when nothing degraded)."""
+        return ", ".join(f"{name}={reason}" for name, reason in self._reasons.items())
+
+    def __repr__(self) -> str:
+        return f"Degradation({self.header_value()!r})"

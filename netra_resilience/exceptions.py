@@ -1,0 +1,99 @@
+"""The exception hierarchy.
+
+Rejections (the pipeline refused to run the call) derive from :class:`ExecutionRejectedError`
+and carry ``retry_after`` (seconds until a retry may succeed, when known) and the dependency
+that rejected. A fresh instance is raised for each rejection: re-raising a shared instance
+would grow its ``__traceback__`` on every raise.
+"""
+
+from __future__ import annotations
+
+
+class NetraError(Exception):
+    """Base class of every error raised by netra-resilience."""
+
+
+class InvalidOptionsError(NetraError, ValueError):
+    """An option has an invalid value; raised at construction, naming the field."""
+
+    def __init__(self, owner: str, field: str, message: str) -> None:
+        self.owner = owner
+        self.field = field
+        super().__init__(f"{owner}.{field} {message}")
+
+
+class ExecutionRejectedError(NetraError):
+    """The pipeline rejected the call without (fully) running it."""
+
+    def __init__(
+        self,
+        message: str = "execution rejected",
+        *,
+        retry_after: float | None = None,
+        dependency: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.dependency = dependency
+
+
+class BrokenCircuitError(ExecutionRejectedError):
+    """The circuit breaker is open (or half-open with its probe slots taken)."""
+
+    def __init__(
+        self,
+        message: str = "circuit is open",
+        *,
+        retry_after: float | None = None,
+        dependency: str | None = None,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after, dependency=dependency)
+
+
+class IsolatedCircuitError(BrokenCircuitError):
+    """The circuit breaker was isolated by hand and rejects every call until closed."""
+
+    def __init__(
+        self, message: str = "circuit is isolated", *, dependency: str | None = None
+    ) -> None:
+        super().__init__(message, retry_after=None, dependency=dependency)
+
+
+class TimeoutRejectedError(ExecutionRejectedError, TimeoutError):
+    """The timeout strategy's own deadline expired (a caller's cancel stays CancelledError)."""
+
+    def __init__(
+        self,
+        message: str = "operation timed out",
+        *,
+        timeout: float | None = None,
+        dependency: str | None = None,
+    ) -> None:
+        super().__init__(message, retry_after=None, dependency=dependency)
+        self.timeout = timeout
+
+
+class RateLimitRejectedError(ExecutionRejectedError):
+    """The rate limiter has no permit within the allowed wait."""
+
+    def __init__(
+        self,
+        message: str = "rate limit exceeded",
+        *,
+        retry_after: float | None = None,
+        dependency: str | None = None,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after, dependency=dependency)
+
+
+class BulkheadRejectedError(ExecutionRejectedError):
+    """The bulkhead is full (all seats taken and the queue full, or the queue wait timed out)."""
+
+    def __init__(
+        self,
+        message: str = "bulkhead is full",
+        *,
+        retry_after: float | None = None,
+        dependency: str | None = None,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after, dependency=dependency)

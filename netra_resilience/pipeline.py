@@ -1,0 +1,129 @@
+"""``Pipeline``: an immutable chain of strategies, first added = outermost."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
+
+from .context import ResilienceContext, _current
+from .outcome import Outcome
+from .strategy import Callback, Strategy
+
+T = TypeVar("T")
+P = ParamSpec("P")
+S = TypeVar("S", bound=Strategy)
+
+
+async def _invoke(context: ResilienceContext, state: Any) -> Outcome[Any]:
+    """Innermost step: run the user's function and capture its result or exception."""
+    fn, args, kwargs = state
+    try:
+        return Outcome(await fn(*args, **kwargs))
+    except Exception as exc:
+        return Outcome(None, exc)
+
+
+async def _call_with(fn: Callable[..., Awaitable[T]], args: Any, kwargs: Any) -> T:
+    return await fn(*args, **kwargs)
+
+
+class _Link:
+    """Binds a strategy to the step after it, once, at build time (no per-call closures)."""
+
+    __slots__ = ("_execute", "_next")
+
+    def __init__(self, strategy: Strategy, next_step: Callback) -> None:
+        self._execute = strategy.execute
+        self._next = next_step
+
+    def __call__(self, context: ResilienceContext, state: Any) -> Awaitable[Outcome[Any]]:
+        # Not async: returns the strategy's coroutine directly, saving a frame per level.
+        return self._execute(self._next, context, state)
+
+
+class Pipeline:
+    """Runs callables through its strategies. Built by :class:`PipelineBuilder`, reused freely."""
+
+    __slots__ = ("_entry", "instance", "name", "strategies")
+
+    def __init__(self, name: str, instance: str, strategies: tuple[Strategy, ...]) -> None:
+        self.name = name
+        self.instance = instance
+        self.strategies = strategies
+        entry: Callback = _invoke
+        for strategy in reversed(strategies):
+            entry = _Link(strategy, entry)
+        self._entry = entry
+
+    def _context(self, context: ResilienceContext | None) -> tuple[ResilienceContext, bool]:
+        current = _current.get()
+        if context is None:
+            if current is not None:
+                return current, False
+            return ResilienceContext(self.name), True
+        return context, context is not current
+
+    async def execute_outcome(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        /,
+        *args: Any,
+        context: ResilienceContext | None = None,
+        **kwargs: Any,
+    ) -> Outcome[T]:
+        """Run ``fn(*args, **kwargs)`` and return its outcome instead of raising."""
+        ctx, bind = self._context(context)
+        if not bind:
+            return await self._entry(ctx, (fn, args, kwargs))
+        # Bind the context so code inside fn (an httpx transport, a nested pipeline) sees it.
+        token = _current.set(ctx)
+        try:
+            return await self._entry(ctx, (fn, args, kwargs))
+        finally:
+            _current.reset(token)
+
+    async def execute(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        /,
+        *args: Any,
+        context: ResilienceContext | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """Run ``fn(*args, **kwargs)`` through the strategies; return its result or raise."""
+        outcome = await self.execute_outcome(fn, *args, context=context, **kwargs)
+        exc = outcome.exception
+        if exc is not None:
+            raise exc
+        return outcome.result  # type: ignore[return-value]
+
+    def wrap(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+        """Decorator: every call of ``fn`` runs through this pipeline."""
+
+        @functools.wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            outcome: Outcome[T] = await self.execute_outcome(_call_with, fn, args, kwargs)
+            return outcome.unwrap()
+
+        return wrapper
+
+    __call__ = wrap
+
+    def find(self, kind: type[S]) -> S | None:
+        """The first strategy of the given class (e.g. the circuit breaker, for health)."""
+        for strategy in self.strategies:
+            if isinstance(strategy, kind):
+                return strategy
+        return None
+
+    def find_all(self, kind: type[S]) -> list[S]:
+        return [s for s in self.strategies if isinstance(s, kind)]
+
+    def __repr__(self) -> str:
+        kinds = ", ".join(s.kind for s in self.strategies)
+        return f"Pipeline({self.name!r}, [{kinds}])"
+
+
+EMPTY_PIPELINE = Pipeline("empty", "", ())
+"""A pipeline with no strategies (stateless, safe to share)."""

@@ -1,0 +1,84 @@
+"""Predicates over an :class:`Outcome`: which exceptions or results a strategy handles."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .exceptions import ExecutionRejectedError, TimeoutRejectedError
+from .outcome import Outcome
+
+
+class OutcomePredicate:
+    """A callable ``Outcome -> bool`` that composes with ``|``."""
+
+    __slots__ = ("_fn", "description")
+
+    def __init__(self, fn: Callable[[Outcome[Any]], bool], description: str = "") -> None:
+        self._fn = fn
+        self.description = description
+
+    def __call__(self, outcome: Outcome[Any]) -> bool:
+        return self._fn(outcome)
+
+    def __or__(self, other: Callable[[Outcome[Any]], bool]) -> OutcomePredicate:
+        first = self._fn
+
+        def either(outcome: Outcome[Any]) -> bool:
+            return first(outcome) or other(outcome)
+
+        other_desc = getattr(other, "description", repr(other))
+        return OutcomePredicate(either, f"{self.description} | {other_desc}")
+
+    def __repr__(self) -> str:
+        return f"OutcomePredicate({self.description})"
+
+
+def handle(*exception_types: type[BaseException]) -> OutcomePredicate:
+    """Handle outcomes whose exception is one of ``exception_types``."""
+    if not exception_types:
+        raise ValueError("handle() needs at least one exception type")
+    types = tuple(exception_types)
+
+    def matches(outcome: Outcome[Any]) -> bool:
+        return isinstance(outcome.exception, types)
+
+    return OutcomePredicate(matches, "handle(" + ", ".join(t.__name__ for t in types) + ")")
+
+
+def handle_result(predicate: Callable[[Any], bool]) -> OutcomePredicate:
+    """Handle successful outcomes whose result satisfies ``predicate`` (e.g. HTTP 503)."""
+
+    def matches(outcome: Outcome[Any]) -> bool:
+        return outcome.exception is None and bool(predicate(outcome.result))
+
+    return OutcomePredicate(matches, "handle_result")
+
+
+def handle_exception(predicate: Callable[[BaseException], bool]) -> OutcomePredicate:
+    """Handle outcomes whose exception satisfies ``predicate``."""
+
+    def matches(outcome: Outcome[Any]) -> bool:
+        return outcome.exception is not None and bool(predicate(outcome.exception))
+
+    return OutcomePredicate(matches, "handle_exception")
+
+
+def _any_exception(outcome: Outcome[Any]) -> bool:
+    return isinstance(outcome.exception, Exception)
+
+
+def _transient_exception(outcome: Outcome[Any]) -> bool:
+    exc = outcome.exception
+    if not isinstance(exc, Exception):
+        return False
+    # Rejections are not transient (retrying spins against an open breaker), except an
+    # attempt timeout, which the next attempt may well beat.
+    return not isinstance(exc, ExecutionRejectedError) or isinstance(exc, TimeoutRejectedError)
+
+
+ANY_EXCEPTION = OutcomePredicate(_any_exception, "any Exception")
+"""Default for breakers and fallbacks: any ``Exception`` (never CancelledError)."""
+
+TRANSIENT_EXCEPTION = OutcomePredicate(_transient_exception, "any Exception except rejections")
+"""Default for retries: any ``Exception`` except :class:`ExecutionRejectedError` (but timeouts)."""

@@ -1,0 +1,235 @@
+"""Outcome, context, degradation, predicates, pipeline composition and the fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from netra_resilience import (
+    BrokenCircuitError,
+    BuildContext,
+    Callback,
+    Degradation,
+    ExecutionRejectedError,
+    Outcome,
+    PipelineBuilder,
+    PipelineRegistry,
+    ResilienceContext,
+    ResilienceKey,
+    Strategy,
+    TimeoutRejectedError,
+    current_context,
+    current_degradation,
+    handle,
+    handle_result,
+    use_context,
+)
+from netra_resilience.predicates import ANY_EXCEPTION, TRANSIENT_EXCEPTION
+from netra_resilience.testing import FakeClock, advance_until_done, constant_random
+
+
+class Tag(Strategy):
+    """Records the order strategies run in."""
+
+    kind = "tag"
+
+    def __init__(self, label: str, log: list[str]) -> None:
+        self.label = label
+        self.log = log
+
+    async def execute(
+        self, callback: Callback, context: ResilienceContext, state: Any
+    ) -> Outcome[Any]:
+        self.log.append(f"enter {self.label}")
+        outcome = await callback(context, state)
+        self.log.append(f"exit {self.label}")
+        return outcome
+
+
+class TagOptions:
+    def __init__(self, label: str, log: list[str]) -> None:
+        self.label, self.log = label, log
+
+    def create_strategy(self, build: BuildContext) -> Strategy:
+        return Tag(self.label, self.log)
+
+
+async def test_first_added_strategy_is_outermost() -> None:
+    log: list[str] = []
+    pipeline = PipelineBuilder("dep").add(TagOptions("a", log)).add(TagOptions("b", log)).build()
+
+    async def work() -> int:
+        log.append("work")
+        return 7
+
+    assert await pipeline.execute(work) == 7
+    assert log == ["enter a", "enter b", "work", "exit b", "exit a"]
+
+
+async def test_pipeline_reraises_same_exception_and_outcome_captures_it() -> None:
+    pipeline = PipelineBuilder("dep").build()
+    boom = ValueError("boom")
+
+    async def fail() -> None:
+        raise boom
+
+    with pytest.raises(ValueError) as info:
+        await pipeline.execute(fail)
+    assert info.value is boom
+    outcome = await pipeline.execute_outcome(fail)
+    assert outcome.exception is boom and not outcome.succeeded
+
+
+async def test_cancelled_error_is_never_captured_in_an_outcome() -> None:
+    pipeline = PipelineBuilder("dep").build()
+
+    async def cancelled() -> None:
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await pipeline.execute_outcome(cancelled)
+
+
+async def test_builder_is_single_use_and_rejects_non_options() -> None:
+    builder = PipelineBuilder("dep")
+    builder.build()
+    with pytest.raises(RuntimeError):
+        builder.build()
+    with pytest.raises(TypeError):
+        PipelineBuilder("dep").add(object())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="name"):
+        PipelineBuilder("")
+
+
+async def test_explicit_context_is_bound_while_the_callable_runs() -> None:
+    pipeline = PipelineBuilder("dep").build()
+    ctx = ResilienceContext("op", user_id="u1")
+
+    async def read() -> ResilienceContext | None:
+        return current_context()
+
+    assert await pipeline.execute(read, context=ctx) is ctx
+    assert current_context() is None
+    with use_context(ctx):
+        assert await pipeline.execute(read) is ctx
+        assert current_degradation() is ctx.degradation
+
+
+async def test_wrap_decorator_passes_arguments() -> None:
+    pipeline = PipelineBuilder("dep").build()
+
+    @pipeline.wrap
+    async def add(a: int, b: int = 0) -> int:
+        return a + b
+
+    assert await add(2, b=3) == 5
+
+
+def test_degradation_latest_reason_wins_and_header_is_safe() -> None:
+    d = Degradation()
+    assert not d and d.header_value() == ""
+    seen: list[str] = []
+    d.subscribe(lambda _d, entry: seen.append(entry.reason))
+    d.mark("llm", "timeout")
+    d.mark("llm", "stale_cache")
+    d.mark("analytics", "skipped")
+    d.mark("evil\r\nSet-Cookie: x", "a b,c")
+    assert d.reason("llm") == "stale_cache"
+    assert d.header_value() == "llm=stale_cache, analytics=skipped, evil_Set-Cookie:_x=a_b_c"
+    assert seen == ["timeout", "stale_cache", "skipped", "a_b_c"]
+    assert [e.reason for e in d.history][:2] == ["timeout", "stale_cache"]
+
+
+def test_context_scope_properties_and_child() -> None:
+    key: ResilienceKey[int] = ResilienceKey("attempts")
+    ctx = ResilienceContext("op", user_id="u", tenant_id="t")
+    ctx.properties.set(key, 3)
+    assert ctx.properties.get(key) == 3
+    assert ResilienceContext("x").scope == ""
+    assert ctx.scope == "t/u"
+    child = ctx.child("inner")
+    assert child.degradation is ctx.degradation and child.properties.get(key) == 3
+
+
+def test_predicates_compose() -> None:
+    p = handle(ConnectionError) | handle_result(lambda r: r == 503)
+    assert p(Outcome.from_exception(ConnectionError()))
+    assert p(Outcome.from_result(503))
+    assert not p(Outcome.from_result(200))
+    assert not p(Outcome.from_exception(ValueError()))
+    assert ANY_EXCEPTION(Outcome.from_exception(BrokenCircuitError()))
+    assert not TRANSIENT_EXCEPTION(Outcome.from_exception(BrokenCircuitError()))
+    assert TRANSIENT_EXCEPTION(Outcome.from_exception(TimeoutRejectedError()))
+    assert isinstance(TimeoutRejectedError(), TimeoutError)
+    assert isinstance(BrokenCircuitError(retry_after=2.0), ExecutionRejectedError)
+    with pytest.raises(ValueError):
+        handle()
+
+
+def test_registry_hands_out_one_pipeline_per_key() -> None:
+    registry: PipelineRegistry[tuple[str, str]] = PipelineRegistry()
+    calls: list[tuple[str, str]] = []
+
+    def configure(builder: PipelineBuilder, key: tuple[str, str]) -> None:
+        calls.append(key)
+
+    a = registry.get_or_add(("llm", "gpt-4o"), configure)
+    assert registry.get_or_add(("llm", "gpt-4o"), configure) is a
+    assert (a.name, a.instance) == ("llm", "gpt-4o")
+    registry.get_or_add(("llm", "mini"), configure)
+    assert calls == [("llm", "gpt-4o"), ("llm", "mini")] and len(registry) == 2
+
+
+async def test_fake_clock_sleep_moves_only_on_advance() -> None:
+    clock = FakeClock()
+    task = asyncio.ensure_future(clock.sleep(5))
+    await clock.advance(4.9)
+    assert not task.done()
+    await clock.advance(0.2)
+    assert task.done() and clock.sleeps == [5]
+    assert clock.pending == 0
+
+
+async def test_fake_clock_timeout_fires_real_timeout_error_but_caller_cancel_stays() -> None:
+    clock = FakeClock()
+
+    async def hang() -> None:
+        async with clock.timeout(2.0):
+            await asyncio.Event().wait()
+
+    task = asyncio.ensure_future(hang())
+    await clock.advance(1.9)
+    assert not task.done()
+    await clock.advance(0.2)
+    with pytest.raises(TimeoutError):
+        await task
+
+    task2 = asyncio.ensure_future(hang())
+    await clock.settle()
+    task2.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task2
+
+
+async def test_advance_until_done_jumps_to_deadlines() -> None:
+    clock = FakeClock()
+
+    async def slow() -> float:
+        await clock.sleep(10)
+        await clock.sleep(20)
+        return clock.monotonic()
+
+    start = clock.monotonic()
+    assert await advance_until_done(clock, slow()) == start + 30
+    assert constant_random(0.25)() == 0.25
+    with pytest.raises(ValueError):
+        constant_random(1.0)
+
+
+async def test_fake_clock_wall_time_follows_monotonic() -> None:
+    clock = FakeClock()
+    before = clock.now()
+    await clock.advance(90)
+    assert (clock.now() - before).total_seconds() == 90
