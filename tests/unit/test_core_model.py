@@ -233,3 +233,30 @@ async def test_fake_clock_wall_time_follows_monotonic() -> None:
     before = clock.now()
     await clock.advance(90)
     assert (clock.now() - before).total_seconds() == 90
+
+
+def test_retry_after_parsing_is_bounded() -> None:
+    from datetime import UTC, datetime
+
+    from netra_resilience.hints import (
+        parse_retry_after_headers,
+        parse_retry_after_value,
+        retry_after_of,
+    )
+
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    assert parse_retry_after_value("7", now) == 7
+    assert parse_retry_after_value("Thu, 01 Jan 2026 12:00:30 GMT", now) == 30
+    assert parse_retry_after_value("Thu, 01 Jan 2026 11:00:00 GMT", now) == 0
+    for bad in ("", "-1", "abc", "nan", "1e400", "x" * 500, "999999999"):
+        assert parse_retry_after_value(bad, now) is None, bad
+    assert parse_retry_after_headers({"retry-after-ms": "250", "retry-after": "9"}, now) == 0.25
+    assert parse_retry_after_headers({"retry-after-ms": "junk", "retry-after": "9"}, now) == 9
+    assert parse_retry_after_headers({}, now) is None
+
+    class Hinted(Exception):
+        retry_after = 3.0
+
+    assert retry_after_of(Outcome.from_exception(Hinted())) == 3.0
+    assert retry_after_of(Outcome.from_exception(BrokenCircuitError(retry_after=5))) is None
+    assert retry_after_of(Outcome.from_result(1)) is None
