@@ -1,0 +1,1 @@
+"""Benchmarks: netra-resilience against its peers, in the same process and run."""
