@@ -1,0 +1,12 @@
+"""Fallback: answer with something else (a canned reply, a stale cache entry) on failure."""
+
+from ._options import FallbackAction, FallbackArgs, FallbackOptions, OnFallback
+from ._strategy import FallbackStrategy
+
+__all__ = [
+    "FallbackAction",
+    "FallbackArgs",
+    "FallbackOptions",
+    "FallbackStrategy",
+    "OnFallback",
+]
