@@ -1,0 +1,40 @@
+"""``ChaosOptions``: where in a pipeline faults are injected, and for which dependency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..exceptions import InvalidOptionsError
+from ._control import ChaosControl
+
+if TYPE_CHECKING:
+    from ..strategy import BuildContext
+    from ._strategy import ChaosStrategy
+
+_OWNER = "ChaosOptions"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChaosOptions:
+    """Inject the faults ``control`` holds for ``dependency`` (default: the pipeline name).
+
+    Add it innermost to stand in for the dependency (a latency then trips the timeouts, an
+    exception the retries and breaker), or outermost to test what callers see.
+    """
+
+    control: ChaosControl
+    dependency: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.control, ChaosControl):
+            raise InvalidOptionsError(_OWNER, "control", "must be a ChaosControl")
+        if self.dependency is not None and (
+            not isinstance(self.dependency, str) or not self.dependency
+        ):
+            raise InvalidOptionsError(_OWNER, "dependency", "must be a non-empty string or None")
+
+    def create_strategy(self, build: BuildContext) -> ChaosStrategy:
+        from ._strategy import ChaosStrategy
+
+        return ChaosStrategy(self.control, self.dependency or build.name, build)
