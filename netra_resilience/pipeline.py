@@ -24,10 +24,6 @@ async def _invoke(context: ResilienceContext, state: Any) -> Outcome[Any]:
         return Outcome(None, exc)
 
 
-async def _call_with(fn: Callable[..., Awaitable[T]], args: Any, kwargs: Any) -> T:
-    return await fn(*args, **kwargs)
-
-
 class _Link:
     """Binds a strategy to the step after it, once, at build time (no per-call closures)."""
 
@@ -73,13 +69,16 @@ class Pipeline:
         **kwargs: Any,
     ) -> Outcome[T]:
         """Run ``fn(*args, **kwargs)`` and return its outcome instead of raising."""
+        return await self._run(context, (fn, args, kwargs))
+
+    async def _run(self, context: ResilienceContext | None, state: Any) -> Outcome[Any]:
         ctx, bind = self._context(context)
         if not bind:
-            return await self._entry(ctx, (fn, args, kwargs))
+            return await self._entry(ctx, state)
         # Bind the context so code inside fn (an httpx transport, a nested pipeline) sees it.
         token = _current.set(ctx)
         try:
-            return await self._entry(ctx, (fn, args, kwargs))
+            return await self._entry(ctx, state)
         finally:
             _current.reset(token)
 
@@ -103,7 +102,7 @@ class Pipeline:
 
         @functools.wraps(fn)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            outcome: Outcome[T] = await self.execute_outcome(_call_with, fn, args, kwargs)
+            outcome: Outcome[T] = await self._run(None, (fn, args, kwargs))
             return outcome.unwrap()
 
         return wrapper

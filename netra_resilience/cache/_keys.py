@@ -7,7 +7,6 @@ import hashlib
 import json
 from typing import Any
 
-from ..pipeline import _call_with
 
 
 def _canonical(obj: Any) -> Any:
@@ -43,14 +42,8 @@ def stable_key(*parts: Any) -> str:
 
 
 def call_arguments(state: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """The user's ``(args, kwargs)`` from a pipeline ``state`` of ``(fn, args, kwargs)``.
-
-    ``Pipeline.wrap`` runs ``_call_with(fn, args, kwargs)``; it is looked through so a key
-    function sees the decorated function's own arguments either way.
-    """
+    """The user's ``(args, kwargs)`` from a pipeline ``state`` of ``(fn, args, kwargs)``."""
     if not (isinstance(state, tuple) and len(state) == 3):
         return (), {}
-    fn, args, kwargs = state
-    if fn is _call_with and len(args) == 3 and not kwargs:
-        _, args, kwargs = args
+    _, args, kwargs = state
     return args, kwargs
