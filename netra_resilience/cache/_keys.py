@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 
-
 def _canonical(obj: Any) -> Any:
     """JSON fallback for types ``json`` does not know; deterministic across processes."""
     if isinstance(obj, set | frozenset):
