@@ -1,0 +1,50 @@
+"""Service registry, criticality-weighted health, background checks, health+json documents.
+
+Framework-free: the FastAPI/ASGI adapters live in ``netra_resilience.integrations``.
+
+* :class:`ServiceRegistry` declares the dependencies once (from code, a settings mapping or
+  environment variables), builds their pipelines and finds their breakers.
+* :class:`HealthMonitor` (``registry.monitor``) runs cheap checks in the background on the
+  injected clock, caches the results, and isolates/closes breakers as checks fail/recover.
+* :func:`health_document` renders a :class:`HealthReport` as ``application/health+json``.
+"""
+
+from ._dependency import BreakerLike, Dependency, HealthCheck
+from ._document import (
+    DEFAULT_STATUS_CODES,
+    HEALTH_HEADERS,
+    HEALTH_MEDIA_TYPE,
+    LIVENESS_DOCUMENT,
+    ServiceInfo,
+    health_document,
+    readiness_document,
+    retry_after_header,
+    status_codes,
+)
+from ._monitor import HealthMonitor
+from ._registry import ServiceRegistry, find_breaker
+from ._report import ComponentHealth, HealthReport, ProbeResult
+from ._status import Criticality, HealthStatus
+
+__all__ = [
+    "DEFAULT_STATUS_CODES",
+    "HEALTH_HEADERS",
+    "HEALTH_MEDIA_TYPE",
+    "LIVENESS_DOCUMENT",
+    "BreakerLike",
+    "ComponentHealth",
+    "Criticality",
+    "Dependency",
+    "HealthCheck",
+    "HealthMonitor",
+    "HealthReport",
+    "HealthStatus",
+    "ProbeResult",
+    "ServiceInfo",
+    "ServiceRegistry",
+    "find_breaker",
+    "health_document",
+    "readiness_document",
+    "retry_after_header",
+    "status_codes",
+]

@@ -1,0 +1,122 @@
+"""``Dependency``: one declared downstream dependency (name, criticality, breaker, check)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import KW_ONLY, dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from .._types import Seconds
+from .._validation import callable_or_none, integer, optional_duration, set_field
+from ..exceptions import InvalidOptionsError
+from ..pipeline import Pipeline
+from ..strategy import StrategyOptions
+from ._status import Criticality, parse_criticality
+
+HealthCheck = Callable[[], Awaitable[object]]
+"""A cheap async check (Redis ``PING``, ``SELECT 1``; never a paid LLM call).
+
+It passes when it returns ``None`` or ``True``, fails when it returns ``False`` or raises, and
+may return a :class:`HealthStatus` (e.g. ``WARN`` for replica lag). Any other return value
+is ignored (treated as a pass) and never shown: only the exception *type* of a failure is.
+"""
+
+COMPONENT_TYPES = ("component", "datastore", "system")
+DEFAULT_PROBE_INTERVAL = 10.0
+DEFAULT_CHECK_TIMEOUT = 2.0
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+
+
+@runtime_checkable
+class BreakerLike(Protocol):
+    """What health needs from a circuit breaker (``CircuitBreakerStrategy`` provides it)."""
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def retry_after(self) -> float | None: ...
+
+    async def isolate(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def check_name(owner: str, field: str, name: object) -> str:
+    """Dependency names go into headers, metric attributes and health keys: keep them tokens."""
+    if not isinstance(name, str) or _NAME.fullmatch(name) is None:
+        raise InvalidOptionsError(
+            owner,
+            field,
+            "must be 1-64 characters of letters, digits, '_', '.', '-' (starting with a letter "
+            f"or digit), got {name!r}",
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class Dependency:
+    """A downstream dependency, declared once.
+
+    Give either a pre-built ``pipeline`` or the ``strategies`` (options objects, outermost
+    first) for the registry to build one with its clock and telemetry; a ``fallback`` action
+    (``FallbackOptions.action``) is then added as the outermost strategy. The breaker that
+    health reads is ``breaker`` or else the pipeline's circuit breaker.
+
+    ``isolate_on_failure``: when the health check fails ``failure_threshold`` times in a row,
+    the monitor isolates the breaker so calls fail fast into their fallbacks instead of each
+    waiting for its own timeout; when the check passes again the monitor closes the breaker it
+    isolated (never one an operator isolated).
+    """
+
+    name: str
+    criticality: Criticality | str
+    _: KW_ONLY
+    check: HealthCheck | None = None
+    pipeline: Pipeline | None = None
+    strategies: Sequence[StrategyOptions] = ()
+    breaker: BreakerLike | None = None
+    fallback: Callable[..., Any] | None = None
+    component_type: str = "component"
+    check_timeout: Seconds | None = None
+    probe_interval: Seconds | None = None
+    failure_threshold: int = 1
+    isolate_on_failure: bool = True
+
+    def __post_init__(self) -> None:
+        check_name("Dependency", "name", self.name)
+        owner = f"Dependency[{self.name}]"
+        set_field(self, "criticality", parse_criticality(self.criticality, owner, "criticality"))
+        callable_or_none(owner, "check", self.check)
+        callable_or_none(owner, "fallback", self.fallback)
+        timeout = optional_duration(owner, "check_timeout", self.check_timeout)
+        set_field(self, "check_timeout", timeout)
+        interval = optional_duration(owner, "probe_interval", self.probe_interval)
+        set_field(self, "probe_interval", interval)
+        integer(owner, "failure_threshold", self.failure_threshold, minimum=1)
+        if self.component_type not in COMPONENT_TYPES:
+            allowed = ", ".join(COMPONENT_TYPES)
+            raise InvalidOptionsError(
+                owner, "component_type", f"must be one of {allowed}, got {self.component_type!r}"
+            )
+        pipeline: object = self.pipeline
+        if pipeline is not None:
+            if not isinstance(pipeline, Pipeline):
+                kind = type(pipeline).__name__
+                raise InvalidOptionsError(owner, "pipeline", f"must be a Pipeline, got {kind}")
+            if self.strategies or self.fallback is not None:
+                field = "strategies" if self.strategies else "fallback"
+                raise InvalidOptionsError(
+                    owner, field, "cannot be combined with a pre-built pipeline (add it there)"
+                )
+        set_field(self, "strategies", tuple(self.strategies))
+        strategies: tuple[object, ...] = tuple(self.strategies)
+        for strategy in strategies:
+            if not isinstance(strategy, StrategyOptions):
+                kind = type(strategy).__name__
+                raise InvalidOptionsError(owner, "strategies", f"must hold options, got {kind}")
+        breaker: object = self.breaker
+        if breaker is not None and not isinstance(breaker, BreakerLike):
+            kind = type(breaker).__name__
+            raise InvalidOptionsError(owner, "breaker", f"must be a circuit breaker, got {kind}")

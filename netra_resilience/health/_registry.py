@@ -1,0 +1,226 @@
+"""``ServiceRegistry``: the application's declared dependencies, their pipelines and breakers."""
+
+from __future__ import annotations
+
+import random as _random
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .._types import Seconds, to_seconds
+from .._validation import duration
+from ..builder import PipelineBuilder
+from ..clock import SYSTEM_CLOCK, Clock
+from ..exceptions import InvalidOptionsError
+from ..pipeline import Pipeline
+from ..telemetry import TelemetryListener
+from ._dependency import DEFAULT_CHECK_TIMEOUT, DEFAULT_PROBE_INTERVAL, BreakerLike, Dependency
+from ._status import Criticality
+
+if TYPE_CHECKING:
+    from ._monitor import HealthMonitor
+
+
+class _Entry:
+    """A dependency with everything resolved: pipeline, breaker, effective probe timings."""
+
+    __slots__ = (
+        "breaker",
+        "check_timeout",
+        "criticality",
+        "dependency",
+        "pipeline",
+        "probe_interval",
+    )
+
+    def __init__(
+        self,
+        dependency: Dependency,
+        pipeline: Pipeline,
+        breaker: BreakerLike | None,
+        probe_interval: float,
+        check_timeout: float,
+    ) -> None:
+        self.dependency = dependency
+        self.criticality = Criticality(dependency.criticality)
+        self.pipeline = pipeline
+        self.breaker = breaker
+        self.probe_interval = probe_interval
+        self.check_timeout = check_timeout
+
+
+def find_breaker(pipeline: Pipeline) -> BreakerLike | None:
+    """The pipeline's outermost circuit breaker, if it has one.
+
+    Matched by shape (:class:`BreakerLike`), so ``CircuitBreakerStrategy`` and any custom
+    breaker strategy both qualify.
+    """
+    for strategy in pipeline.strategies:
+        if isinstance(strategy, BreakerLike):
+            return strategy
+    return None
+
+
+class ServiceRegistry:
+    """Declares the service's dependencies once; owned by the application (no global).
+
+    It builds each dependency's pipeline (with the registry's clock, randomness and
+    telemetry), finds its breaker, and answers ``criticality_of(name)`` for the middleware
+    that turns a critical dependency's rejection into a 503. ``monitor`` runs the health
+    checks. Bad configuration raises :class:`InvalidOptionsError` naming the field.
+    """
+
+    def __init__(
+        self,
+        dependencies: Iterable[Dependency] = (),
+        *,
+        probe_interval: Seconds = DEFAULT_PROBE_INTERVAL,
+        check_timeout: Seconds = DEFAULT_CHECK_TIMEOUT,
+        clock: Clock | None = None,
+        random: Callable[[], float] | None = None,
+        telemetry: TelemetryListener | None = None,
+    ) -> None:
+        self.probe_interval = duration("ServiceRegistry", "probe_interval", probe_interval)
+        self.check_timeout = duration("ServiceRegistry", "check_timeout", check_timeout)
+        self.clock = clock or SYSTEM_CLOCK
+        self.random = random or _random.Random().random
+        self.telemetry = telemetry
+        self._entries: dict[str, _Entry] = {}
+        self._monitor: HealthMonitor | None = None
+        for dependency in dependencies:
+            self.add(dependency)
+
+    def add(self, dependency: Dependency) -> Pipeline:
+        """Register ``dependency``; returns its pipeline."""
+        declared: object = dependency
+        if not isinstance(declared, Dependency):
+            kind = type(declared).__name__
+            raise InvalidOptionsError("ServiceRegistry", "dependencies", f"got {kind}")
+        if dependency.name in self._entries:
+            raise InvalidOptionsError(
+                "ServiceRegistry", "dependencies", f"names {dependency.name!r} twice"
+            )
+        if self._monitor is not None and self._monitor.running:
+            raise RuntimeError("ServiceRegistry.add() after the health monitor started")
+        owner = f"Dependency[{dependency.name}]"
+        interval = dependency.probe_interval
+        timeout = dependency.check_timeout
+        interval = self.probe_interval if interval is None else to_seconds(interval)
+        timeout = self.check_timeout if timeout is None else to_seconds(timeout)
+        if dependency.check is not None and timeout > interval:
+            raise InvalidOptionsError(
+                owner,
+                "check_timeout",
+                f"must not exceed the probe interval ({interval} s), got {timeout} s",
+            )
+        pipeline = dependency.pipeline or self._build(dependency)
+        breaker = dependency.breaker or find_breaker(pipeline)
+        self._entries[dependency.name] = _Entry(dependency, pipeline, breaker, interval, timeout)
+        return pipeline
+
+    def _build(self, dependency: Dependency) -> Pipeline:
+        builder = PipelineBuilder(
+            dependency.name, clock=self.clock, random=self.random, telemetry=self.telemetry
+        )
+        if dependency.fallback is not None:
+            from ..fallback import FallbackOptions
+
+            builder.add(FallbackOptions(action=dependency.fallback))
+        for options in dependency.strategies:
+            builder.add(options)
+        return builder.build()
+
+    # -- lookups ---------------------------------------------------------------------
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __getitem__(self, name: str) -> Dependency:
+        return self._entries[name].dependency
+
+    def criticality_of(self, name: str | None) -> Criticality | None:
+        """The dependency's criticality, ``None`` when ``name`` is not registered."""
+        entry = self._entries.get(name) if name is not None else None
+        return entry.criticality if entry is not None else None
+
+    def pipeline(self, name: str) -> Pipeline:
+        """The dependency's pipeline: run its calls through it (``await pipeline.execute(...)``)."""
+        return self._entries[name].pipeline
+
+    def breaker(self, name: str) -> BreakerLike | None:
+        return self._entries[name].breaker
+
+    def entries(self) -> list[_Entry]:
+        return list(self._entries.values())
+
+    @property
+    def monitor(self) -> HealthMonitor:
+        """The registry's health monitor (created on first use; start it in your lifespan)."""
+        if self._monitor is None:
+            from ._monitor import HealthMonitor
+
+            self._monitor = HealthMonitor(self)
+        return self._monitor
+
+    # -- configuration from settings -------------------------------------------------
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Mapping[str, Any] | object,
+        *,
+        checks: Mapping[str, Any] | None = None,
+        pipelines: Mapping[str, Pipeline] | None = None,
+        strategies: Mapping[str, Iterable[Any]] | None = None,
+        fallbacks: Mapping[str, Callable[..., Any]] | None = None,
+        clock: Clock | None = None,
+        random: Callable[[], float] | None = None,
+        telemetry: TelemetryListener | None = None,
+    ) -> ServiceRegistry:
+        """Build from a settings mapping (or a pydantic-settings object); see ``_settings``."""
+        from ._settings import registry_from_settings
+
+        return registry_from_settings(
+            cls,
+            settings,
+            code={
+                "check": checks or {},
+                "pipeline": pipelines or {},
+                "strategies": strategies or {},
+                "fallback": fallbacks or {},
+            },
+            clock=clock,
+            random=random,
+            telemetry=telemetry,
+        )
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        prefix: str = "NETRA_",
+        checks: Mapping[str, Any] | None = None,
+        pipelines: Mapping[str, Pipeline] | None = None,
+        strategies: Mapping[str, Iterable[Any]] | None = None,
+        fallbacks: Mapping[str, Callable[..., Any]] | None = None,
+        clock: Clock | None = None,
+        random: Callable[[], float] | None = None,
+        telemetry: TelemetryListener | None = None,
+    ) -> ServiceRegistry:
+        """Build from environment variables (``NETRA_DEPENDENCIES=postgres=critical,...``)."""
+        from ._settings import settings_from_env
+
+        return cls.from_settings(
+            settings_from_env(environ, prefix),
+            checks=checks,
+            pipelines=pipelines,
+            strategies=strategies,
+            fallbacks=fallbacks,
+            clock=clock,
+            random=random,
+            telemetry=telemetry,
+        )
