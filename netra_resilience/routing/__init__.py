@@ -1,0 +1,53 @@
+"""Endpoint pools: health-aware routing over several addresses of one dependency.
+
+* :class:`EndpointPool` picks an endpoint per call (round robin, least in-flight or
+  latency-weighted), skipping those whose own breaker is open, optionally sticky by key; when
+  all are open it waits (bounded) or rejects with the earliest ``retry_after``.
+* Endpoints come from :class:`StaticEndpoints`, :class:`DnsEndpoints` or
+  :class:`DiscoveryEndpoints`, cached with a TTL; a failing resolution keeps serving the
+  last-known-good set (flagged ``discovery=stale_endpoints``) until ``max_stale``.
+* :class:`EndpointProber` takes endpoints out of rotation on failed probes and back in.
+* ``integrations.routing_httpx.EndpointRoutingTransport`` routes httpx/httpx2 requests.
+"""
+
+from ._breaker import EndpointBreaker
+from ._endpoint import Endpoint, EndpointResolutionError, NoHealthyEndpointError
+from ._member import PoolMember
+from ._options import AllOpenPolicy, EndpointPoolOptions
+from ._pool import EndpointPool
+from ._prober import EndpointCheck, EndpointProber
+from ._resolution import ResolutionCache
+from ._selection import LatencyWeighted, LeastInFlight, RoundRobin, Selection, Selector
+from ._sources import (
+    DiscoveryEndpoints,
+    DnsEndpoints,
+    EndpointSource,
+    Resolver,
+    StaticEndpoints,
+    getaddrinfo_resolver,
+)
+
+__all__ = [
+    "AllOpenPolicy",
+    "DiscoveryEndpoints",
+    "DnsEndpoints",
+    "Endpoint",
+    "EndpointBreaker",
+    "EndpointCheck",
+    "EndpointPool",
+    "EndpointPoolOptions",
+    "EndpointProber",
+    "EndpointResolutionError",
+    "EndpointSource",
+    "LatencyWeighted",
+    "LeastInFlight",
+    "NoHealthyEndpointError",
+    "PoolMember",
+    "ResolutionCache",
+    "Resolver",
+    "RoundRobin",
+    "Selection",
+    "Selector",
+    "StaticEndpoints",
+    "getaddrinfo_resolver",
+]
