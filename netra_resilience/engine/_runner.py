@@ -1,0 +1,159 @@
+"""``ResilientEngine``: runs an engine inside its middleware with the guarantees of a run.
+
+The guarantees are not a removable middleware on purpose: every run gets its own bound
+context, ordered events and exactly one final ``agent_completed`` whatever the engine does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from .._types import to_seconds
+from ..clock import SYSTEM_CLOCK, Clock
+from ..context import ResilienceContext, bind_context, unbind_context
+from ._delivery import EventDelivery
+from ._emitter import RunEvents
+from ._middleware import Middleware, build_stack
+from ._options import EventOptions
+from ._result import CANCELLED_MESSAGE, RunResult, is_json_shaped, public_error
+from ._types import Engine, EventSink, EventType, RunRequest, RunStatus
+
+L = TypeVar("L")
+
+
+class _Start:
+    """The innermost layer: ``agent_started`` goes out once every middleware has set up
+    (registered its hooks), right before the engine runs."""
+
+    __slots__ = ("engine",)
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def __call__(self, request: RunRequest, events: RunEvents, /) -> Any:
+        started = events.emit_nowait(EventType.AGENT_STARTED, {})
+        if started is not None:
+            await events.observe(started)
+        return await self.engine(request, events)
+
+
+class ResilientEngine:
+    """Your engine plus middleware; ``await stack.run(request, sink)`` never raises for a
+    failed engine (it returns ``status=failed``) and re-raises only cancellation."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        middleware: Sequence[Middleware] = (),
+        events: EventOptions | None = None,
+        clock: Clock | None = None,
+        operation_key: str = "agent_run",
+    ) -> None:
+        self.engine = engine
+        self.clock = clock or SYSTEM_CLOCK
+        self.options = events or EventOptions()
+        self.operation_key = operation_key
+        self._app, self.layers = build_stack(_Start(engine), middleware)
+        self._flush_timeout = to_seconds(self.options.flush_timeout)
+        self._detached: set[asyncio.Task[None]] = set()
+
+    def layer(self, kind: type[L]) -> L:
+        """The first middleware layer of class ``kind`` (e.g. ``HooksMiddleware``)."""
+        for layer in self.layers:
+            if isinstance(layer, kind):
+                return layer
+        raise LookupError(f"no {kind.__name__} in this engine stack")
+
+    async def run(self, request: RunRequest | Any, sink: EventSink | None = None) -> RunResult:
+        """Run once; events go to ``sink`` (e.g. ``websocket.send_json``) if given."""
+        if not isinstance(request, RunRequest):
+            request = RunRequest(request)
+        context = ResilienceContext(
+            self.operation_key,
+            user_id=request.user_id,
+            tenant_id=request.tenant_id,
+            run_id=request.run_id,
+        )
+        delivery = EventDelivery(sink, self.clock, self.options)
+        events = RunEvents(context, delivery, self.clock)
+        token = bind_context(context)
+        try:
+            return await self._run(request, events, delivery)
+        except BaseException as exc:  # cancelled (client gone), or the process is stopping
+            if not events.closed:
+                data: dict[str, Any] = {"status": RunStatus.FAILED.value}
+                if isinstance(exc, asyncio.CancelledError):
+                    data["error"] = {"type": "CancelledError", "message": CANCELLED_MESSAGE}
+                    data["cancelled"] = True
+                else:
+                    data["error"] = public_error(exc)
+                events.close(EventType.AGENT_COMPLETED, data)
+            self._detach(delivery.flush(self._flush_timeout))
+            raise
+        finally:
+            unbind_context(token)
+
+    __call__ = run
+
+    async def _run(
+        self, request: RunRequest, events: RunEvents, delivery: EventDelivery
+    ) -> RunResult:
+        output: Any = None
+        failure: Exception | None = None
+        try:
+            output = await self._app(request, events)
+        except Exception as exc:
+            failure = exc
+        degradation = events.degradation
+        data: dict[str, Any]
+        if failure is not None:
+            status = RunStatus.FAILED
+            data = {"status": status.value, "error": public_error(failure)}
+        else:
+            status = RunStatus.DEGRADED if degradation else RunStatus.OK
+            data = {"status": status.value}
+            if self.options.include_output and is_json_shaped(output):
+                data["output"] = output
+        final = events.close(EventType.AGENT_COMPLETED, data)
+        if final is not None:
+            await events.observe(final)
+        await delivery.flush(self._flush_timeout)
+        return RunResult(
+            run_id=request.run_id,
+            status=status,
+            output=output,
+            degradation=degradation.as_dict(),
+            error_type=type(failure).__name__ if failure is not None else None,
+            events=delivery.stats,
+            exception=failure,
+        )
+
+    def _detach(self, flush: Any) -> None:
+        """Finish a cancelled run's delivery in the background (bounded by flush_timeout)."""
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(flush)
+        self._detached.add(task)
+        task.add_done_callback(self._detached.discard)
+
+    async def aclose(self) -> None:
+        """Shut down: finish pending deliveries, then let each layer drain (hook queues)."""
+        if self._detached:
+            await asyncio.gather(*self._detached, return_exceptions=True)
+        for layer in self.layers:
+            close = getattr(layer, "aclose", None)
+            if close is not None:
+                await close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
