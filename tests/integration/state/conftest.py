@@ -1,0 +1,65 @@
+"""Real Redis and PostgreSQL servers for the shared-state tests (no mocks).
+
+* ``redis_server`` / ``postgres_server``: one per test session, shared; tests isolate by key
+  prefix (``namespace``) or table name, and must not kill or stop them.
+* ``fault_redis``: a fresh Redis server per test (starts in ~20 ms) that the test may SIGKILL
+  or SIGSTOP. ``fault_postgres``: the session's PostgreSQL, which the test may stop; it is
+  started again afterwards (engines of later tests open new connections).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.servers import PostgresServer, RedisServer, ServerUnavailableError
+
+
+def _start_or_skip(
+    factory: type[RedisServer] | type[PostgresServer],
+) -> RedisServer | PostgresServer:
+    try:
+        return factory()
+    except (
+        ServerUnavailableError
+    ) as exc:  # only when the binary is missing (scripts/test installs it)
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = _start_or_skip(RedisServer)
+    assert isinstance(server, RedisServer)
+    with server:
+        yield server
+
+
+@pytest.fixture
+def fault_redis() -> Iterator[RedisServer]:
+    server = _start_or_skip(RedisServer)
+    assert isinstance(server, RedisServer)
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = _start_or_skip(PostgresServer)
+    assert isinstance(server, PostgresServer)
+    with server:
+        yield server
+
+
+@pytest.fixture
+def fault_postgres(postgres_server: PostgresServer) -> Iterator[PostgresServer]:
+    """The session's PostgreSQL server, which this test may stop: it is running again after."""
+    yield postgres_server
+    postgres_server.start()
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A unique key prefix / table suffix, so tests sharing a server never collide."""
+    return "t" + uuid.uuid4().hex[:12]
