@@ -1,0 +1,68 @@
+"""``RedisSessionBackend``: sessions as Redis hashes, versioned writes in one Lua script."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from redis.asyncio import Redis
+
+from netra_resilience.sessions import SessionRecord
+
+__all__ = ["RedisSessionBackend"]
+
+# KEYS[1] session key. ARGV: version, kind ("d" data / "t" tombstone), data, expires_at, px.
+# Compare-and-set on the version: an older write (a late outage write-back) never wins.
+_SAVE = """
+local current = redis.call('HGET', KEYS[1], 'v')
+if current and tonumber(current) >= tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+if ARGV[2] == 'd' then
+  redis.call('HSET', KEYS[1], 'v', ARGV[1], 'e', ARGV[4], 'd', ARGV[3])
+else
+  redis.call('HSET', KEYS[1], 'v', ARGV[1], 'e', ARGV[4])
+end
+if ARGV[5] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[5]) end
+return 1
+"""
+
+
+class RedisSessionBackend:
+    """Primary session backend on Redis (``HMGET`` to read: one round trip each way).
+
+    Each session is a hash ``{v: version, e: expires_at, d: data}`` under ``prefix + key``
+    with a Redis TTL; a deletion keeps a tombstone hash (no ``d``) until it expires, so an
+    outage write-back of an older version cannot resurrect the session.
+    """
+
+    def __init__(self, client: Redis, *, prefix: str = "netra:session:") -> None:
+        self.client = client
+        self.prefix = prefix
+        self._save = client.register_script(_SAVE)
+
+    async def load(self, key: str) -> SessionRecord | None:
+        version, expires, data = await self.client.hmget(self.prefix + key, ["v", "e", "d"])
+        if version is None:
+            return None
+        if isinstance(data, str):  # a client made with decode_responses=True
+            data = data.encode()
+        return SessionRecord(key, int(version), data, float(expires) if expires else None)
+
+    async def save(self, record: SessionRecord, now: float) -> bool:
+        px: Any = ""
+        if record.expires_at is not None:
+            px = math.ceil((record.expires_at - now) * 1000)
+            if px <= 0:
+                return False
+        args = [
+            record.version,
+            "t" if record.data is None else "d",
+            record.data or b"",
+            "" if record.expires_at is None else repr(record.expires_at),
+            px,
+        ]
+        stored = await self._save(keys=[self.prefix + record.key], args=args)
+        return bool(stored)
+
+    async def ping(self) -> None:
+        await self.client.ping()

@@ -1,0 +1,338 @@
+"""``SessionStore``: sessions with TTL on a primary backend, a fallback while it is down."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from .._types import Seconds
+from .._validation import duration, integer
+from ..clock import SYSTEM_CLOCK, Clock
+from ..context import ResilienceContext, current_context
+from ..degradation import DegradationReason
+from ._gate import BackendGate
+from ._reconcile import ReconcileReport, write_back
+from ._record import (
+    FallbackSessionBackend,
+    SessionBackend,
+    SessionRecord,
+    SessionStoreUnavailableError,
+)
+
+T = TypeVar("T")
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _newest(a: SessionRecord | None, b: SessionRecord | None) -> SessionRecord | None:
+    if a is None or (b is not None and b.version > a.version):
+        return b
+    return a
+
+
+class SessionStore:
+    """get / put / delete sessions with a TTL.
+
+    Calls go to ``primary`` (Redis) through a :class:`BackendGate`: bounded by
+    ``primary_timeout``, skipped at once while the primary is known to be down. Then they go to
+    ``fallback`` (PostgreSQL or SQLite) and mark ``<dependency>=fallback_database`` on the
+    request's degradation. When the primary is back, what the fallback holds is written back
+    (:meth:`reconcile`, automatic): newest version wins, tombstones keep deleted sessions deleted.
+    Until that finishes, reads consult both backends, so nothing written during the outage is
+    invisible or served stale. Every ``reconcile_interval`` the store also looks for write-backs
+    left by *other* processes. Written-back records stay readable in the fallback for
+    ``sync_grace`` seconds, for processes that have not yet noticed the primary is back (each
+    notices within ``retry_interval``). With ``fallback=None`` the primary is the only store
+    (e.g. the embedded SQLite default).
+
+    Versions are wall-clock microseconds (strictly increasing per store): across processes,
+    "newest wins" is as good as the hosts' clock sync. Sessions that lived only in the primary
+    are not readable while it is down (and are gone if it loses its data: give Redis
+    persistence if that matters); the guarantee is for writes made during the outage.
+    """
+
+    def __init__(
+        self,
+        primary: SessionBackend,
+        fallback: FallbackSessionBackend | None = None,
+        *,
+        dependency: str = "redis",
+        ttl: Seconds = 3600.0,
+        tombstone_ttl: Seconds = 86_400.0,
+        clock: Clock | None = None,
+        primary_timeout: Seconds = 0.25,
+        fallback_timeout: Seconds = 2.0,
+        retry_interval: Seconds = 1.0,
+        failure_threshold: int = 1,
+        reconcile_interval: Seconds = 30.0,
+        reconcile_batch: int = 200,
+        sync_grace: Seconds = 10.0,
+        serializer: Callable[[Any], bytes] = _dumps,
+        deserializer: Callable[[bytes], Any] = json.loads,
+    ) -> None:
+        owner = type(self).__name__
+        self.dependency = dependency
+        self.ttl = duration(owner, "ttl", ttl)
+        self.tombstone_ttl = duration(owner, "tombstone_ttl", tombstone_ttl)
+        self.reconcile_interval = duration(owner, "reconcile_interval", reconcile_interval)
+        self._batch = integer(owner, "reconcile_batch", reconcile_batch)
+        self.sync_grace = duration(owner, "sync_grace", sync_grace, allow_zero=True)
+        self._clock = clock or SYSTEM_CLOCK
+        self._primary = primary
+        self._fallback = fallback
+        self._serialize = serializer
+        self._deserialize = deserializer
+        self.primary_gate = BackendGate(
+            primary.ping,
+            name=dependency,
+            clock=self._clock,
+            timeout=primary_timeout,
+            failure_threshold=failure_threshold,
+            retry_interval=retry_interval,
+            on_recovered=self._on_primary_recovered,
+        )
+        self.fallback_gate = BackendGate(
+            fallback.ping if fallback is not None else primary.ping,
+            name=f"{dependency}_fallback",
+            clock=self._clock,
+            timeout=fallback_timeout,
+            failure_threshold=failure_threshold,
+            retry_interval=retry_interval,
+        )
+        # Unknown at start: another process may have left outage writes behind.
+        self._pending = fallback is not None
+        self._fallback_writes = 0
+        self._next_sync = 0.0
+        self._sync_task: asyncio.Task[None] | None = None
+        self._reconcile_lock = asyncio.Lock()
+        self._last_version = 0
+        self.last_reconcile: ReconcileReport | None = None
+
+    # -- public API ------------------------------------------------------------------------
+    async def get(self, key: str, *, context: ResilienceContext | None = None) -> Any | None:
+        """The session's value, or ``None`` when unknown, deleted or expired."""
+        record = await self._load(key, context)
+        if record is None or record.data is None or record.expired(self._wall()):
+            return None
+        return self._deserialize(record.data)
+
+    async def put(
+        self,
+        key: str,
+        value: Any,
+        *,
+        ttl: Seconds | None = None,
+        context: ResilienceContext | None = None,
+    ) -> None:
+        """Store ``value`` for ``ttl`` seconds (default: the store's ``ttl``)."""
+        seconds = self.ttl if ttl is None else duration(type(self).__name__, "ttl", ttl)
+        data = self._serialize(value)
+        now = self._wall()
+        await self._save(SessionRecord(key, self._version(now), data, now + seconds), context)
+
+    async def delete(self, key: str, *, context: ResilienceContext | None = None) -> None:
+        """Delete the session (a versioned tombstone, so no older write brings it back)."""
+        now = self._wall()
+        tombstone = SessionRecord(key, self._version(now), None, now + self.tombstone_ttl)
+        await self._save(tombstone, context)
+
+    async def reconcile(self) -> ReconcileReport:
+        """Write back what the fallback holds to the primary now (also runs automatically)."""
+        fallback = self._fallback
+        if fallback is None:
+            return ReconcileReport()
+        # Only into a primary that the gate routes reads to: records moved while reads still
+        # went to the fallback would look missing until the gate closed.
+        if not await self.primary_gate.probe_now():
+            return ReconcileReport(complete=False)
+        async with self._reconcile_lock:
+            writes = self._fallback_writes
+            report = await write_back(
+                self._primary,
+                fallback,
+                primary_gate=self.primary_gate,
+                fallback_gate=self.fallback_gate,
+                now=self._wall(),
+                batch=self._batch,
+                grace=self.sync_grace,
+            )
+            if report.complete and writes == self._fallback_writes:
+                self._pending = False
+            self.last_reconcile = report
+            return report
+
+    @property
+    def pending(self) -> bool:
+        """Whether outage writes may still wait in the fallback (reads then consult both)."""
+        return self._pending
+
+    async def check_primary(self) -> None:
+        """Health check (``async () -> None``, raises on failure) of the primary backend."""
+        async with self._clock.timeout(self.primary_gate.timeout):
+            await self._primary.ping()
+
+    async def check_fallback(self) -> None:
+        """Health check of the fallback (a critical database fails readiness through this)."""
+        if self._fallback is None:
+            return
+        async with self._clock.timeout(self.fallback_gate.timeout):
+            await self._fallback.ping()
+
+    async def check(self) -> None:
+        """Health check of the store as a whole: raises only if neither backend answers."""
+        try:
+            await self.check_primary()
+        except Exception:
+            if self._fallback is None:
+                raise
+            await self.check_fallback()
+
+    async def aclose(self) -> None:
+        """Stop background work (probes, write-back). Backends are closed by their owner."""
+        task = self._sync_task
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await self.primary_gate.aclose()
+        await self.fallback_gate.aclose()
+
+    # -- internals -------------------------------------------------------------------------
+    def _wall(self) -> float:
+        return self._clock.now().timestamp()
+
+    def _version(self, now: float) -> int:
+        version = max(int(now * 1_000_000), self._last_version + 1)
+        self._last_version = version
+        return version
+
+    def _mark(self, context: ResilienceContext | None, reason: DegradationReason) -> None:
+        ctx = context if context is not None else current_context()
+        if ctx is not None:
+            ctx.degradation.mark(self.dependency, reason)
+
+    async def _load(self, key: str, context: ResilienceContext | None) -> SessionRecord | None:
+        if self.primary_gate.allows():
+            self._maybe_sync()
+            if self._pending and self._fallback is not None:
+                return await self._load_both(key, context)
+            try:
+                return await self.primary_gate.call(functools.partial(self._primary.load, key))
+            except Exception as exc:
+                return await self._from_fallback(
+                    functools.partial(self._load_fallback, key), context, "get", exc
+                )
+        record = await self._from_fallback(
+            functools.partial(self._load_fallback, key), context, "get", None
+        )
+        if record is None and self.primary_gate.probing and await self.primary_gate.probe_now():
+            # A miss while the primary may be back: its write-back may already have moved
+            # the session there. Worth waiting for the (bounded) probe, once.
+            return await self._load(key, context)
+        return record
+
+    async def _load_fallback(self, key: str) -> SessionRecord | None:
+        assert self._fallback is not None
+        return await self._fallback.load(key)
+
+    async def _load_both(self, key: str, context: ResilienceContext | None) -> SessionRecord | None:
+        assert self._fallback is not None
+        if not self.fallback_gate.allows():
+            try:
+                return await self.primary_gate.call(functools.partial(self._primary.load, key))
+            except Exception as exc:
+                self._mark(context, DegradationReason.UNAVAILABLE)
+                raise SessionStoreUnavailableError(operation="get") from exc
+        primary, fallback = await asyncio.gather(
+            self.primary_gate.call(functools.partial(self._primary.load, key)),
+            self.fallback_gate.call(functools.partial(self._fallback.load, key)),
+            return_exceptions=True,
+        )
+        if isinstance(primary, BaseException):
+            if isinstance(fallback, BaseException):
+                self._mark(context, DegradationReason.UNAVAILABLE)
+                raise SessionStoreUnavailableError(operation="get") from fallback
+            self._mark(context, DegradationReason.FALLBACK_DATABASE)
+            return fallback
+        # The fallback failing here costs nothing visible: the primary answered.
+        return _newest(primary, None if isinstance(fallback, BaseException) else fallback)
+
+    async def _save(self, record: SessionRecord, context: ResilienceContext | None) -> None:
+        error: Exception | None = None
+        if self.primary_gate.allows():
+            self._maybe_sync()
+            try:
+                await self.primary_gate.call(
+                    functools.partial(self._primary.save, record, self._wall())
+                )
+                return
+            except Exception as exc:
+                error = exc
+        await self._from_fallback(
+            functools.partial(self._save_fallback, record), context, "put", error
+        )
+
+    async def _save_fallback(self, record: SessionRecord) -> None:
+        assert self._fallback is not None
+        self._pending = True
+        self._fallback_writes += 1
+        await self._fallback.save(record, self._wall())
+
+    async def _from_fallback(
+        self,
+        fn: Callable[[], Awaitable[T]],
+        context: ResilienceContext | None,
+        operation: str,
+        error: Exception | None,
+    ) -> T:
+        if self._fallback is None or not self.fallback_gate.allows():
+            self._mark(context, DegradationReason.UNAVAILABLE)
+            raise SessionStoreUnavailableError(operation=operation) from error
+        try:
+            result = await self.fallback_gate.call(fn)
+        except Exception as exc:
+            self._mark(context, DegradationReason.UNAVAILABLE)
+            raise SessionStoreUnavailableError(operation=operation) from exc
+        self._mark(context, DegradationReason.FALLBACK_DATABASE)
+        return result
+
+    def _on_primary_recovered(self) -> None:
+        if self._fallback is not None:
+            self._pending = True
+            self._next_sync = 0.0
+            self._maybe_sync()
+
+    def _maybe_sync(self) -> None:
+        if self._sync_task is not None or self._fallback is None:
+            return
+        now = self._clock.monotonic()
+        if now < self._next_sync:
+            return
+        interval = self.primary_gate.retry_interval if self._pending else self.reconcile_interval
+        self._next_sync = now + interval
+        self._sync_task = asyncio.get_running_loop().create_task(self._sync())
+
+    async def _sync(self) -> None:
+        try:
+            fallback = self._fallback
+            if fallback is None or not self.primary_gate.available:
+                return
+            if not self._pending:
+                if not await self.fallback_gate.call(fallback.has_pending):
+                    return
+                self._pending = True
+            await self.reconcile()
+        except Exception:
+            return  # the gates recorded it; the next due sync tries again
+        finally:
+            self._sync_task = None
+
+    def __repr__(self) -> str:
+        return (
+            f"SessionStore(primary={self.primary_gate!r}, fallback={self.fallback_gate!r}, "
+            f"pending={self._pending})"
+        )

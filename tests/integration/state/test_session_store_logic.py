@@ -1,0 +1,287 @@
+"""SessionStore routing, degradation and reconciliation on in-memory backends and a fake clock.
+
+The same behaviour runs against real Redis and PostgreSQL in ``test_sessions_real.py``; here
+every transition is driven step by step, with no real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from netra_resilience.context import ResilienceContext
+from netra_resilience.sessions import (
+    BackendGate,
+    InMemorySessionBackend,
+    SessionStore,
+    SessionStoreUnavailableError,
+)
+from netra_resilience.testing import FakeClock
+
+
+class CountingBackend(InMemorySessionBackend):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def _check(self) -> None:
+        self.calls += 1
+        super()._check()
+
+
+@pytest.fixture
+def primary() -> CountingBackend:
+    return CountingBackend()
+
+
+@pytest.fixture
+def fallback() -> InMemorySessionBackend:
+    return InMemorySessionBackend()
+
+
+@pytest.fixture
+async def store(clock: FakeClock, primary: CountingBackend, fallback: InMemorySessionBackend):
+    s = SessionStore(primary, fallback, clock=clock, ttl=60, retry_interval=1.0)
+    await s.reconcile()  # the start-up check: nothing pending
+    yield s
+    await s.aclose()
+
+
+async def recover(clock: FakeClock, store: SessionStore, primary: InMemorySessionBackend) -> None:
+    """Bring the primary back and let the background probe and write-back run."""
+    primary.available = True
+    await clock.advance(store.primary_gate.retry_interval)
+    store.primary_gate.allows()  # a call arriving now starts the probe
+    await clock.settle()
+    assert store.primary_gate.available
+
+
+async def test_put_get_delete_and_expiry_on_the_primary(
+    clock: FakeClock, store: SessionStore, primary: CountingBackend
+) -> None:
+    await store.put("s1", {"user": "u1", "turns": [1, 2]})
+    assert await store.get("s1") == {"user": "u1", "turns": [1, 2]}
+    assert "s1" in primary.records
+    await store.delete("s1")
+    assert await store.get("s1") is None
+    assert primary.records["s1"].deleted  # a tombstone, not a missing key
+
+    await store.put("short", "x", ttl=5)
+    await clock.advance(5)
+    assert await store.get("short") is None
+    assert await store.get("never-written") is None
+
+
+async def test_outage_falls_back_marks_degradation_and_skips_the_primary(
+    clock: FakeClock,
+    store: SessionStore,
+    primary: CountingBackend,
+    fallback: InMemorySessionBackend,
+) -> None:
+    primary.available = False
+    ctx = ResilienceContext("chat")
+    await store.put("s1", {"n": 1}, context=ctx)
+    assert ctx.degradation.as_dict() == {"redis": "fallback_database"}
+    assert "s1" in fallback.records and store.pending
+    assert not store.primary_gate.available
+
+    calls = primary.calls
+    for _ in range(5):  # the gate is open: no call waits on the dead primary
+        assert await store.get("s1") == {"n": 1}
+    assert primary.calls == calls
+
+
+async def test_outage_writes_are_written_back_after_recovery(
+    clock: FakeClock,
+    store: SessionStore,
+    primary: CountingBackend,
+    fallback: InMemorySessionBackend,
+) -> None:
+    primary.available = False
+    for i in range(20):
+        await store.put(f"s{i}", {"i": i})
+    await recover(clock, store, primary)
+    assert not await fallback.has_pending() and not store.pending
+    assert sorted(primary.records) == sorted(f"s{i}" for i in range(20))
+    for i in range(20):
+        assert await store.get(f"s{i}") == {"i": i}
+
+
+async def test_newer_outage_write_is_served_before_write_back_finishes(
+    clock: FakeClock,
+    store: SessionStore,
+    primary: CountingBackend,
+    fallback: InMemorySessionBackend,
+) -> None:
+    await store.put("s", "v1")
+    primary.available = False
+    await store.put("s", "v2")  # only in the fallback
+    primary.available = True
+    await clock.advance(1.0)
+    # Recovery seen, write-back not run yet: the read consults both and the newest wins.
+    store._pending = True
+    assert await store.get("s") == "v2"
+    await store.reconcile()
+    assert await store.get("s") == "v2"
+    assert primary.records["s"].data == b'"v2"'
+
+
+async def test_a_deletion_during_the_outage_is_not_resurrected(
+    clock: FakeClock, store: SessionStore, primary: CountingBackend
+) -> None:
+    await store.put("s", "before")
+    primary.available = False
+    await store.delete("s")
+    await recover(clock, store, primary)
+    assert await store.get("s") is None
+    assert primary.records["s"].deleted
+
+
+async def test_a_write_after_recovery_beats_an_older_outage_write(
+    clock: FakeClock,
+    store: SessionStore,
+    primary: CountingBackend,
+    fallback: InMemorySessionBackend,
+) -> None:
+    primary.available = False
+    await store.put("s", "during-outage")
+    primary.available = True
+    await clock.advance(1.0)
+    assert store.primary_gate.allows() is False
+    await clock.settle()  # probe succeeded; the write-back task may not have run yet
+    await store.put("s", "after-recovery")
+    await store.reconcile()
+    assert await store.get("s") == "after-recovery"
+    assert not await fallback.has_pending()
+
+
+async def test_expired_outage_writes_are_dropped_not_written_back(
+    clock: FakeClock,
+    store: SessionStore,
+    primary: CountingBackend,
+    fallback: InMemorySessionBackend,
+) -> None:
+    primary.available = False
+    await store.put("short", "x", ttl=2)
+    await store.put("long", "y", ttl=600)
+    primary.available = True
+    await clock.advance(3)
+    assert (await store.reconcile()).complete
+    assert not await fallback.has_pending()
+    assert "short" not in primary.records and await store.get("long") == "y"
+
+
+async def test_both_backends_down_raise_a_clear_error_and_mark_unavailable(
+    clock: FakeClock,
+    store: SessionStore,
+    primary: CountingBackend,
+    fallback: InMemorySessionBackend,
+) -> None:
+    primary.available = fallback.available = False
+    ctx = ResilienceContext("chat")
+    with pytest.raises(SessionStoreUnavailableError):
+        await store.put("s", 1, context=ctx)
+    with pytest.raises(SessionStoreUnavailableError):
+        await store.get("s", context=ctx)
+    assert ctx.degradation.reason("redis") == "unavailable"
+    with pytest.raises(ConnectionError):
+        await store.check()
+    with pytest.raises(ConnectionError):
+        await store.check_fallback()
+
+
+async def test_health_checks(
+    store: SessionStore, primary: CountingBackend, fallback: InMemorySessionBackend
+) -> None:
+    await store.check()
+    primary.available = False
+    await store.check()  # the fallback still serves
+    with pytest.raises(ConnectionError):
+        await store.check_primary()
+    fallback.available = False
+    with pytest.raises(ConnectionError):
+        await store.check_fallback()
+
+
+async def test_pending_rows_left_by_another_process_are_found_and_written_back(
+    clock: FakeClock, primary: CountingBackend, fallback: InMemorySessionBackend
+) -> None:
+    other = SessionStore(primary, fallback, clock=clock)
+    primary.available = False
+    await other.put("from-other", "v")
+    await other.aclose()
+    primary.available = True
+
+    store = SessionStore(primary, fallback, clock=clock, reconcile_interval=30)
+    try:
+        # A new store starts "pending": it reads both backends until its first write-back.
+        pending_at_start = store.pending
+        assert pending_at_start
+        assert await store.get("from-other") == "v"
+        await clock.settle()
+        assert not store.pending and "from-other" in primary.records
+        assert not await fallback.has_pending()
+    finally:
+        await store.aclose()
+
+
+async def test_a_hung_primary_costs_one_timeout_then_calls_skip_it(
+    clock: FakeClock, fallback: InMemorySessionBackend
+) -> None:
+    hung = asyncio.Event()
+
+    class Hung(InMemorySessionBackend):
+        async def save(self, record, now):
+            await hung.wait()
+            return True
+
+        async def ping(self) -> None:
+            await hung.wait()
+
+    store = SessionStore(Hung(), fallback, clock=clock, primary_timeout=0.25)
+    try:
+        await store.reconcile()
+        task = asyncio.ensure_future(store.put("s", 1))
+        await clock.advance(0.25)
+        await task  # the timeout fired, the write went to the fallback
+        assert "s" in fallback.records
+        await store.put("t", 2)  # immediate: the gate is open
+        assert clock.timeouts.count(0.25) == 1
+    finally:
+        await store.aclose()
+
+
+async def test_gate_validates_its_options() -> None:
+    async def ping() -> None:
+        return None
+
+    with pytest.raises(ValueError, match=r"BackendGate\.timeout"):
+        BackendGate(ping, timeout=0)
+    with pytest.raises(ValueError, match=r"SessionStore\.ttl"):
+        SessionStore(InMemorySessionBackend(), ttl=-1)
+
+
+async def test_written_back_records_stay_readable_for_peers_still_in_fallback_mode(
+    clock: FakeClock, primary: CountingBackend, fallback: InMemorySessionBackend
+) -> None:
+    a = SessionStore(primary, fallback, clock=clock, sync_grace=10)
+    b = SessionStore(primary, fallback, clock=clock, sync_grace=10)
+    try:
+        primary.available = False
+        await a.put("s", "outage")
+        assert await b.get("s") == "outage"  # b falls back as well
+        primary.available = True
+        await a.reconcile()  # a wrote back; b has not noticed the recovery yet
+        assert not b.primary_gate.available
+        assert await b.get("s") == "outage"  # still readable from the fallback
+        await clock.advance(11)
+        await a.reconcile()  # past the grace period: purged
+        assert "s" not in fallback.records
+        # b's first call after that finds nothing in the fallback, but its gate is probing:
+        # it waits for the probe and reads from the primary.
+        assert await b.get("s") == "outage"
+        assert b.primary_gate.available
+    finally:
+        await a.aclose()
+        await b.aclose()
