@@ -1,0 +1,165 @@
+"""Engine-stack overhead per run with no faults, against the bare engine in the same run.
+
+    .venv/bin/python -m bench.engine_overhead [--calls 5000] [--rounds 7]
+
+The same engine (one ``agent_thinking`` event, one tool call, an answer) runs:
+
+* bare: called directly, its events going straight to the sink and its tool called as is;
+* events only: ``ResilientEngine`` (bound context, numbered events stamped with the
+  degradation, a per-run sender task, the final ``agent_completed``);
+* full stack: ``wrap_engine`` with the tool behind its pipeline (retry, limiter, breaker,
+  timeout) and two hooks behind breakers, one inline and one through the background queue.
+
+Prints microseconds per run and the paired extra over the bare engine (median over rounds
+of the difference within a round). Not run by the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import platform
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from netra_resilience.engine import (
+    Hook,
+    ResilientEngine,
+    RunEvents,
+    RunRequest,
+    Tool,
+    wrap_engine,
+)
+
+from ._harness import Row, RunFn, Variant, measure
+
+
+async def sink(event: dict[str, Any]) -> None:
+    return None
+
+
+async def lookup(query: str) -> str:
+    return "result"
+
+
+async def hook(event: Mapping[str, Any]) -> None:
+    return None
+
+
+async def engine(request: RunRequest, events: RunEvents) -> str:
+    await events.thinking("step")
+    result = await request.tools.call("lookup", request.input)
+    return "answer" if result.ok else "no answer"
+
+
+class _BareEvents:
+    """What the engine would do without the stack: send straight to the sink."""
+
+    async def thinking(self, text: str) -> None:
+        await sink({"type": "agent_thinking", "data": {"text": text}})
+
+
+class _BareResult:
+    ok = True
+
+
+class _BareTools:
+    async def call(self, name: str, *args: Any) -> _BareResult:
+        await lookup(*args)
+        return _BareResult()
+
+
+class _BareRequest:
+    input = "q"
+    tools = _BareTools()
+
+
+async def build_bare() -> RunFn:
+    request: Any = _BareRequest()
+    events: Any = _BareEvents()
+
+    async def run(n: int) -> None:
+        for _ in range(n):
+            await engine(request, events)
+
+    return run
+
+
+def _stack_run(stack: ResilientEngine) -> RunFn:
+    async def run(n: int) -> None:
+        for _ in range(n):
+            await stack.run(RunRequest("q", user_id="u", run_id="r"), sink)
+
+    return run
+
+
+async def build_events_only() -> RunFn:
+    async def bare_tools_engine(request: RunRequest, events: RunEvents) -> str:
+        await events.thinking("step")
+        await lookup(request.input)
+        return "answer"
+
+    return _stack_run(ResilientEngine(bare_tools_engine))
+
+
+async def build_full() -> RunFn:
+    return _stack_run(
+        wrap_engine(
+            engine,
+            tools=[Tool("lookup", lookup, rate=1e6, burst=1_000_000)],
+            hooks=[
+                Hook("analytics", hook),
+                Hook("audit", hook, background=False, events={"agent_completed"}),
+            ],
+        )
+    )
+
+
+VARIANTS = [
+    Variant("bare engine", "run", build_bare),
+    Variant("ResilientEngine (events only)", "run", build_events_only),
+    Variant("wrap_engine (tool pipeline + 2 hooks)", "run", build_full),
+]
+
+
+def print_table(rows: list[Row]) -> None:
+    header = f"{'variant':<40} {'us/run':>8} {'extra us':>9}"
+    print(header)
+    print("-" * len(header))
+    for row in sorted(rows, key=lambda r: r.median_ns):
+        print(f"{row.name:<40} {row.median_ns / 1000:>8.1f} {row.overhead_ns / 1000:>9.1f}")
+
+
+async def _timeout_cost_us(n: int = 20_000) -> float:
+    """Calibration: one ``async with asyncio.timeout()`` here (DESIGN.md says 2.4 us there)."""
+    start = time.perf_counter()
+    for _ in range(n):
+        async with asyncio.timeout(5.0):
+            await sink({})
+    return (time.perf_counter() - start) / n * 1e6
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    rows = await measure(
+        VARIANTS, {"run": "bare engine"}, calls=args.calls, rounds=args.rounds, warmup=500
+    )
+    print(
+        f"Python {sys.version.split()[0]} on {platform.platform()}; "
+        f"{args.rounds} rounds x {args.calls} runs; {dt.date.today()}"
+    )
+    print(f"calibration: asyncio.timeout block = {await _timeout_cost_us():.1f} us on this machine")
+    print_table(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--calls", type=int, default=5_000)
+    parser.add_argument("--rounds", type=int, default=7)
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
