@@ -1,0 +1,131 @@
+"""``FallbackChain``: ordered alternates, each behind its own breaker, then a canned reply.
+
+Used as a ``FallbackOptions.action``. Each alternate (another model, deployment or provider)
+gets the primary call's own arguments. An alternate whose breaker is open is skipped without
+a call; the first alternate that answers wins; a canned reply, when configured, is the last
+resort. Every step marks the request's degradation, and every answer produced here is
+remembered in :class:`DegradedAnswers` so a cache around the chain never stores it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..degradation import DegradationReason
+from ..fallback import FallbackArgs
+from ..outcome import Outcome
+from ..pipeline import Pipeline
+from ._answers import DegradedAnswers
+
+_SKIP_STATES = frozenset({"open", "isolated"})
+
+CannedReply = Callable[[FallbackArgs], Any]
+"""``canned(args) -> value | Awaitable[value]``: the degraded answer of last resort."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Alternate:
+    """One step of a fallback chain.
+
+    ``call`` receives the primary call's positional and keyword arguments (for the LLM
+    wrappers: the :class:`LlmRequest`). ``pipeline``, when given, runs it with its own
+    circuit breaker, timeout, ... — name that pipeline after the alternate so its marks read
+    well (``gpt-4o-mini=circuit_open``).
+    """
+
+    name: str
+    call: Callable[..., Awaitable[Any]]
+    pipeline: Pipeline | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError("Alternate.name must be a non-empty string")
+        if not callable(self.call):
+            raise ValueError("Alternate.call must be callable")
+
+
+def breaker_open(pipeline: Pipeline | None) -> bool:
+    """True when a circuit breaker in ``pipeline`` is open or isolated (a call would be refused).
+
+    An expired break reads as half-open, which is not skipped: that call is the probe.
+    """
+    if pipeline is None:
+        return False
+    for strategy in pipeline.strategies:
+        if strategy.kind == "circuit_breaker" and str(getattr(strategy, "state", "")) in (
+            _SKIP_STATES
+        ):
+            return True
+    return False
+
+
+class FallbackChain:
+    """A fallback action walking ``alternates`` in order, then ``canned_reply``.
+
+    ``dependency`` is the degraded dependency's name (the primary pipeline's name, so the
+    fallback strategy keeps these more specific marks): a successful alternate marks it
+    ``fallback``, the canned reply ``canned_reply``; a skipped alternate marks its own name
+    ``circuit_open``, a failed one ``error`` (unless its pipeline already said why). When every
+    step fails the primary's failure is returned unchanged (so a stale cache can still answer).
+    """
+
+    __slots__ = ("_alternates", "_canned", "_dependency", "degraded")
+
+    def __init__(
+        self,
+        alternates: Sequence[Alternate] = (),
+        *,
+        canned_reply: CannedReply | None = None,
+        dependency: str = "llm",
+        degraded: DegradedAnswers | None = None,
+    ) -> None:
+        self._alternates = tuple(alternates)
+        for alternate in self._alternates:
+            if not isinstance(alternate, Alternate):
+                raise TypeError(f"expected Alternate, got {type(alternate).__name__}")
+        if canned_reply is not None and not callable(canned_reply):
+            raise TypeError("canned_reply must be callable")
+        self._canned = canned_reply
+        self._dependency = dependency
+        self.degraded = degraded if degraded is not None else DegradedAnswers()
+
+    @property
+    def alternates(self) -> tuple[Alternate, ...]:
+        return self._alternates
+
+    async def __call__(self, args: FallbackArgs) -> Outcome[Any]:
+        degradation = args.context.degradation
+        for alternate in self._alternates:
+            if breaker_open(alternate.pipeline):
+                degradation.mark(alternate.name, DegradationReason.CIRCUIT_OPEN)
+                continue
+            before = len(degradation.history)
+            outcome = await self._try(alternate, args)
+            if outcome.exception is None:
+                self.degraded.add(outcome.result)
+                degradation.mark(self._dependency, DegradationReason.FALLBACK)
+                return outcome
+            if not any(e.dependency == alternate.name for e in degradation.history[before:]):
+                degradation.mark(alternate.name, DegradationReason.ERROR)
+        if self._canned is not None:
+            value = self._canned(args)
+            if inspect.isawaitable(value):
+                value = await value
+            self.degraded.add(value)
+            degradation.mark(self._dependency, DegradationReason.CANNED_REPLY)
+            return Outcome(value)
+        return args.outcome
+
+    @staticmethod
+    async def _try(alternate: Alternate, args: FallbackArgs) -> Outcome[Any]:
+        if alternate.pipeline is not None:
+            return await alternate.pipeline.execute_outcome(
+                alternate.call, *args.args, context=args.context, **args.kwargs
+            )
+        try:
+            return Outcome(await alternate.call(*args.args, **args.kwargs))
+        except Exception as exc:
+            return Outcome(None, exc)
