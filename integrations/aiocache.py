@@ -1,0 +1,97 @@
+"""A :class:`~netra_resilience.cache.CacheBackend` over any aiocache cache.
+
+    backend = AiocacheBackend()                      # SimpleMemoryCache, per process
+    backend = AiocacheBackend(RedisCache(serializer=JsonSerializer(), ...),
+                              encode=encode_answer, decode=decode_answer)  # shared
+
+aiocache expires keys on its own timer (wall time); the entry itself carries its fresh/stale
+deadlines, which the cache strategy checks on the injected clock, so a backend that keeps a
+key slightly longer never serves it past its time. Errors propagate: the cache strategy turns
+any backend error or slow operation into a miss, never into a failed request.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from aiocache import SimpleMemoryCache
+
+from netra_resilience.cache import CacheEntry
+
+__all__ = ["AiocacheBackend"]
+
+_FIELDS = ("v", "s", "e", "u")
+
+
+class AiocacheBackend:
+    """Stores :class:`CacheEntry` objects in an aiocache cache.
+
+    * ``cache``: any ``aiocache.BaseCache`` (default: a new ``SimpleMemoryCache``, which keeps
+      objects as they are).
+    * ``encode``/``decode``: for caches that serialise (Redis with ``JsonSerializer``), the
+      entry is stored as a plain dict ``{"v": encode(value), "s", "e", "u"}`` and ``decode``
+      rebuilds the value; without them the :class:`CacheEntry` object is stored as is (fine in
+      memory; a pickling serializer on a shared Redis would let whoever writes to it run code
+      in your process, so prefer a codec).
+    * ``namespace``: passed to aiocache on every call (the strategy's keys are already
+      namespaced by pipeline name and hashed).
+    """
+
+    __slots__ = ("_cache", "_decode", "_encode", "_namespace")
+
+    def __init__(
+        self,
+        cache: Any = None,
+        *,
+        encode: Callable[[Any], Any] | None = None,
+        decode: Callable[[Any], Any] | None = None,
+        namespace: str | None = None,
+    ) -> None:
+        if (encode is None) != (decode is None):
+            raise ValueError("AiocacheBackend needs both encode and decode, or neither")
+        self._cache = cache if cache is not None else SimpleMemoryCache()
+        self._encode = encode
+        self._decode = decode
+        self._namespace = namespace
+
+    @property
+    def cache(self) -> Any:
+        """The wrapped aiocache cache."""
+        return self._cache
+
+    async def get(self, key: str) -> CacheEntry | None:
+        raw = await self._cache.get(key, namespace=self._namespace)
+        if raw is None:
+            return None
+        if isinstance(raw, CacheEntry):
+            return raw
+        if self._decode is not None and isinstance(raw, dict) and all(f in raw for f in _FIELDS):
+            return CacheEntry(
+                self._decode(raw["v"]), float(raw["s"]), float(raw["e"]), float(raw["u"])
+            )
+        return None  # a foreign value under our key: a miss, never a crash
+
+    async def set(self, key: str, entry: CacheEntry, ttl: float) -> None:
+        if ttl <= 0:
+            await self.delete(key)
+            return
+        value: Any = entry
+        if self._encode is not None:
+            value = {
+                "v": self._encode(entry.value),
+                "s": entry.stored_at,
+                "e": entry.expires_at,
+                "u": entry.stale_until,
+            }
+        # Whole seconds, rounded up: memcached only takes integers, and keeping a key a little
+        # longer is harmless (the entry's own deadlines decide what is served).
+        await self._cache.set(key, value, ttl=max(1, math.ceil(ttl)), namespace=self._namespace)
+
+    async def delete(self, key: str) -> None:
+        await self._cache.delete(key, namespace=self._namespace)
+
+    async def close(self) -> None:
+        """Close the wrapped cache's connections (a no-op for the memory cache)."""
+        await self._cache.close()

@@ -1,0 +1,47 @@
+"""openai integration: resilient clients, failure classification, call-level resilience.
+
+Two layers, use one or both:
+
+* **Transport** (:func:`resilient_async_openai`, :func:`make_resilient`): every HTTP request
+  of an ``AsyncOpenAI`` runs through a pipeline (retry with ``Retry-After``, breaker,
+  timeouts, rate limit, bulkhead); the SDK's own retries are off. Call sites do not change.
+* **Call** (:class:`ResilientOpenAI`): ``chat.completions.create`` / ``responses.create``
+  through a pipeline that may also hold a response cache (stale answer when the provider
+  fails), a fallback chain (:func:`openai_alternate`, :func:`canned_reply`) and the streaming
+  policy (retry/fall back only before the first chunk; TTFT and idle timeouts; truncation is
+  a :class:`~netra_resilience.llm.StreamTruncatedError`, never a clean end).
+
+Do not put a retry in both layers: nested retries multiply.
+"""
+
+from .openai_calls import (
+    ResilientOpenAI,
+    canned_reply,
+    decode_answer,
+    encode_answer,
+    invoke_openai,
+    openai_alternate,
+)
+from .openai_client import (
+    OPENAI_TRANSIENT,
+    is_openai_transient,
+    make_resilient,
+    openai_retry_after,
+    openai_should_handle,
+    resilient_async_openai,
+)
+
+__all__ = [
+    "OPENAI_TRANSIENT",
+    "ResilientOpenAI",
+    "canned_reply",
+    "decode_answer",
+    "encode_answer",
+    "invoke_openai",
+    "is_openai_transient",
+    "make_resilient",
+    "openai_alternate",
+    "openai_retry_after",
+    "openai_should_handle",
+    "resilient_async_openai",
+]

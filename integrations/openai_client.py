@@ -1,0 +1,132 @@
+"""Resilient ``AsyncOpenAI`` clients (transport level) and openai failure classification.
+
+openai 3.x sends every request through an ``httpx2.AsyncClient``. These constructors give it
+a :class:`~netra_resilience.integrations.httpx2.ResilientAsyncTransport` and turn the SDK's own
+retries off (``max_retries=0``), so the pipeline is the one retry owner: no 3 x 3 attempts.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx2
+import openai
+
+from netra_resilience.clock import Clock
+from netra_resilience.exceptions import InvalidOptionsError, TimeoutRejectedError
+from netra_resilience.hints import RetryAfterHint
+from netra_resilience.llm import StreamTruncatedError, is_transient_status, llm_retry_after
+from netra_resilience.outcome import Outcome
+from netra_resilience.pipeline import Pipeline
+from netra_resilience.predicates import OutcomePredicate
+
+from ._http_common import UpstreamStatusError
+from .httpx2 import ResilientAsyncTransport
+
+__all__ = [
+    "OPENAI_TRANSIENT",
+    "is_openai_transient",
+    "make_resilient",
+    "openai_retry_after",
+    "openai_should_handle",
+    "resilient_async_openai",
+]
+
+
+def is_openai_transient(exc: BaseException) -> bool:
+    """Connection errors and timeouts, 408/409/429/5xx (``x-should-retry`` wins), malformed
+    bodies and attempt timeouts are transient; other 4xx and everything else are not."""
+    if isinstance(exc, openai.APIStatusError):
+        return is_transient_status(exc.status_code, exc.response.headers)
+    if isinstance(exc, openai.APIConnectionError | openai.APIResponseValidationError):
+        return True  # APITimeoutError is an APIConnectionError
+    if isinstance(exc, UpstreamStatusError | StreamTruncatedError):
+        return exc.transient
+    return isinstance(exc, TimeoutRejectedError | json.JSONDecodeError | httpx2.TransportError)
+
+
+def _transient(outcome: Outcome[Any]) -> bool:
+    exc = outcome.exception
+    return exc is not None and is_openai_transient(exc)
+
+
+OPENAI_TRANSIENT = OutcomePredicate(_transient, "transient openai failure")
+"""Predicate for ``RetryOptions.should_handle`` / ``CircuitBreakerOptions.should_handle``."""
+
+openai_should_handle = OPENAI_TRANSIENT
+
+
+def openai_retry_after(clock: Clock | None = None) -> RetryAfterHint:
+    """A ``RetryAfterHint`` reading ``retry-after-ms`` / ``Retry-After`` from the headers of an
+    openai ``APIStatusError`` (HTTP-dates are read on ``clock``)."""
+    return llm_retry_after(clock)
+
+
+def _check_retries(owner: str, kwargs: dict[str, Any]) -> None:
+    retries = kwargs.pop("max_retries", 0)
+    if retries != 0:
+        raise InvalidOptionsError(
+            owner, "max_retries", f"must be 0: the pipeline owns retries, got {retries!r}"
+        )
+
+
+def resilient_async_openai(
+    pipeline: Pipeline,
+    *,
+    clock: Clock | None = None,
+    inner_transport: httpx2.AsyncBaseTransport | None = None,
+    validate_json: bool = True,
+    **client_kwargs: Any,
+) -> openai.AsyncOpenAI:
+    """An ``AsyncOpenAI`` whose every HTTP request runs through ``pipeline``.
+
+    ``client_kwargs`` go to ``AsyncOpenAI`` (``api_key``, ``base_url``, ``timeout``, ...);
+    ``max_retries`` is forced to 0 (any other value is refused). ``inner_transport`` does the
+    I/O (default: ``httpx2.AsyncHTTPTransport`` with the SDK's connection limits; pass one
+    with ``proxy=`` when you need a proxy). ``validate_json`` makes a 2xx JSON body that does
+    not parse a retryable failure. Streams are covered up to their headers, plus breaker
+    reporting of mid-stream read errors; use :class:`ResilientOpenAI` for first-token policy,
+    caching and fallbacks.
+    """
+    _check_retries("resilient_async_openai", client_kwargs)
+    if "http_client" in client_kwargs:
+        raise TypeError(
+            "pass inner_transport= (or use make_resilient(client, ...)), not http_client="
+        )
+    inner = inner_transport or httpx2.AsyncHTTPTransport(limits=openai.DEFAULT_CONNECTION_LIMITS)
+    transport = ResilientAsyncTransport(inner, pipeline, clock=clock, validate_json=validate_json)
+    http_client = openai.DefaultAsyncHttpxClient(transport=transport)
+    return openai.AsyncOpenAI(max_retries=0, http_client=http_client, **client_kwargs)
+
+
+def _inner_transport_of(client: openai.AsyncOpenAI) -> httpx2.AsyncBaseTransport:
+    transport = getattr(client._client, "_transport", None)
+    while isinstance(transport, ResilientAsyncTransport):
+        transport = transport.inner  # never stack two pipelines (nested retries multiply)
+    if isinstance(transport, httpx2.AsyncBaseTransport):
+        return transport
+    return httpx2.AsyncHTTPTransport(limits=openai.DEFAULT_CONNECTION_LIMITS)
+
+
+def make_resilient(
+    client: openai.AsyncOpenAI,
+    pipeline: Pipeline,
+    *,
+    clock: Clock | None = None,
+    inner_transport: httpx2.AsyncBaseTransport | None = None,
+    validate_json: bool = True,
+) -> openai.AsyncOpenAI:
+    """A copy of an existing client (``with_options``) with ``max_retries=0`` whose requests
+    run through ``pipeline``.
+
+    The copy keeps the client's credentials, base URL, headers and timeout, and reuses its
+    transport (connection pool) unless ``inner_transport`` is given: closing either client
+    closes the pool. A client already made resilient is unwrapped first, never stacked.
+    A proxy configured through the original client's mounts is not carried over: pass a
+    transport built with ``proxy=`` as ``inner_transport`` instead.
+    """
+    inner = inner_transport or _inner_transport_of(client)
+    transport = ResilientAsyncTransport(inner, pipeline, clock=clock, validate_json=validate_json)
+    http_client = openai.DefaultAsyncHttpxClient(transport=transport, timeout=client.timeout)
+    return client.with_options(max_retries=0, http_client=http_client)

@@ -1,0 +1,227 @@
+"""``standard_llm_pipeline``: the LLM pipeline we recommend, with defaults and cross-checks.
+
+Outermost first: cache (stale answer when everything below fails) -> fallback chain ->
+rate limiter -> bulkhead -> total timeout -> retry -> circuit breaker -> attempt timeout.
+It is Microsoft's standard HTTP resilience pipeline (``AddStandardResilienceHandler``) with
+LLM-sized timeouts, LLM failure classification, and the cache/fallback layers on top; its
+cross-field rules come from ``HttpStandardResilienceOptionsCustomValidator``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ._types import Seconds, to_seconds
+from ._validation import duration
+from .backoff import compute_delay
+from .builder import PipelineBuilder
+from .bulkhead import BulkheadOptions
+from .cache import CacheBackend, CacheKey, CacheOptions
+from .circuit_breaker import CircuitBreakerOptions
+from .clock import Clock
+from .exceptions import InvalidOptionsError
+from .fallback import FallbackOptions
+from .llm import (
+    LLM_BREAKER_FAILURE,
+    LLM_DEPENDENCY_FAILURE,
+    TRANSIENT_LLM_FAILURE,
+    Alternate,
+    CannedReply,
+    DegradedAnswers,
+    FallbackChain,
+    answer_cache_filter,
+    llm_cache_key,
+    llm_retry_after,
+)
+from .outcome import Outcome
+from .pipeline import Pipeline
+from .rate_limiter import RateLimiterOptions
+from .retry import Backoff, RetryOptions
+from .telemetry import TelemetryListener
+from .timeout import TimeoutOptions
+
+__all__ = ["standard_llm_pipeline", "standard_llm_retry", "validate_llm_pipeline"]
+
+_OWNER = "standard_llm_pipeline"
+_BREAKER_TIMEOUT_MULTIPLIER = 2
+
+
+def standard_llm_retry(clock: Clock | None = None, **overrides: Any) -> RetryOptions:
+    """The preset's retry: 3 attempts, exponential backoff from 1 s with jitter (computed
+    delays capped at 10 s), transient LLM failures only, server ``Retry-After`` honoured up
+    to 60 s (above that it gives up rather than hold a request for minutes)."""
+    settings: dict[str, Any] = {
+        "max_attempts": 3,
+        "backoff": Backoff.EXPONENTIAL,
+        "delay": 1.0,
+        "max_delay": 10.0,
+        "use_jitter": True,
+        "should_handle": TRANSIENT_LLM_FAILURE,
+        "retry_after": llm_retry_after(clock),
+        "max_server_delay": 60.0,
+    }
+    settings.update(overrides)
+    return RetryOptions(**settings)
+
+
+def _retry_budget(retry: RetryOptions) -> float | None:
+    """Sum of the computed delays without jitter (MS ``GetAggregatedDelay``), when knowable."""
+    if retry.stop is not None or retry.wait is not None or retry.delay_generator is not None:
+        return None
+    total = 0.0
+    state = 0.0
+    for attempt in range(retry.max_attempts - 1):
+        delay, state = compute_delay(
+            retry.backoff,
+            attempt,
+            to_seconds(retry.delay),
+            use_jitter=False,
+            random=lambda: 0.5,
+            previous_state=state,
+            max_delay=to_seconds(retry.max_delay),
+        )
+        total += delay
+    return total
+
+
+def validate_llm_pipeline(
+    *,
+    total_timeout: float | None,
+    attempt_timeout: float | None,
+    retry: RetryOptions | None,
+    circuit_breaker: CircuitBreakerOptions | None,
+) -> None:
+    """The cross-field rules (each raises :class:`InvalidOptionsError` naming the field):
+
+    * the attempt timeout must not exceed the total timeout;
+    * a time-window breaker must sample at least twice the attempt timeout, or one slow
+      attempt outlives the window that should count it;
+    * the retry's cumulative computed delay must fit in the total timeout.
+    """
+    if (
+        total_timeout is not None
+        and attempt_timeout is not None
+        and attempt_timeout > total_timeout
+    ):
+        raise InvalidOptionsError(
+            _OWNER,
+            "attempt_timeout",
+            f"must be <= total_timeout ({total_timeout} s), got {attempt_timeout} s",
+        )
+    if circuit_breaker is not None and attempt_timeout is not None:
+        sampling = to_seconds(circuit_breaker.sampling_duration)
+        needed = attempt_timeout * _BREAKER_TIMEOUT_MULTIPLIER
+        if circuit_breaker.window == "time" and sampling < needed:
+            raise InvalidOptionsError(
+                _OWNER,
+                "circuit_breaker.sampling_duration",
+                f"must be >= 2 x attempt_timeout ({needed} s), got {sampling} s",
+            )
+    if retry is not None and total_timeout is not None:
+        budget = _retry_budget(retry)
+        if budget is not None and budget > total_timeout:
+            raise InvalidOptionsError(
+                _OWNER,
+                "retry",
+                f"cumulative retry delay ({budget} s) must fit in total_timeout "
+                f"({total_timeout} s)",
+            )
+
+
+def standard_llm_pipeline(
+    name: str = "llm",
+    *,
+    clock: Clock | None = None,
+    random: Callable[[], float] | None = None,
+    telemetry: TelemetryListener | None = None,
+    instance: str = "",
+    total_timeout: Seconds | None = 150.0,
+    attempt_timeout: Seconds | None = 60.0,
+    retry: RetryOptions | None = None,
+    circuit_breaker: CircuitBreakerOptions | None = None,
+    rate_limiter: RateLimiterOptions | None = None,
+    bulkhead: BulkheadOptions | None = None,
+    cache: CacheBackend | None = None,
+    cache_ttl: Seconds = 0.0,
+    stale_ttl: Seconds = 86_400.0,
+    cache_key: CacheKey = llm_cache_key,
+    share_cache_across_users: bool = False,
+    alternates: Sequence[Alternate] = (),
+    canned_reply: CannedReply | None = None,
+    fallback_on: Callable[[Outcome[Any]], bool] = LLM_DEPENDENCY_FAILURE,
+) -> Pipeline:
+    """Build the recommended LLM pipeline (see the module docstring for the order).
+
+    * Timeouts: ``attempt_timeout`` per attempt (60 s), ``total_timeout`` across retries
+      (150 s); ``None`` disables one.
+    * ``retry``: default :func:`standard_llm_retry`; ``circuit_breaker``: default opens at a
+      50 % failure ratio over >= 10 calls in max(120 s, 2 x attempt timeout), for 30 s (or
+      the provider's ``Retry-After``), counting transient failures and truncated streams.
+    * ``rate_limiter`` / ``bulkhead``: added only when given.
+    * ``cache``: a :class:`CacheBackend` (e.g. ``AiocacheBackend()``). By default it only
+      answers *stale*, when the LLM fails (``stale_ttl``); ``cache_ttl > 0`` also serves fresh
+      hits. Answers are keyed per caller scope unless ``share_cache_across_users``; refusals,
+      streams and fallback answers are never stored.
+    * ``alternates``: a fallback chain (other model/deployment/provider, each with its own
+      breaker); ``canned_reply``: the last resort, tried after the stale cache.
+    """
+    total = _optional_seconds("total_timeout", total_timeout)
+    attempt = _optional_seconds("attempt_timeout", attempt_timeout)
+    retry_options = retry if retry is not None else standard_llm_retry(clock)
+    breaker = circuit_breaker or CircuitBreakerOptions(
+        failure_ratio=0.5,
+        minimum_throughput=10,
+        sampling_duration=max(120.0, _BREAKER_TIMEOUT_MULTIPLIER * (attempt or 0.0)),
+        break_duration=30.0,
+        should_handle=LLM_BREAKER_FAILURE,
+        retry_after=llm_retry_after(clock),
+    )
+    validate_llm_pipeline(
+        total_timeout=total,
+        attempt_timeout=attempt,
+        retry=retry_options,
+        circuit_breaker=breaker,
+    )
+    degraded = DegradedAnswers()
+    builder = PipelineBuilder(
+        name, instance=instance, clock=clock, random=random, telemetry=telemetry
+    )
+    if canned_reply is not None and cache is not None:
+        # Last resort comes after the stale answer, so it wraps the cache.
+        canned = FallbackChain((), canned_reply=canned_reply, dependency=name, degraded=degraded)
+        builder.add_fallback(FallbackOptions(action=canned, should_handle=fallback_on))
+    if cache is not None:
+        builder.add_cache(
+            CacheOptions(
+                backend=cache,
+                key=cache_key,
+                ttl=cache_ttl,
+                stale_ttl=stale_ttl,
+                serve_fresh=to_seconds(cache_ttl) > 0,
+                should_cache=answer_cache_filter(degraded),
+                stale_on=LLM_DEPENDENCY_FAILURE,
+                include_scope=not share_cache_across_users,
+            )
+        )
+    inner_canned = canned_reply if cache is None else None
+    if alternates or inner_canned is not None:
+        chain = FallbackChain(
+            alternates, canned_reply=inner_canned, dependency=name, degraded=degraded
+        )
+        builder.add_fallback(FallbackOptions(action=chain, should_handle=fallback_on))
+    if rate_limiter is not None:
+        builder.add_rate_limiter(rate_limiter)
+    if bulkhead is not None:
+        builder.add_bulkhead(bulkhead)
+    if total is not None:
+        builder.add_timeout(TimeoutOptions(timeout=total))
+    builder.add_retry(retry_options)
+    builder.add_circuit_breaker(breaker)
+    if attempt is not None:
+        builder.add_timeout(TimeoutOptions(timeout=attempt))
+    return builder.build()
+
+
+def _optional_seconds(field: str, value: Seconds | None) -> float | None:
+    return None if value is None else duration(_OWNER, field, value)
