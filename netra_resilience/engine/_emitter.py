@@ -38,8 +38,9 @@ class RunEvents:
 
     Each event is a dict ``{"type", "run_id", "seq", "degraded", "degradation", "data"}``:
     ``seq`` rises by one per event of the run (so a client can spot a gap and, later, resume),
-    and ``degradation`` is a snapshot of the run's flags when the event was emitted. Emitting
-    only queues the event, so it never waits for the user's sink.
+    and ``degradation`` is a snapshot of the run's flags when the event was emitted. The first
+    time each dependency degrades, an ``agent_degraded`` notice (``{"dependency", "reason"}``)
+    follows at once. Emitting only queues the event, so it never waits for the user's sink.
     """
 
     __slots__ = (

@@ -33,11 +33,12 @@ class _Registered:
     def __init__(self, hook: Hook, pipeline: Pipeline) -> None:
         self.hook = hook
         self.pipeline = pipeline
-        self.breaker = pipeline.find(CircuitBreakerStrategy)
+        breaker = pipeline.find(CircuitBreakerStrategy)
+        assert breaker is not None  # the middleware always builds one
+        self.breaker = breaker
 
     def is_open(self) -> bool:
-        breaker = self.breaker
-        return breaker is not None and breaker.state in _BLOCKED
+        return self.breaker.state in _BLOCKED
 
     async def call(self, event: Mapping[str, Any], context: ResilienceContext) -> bool:
         """Run the hook; never raises. Marks the run's degradation and returns False on failure."""
@@ -127,7 +128,7 @@ class HooksMiddleware(EngineMiddleware):
         self.background = tuple(h for h in self.hooks.values() if h.hook.background)
         self.inline = tuple(h for h in self.hooks.values() if not h.hook.background)
 
-    def breaker(self, name: str) -> CircuitBreakerStrategy | None:
+    def breaker(self, name: str) -> CircuitBreakerStrategy:
         """The named hook's breaker (for health, or to isolate a hook by hand)."""
         return self.hooks[name].breaker
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._types import Engine, RunRequest
+from ._types import Engine, EventType, RunRequest
 
 if TYPE_CHECKING:
     from ._emitter import RunEvents
@@ -49,6 +49,22 @@ class EngineMiddleware:
 
     async def aclose(self) -> None:
         return None
+
+
+class Start:
+    """The innermost layer: ``agent_started`` goes out once every middleware has set up
+    (registered its hooks), right before the engine runs."""
+
+    __slots__ = ("engine",)
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def __call__(self, request: RunRequest, events: RunEvents, /) -> Any:
+        started = events.emit_nowait(EventType.AGENT_STARTED, {})
+        if started is not None:
+            await events.observe(started)
+        return await self.engine(request, events)
 
 
 def build_stack(engine: Engine, middleware: Sequence[Middleware]) -> tuple[Engine, list[Engine]]:

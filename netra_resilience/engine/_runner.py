@@ -16,28 +16,12 @@ from ..clock import SYSTEM_CLOCK, Clock
 from ..context import ResilienceContext, bind_context, unbind_context
 from ._delivery import EventDelivery
 from ._emitter import RunEvents
-from ._middleware import Middleware, build_stack
+from ._middleware import Middleware, Start, build_stack
 from ._options import EventOptions
 from ._result import CANCELLED_MESSAGE, RunResult, is_json_shaped, public_error
 from ._types import Engine, EventSink, EventType, RunRequest, RunStatus
 
 L = TypeVar("L")
-
-
-class _Start:
-    """The innermost layer: ``agent_started`` goes out once every middleware has set up
-    (registered its hooks), right before the engine runs."""
-
-    __slots__ = ("engine",)
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    async def __call__(self, request: RunRequest, events: RunEvents, /) -> Any:
-        started = events.emit_nowait(EventType.AGENT_STARTED, {})
-        if started is not None:
-            await events.observe(started)
-        return await self.engine(request, events)
 
 
 class ResilientEngine:
@@ -57,7 +41,7 @@ class ResilientEngine:
         self.clock = clock or SYSTEM_CLOCK
         self.options = events or EventOptions()
         self.operation_key = operation_key
-        self._app, self.layers = build_stack(_Start(engine), middleware)
+        self._app, self.layers = build_stack(Start(engine), middleware)
         self._flush_timeout = to_seconds(self.options.flush_timeout)
         self._detached: set[asyncio.Task[None]] = set()
 

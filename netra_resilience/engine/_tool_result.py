@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeAlias, TypeVar
 
 from ..exceptions import (
     BrokenCircuitError,
@@ -47,10 +47,7 @@ class ToolOk(Generic[T]):
     tool: str
     value: T
     call_id: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return True
+    ok: ClassVar[Literal[True]] = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +65,7 @@ class ToolError:
     retry_after: float | None = None
     error_type: str | None = None
     call_id: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return False
+    ok: ClassVar[Literal[False]] = False
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready form, e.g. the content of the tool message sent back to the model."""
@@ -112,4 +106,4 @@ def _reason_of(exc: ExecutionRejectedError) -> ToolErrorReason:
 
 
 ToolResult: TypeAlias = ToolOk[Any] | ToolError
-"""What ``request.tools.call(...)`` returns: check ``result.ok`` or match on the class."""
+"""What ``request.tools.call(...)`` returns; ``if result.ok:`` narrows it to :class:`ToolOk`."""

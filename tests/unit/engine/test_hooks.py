@@ -68,7 +68,7 @@ async def test_inline_hook_hanging_adds_at_most_its_timeout_then_nothing(
     assert all(r.status is RunStatus.DEGRADED for _, r in runs)
     assert all(r.degradation == {name: "skipped"} for _, r in runs)
     assert hook.calls == 3  # skipped, not awaited, once the breaker opened
-    assert stack.layer(HooksMiddleware).breaker(name).state is CircuitState.OPEN  # type: ignore[union-attr]
+    assert stack.layer(HooksMiddleware).breaker(name).state is CircuitState.OPEN
     await stack.aclose()
 
 
@@ -100,8 +100,7 @@ async def test_background_hook_down_costs_the_run_nothing(
         result = await stack.run(RunRequest(i), Recorder())
         assert clock.monotonic() == start and result.output == f"answer to {i}"
     await clock.advance(5.0)  # the workers time the queued hook calls out; the breaker opens
-    breaker = stack.layer(HooksMiddleware).breaker(name)
-    assert breaker is not None and breaker.state is CircuitState.OPEN
+    assert stack.layer(HooksMiddleware).breaker(name).state is CircuitState.OPEN
     calls = hook.calls
     assert calls <= 4  # the rest of the queue was skipped once the breaker opened
 
@@ -147,9 +146,7 @@ async def test_isolated_hook_is_skipped_without_being_called(clock: FakeClock) -
         calls.append(event["type"])
 
     stack = wrap_engine(simple_engine, hooks={"analytics": analytics}, clock=clock)
-    breaker = stack.layer(HooksMiddleware).breaker("analytics")
-    assert breaker is not None
-    await breaker.isolate()
+    await stack.layer(HooksMiddleware).breaker("analytics").isolate()
     result = await stack.run(RunRequest("q"))
     await stack.aclose()
     assert calls == [] and result.degradation == {"analytics": "skipped"}

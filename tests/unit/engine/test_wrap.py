@@ -32,7 +32,7 @@ class Planner:
     async def __call__(self, request: RunRequest, events: RunEvents) -> str:
         await events.thinking("looking up the weather")
         weather = await request.tools.call("weather", request.input)
-        text = weather.value if weather.ok else "unknown"  # type: ignore[union-attr]
+        text = weather.value if weather.ok else weather.reason
         return f"{self.greeting} {request.user_id}: {text}"
 
 
