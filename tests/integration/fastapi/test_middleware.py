@@ -352,3 +352,23 @@ def test_get_degradation_without_middleware_is_a_clear_error() -> None:
         pytest.raises(RuntimeError, match="install"),
     ):
         test_client.get("/x")
+
+
+def test_critical_rejection_on_a_websocket_closes_with_1013() -> None:
+    from starlette.websockets import WebSocketDisconnect
+
+    app = FastAPI()
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        raise BrokenCircuitError(dependency="postgres")
+
+    install(app, registry(), health_path=None)
+    with (
+        TestClient(app) as test_client,
+        test_client.websocket_connect("/ws") as socket,
+        pytest.raises(WebSocketDisconnect) as closed,
+    ):
+        socket.receive_text()
+    assert closed.value.code == 1013

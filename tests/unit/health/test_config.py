@@ -213,3 +213,35 @@ def test_from_env_errors_name_the_variable(
         ServiceRegistry.from_env(environ)
     assert str(err.value).startswith(f"environment.{variable} "), str(err.value)
     assert fragment in str(err.value)
+
+
+async def test_registry_builds_strategies_and_fallback_outermost() -> None:
+    from netra_resilience.circuit_breaker import CircuitBreakerOptions, CircuitBreakerStrategy
+    from netra_resilience.fallback import FallbackArgs, FallbackStrategy
+
+    def canned(args: FallbackArgs) -> str:
+        return "canned reply"
+
+    registry = ServiceRegistry(
+        [Dependency("llm", "important", strategies=[CircuitBreakerOptions()], fallback=canned)]
+    )
+    pipeline = registry.pipeline("llm")
+    assert [type(s) for s in pipeline.strategies] == [FallbackStrategy, CircuitBreakerStrategy]
+    assert registry.breaker("llm") is pipeline.find(CircuitBreakerStrategy)
+
+    async def down() -> str:
+        raise ConnectionError("provider down")
+
+    assert await pipeline.execute(down) == "canned reply"
+
+
+def test_core_health_imports_no_web_framework() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, netra_resilience.health; "
+        "bad = [m for m in ('fastapi', 'starlette', 'opentelemetry', 'prometheus_client') "
+        "if m in sys.modules]; assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
