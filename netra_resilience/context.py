@@ -58,7 +58,7 @@ class ResilienceContext:
     caches use to keep one user's answers from another's.
     """
 
-    __slots__ = ("degradation", "operation_key", "properties", "run_id", "tenant_id", "user_id")
+    __slots__ = ("_degradation", "_properties", "operation_key", "run_id", "tenant_id", "user_id")
 
     def __init__(
         self,
@@ -74,8 +74,29 @@ class ResilienceContext:
         self.user_id = user_id
         self.tenant_id = tenant_id
         self.run_id = run_id
-        self.degradation = degradation if degradation is not None else Degradation()
-        self.properties = properties if properties is not None else ResilienceProperties()
+        # Created on first use: most calls never degrade, and a context is made per call
+        # when none is bound, so this keeps the success path free of four allocations.
+        self._degradation = degradation
+        self._properties = properties
+
+    @property
+    def degradation(self) -> Degradation:
+        d = self._degradation
+        if d is None:
+            d = self._degradation = Degradation()
+        return d
+
+    @property
+    def properties(self) -> ResilienceProperties:
+        p = self._properties
+        if p is None:
+            p = self._properties = ResilienceProperties()
+        return p
+
+    @property
+    def degraded(self) -> bool:
+        """True when something marked the degradation (without creating one)."""
+        return self._degradation is not None and bool(self._degradation)
 
     @property
     def scope(self) -> str:

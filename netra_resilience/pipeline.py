@@ -52,35 +52,31 @@ class Pipeline:
             entry = _Link(strategy, entry)
         self._entry = entry
 
-    def _context(self, context: ResilienceContext | None) -> tuple[ResilienceContext, bool]:
+    async def _run(self, context: ResilienceContext | None, state: Any) -> Outcome[Any]:
         current = _current.get()
         if context is None:
             if current is not None:
-                return current, False
-            return ResilienceContext(self.name), True
-        return context, context is not current
+                return await self._entry(current, state)
+            context = ResilienceContext(self.name)
+        elif context is current:
+            return await self._entry(context, state)
+        # Bind the context so code inside fn (an httpx transport, a nested pipeline) sees it.
+        token = _current.set(context)
+        try:
+            return await self._entry(context, state)
+        finally:
+            _current.reset(token)
 
-    async def execute_outcome(
+    def execute_outcome(
         self,
         fn: Callable[..., Awaitable[T]],
         /,
         *args: Any,
         context: ResilienceContext | None = None,
         **kwargs: Any,
-    ) -> Outcome[T]:
+    ) -> Awaitable[Outcome[T]]:
         """Run ``fn(*args, **kwargs)`` and return its outcome instead of raising."""
-        return await self._run(context, (fn, args, kwargs))
-
-    async def _run(self, context: ResilienceContext | None, state: Any) -> Outcome[Any]:
-        ctx, bind = self._context(context)
-        if not bind:
-            return await self._entry(ctx, state)
-        # Bind the context so code inside fn (an httpx transport, a nested pipeline) sees it.
-        token = _current.set(ctx)
-        try:
-            return await self._entry(ctx, state)
-        finally:
-            _current.reset(token)
+        return self._run(context, (fn, args, kwargs))
 
     async def execute(
         self,
@@ -91,11 +87,11 @@ class Pipeline:
         **kwargs: Any,
     ) -> T:
         """Run ``fn(*args, **kwargs)`` through the strategies; return its result or raise."""
-        outcome = await self.execute_outcome(fn, *args, context=context, **kwargs)
+        outcome = await self._run(context, (fn, args, kwargs))
         exc = outcome.exception
         if exc is not None:
             raise exc
-        return outcome.result  # type: ignore[return-value]
+        return outcome.result  # type: ignore[no-any-return]
 
     def wrap(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         """Decorator: every call of ``fn`` runs through this pipeline."""
