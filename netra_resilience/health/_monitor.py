@@ -9,9 +9,9 @@ Recovery and the breaker: with ``isolate_on_failure`` (default), a failing check
 dependency's breaker, so calls fail fast into fallbacks (or a 503) instead of each waiting
 for its own timeout; the first passing check afterwards closes it again. The monitor closes
 only breakers it isolated itself (it cannot tell an operator who closes and re-isolates the
-breaker between two checks; use ``isolate_on_failure=False`` where that matters). A breaker opened by real traffic is left to its own
-half-open probe: a real call is a better test than a ping, and an upstream ``Retry-After``
-must be honoured.
+breaker between two checks; use ``isolate_on_failure=False`` where that matters). A breaker
+opened by real traffic is left to its own half-open probe: a real call is a better test than
+a ping, and an upstream ``Retry-After`` must be honoured.
 """
 
 from __future__ import annotations
