@@ -91,7 +91,7 @@ class Pipeline:
         exc = outcome.exception
         if exc is not None:
             raise exc
-        return outcome.result  # type: ignore[no-any-return]
+        return outcome.result  # type: ignore[return-value]
 
     def wrap(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         """Decorator: every call of ``fn`` runs through this pipeline."""
