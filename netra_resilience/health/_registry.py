@@ -14,6 +14,7 @@ from ..exceptions import InvalidOptionsError
 from ..pipeline import Pipeline
 from ..telemetry import TelemetryListener
 from ._dependency import DEFAULT_CHECK_TIMEOUT, DEFAULT_PROBE_INTERVAL, BreakerLike, Dependency
+from ._fields import DependencyFields
 from ._status import Criticality
 
 if TYPE_CHECKING:
@@ -118,8 +119,11 @@ class ServiceRegistry:
         return pipeline
 
     def _build(self, dependency: Dependency) -> Pipeline:
+        telemetry = self.telemetry
+        if telemetry is not None:
+            telemetry = DependencyFields(telemetry, Criticality(dependency.criticality))
         builder = PipelineBuilder(
-            dependency.name, clock=self.clock, random=self.random, telemetry=self.telemetry
+            dependency.name, clock=self.clock, random=self.random, telemetry=telemetry
         )
         if dependency.fallback is not None:
             from ..fallback import FallbackOptions

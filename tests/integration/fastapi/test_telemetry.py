@@ -232,3 +232,23 @@ async def test_prometheus_exposition(clock: FakeClock, caplog: pytest.LogCapture
     fields = records[-1].__dict__["netra"]
     assert {"dependency", "strategy", "netra_event"} <= set(fields)
     json.dumps(fields, default=str)  # structured fields serialise
+
+
+async def test_structured_log_fields(clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    logs = LoggingListener(logging.getLogger("test.fields"))
+    registry = ServiceRegistry(
+        [Dependency("analytics", "optional", strategies=[breaker()])], clock=clock, telemetry=logs
+    )
+    with caplog.at_level(logging.INFO, "test.fields"):
+        for _ in range(3):
+            with suppress(PermissionError):
+                await registry.pipeline("analytics").execute(broken, model="m", messages=[])
+    opened = next(
+        r for r in caplog.records if r.__dict__["netra"]["netra_event"] == "circuit_opened"
+    )
+    fields = opened.__dict__["netra"]
+    assert fields["dependency"] == "analytics"
+    assert fields["criticality"] == "optional"
+    assert fields["breaker_state"] == "open"
+    assert fields["error_type"] == "PermissionError"
+    assert FAKE_KEY not in caplog.text
