@@ -1,0 +1,34 @@
+"""Circuit breaker: fail fast while a dependency is failing, probe before trusting it again.
+
+Failure-ratio (and optional slow-call-ratio) over a time or count window with a minimum
+throughput; lazy open -> half-open; exactly ``permitted_calls_in_half_open`` probes; a
+cancelled or hung probe re-opens; manual isolate/close; ordered state-change events.
+"""
+
+from ._control import CircuitBreakerControl
+from ._events import CircuitStateChange, StateListener
+from ._health import CountWindow, HealthInfo, RollingTimeWindow, time_window
+from ._options import BreakDurationArgs, CircuitBreakerOptions
+from ._state import CircuitBreakerStateProvider, CircuitState
+from ._store import CallReport, CircuitPolicy, CircuitSnapshot, CircuitStateStore, Permit
+from ._strategy import CircuitBreakerStrategy
+
+__all__ = [
+    "BreakDurationArgs",
+    "CallReport",
+    "CircuitBreakerControl",
+    "CircuitBreakerOptions",
+    "CircuitBreakerStateProvider",
+    "CircuitBreakerStrategy",
+    "CircuitPolicy",
+    "CircuitSnapshot",
+    "CircuitState",
+    "CircuitStateChange",
+    "CircuitStateStore",
+    "CountWindow",
+    "HealthInfo",
+    "Permit",
+    "RollingTimeWindow",
+    "StateListener",
+    "time_window",
+]
