@@ -8,7 +8,9 @@ cancelled or hung probe re-opens; manual isolate/close; ordered state-change eve
 from ._control import CircuitBreakerControl
 from ._events import CircuitStateChange, StateListener
 from ._health import CountWindow, HealthInfo, RollingTimeWindow, time_window
+from ._memory_store import InMemoryCircuitStateStore
 from ._options import BreakDurationArgs, CircuitBreakerOptions
+from ._shared import SharedCircuitBreakerStrategy
 from ._state import CircuitBreakerStateProvider, CircuitState
 from ._store import CallReport, CircuitPolicy, CircuitSnapshot, CircuitStateStore, Permit
 from ._strategy import CircuitBreakerStrategy
@@ -27,8 +29,10 @@ __all__ = [
     "CircuitStateStore",
     "CountWindow",
     "HealthInfo",
+    "InMemoryCircuitStateStore",
     "Permit",
     "RollingTimeWindow",
+    "SharedCircuitBreakerStrategy",
     "StateListener",
     "time_window",
 ]

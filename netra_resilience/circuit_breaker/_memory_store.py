@@ -1,0 +1,108 @@
+"""``InMemoryCircuitStateStore``: the reference store, shared by key within one process.
+
+It runs the same :class:`CircuitController` the default breaker uses, one per key, so the
+protocol's semantics are exactly the in-process ones; a Redis store reproduces them in Lua.
+Breakers that share a key share one circuit; the policy of the first one to touch the key
+is used (like :meth:`PipelineRegistry.get_or_add`).
+"""
+
+from __future__ import annotations
+
+from ..clock import SYSTEM_CLOCK, Clock
+from ._controller import CircuitController
+from ._events import CircuitStateChange
+from ._state import CircuitState
+from ._store import CallReport, CircuitPolicy, CircuitSnapshot, Permit
+
+
+class _Collector:
+    """Event sink that keeps a step's transitions so the step can return them."""
+
+    __slots__ = ("changes",)
+
+    active = True
+
+    def __init__(self) -> None:
+        self.changes: list[CircuitStateChange] = []
+
+    def publish(self, change: CircuitStateChange) -> None:
+        self.changes.append(change)
+
+    def drain(self) -> tuple[CircuitStateChange, ...]:
+        changes = tuple(self.changes)
+        self.changes.clear()
+        return changes
+
+
+class InMemoryCircuitStateStore:
+    """A :class:`CircuitStateStore` in a dict. Steps never await, so each one is atomic.
+
+    Give it the application's clock (tests: a ``FakeClock``). Configuring a store costs the
+    protocol path (two awaited steps and a few small objects per call); leave ``store=None``
+    when one breaker per pipeline is all you need.
+    """
+
+    __slots__ = ("_circuits", "_clock")
+
+    def __init__(self, *, clock: Clock | None = None) -> None:
+        self._clock = clock or SYSTEM_CLOCK
+        self._circuits: dict[str, tuple[CircuitController, _Collector]] = {}
+
+    def _get(self, key: str, policy: CircuitPolicy) -> tuple[CircuitController, _Collector]:
+        circuit = self._circuits.get(key)
+        if circuit is None:
+            sink = _Collector()
+            controller = CircuitController(
+                policy, sink, monotonic=self._clock.monotonic, dependency=key
+            )
+            circuit = self._circuits[key] = (controller, sink)
+        return circuit
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._circuits
+
+    async def acquire(self, key: str, policy: CircuitPolicy) -> Permit:
+        controller, sink = self._get(key, policy)
+        now = self._clock.monotonic()
+        epoch = controller.acquire(now)
+        state = controller.state
+        if epoch < 0:
+            retry_after = None if state is CircuitState.ISOLATED else controller.retry_after(now)
+            return Permit(False, state, controller.epoch, retry_after, sink.drain())
+        return Permit(True, state, epoch, None, sink.drain())
+
+    async def record(
+        self, key: str, policy: CircuitPolicy, permit: Permit, report: CallReport
+    ) -> tuple[CircuitStateChange, ...]:
+        controller, sink = self._get(key, policy)
+        now = self._clock.monotonic()
+        if report.abandoned:
+            controller.abandon(permit.epoch, now, break_duration=report.break_duration)
+        else:
+            controller.record(
+                permit.epoch,
+                now,
+                report.failed,
+                report.slow,
+                break_duration=report.break_duration,
+                failure_type=report.failure_type,
+            )
+        return sink.drain()
+
+    async def set_break(self, key: str, epoch: int, seconds: float) -> bool:
+        circuit = self._circuits.get(key)
+        return circuit is not None and circuit[0].set_break(epoch, seconds)
+
+    async def isolate(self, key: str, policy: CircuitPolicy) -> tuple[CircuitStateChange, ...]:
+        controller, sink = self._get(key, policy)
+        controller.isolate(self._clock.monotonic())
+        return sink.drain()
+
+    async def close(self, key: str, policy: CircuitPolicy) -> tuple[CircuitStateChange, ...]:
+        controller, sink = self._get(key, policy)
+        controller.close(self._clock.monotonic())
+        return sink.drain()
+
+    async def snapshot(self, key: str, policy: CircuitPolicy) -> CircuitSnapshot:
+        controller, _ = self._get(key, policy)
+        return controller.snapshot(self._clock.monotonic())
