@@ -58,7 +58,7 @@ def _decorrelated_jitter(
 
 
 def compute_delay(
-    backoff: Backoff,
+    backoff: Backoff | str,
     attempt: int,
     base_delay: float,
     *,
