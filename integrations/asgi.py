@@ -76,6 +76,17 @@ class RejectionPolicy:
             return True
         return self.registry.criticality_of(exc.dependency) is Criticality.CRITICAL
 
+    def retry_after(self, exc: ExecutionRejectedError) -> float:
+        """The rejection's own hint, else the dependency's health-check interval (an isolated
+        breaker is closed by the next passing check), else ``default_retry_after``."""
+        if exc.retry_after:
+            return exc.retry_after
+        if self.registry is not None:
+            interval = self.registry.probe_interval_of(exc.dependency)
+            if interval is not None:
+                return interval
+        return self.default_retry_after
+
     def render(self, exc: ExecutionRejectedError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """Status, headers and body of the 503: the dependency's name, nothing internal."""
         dependency = safe_token(exc.dependency) if exc.dependency else None
@@ -92,7 +103,7 @@ class RejectionPolicy:
         if dependency:
             body["dependency"] = dependency
         headers = [(b"content-type", PROBLEM_MEDIA_TYPE.encode()), (b"cache-control", b"no-store")]
-        retry_after = retry_after_header(exc.retry_after or self.default_retry_after)
+        retry_after = retry_after_header(self.retry_after(exc))
         if retry_after is not None:
             headers.append((b"retry-after", retry_after.encode()))
         return 503, headers, json.dumps(body, separators=(",", ":")).encode()

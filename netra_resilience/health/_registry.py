@@ -155,6 +155,14 @@ class ServiceRegistry:
         """The dependency's pipeline: run its calls through it (``await pipeline.execute(...)``)."""
         return self._entries[name].pipeline
 
+    def probe_interval_of(self, name: str | None) -> float | None:
+        """How often ``name`` is health-checked (``None``: unknown or no check): when an
+        isolated breaker may be closed again, so a fair ``Retry-After``."""
+        entry = self._entries.get(name) if name is not None else None
+        if entry is None or entry.dependency.check is None:
+            return None
+        return entry.probe_interval
+
     def breaker(self, name: str) -> BreakerLike | None:
         return self._entries[name].breaker
 

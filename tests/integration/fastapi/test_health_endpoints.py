@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from netra_resilience import BrokenCircuitError, IsolatedCircuitError
 from netra_resilience.circuit_breaker import CircuitBreakerOptions
 from netra_resilience.health import Dependency, ServiceInfo, ServiceRegistry
+from netra_resilience.integrations.asgi import RejectionPolicy
 from netra_resilience.integrations.fastapi import get_registry, health_router, install
 from netra_resilience.testing import FakeClock
 from tests.unit.health._fakes import Switch
@@ -195,6 +196,9 @@ async def test_breaker_isolated_by_health_check_rejects_calls(harness: Harness) 
 
     with pytest.raises(IsolatedCircuitError):
         await pipeline.execute(call)
+    policy = RejectionPolicy(harness.registry)
+    assert policy.retry_after(IsolatedCircuitError(dependency="redis")) == 10.0  # next check
+    assert policy.retry_after(IsolatedCircuitError(dependency="analytics")) == 5.0  # no check
     harness.cache.mode = "ok"
     await harness.clock.advance(10)
     assert await pipeline.execute(call) == "hit"  # recovery closed the breaker
