@@ -151,10 +151,14 @@ def warm(client: openai.AsyncOpenAI) -> openai.AsyncOpenAI:
     return client
 
 
-def plain_client(upstream: Upstream, **kwargs: Any) -> openai.AsyncOpenAI:
-    """An AsyncOpenAI on the scripted upstream, with the SDK defaults (max_retries=2)."""
+def plain_client(upstream: Upstream, *, max_retries: int = 0, **kwargs: Any) -> openai.AsyncOpenAI:
+    """An AsyncOpenAI on the scripted upstream. ``max_retries=0`` by default so the wrappers
+    keep this (warmed) instance instead of an unwarmed ``with_options`` copy."""
     http = httpx2.AsyncClient(transport=upstream.transport())
-    return warm(openai.AsyncOpenAI(api_key=FAKE_KEY, base_url=BASE_URL, http_client=http, **kwargs))
+    client = openai.AsyncOpenAI(
+        api_key=FAKE_KEY, base_url=BASE_URL, http_client=http, max_retries=max_retries, **kwargs
+    )
+    return warm(client)
 
 
 def http_pipeline(
