@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import random as _random
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from .._types import Seconds, to_seconds
 from .._validation import duration
@@ -12,8 +12,15 @@ from ..builder import PipelineBuilder
 from ..clock import SYSTEM_CLOCK, Clock
 from ..exceptions import InvalidOptionsError
 from ..pipeline import Pipeline
+from ..strategy import StrategyOptions
 from ..telemetry import TelemetryListener
-from ._dependency import DEFAULT_CHECK_TIMEOUT, DEFAULT_PROBE_INTERVAL, BreakerLike, Dependency
+from ._dependency import (
+    DEFAULT_CHECK_TIMEOUT,
+    DEFAULT_PROBE_INTERVAL,
+    BreakerLike,
+    Dependency,
+    HealthCheck,
+)
 from ._fields import DependencyFields
 from ._status import Criticality
 
@@ -181,33 +188,16 @@ class ServiceRegistry:
     # -- configuration from settings -------------------------------------------------
     @classmethod
     def from_settings(
-        cls,
-        settings: Mapping[str, Any] | object,
-        *,
-        checks: Mapping[str, Any] | None = None,
-        pipelines: Mapping[str, Pipeline] | None = None,
-        strategies: Mapping[str, Iterable[Any]] | None = None,
-        fallbacks: Mapping[str, Callable[..., Any]] | None = None,
-        clock: Clock | None = None,
-        random: Callable[[], float] | None = None,
-        telemetry: TelemetryListener | None = None,
+        cls, settings: Mapping[str, Any] | object, **options: Unpack[SettingsOptions]
     ) -> ServiceRegistry:
-        """Build from a settings mapping (or a pydantic-settings object); see ``_settings``."""
+        """Build from a settings mapping (or a pydantic-settings object).
+
+        Shape and errors: see ``netra_resilience.health._settings``. Code-only parts come by
+        dependency name: ``checks=``, ``pipelines=``, ``strategies=``, ``fallbacks=``.
+        """
         from ._settings import registry_from_settings
 
-        return registry_from_settings(
-            cls,
-            settings,
-            code={
-                "check": checks or {},
-                "pipeline": pipelines or {},
-                "strategies": strategies or {},
-                "fallback": fallbacks or {},
-            },
-            clock=clock,
-            random=random,
-            telemetry=telemetry,
-        )
+        return registry_from_settings(cls, settings, options)
 
     @classmethod
     def from_env(
@@ -215,24 +205,22 @@ class ServiceRegistry:
         environ: Mapping[str, str] | None = None,
         *,
         prefix: str = "NETRA_",
-        checks: Mapping[str, Any] | None = None,
-        pipelines: Mapping[str, Pipeline] | None = None,
-        strategies: Mapping[str, Iterable[Any]] | None = None,
-        fallbacks: Mapping[str, Callable[..., Any]] | None = None,
-        clock: Clock | None = None,
-        random: Callable[[], float] | None = None,
-        telemetry: TelemetryListener | None = None,
+        **options: Unpack[SettingsOptions],
     ) -> ServiceRegistry:
-        """Build from environment variables (``NETRA_DEPENDENCIES=postgres=critical,...``)."""
-        from ._settings import settings_from_env
+        """Build from ``NETRA_DEPENDENCIES=postgres=critical,redis=important``,
+        ``NETRA_PROBE_INTERVAL`` and ``NETRA_CHECK_TIMEOUT`` (``os.environ`` by default)."""
+        from ._settings import registry_from_settings, settings_from_env
 
-        return cls.from_settings(
-            settings_from_env(environ, prefix),
-            checks=checks,
-            pipelines=pipelines,
-            strategies=strategies,
-            fallbacks=fallbacks,
-            clock=clock,
-            random=random,
-            telemetry=telemetry,
-        )
+        return registry_from_settings(cls, settings_from_env(environ, prefix), options)
+
+
+class SettingsOptions(TypedDict, total=False):
+    """What settings cannot express, by dependency name, plus the registry's runtime."""
+
+    checks: Mapping[str, HealthCheck]
+    pipelines: Mapping[str, Pipeline]
+    strategies: Mapping[str, Sequence[StrategyOptions]]
+    fallbacks: Mapping[str, Callable[..., Any]]
+    clock: Clock | None
+    random: Callable[[], float] | None
+    telemetry: TelemetryListener | None

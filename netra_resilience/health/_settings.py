@@ -34,7 +34,7 @@ from ._dependency import (
 from ._status import parse_criticality
 
 if TYPE_CHECKING:
-    from ._registry import ServiceRegistry
+    from ._registry import ServiceRegistry, SettingsOptions
 
 _DEPENDENCY_KEYS = frozenset(
     {
@@ -173,16 +173,9 @@ def _dependency(
 
 
 def registry_from_settings(
-    cls: type[ServiceRegistry],
-    settings: object,
-    *,
-    code: Mapping[str, Mapping[str, Any]],
-    source: _Source | None = None,
-    **registry_kwargs: Any,
+    cls: type[ServiceRegistry], settings: object, options: SettingsOptions
 ) -> ServiceRegistry:
-    if isinstance(settings, _EnvSettings):
-        source = settings.source
-    source = source or _Source("settings")
+    source = settings.source if isinstance(settings, _EnvSettings) else _Source("settings")
     data = _as_mapping(settings)
     unknown = sorted(set(data) - _TOP_KEYS)
     if unknown:
@@ -190,19 +183,22 @@ def registry_from_settings(
     timings = {
         key: source.seconds((key,), data[key])
         for key in ("probe_interval", "check_timeout")
-        if key in data and data[key] is not None
+        if data.get(key) is not None
     }
     items = _dependency_items(source, data.get("dependencies", {}))
     declared = {name for name, _ in items}
-    for kind, by_name in code.items():
+    code: dict[str, Mapping[str, Any]] = {}
+    for kind, param in _CODE_PARAMS.items():
+        by_name: Mapping[str, Any] = options.get(param) or {}  # type: ignore[assignment]
         for name in by_name:
             if name not in declared:
                 raise InvalidOptionsError(
                     "ServiceRegistry.from_settings",
-                    _CODE_PARAMS[kind],
+                    param,
                     f"names {name!r}, which the settings do not declare "
                     f"(declared: {', '.join(sorted(declared)) or 'none'})",
                 )
+        code[kind] = by_name
     dependencies = [
         _dependency(
             source, name, fields, {kind: by_name.get(name) for kind, by_name in code.items()}
@@ -213,7 +209,9 @@ def registry_from_settings(
         dependencies,
         probe_interval=timings.get("probe_interval", DEFAULT_PROBE_INTERVAL),
         check_timeout=timings.get("check_timeout", DEFAULT_CHECK_TIMEOUT),
-        **registry_kwargs,
+        clock=options.get("clock"),
+        random=options.get("random"),
+        telemetry=options.get("telemetry"),
     )
 
 
