@@ -221,17 +221,11 @@ def install(
     # Typed as HTTPConnection: Starlette calls it with a Request or a WebSocket.
     app.add_exception_handler(ExecutionRejectedError, cast(Any, rejection_handler(policy)))
     monitor = registry.monitor
-    if health_path is not None:
-        router = health_router(
-            monitor,
-            path=health_path,
-            details=details,
-            service=service,
-            codes=codes,
-            ready_on=ready_on,
-        )
-    else:
-        router = health_router(monitor, manage_monitor=True)
-        router.routes.clear()
+    if health_path is None:  # no routes, but the monitor still runs in the lifespan
+        app.include_router(APIRouter(lifespan=monitor_lifespan(monitor)))
+        return monitor
+    router = health_router(
+        monitor, path=health_path, details=details, service=service, codes=codes, ready_on=ready_on
+    )
     app.include_router(router)
     return monitor
