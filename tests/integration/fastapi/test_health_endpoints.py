@@ -255,3 +255,12 @@ async def test_health_router_alone_with_custom_codes_and_async_gate(clock: FakeC
     assert detail.status_code == 207 and "checks" in detail.json()
     assert ready.status_code == 200 and live.status_code == 200
     assert "/_status" not in app.openapi()["paths"]  # probes stay out of the schema
+
+
+async def test_without_health_routes_the_monitor_still_runs(clock: FakeClock) -> None:
+    h = Harness(clock, health_path=None)
+    async with h.app.router.lifespan_context(h.app):
+        assert h.registry.monitor.running
+        async with h.client() as http:
+            assert (await http.get("/health")).status_code == 404
+    assert h.events == ["app startup", "monitor start", "monitor stop", "app shutdown"]
