@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._types import Seconds
+from .._types import Seconds, to_seconds
 from .._validation import callable_or_none, optional_duration, set_field
 from ..context import ResilienceContext
 from ..exceptions import InvalidOptionsError
@@ -17,6 +17,14 @@ if TYPE_CHECKING:
     from ._strategy import TimeoutStrategy
 
 _OWNER = "TimeoutOptions"
+
+
+def per_call_timeout(value: Seconds | None) -> float | None:
+    """A generator's answer: ``None``, zero, negative, NaN or infinite disables the timeout."""
+    if value is None:
+        return None
+    seconds = to_seconds(value)
+    return seconds if 0 < seconds < math.inf else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -16,16 +15,8 @@ from ..outcome import Outcome
 from ..strategy import BuildContext, Callback, Strategy
 from ..telemetry import Severity
 from ._fusion import DEADLINE, Budget, find_partners
-from ._options import OnTimeoutArgs, TimeoutOptions
+from ._options import OnTimeoutArgs, TimeoutOptions, per_call_timeout
 from ._timer import run_with_clock, run_with_loop_timer
-
-
-def _per_call(value: Any) -> float | None:
-    """A generator's answer: ``None``, zero, negative or infinite disables the timeout."""
-    if value is None:
-        return None
-    seconds = to_seconds(value)
-    return seconds if 0 < seconds < math.inf else None
 
 
 class TimeoutStrategy(Strategy):
@@ -94,7 +85,7 @@ class TimeoutStrategy(Strategy):
             seconds = self._timeout
         else:
             try:
-                seconds = _per_call(self._generator(context))
+                seconds = per_call_timeout(self._generator(context))
             except Exception as exc:
                 return Outcome(None, exc)
 

@@ -16,6 +16,7 @@ from netra_resilience import (
     ResilienceContext,
     Strategy,
     TimeoutRejectedError,
+    handle_result,
 )
 from netra_resilience.backoff import Backoff
 from netra_resilience.retry import RetryOptions
@@ -23,7 +24,7 @@ from netra_resilience.testing import FakeClock, RecordingListener, advance_until
 from netra_resilience.timeout import TimeoutOptions, TimeoutStrategy
 from netra_resilience.timeout._fusion import DEADLINE
 
-from ..retry._support import HANG, Script, Upstream
+from ..retry._support import HANG, Response, Script, Upstream
 
 
 class PassThrough(Strategy):
@@ -191,6 +192,24 @@ async def test_retry_does_not_sleep_into_the_deadline(clock: FakeClock) -> None:
     assert clock.sleeps == [1.0, 2.0, 4.0]  # at t=7 the next 8 s sleep would cross t=10
     assert clock.monotonic() - 1000.0 == 7.0
     assert fn.calls == 4
+
+
+async def test_a_result_dropped_at_the_deadline_is_closed(clock: FakeClock) -> None:
+    responses = [Response(503) for _ in range(4)]
+    fn = Script(*[(lambda r=r: r) for r in responses])
+    retry = RetryOptions(
+        max_attempts=10,
+        delay=1.0,
+        use_jitter=False,
+        should_handle=handle_result(lambda r: r.status == 503),
+    )
+    outcome = await advance_until_done(
+        clock, stack(clock, total=10, retry=retry).execute_outcome(fn)
+    )
+    assert isinstance(outcome.exception, TimeoutRejectedError)
+    assert outcome.exception.__cause__ is None
+    assert fn.calls == 4
+    assert [r.closed for r in responses] == [True, True, True, True]
 
 
 async def test_a_hint_past_the_deadline_gives_up_at_once(clock: FakeClock) -> None:
