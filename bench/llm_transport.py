@@ -1,0 +1,294 @@
+"""LLM call path costs: the resilient transport per request, and the fallback path once the
+breaker is open.
+
+    .venv/bin/python -m bench.llm_transport [--calls 5000] [--rounds 7] [--samples 5000]
+
+1. Transport overhead: the same ``AsyncClient.post`` against an in-process mock upstream,
+   bare vs through ``ResilientAsyncTransport`` (empty pipeline; the standard transport stack
+   total timeout -> retry -> breaker -> attempt timeout), for httpx2 and httpx, measured in
+   the same run (shuffled rounds, paired differences) and reported as a ratio; and the whole
+   openai SDK call, bare client vs ``resilient_async_openai``.
+2. Open-breaker fallback latency: ``ResilientOpenAI`` over the standard LLM pipeline with the
+   breaker isolated, answered from the stale cache, by a canned reply, and by an alternate
+   deployment; per-call p50/p99/max (target: p99 <= 2 ms in process).
+
+Not run by the tests. Numbers vary by machine: compare the ratios, not the absolutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import httpx2
+import openai
+
+from netra_resilience import PipelineBuilder, ResilienceContext, use_context
+from netra_resilience.circuit_breaker import CircuitBreakerOptions, CircuitBreakerStrategy
+from netra_resilience.integrations import httpx as nhttpx
+from netra_resilience.integrations import httpx2 as nhttpx2
+from netra_resilience.integrations.aiocache import AiocacheBackend
+from netra_resilience.integrations.openai import (
+    ResilientOpenAI,
+    canned_reply,
+    openai_alternate,
+    resilient_async_openai,
+)
+from netra_resilience.llm import LLM_BREAKER_FAILURE, TRANSIENT_LLM_FAILURE
+from netra_resilience.pipeline import Pipeline
+from netra_resilience.presets import standard_llm_pipeline
+from netra_resilience.retry import RetryOptions
+from netra_resilience.timeout import TimeoutOptions
+
+from ._harness import RunFn, Variant, measure, print_rows, version
+
+COMPLETION = {
+    "id": "c",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "gpt-x",
+    "choices": [
+        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "4"}}
+    ],
+}
+BODY = json.dumps(COMPLETION).encode()
+MESSAGES: list[Any] = [{"role": "user", "content": "What is 2+2?"}]
+URL = "http://llm.bench/v1/chat/completions"
+
+
+def transport_pipeline(name: str = "llm") -> Pipeline:
+    return (
+        PipelineBuilder(name)
+        .add_timeout(TimeoutOptions(timeout=150.0))
+        .add_retry(RetryOptions(max_attempts=3, should_handle=TRANSIENT_LLM_FAILURE))
+        .add_circuit_breaker(
+            CircuitBreakerOptions(sampling_duration=120.0, should_handle=LLM_BREAKER_FAILURE)
+        )
+        .add_timeout(TimeoutOptions(timeout=60.0))
+        .build()
+    )
+
+
+def _ok2(request: httpx2.Request) -> httpx2.Response:
+    return httpx2.Response(200, headers={"content-type": "application/json"}, content=BODY)
+
+
+def _ok1(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, headers={"content-type": "application/json"}, content=BODY)
+
+
+def post_loop(client: Any) -> RunFn:
+    async def run(n: int) -> None:
+        for _ in range(n):
+            await client.post(URL, content=b'{"q":1}')
+
+    return run
+
+
+def client_variant(
+    name: str, group: str, make: Callable[[], Any], library: str = "netra"
+) -> Variant:
+    async def build() -> RunFn:
+        return post_loop(make())
+
+    return Variant(name, group, build, library=library)
+
+
+def sdk_variant(name: str, make: Callable[[], openai.AsyncOpenAI]) -> Variant:
+    async def build() -> RunFn:
+        client = make()
+
+        async def run(n: int) -> None:
+            for _ in range(n):
+                await client.chat.completions.create(model="gpt-x", messages=MESSAGES)
+
+        return run
+
+    return Variant(name, "openai", build, library=f"openai {version('openai')}")
+
+
+def transport_variants() -> tuple[list[Variant], dict[str, str]]:
+    h2 = f"httpx2 {version('httpx2')}"
+    h1 = f"httpx {version('httpx')}"
+    empty2 = PipelineBuilder("empty").build()
+    empty1 = PipelineBuilder("empty").build()
+    variants = [
+        client_variant(
+            "httpx2 bare MockTransport",
+            "httpx2",
+            lambda: httpx2.AsyncClient(transport=httpx2.MockTransport(_ok2)),
+            h2,
+        ),
+        client_variant(
+            "httpx2 resilient, empty pipeline",
+            "httpx2",
+            lambda: httpx2.AsyncClient(
+                transport=nhttpx2.ResilientAsyncTransport(httpx2.MockTransport(_ok2), empty2)
+            ),
+        ),
+        client_variant(
+            "httpx2 resilient, standard transport stack",
+            "httpx2",
+            lambda: httpx2.AsyncClient(
+                transport=nhttpx2.ResilientAsyncTransport(
+                    httpx2.MockTransport(_ok2), transport_pipeline()
+                )
+            ),
+        ),
+        client_variant(
+            "httpx bare MockTransport",
+            "httpx",
+            lambda: httpx.AsyncClient(transport=httpx.MockTransport(_ok1)),
+            h1,
+        ),
+        client_variant(
+            "httpx resilient, standard transport stack",
+            "httpx",
+            lambda: httpx.AsyncClient(
+                transport=nhttpx.ResilientAsyncTransport(
+                    httpx.MockTransport(_ok1), transport_pipeline()
+                )
+            ),
+        ),
+        client_variant(
+            "httpx resilient, empty pipeline",
+            "httpx",
+            lambda: httpx.AsyncClient(
+                transport=nhttpx.ResilientAsyncTransport(httpx.MockTransport(_ok1), empty1)
+            ),
+        ),
+        sdk_variant(
+            "AsyncOpenAI bare (max_retries=0)",
+            lambda: openai.AsyncOpenAI(
+                api_key="sk-bench",
+                base_url="http://llm.bench/v1",
+                max_retries=0,
+                http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(_ok2)),
+            ),
+        ),
+        sdk_variant(
+            "resilient_async_openai (standard stack)",
+            lambda: resilient_async_openai(
+                transport_pipeline(),
+                inner_transport=httpx2.MockTransport(_ok2),
+                api_key="sk-bench",
+                base_url="http://llm.bench/v1",
+            ),
+        ),
+    ]
+    baselines = {
+        "httpx2": "httpx2 bare MockTransport",
+        "httpx": "httpx bare MockTransport",
+        "openai": "AsyncOpenAI bare (max_retries=0)",
+    }
+    return variants, baselines
+
+
+# -- open-breaker fallback path ------------------------------------------------------------
+def _down(request: httpx2.Request) -> httpx2.Response:
+    return httpx2.Response(503, json={"error": {"message": "down"}})
+
+
+def _sdk(handler: Callable[[httpx2.Request], httpx2.Response]) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(
+        api_key="sk-bench",
+        base_url="http://llm.bench/v1",
+        max_retries=0,
+        http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)),
+    )
+
+
+async def open_breaker_scenarios() -> dict[str, Callable[[], Awaitable[Any]]]:
+    """Each scenario: a ResilientOpenAI whose primary breaker is isolated (fails fast)."""
+    scenarios: dict[str, Callable[[], Awaitable[Any]]] = {}
+
+    async def isolated(pipeline: Pipeline) -> None:
+        breaker = pipeline.find(CircuitBreakerStrategy)
+        assert breaker is not None
+        await breaker.isolate()
+
+    stale = standard_llm_pipeline(cache=AiocacheBackend())
+    llm = ResilientOpenAI(_sdk(_ok2), stale)
+    ctx = ResilienceContext("bench", user_id="u")
+    with use_context(ctx):
+        await llm.chat.completions.create(model="gpt-x", messages=MESSAGES)  # fills the cache
+    await isolated(stale)
+    scenarios["stale cache (breaker open)"] = _scoped(llm)
+
+    canned = standard_llm_pipeline(canned_reply=canned_reply("busy, retry shortly"))
+    await isolated(canned)
+    scenarios["canned reply (breaker open)"] = _scoped(ResilientOpenAI(_sdk(_down), canned))
+
+    alt = openai_alternate("backup", _sdk(_ok2), model="gpt-mini")
+    chain = standard_llm_pipeline(alternates=[alt])
+    await isolated(chain)
+    scenarios["alternate deployment (breaker open)"] = _scoped(ResilientOpenAI(_sdk(_down), chain))
+    return scenarios
+
+
+def _scoped(llm: ResilientOpenAI) -> Callable[[], Awaitable[Any]]:
+    async def call() -> Any:
+        with use_context(ResilienceContext("bench", user_id="u")):
+            return await llm.chat.completions.create(model="gpt-x", messages=MESSAGES)
+
+    return call
+
+
+async def latencies(call: Callable[[], Awaitable[Any]], samples: int) -> list[float]:
+    for _ in range(500):
+        await call()
+    out: list[float] = []
+    gc.collect()
+    for _ in range(samples):
+        start = time.perf_counter_ns()
+        await call()
+        out.append((time.perf_counter_ns() - start) / 1e6)
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def main(calls: int, rounds: int, samples: int) -> None:
+    print(f"Python {sys.version.split()[0]} on {platform.machine()} ({platform.system()})")
+    variants, baselines = transport_variants()
+    rows = await measure(variants, baselines, calls=calls, rounds=rounds, warmup=500)
+    print_rows("Resilient transport vs bare transport (same run)", rows)
+    print(f"\n{'variant':<46} {'ratio to bare':>14} {'extra us/req':>13}")
+    by_name = {r.name: r for r in rows}
+    for r in sorted(rows, key=lambda r: (r.group, r.median_ns)):
+        base = by_name[r.baseline]
+        ratio = r.median_ns / base.median_ns
+        print(f"{r.name:<46} {ratio:>14.2f} {r.overhead_ns / 1000:>13.1f}")
+
+    print("\nFallback path with the primary breaker open (ResilientOpenAI, standard pipeline)")
+    header = f"{'scenario':<40} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'p99<=2ms':>9}"
+    print(header)
+    print("-" * len(header))
+    for name, call in (await open_breaker_scenarios()).items():
+        values = await latencies(call, samples)
+        p99 = pct(values, 0.99)
+        print(
+            f"{name:<40} {statistics.median(values):>8.3f} {p99:>8.3f} "
+            f"{max(values):>8.3f} {'yes' if p99 <= 2.0 else 'NO':>9}"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, default=5_000)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--samples", type=int, default=5_000)
+    args = parser.parse_args()
+    asyncio.run(main(args.calls, args.rounds, args.samples))
