@@ -130,29 +130,36 @@ class CountWindow:
         self._slow = 0
 
     def add_success(self) -> None:
-        self._put(1)
+        ring = self._ring
+        index = self._index
+        if ring[index] != 1:  # replacing a plain success with one changes no count
+            self._put_at(index, 1)
+        index += 1
+        self._index = 0 if index == self._size else index
 
     def add(self, now: float, failed: bool, slow: bool) -> None:
         self._put(1 | (2 if failed else 0) | (4 if slow else 0))
 
     def _put(self, code: int) -> None:
-        ring = self._ring
         index = self._index
-        old = ring[index]
+        self._put_at(index, code)
+        index += 1
+        self._index = 0 if index == self._size else index
+
+    def _put_at(self, index: int, code: int) -> None:
+        old = self._ring[index]
         if old:
             self._total -= 1
             if old & 2:
                 self._failures -= 1
             if old & 4:
                 self._slow -= 1
-        ring[index] = code
+        self._ring[index] = code
         self._total += 1
         if code & 2:
             self._failures += 1
         if code & 4:
             self._slow += 1
-        index += 1
-        self._index = 0 if index == self._size else index
 
     def health(self, now: float) -> HealthInfo:
         return HealthInfo.of(self._total, self._failures, self._slow)

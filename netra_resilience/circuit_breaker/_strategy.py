@@ -60,25 +60,27 @@ class CircuitBreakerStrategy(BreakerBase):
                 if outcome.exception is None and epoch == ctl.epoch:
                     self._add_success()
                 else:
-                    self._closed_result(epoch, outcome, context, self._now(), False)
+                    failed = self._failed(outcome)
+                    ctl.record(epoch, self._now(), failed, False, context=context, outcome=outcome)
                 return outcome
-            start = self._now()
+            slow_after = self._slow
+            start = self._now() if slow_after is not None else 0.0
             outcome = await callback(context, state)
             end = self._now()  # shared by slow-call timing and the window
-            slow = self._slow is not None and end - start > self._slow
-            self._closed_result(epoch, outcome, context, end, slow)
+            slow = slow_after is not None and end - start > slow_after
+            failed = (outcome.exception is not None or not self._exceptions_only) and self._failed(
+                outcome
+            )
+            if failed or slow or epoch != ctl.epoch:
+                ctl.record(epoch, end, failed, slow, context=context, outcome=outcome)
+            else:
+                ctl.window.add(end, False, False)
             return outcome
         if ctl.state is _OPEN:
             now = self._now()
             if now < ctl.blocked_until:
                 return self._reject(ctl.blocked_until - now, False, context)
         return await self._guarded(callback, context, state)
-
-    def _closed_result(
-        self, epoch: int, outcome: Outcome[Any], context: ResilienceContext, now: float, slow: bool
-    ) -> None:
-        failed = self._failed(outcome)
-        self._ctl.record(epoch, now, failed, slow, context=context, outcome=outcome)
 
     async def _guarded(
         self, callback: Callback, context: ResilienceContext, state: Any

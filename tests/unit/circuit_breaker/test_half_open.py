@@ -212,10 +212,12 @@ async def test_half_open_max_wait_defaults_to_break_duration(clock: FakeClock) -
         await probe
 
 
+@pytest.mark.parametrize("timed", [False, True])
 async def test_late_results_while_open_only_update_metrics(
-    clock: FakeClock, listener: RecordingListener
+    clock: FakeClock, listener: RecordingListener, timed: bool
 ) -> None:
-    pipeline, breaker = build(clock, listener, minimum_throughput=2, break_duration=15)
+    slow = {"slow_call_duration": 60.0} if timed else {}
+    pipeline, breaker = build(clock, listener, minimum_throughput=2, break_duration=15, **slow)
     slow_failures = Gate(fails=True)
     in_flight = [asyncio.ensure_future(pipeline.execute_outcome(slow_failures)) for _ in range(5)]
     await clock.settle()
