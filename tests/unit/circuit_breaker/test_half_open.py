@@ -216,8 +216,13 @@ async def test_half_open_max_wait_defaults_to_break_duration(clock: FakeClock) -
 async def test_late_results_while_open_only_update_metrics(
     clock: FakeClock, listener: RecordingListener, timed: bool
 ) -> None:
-    slow = {"slow_call_duration": 60.0} if timed else {}
-    pipeline, breaker = build(clock, listener, minimum_throughput=2, break_duration=15, **slow)
+    pipeline, breaker = build(
+        clock,
+        listener,
+        minimum_throughput=2,
+        break_duration=15,
+        slow_call_duration=60.0 if timed else None,
+    )
     slow_failures = Gate(fails=True)
     in_flight = [asyncio.ensure_future(pipeline.execute_outcome(slow_failures)) for _ in range(5)]
     await clock.settle()
