@@ -1,0 +1,9 @@
+"""Example agent backend built on netra-resilience's public API (FastAPI).
+
+Run it with ``scripts/demo`` (no API key, no servers) or ``python -m examples.agent_backend``.
+"""
+
+from .app import create_app
+from .config import Settings
+
+__all__ = ["Settings", "create_app"]
