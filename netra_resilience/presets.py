@@ -9,6 +9,7 @@ cross-field rules come from ``HttpStandardResilienceOptionsCustomValidator``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from .circuit_breaker import CircuitBreakerOptions
 from .clock import Clock
 from .exceptions import InvalidOptionsError
 from .fallback import FallbackOptions
+from .hints import retry_after_of
 from .llm import (
     LLM_BREAKER_FAILURE,
     LLM_DEPENDENCY_FAILURE,
@@ -158,7 +160,8 @@ def standard_llm_pipeline(
     * ``retry``: default :func:`standard_llm_retry`; ``circuit_breaker``: default opens at a
       50 % failure ratio over >= 10 calls in max(120 s, 2 x attempt timeout), for 30 s (or
       the provider's ``Retry-After``), counting transient failures and truncated streams.
-    * ``rate_limiter`` / ``bulkhead``: added only when given.
+    * ``rate_limiter`` / ``bulkhead``: added only when given; a rate limiter with the stock
+      ``pause_hint`` gets the LLM one, so a provider's 429 ``Retry-After`` pauses it.
     * ``cache``: a :class:`CacheBackend` (e.g. ``AiocacheBackend()``). By default it only
       answers *stale*, when the LLM fails (``stale_ttl``); ``cache_ttl > 0`` also serves fresh
       hits. Answers are keyed per caller scope unless ``share_cache_across_users``; refusals,
@@ -211,6 +214,10 @@ def standard_llm_pipeline(
         )
         builder.add_fallback(FallbackOptions(action=chain, should_handle=fallback_on))
     if rate_limiter is not None:
+        if rate_limiter.pause_hint is retry_after_of:
+            # The stock hint reads only a ``retry_after`` attribute; the LLM hint also reads
+            # an SDK error's ``Retry-After`` headers, so a 429 pauses the limiter for everyone.
+            rate_limiter = dataclasses.replace(rate_limiter, pause_hint=llm_retry_after(clock))
         builder.add_rate_limiter(rate_limiter)
     if bulkhead is not None:
         builder.add_bulkhead(bulkhead)

@@ -12,6 +12,7 @@ from netra_resilience import (
     BrokenCircuitError,
     InvalidOptionsError,
     PipelineBuilder,
+    RateLimitRejectedError,
     ResilienceContext,
     use_context,
 )
@@ -32,6 +33,7 @@ from netra_resilience.integrations.openai import (
 from netra_resilience.llm import LLM_BREAKER_FAILURE, Alternate
 from netra_resilience.pipeline import Pipeline
 from netra_resilience.presets import standard_llm_pipeline
+from netra_resilience.rate_limiter import RateLimiterOptions, TokenBucketLimiter
 from netra_resilience.retry import RetryOptions
 from netra_resilience.testing import FakeClock, advance_until_done
 
@@ -423,6 +425,24 @@ async def test_preset_cross_field_validation() -> None:
         "circuit_breaker",
         "timeout",
     ]
+
+
+async def test_a_provider_429_pauses_the_rate_limiter_for_everyone(clock: FakeClock) -> None:
+    limiter = TokenBucketLimiter(rate=100.0, burst=10, clock=clock)
+    upstream = Upstream(
+        httpx2.Response(429, headers={"retry-after-ms": "5000"}, json={"error": {}})
+    )
+    llm = ResilientOpenAI(
+        plain_client(upstream),
+        llm_pipeline(clock, rate_limiter=RateLimiterOptions(limiter=limiter, max_wait=0)),
+        clock=clock,
+    )
+    with pytest.raises(openai.RateLimitError):
+        await chat(llm, clock)
+    assert limiter.paused_until == pytest.approx(clock.monotonic() + 5.0)
+    with pytest.raises(RateLimitRejectedError):
+        await chat(llm, clock, as_user="someone else")  # refused without calling upstream
+    assert len(upstream.calls) == 1
 
 
 def test_alternate_needs_a_name() -> None:
