@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
+from typing import NamedTuple
 
 
 class DegradationReason(StrEnum):
@@ -32,6 +33,7 @@ _TOKEN = re.compile(r"[^A-Za-z0-9_.\-:]+")
 _MAX_TOKEN = 64
 
 
+@lru_cache(maxsize=4096)  # names and reasons are few; a bounded cache keeps marks cheap
 def safe_token(value: str) -> str:
     """Reduce a name or reason to characters that are safe in a header and a log line.
 
@@ -42,8 +44,7 @@ def safe_token(value: str) -> str:
     return cleaned or "unknown"
 
 
-@dataclass(frozen=True, slots=True)
-class DegradationEntry:
+class DegradationEntry(NamedTuple):
     dependency: str
     reason: str
 
@@ -70,6 +71,8 @@ class Degradation:
         entry = DegradationEntry(safe_token(dependency), safe_token(str(reason)))
         self._reasons[entry.dependency] = entry.reason
         self._history.append(entry)
+        if not self._listeners:
+            return
         for listener in tuple(self._listeners):
             try:
                 listener(self, entry)

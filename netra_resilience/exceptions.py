@@ -25,14 +25,18 @@ class InvalidOptionsError(NetraError, ValueError):
 class ExecutionRejectedError(NetraError):
     """The pipeline rejected the call without (fully) running it."""
 
+    default_message = "execution rejected"
+
+    # One __init__ for the whole family (subclasses only change default_message): a rejection
+    # is built on every fast-fail, so its constructor stays one level deep.
     def __init__(
         self,
-        message: str = "execution rejected",
+        message: str | None = None,
         *,
         retry_after: float | None = None,
         dependency: str | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message or self.default_message)
         self.retry_after = retry_after
         self.dependency = dependency
 
@@ -40,60 +44,38 @@ class ExecutionRejectedError(NetraError):
 class BrokenCircuitError(ExecutionRejectedError):
     """The circuit breaker is open (or half-open with its probe slots taken)."""
 
-    def __init__(
-        self,
-        message: str = "circuit is open",
-        *,
-        retry_after: float | None = None,
-        dependency: str | None = None,
-    ) -> None:
-        super().__init__(message, retry_after=retry_after, dependency=dependency)
+    default_message = "circuit is open"
 
 
 class IsolatedCircuitError(BrokenCircuitError):
     """The circuit breaker was isolated by hand and rejects every call until closed."""
 
-    def __init__(
-        self, message: str = "circuit is isolated", *, dependency: str | None = None
-    ) -> None:
-        super().__init__(message, retry_after=None, dependency=dependency)
+    default_message = "circuit is isolated"
 
 
 class TimeoutRejectedError(ExecutionRejectedError, TimeoutError):
     """The timeout strategy's own deadline expired (a caller's cancel stays CancelledError)."""
 
+    default_message = "operation timed out"
+
     def __init__(
         self,
-        message: str = "operation timed out",
+        message: str | None = None,
         *,
         timeout: float | None = None,
         dependency: str | None = None,
     ) -> None:
-        super().__init__(message, retry_after=None, dependency=dependency)
+        super().__init__(message, dependency=dependency)
         self.timeout = timeout
 
 
 class RateLimitRejectedError(ExecutionRejectedError):
     """The rate limiter has no permit within the allowed wait."""
 
-    def __init__(
-        self,
-        message: str = "rate limit exceeded",
-        *,
-        retry_after: float | None = None,
-        dependency: str | None = None,
-    ) -> None:
-        super().__init__(message, retry_after=retry_after, dependency=dependency)
+    default_message = "rate limit exceeded"
 
 
 class BulkheadRejectedError(ExecutionRejectedError):
     """The bulkhead is full (all seats taken and the queue full, or the queue wait timed out)."""
 
-    def __init__(
-        self,
-        message: str = "bulkhead is full",
-        *,
-        retry_after: float | None = None,
-        dependency: str | None = None,
-    ) -> None:
-        super().__init__(message, retry_after=retry_after, dependency=dependency)
+    default_message = "bulkhead is full"
