@@ -228,7 +228,12 @@ class HttpResilience:
         response = await self._inner.handle_async_request(request)
         status: int = response.status_code
         if status < 400:
-            if self._validate_json and status != 204 and _is_json(response.headers):
+            if (
+                self._validate_json
+                and status != 204
+                and request.method != "HEAD"
+                and _is_json(response.headers)
+            ):
                 await self._check_json(response, request)
             return response
         headers = response.headers
