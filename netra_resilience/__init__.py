@@ -2,7 +2,27 @@
 
 from __future__ import annotations
 
+from .backoff import Backoff
 from .builder import PipelineBuilder
+from .bulkhead import BulkheadOptions, BulkheadStrategy, ConcurrencyLimiter
+from .cache import (
+    CacheBackend,
+    CacheEntry,
+    CacheOptions,
+    CacheStrategy,
+    InMemoryTTLCache,
+    stable_key,
+)
+from .chaos import ChaosControl, ChaosOptions, ChaosStrategy
+from .circuit_breaker import (
+    CircuitBreakerControl,
+    CircuitBreakerOptions,
+    CircuitBreakerStateProvider,
+    CircuitBreakerStrategy,
+    CircuitState,
+    CircuitStateStore,
+    InMemoryCircuitStateStore,
+)
 from .clock import SYSTEM_CLOCK, Clock, SystemClock
 from .context import (
     ResilienceContext,
@@ -15,6 +35,23 @@ from .context import (
     use_context,
 )
 from .degradation import Degradation, DegradationEntry, DegradationReason
+from .engine import (
+    EngineMiddleware,
+    EventOptions,
+    Hook,
+    Middleware,
+    ResilientEngine,
+    RunEvents,
+    RunRequest,
+    RunResult,
+    RunStatus,
+    Tool,
+    ToolError,
+    ToolErrorReason,
+    ToolOk,
+    ToolResult,
+    wrap_engine,
+)
 from .exceptions import (
     BrokenCircuitError,
     BulkheadRejectedError,
@@ -25,6 +62,8 @@ from .exceptions import (
     RateLimitRejectedError,
     TimeoutRejectedError,
 )
+from .fallback import FallbackArgs, FallbackOptions, FallbackStrategy
+from .health import Criticality, Dependency, HealthMonitor, HealthStatus, ServiceRegistry
 from .outcome import Outcome
 from .pipeline import EMPTY_PIPELINE, Pipeline
 from .predicates import (
@@ -35,7 +74,19 @@ from .predicates import (
     handle_exception,
     handle_result,
 )
+from .presets import standard_llm_pipeline
+from .rate_limiter import (
+    PartitionedRateLimiter,
+    RateLimiter,
+    RateLimiterOptions,
+    RateLimiterStrategy,
+    TokenBucketLimiter,
+)
 from .registry import PipelineRegistry
+from .replay import ReplayBuffer
+from .retry import OnRetryArgs, RetryDelayArgs, RetryOptions, RetryStrategy
+from .routing import AllOpenPolicy, EndpointPool, EndpointPoolOptions, NoHealthyEndpointError
+from .sessions import SessionStore
 from .strategy import BuildContext, Callback, Strategy, StrategyOptions
 from .telemetry import (
     CompositeListener,
@@ -45,6 +96,7 @@ from .telemetry import (
     TelemetryListener,
     TelemetrySource,
 )
+from .timeout import TimeoutOptions, TimeoutStrategy
 
 __version__ = "0.1.0"
 
@@ -53,29 +105,79 @@ __all__ = [
     "EMPTY_PIPELINE",
     "SYSTEM_CLOCK",
     "TRANSIENT_EXCEPTION",
+    "AllOpenPolicy",
+    "Backoff",
     "BrokenCircuitError",
     "BuildContext",
+    "BulkheadOptions",
     "BulkheadRejectedError",
+    "BulkheadStrategy",
+    "CacheBackend",
+    "CacheEntry",
+    "CacheOptions",
+    "CacheStrategy",
     "Callback",
+    "ChaosControl",
+    "ChaosOptions",
+    "ChaosStrategy",
+    "CircuitBreakerControl",
+    "CircuitBreakerOptions",
+    "CircuitBreakerStateProvider",
+    "CircuitBreakerStrategy",
+    "CircuitState",
+    "CircuitStateStore",
     "Clock",
     "CompositeListener",
+    "ConcurrencyLimiter",
+    "Criticality",
     "Degradation",
     "DegradationEntry",
     "DegradationReason",
+    "Dependency",
+    "EndpointPool",
+    "EndpointPoolOptions",
+    "EngineMiddleware",
+    "EventOptions",
     "ExecutionRejectedError",
+    "FallbackArgs",
+    "FallbackOptions",
+    "FallbackStrategy",
+    "HealthMonitor",
+    "HealthStatus",
+    "Hook",
+    "InMemoryCircuitStateStore",
+    "InMemoryTTLCache",
     "InvalidOptionsError",
     "IsolatedCircuitError",
     "LoggingListener",
+    "Middleware",
     "NetraError",
+    "NoHealthyEndpointError",
+    "OnRetryArgs",
     "Outcome",
     "OutcomePredicate",
+    "PartitionedRateLimiter",
     "Pipeline",
     "PipelineBuilder",
     "PipelineRegistry",
     "RateLimitRejectedError",
+    "RateLimiter",
+    "RateLimiterOptions",
+    "RateLimiterStrategy",
+    "ReplayBuffer",
     "ResilienceContext",
     "ResilienceKey",
     "ResilienceProperties",
+    "ResilientEngine",
+    "RetryDelayArgs",
+    "RetryOptions",
+    "RetryStrategy",
+    "RunEvents",
+    "RunRequest",
+    "RunResult",
+    "RunStatus",
+    "ServiceRegistry",
+    "SessionStore",
     "Severity",
     "Strategy",
     "StrategyOptions",
@@ -83,13 +185,24 @@ __all__ = [
     "TelemetryEvent",
     "TelemetryListener",
     "TelemetrySource",
+    "TimeoutOptions",
     "TimeoutRejectedError",
+    "TimeoutStrategy",
+    "TokenBucketLimiter",
+    "Tool",
+    "ToolError",
+    "ToolErrorReason",
+    "ToolOk",
+    "ToolResult",
     "bind_context",
     "current_context",
     "current_degradation",
     "handle",
     "handle_exception",
     "handle_result",
+    "stable_key",
+    "standard_llm_pipeline",
     "unbind_context",
     "use_context",
+    "wrap_engine",
 ]
