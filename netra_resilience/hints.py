@@ -59,8 +59,6 @@ def parse_retry_after_value(value: str, now: datetime) -> float | None:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when is None:
-        return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return _seconds(max((when - now).total_seconds(), 0.0))
