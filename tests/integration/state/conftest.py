@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
@@ -63,3 +65,12 @@ def fault_postgres(postgres_server: PostgresServer) -> Iterator[PostgresServer]:
 def namespace() -> str:
     """A unique key prefix / table suffix, so tests sharing a server never collide."""
     return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture(scope="session")
+def process_pool() -> Iterator[ProcessPoolExecutor]:
+    """Four spawned worker processes: replicas with their own interpreter and Redis client."""
+    with ProcessPoolExecutor(
+        max_workers=4, mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
+        yield pool

@@ -1,0 +1,111 @@
+"""Code run in separate worker processes (spawned) by the cross-process tests.
+
+Each function builds its own Redis client, store/limiter and pipeline, as a replica would, and
+reports back a plain value. Coordination with the test goes through Redis lists (``BLPOP``
+blocks on the server, bounded by a timeout), so nothing here polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from netra_resilience import BrokenCircuitError, Pipeline, PipelineBuilder
+from netra_resilience.circuit_breaker import CircuitBreakerOptions
+from netra_resilience.integrations.redis_breaker import RedisCircuitStateStore
+from netra_resilience.integrations.redis_client import redis_client
+from netra_resilience.integrations.redis_limiter import RedisRateLimiter
+
+BREAKER: dict[str, Any] = {"minimum_throughput": 4, "failure_ratio": 0.5, "break_duration": 30.0}
+
+
+def _breaker_pipeline(store: RedisCircuitStateStore, name: str) -> Pipeline:
+    options = CircuitBreakerOptions(store=store, **BREAKER)
+    return PipelineBuilder(name).add_circuit_breaker(options).build()
+
+
+async def _fail() -> None:
+    raise ConnectionError("upstream down")
+
+
+async def _breaker_failures(url: str, prefix: str, name: str, calls: int) -> list[str]:
+    client = redis_client(url)
+    store = RedisCircuitStateStore(client, prefix=prefix)
+    pipeline = _breaker_pipeline(store, name)
+    seen = []
+    try:
+        for _ in range(calls):
+            try:
+                await pipeline.execute(_fail)
+            except BrokenCircuitError:
+                seen.append("rejected")
+            except ConnectionError:
+                seen.append("failed")
+    finally:
+        await store.aclose()
+        await client.aclose()
+    return seen
+
+
+def breaker_failures(url: str, prefix: str, name: str, calls: int) -> list[str]:
+    """``calls`` failing calls through a shared breaker: what each one met."""
+    return asyncio.run(_breaker_failures(url, prefix, name, calls))
+
+
+async def _breaker_attempt(url: str, prefix: str, name: str, admitted: str, release: str) -> str:
+    client = redis_client(url, socket_timeout=30)
+    store = RedisCircuitStateStore(client, prefix=prefix)
+    pipeline = _breaker_pipeline(store, name)
+
+    async def probe() -> str:
+        await client.rpush(admitted, "1")
+        await client.blpop([release], timeout=20)  # held until the test releases it
+        return "probe"
+
+    try:
+        return str(await pipeline.execute(probe))
+    except BrokenCircuitError:
+        return "rejected"
+    finally:
+        await store.aclose()
+        await client.aclose()
+
+
+def breaker_attempt(url: str, prefix: str, name: str, admitted: str, release: str) -> str:
+    """One call; if admitted it signals ``admitted`` and holds until ``release``."""
+    return asyncio.run(_breaker_attempt(url, prefix, name, admitted, release))
+
+
+async def _limiter_run(
+    url: str, key: str, rate: float, burst: int, duration: float, ready: str, go: str
+) -> int:
+    client = redis_client(url, socket_timeout=30)
+    limiter = RedisRateLimiter(client, key=key, rate=rate, burst=burst, timeout=1.0)
+    try:
+        await client.rpush(ready, "1")
+        _, raw = await client.blpop([go], timeout=30)  # type: ignore[misc]
+        start = float(raw)
+        await asyncio.sleep(max(start - time.time(), 0.0))  # real-sleep-ok: common start
+        end = start + duration
+        granted = 0
+        while True:
+            await limiter.acquire(1, max_wait=5.0)  # reserves a slot, sleeps until it
+            if time.time() >= end:
+                return granted
+            granted += 1
+    finally:
+        await limiter.aclose()
+        await client.aclose()
+
+
+def limiter_run(
+    url: str, key: str, rate: float, burst: int, duration: float, ready: str, go: str
+) -> int:
+    """Acquire as fast as the shared limit allows for ``duration`` s; permits granted in time."""
+    return asyncio.run(_limiter_run(url, key, rate, burst, duration, ready, go))
+
+
+def warm() -> int:
+    """Imports done; used to start the worker processes before a timed test."""
+    return 0
