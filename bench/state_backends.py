@@ -1,0 +1,161 @@
+"""Session store latency with Redis up vs Redis down (PostgreSQL fallback), and the shared
+Redis rate limiter's acquisitions per second. Real servers on loopback, started here.
+
+    .venv/bin/python -m bench.state_backends [--ops 2000]
+
+Same run, same store object: Redis up, then SIGKILL (the store's gate opens, calls go to
+PostgreSQL), then Redis restarted (write-back, Redis serves again). Prints median / p99 per
+operation and the down/up ratio of the medians (the target is <= 2x; the origin documents
+allow 5x). The PostgreSQL here runs with fsync off (a throwaway cluster): on a durable
+server, fallback writes also pay the WAL flush.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from netra_resilience.integrations.redis_client import redis_client
+from netra_resilience.integrations.redis_limiter import RedisRateLimiter
+from netra_resilience.integrations.redis_sessions import RedisSessionBackend
+from netra_resilience.integrations.sessions_sql import SqlSessionBackend
+from netra_resilience.integrations.sqlalchemy import PoolBulkhead, create_pooled_engine
+from netra_resilience.sessions import SessionStore
+from tests.servers import PostgresServer, RedisServer
+
+SESSION = {"user": "u-123", "tenant": "acme", "turns": [{"role": "user", "content": "x" * 200}]}
+
+
+async def _latencies(op: Callable[[int], Awaitable[object]], ops: int) -> list[float]:
+    for i in range(min(200, ops)):  # warm-up: connections, prepared statements, scripts
+        await op(i)
+    samples = []
+    for i in range(ops):
+        start = time.perf_counter_ns()
+        await op(i)
+        samples.append((time.perf_counter_ns() - start) / 1000)
+    return samples
+
+
+def _stats(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[int(len(ordered) * 0.99) - 1]
+
+
+async def _phase(store: SessionStore, ops: int) -> dict[str, list[float]]:
+    async def put(i: int) -> None:
+        await store.put(f"s{i % 200}", SESSION)
+
+    async def get(i: int) -> object:
+        return await store.get(f"s{i % 200}")
+
+    return {"put": await _latencies(put, ops), "get": await _latencies(get, ops)}
+
+
+async def sessions(redis: RedisServer, pg: PostgresServer, ops: int) -> list[tuple[str, ...]]:
+    engine = create_pooled_engine(pg.url, pool_size=10)
+    fallback = SqlSessionBackend(PoolBulkhead(engine), table="bench_sessions")
+    await fallback.create_schema()
+    client = redis_client(redis.url)
+    store = SessionStore(RedisSessionBackend(client), fallback, retry_interval=0.2)
+    await store.reconcile()
+    up = await _phase(store, ops)
+    redis.kill()
+    with contextlib.suppress(Exception):
+        await store.put("trip", 1)  # the first call sees the refusal; the gate opens
+    down = await _phase(store, ops)
+    redis.start()
+    await store.reconcile()  # probes, closes the gate, writes back
+    up_again = await _phase(store, ops)
+    await store.aclose()
+    await client.aclose()
+    await fallback.database.aclose()
+    await engine.dispose()
+
+    rows = []
+    for op in ("get", "put"):
+        up_med, up_p99 = _stats(up[op] + up_again[op])
+        down_med, down_p99 = _stats(down[op])
+        rows.append(
+            (
+                f"session {op}",
+                f"{up_med:.0f} / {up_p99:.0f}",
+                f"{down_med:.0f} / {down_p99:.0f}",
+                f"{down_med / up_med:.2f}x",
+            )
+        )
+    return rows
+
+
+async def sqlite_embedded(ops: int) -> list[tuple[str, ...]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = create_pooled_engine(f"sqlite+aiosqlite:///{Path(tmp) / 's.db'}")
+        backend = SqlSessionBackend(PoolBulkhead(engine))
+        await backend.create_schema()
+        store = SessionStore(backend)
+        result = await _phase(store, ops)
+        await store.aclose()
+        await backend.database.aclose()
+        await engine.dispose()
+    return [
+        (f"session {op} (SQLite only)", "-", "{:.0f} / {:.0f}".format(*_stats(result[op])), "-")
+        for op in ("get", "put")
+    ]
+
+
+async def limiter(redis: RedisServer, ops: int) -> list[tuple[str, ...]]:
+    client = redis_client(redis.url)
+    rows = []
+    for tasks in (1, 16):
+        lim = RedisRateLimiter(client, key=f"bench{tasks}", rate=1e7, burst=1_000_000)
+        per_task = ops * 5 // tasks
+
+        async def run(lim: RedisRateLimiter = lim, n: int = per_task) -> None:
+            for _ in range(n):
+                await lim.acquire(1)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(run() for _ in range(tasks)))
+        rate = per_task * tasks / (time.perf_counter() - start)
+        rows.append(
+            (
+                f"redis limiter acquire ({tasks} task{'s' if tasks > 1 else ''})",
+                f"{rate:,.0f}/s",
+                "-",
+                "-",
+            )
+        )
+        await lim.aclose()
+    await client.aclose()
+    return rows
+
+
+async def main(ops: int) -> None:
+    with RedisServer() as redis, PostgresServer() as pg:
+        rows = await sessions(redis, pg, ops)
+        rows += await sqlite_embedded(ops)
+        rows += await limiter(redis, ops)
+    print(
+        f"\nstate backends - {platform.python_implementation()} {platform.python_version()}, "
+        f"{ops} ops per phase, latencies in us (median / p99)"
+    )
+    header = f"{'measure':<36} {'Redis up':>18} {'Redis down (PG)':>18} {'ratio':>7}"
+    print(header)
+    print("-" * len(header))
+    for name, up, down, ratio in rows:
+        print(f"{name:<36} {up:>18} {down:>18} {ratio:>7}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ops", type=int, default=2000)
+    args = parser.parse_args()
+    sys.exit(asyncio.run(main(args.ops)))
