@@ -1,0 +1,403 @@
+"""Core overhead: each strategy alone, the standard LLM stack, and open-breaker rejection,
+against tenacity, stamina, backoff, aiobreaker, purgatory, pybreaker, circuitbreaker and
+aiolimiter in the same run.
+
+    .venv/bin/python -m bench.core [--calls 20000] [--rounds 7]
+
+Prints ns per call, the paired extra cost over a bare ``await ok()`` (or a bare raise for the
+open-breaker group), ratios against tenacity, and memory kept per rejection while open.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import platform
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from netra_resilience import BrokenCircuitError, PipelineBuilder
+from netra_resilience.bulkhead import BulkheadOptions
+from netra_resilience.chaos import ChaosControl, ChaosOptions
+from netra_resilience.circuit_breaker import CircuitBreakerOptions
+from netra_resilience.fallback import FallbackOptions
+from netra_resilience.rate_limiter import RateLimiterOptions, TokenBucketLimiter
+from netra_resilience.retry import RetryOptions
+from netra_resilience.timeout import TimeoutOptions
+
+from ._harness import Row, RunFn, Variant, measure, print_rows, retained_bytes_per_call, version
+
+
+async def ok() -> int:
+    return 1
+
+
+async def fail() -> int:
+    raise ConnectionError("down")
+
+
+def loop_call(fn: Callable[[], Awaitable[Any]]) -> RunFn:
+    async def run(n: int) -> None:
+        for _ in range(n):
+            await fn()
+
+    return run
+
+
+def loop_reject(fn: Callable[[], Awaitable[Any]], exc: type[BaseException]) -> RunFn:
+    async def run(n: int) -> None:
+        for _ in range(n):
+            try:
+                await fn()
+            except exc:
+                pass
+
+    return run
+
+
+def pipeline_call(builder: PipelineBuilder, fn: Callable[[], Awaitable[Any]] = ok) -> RunFn:
+    pipeline = builder.build()
+    execute = pipeline.execute
+
+    async def run(n: int) -> None:
+        for _ in range(n):
+            await execute(fn)
+
+    return run
+
+
+def standard_stack() -> PipelineBuilder:
+    """rate limiter -> bulkhead -> total timeout -> retry -> breaker -> attempt timeout."""
+    return (
+        PipelineBuilder("llm")
+        .add_rate_limiter(RateLimiterOptions(limiter=TokenBucketLimiter(rate=1e9, burst=10**9)))
+        .add_bulkhead(BulkheadOptions(max_concurrency=100, max_queue=100))
+        .add_timeout(TimeoutOptions(timeout=30))
+        .add_retry(RetryOptions(max_attempts=3, delay=0.1))
+        .add_circuit_breaker(CircuitBreakerOptions(failure_ratio=0.5, minimum_throughput=10))
+        .add_timeout(TimeoutOptions(timeout=10))
+    )
+
+
+VARIANTS: list[Variant] = []
+
+
+def variant(name: str, group: str, library: str = "netra") -> Callable[[Any], Any]:
+    def deco(build: Callable[[], Awaitable[RunFn]]) -> Callable[[], Awaitable[RunFn]]:
+        VARIANTS.append(Variant(name, group, build, library))
+        return build
+
+    return deco
+
+
+# -- baselines ---------------------------------------------------------------------
+@variant("bare await ok()", "success", "baseline")
+async def _bare() -> RunFn:
+    return loop_call(ok)
+
+
+@variant("bare raise+except", "open", "baseline")
+async def _bare_raise() -> RunFn:
+    return loop_reject(fail, ConnectionError)
+
+
+# -- netra, each strategy alone ----------------------------------------------------------
+@variant("netra empty pipeline", "success")
+async def _empty() -> RunFn:
+    return pipeline_call(PipelineBuilder("x"))
+
+
+@variant("netra timeout", "success")
+async def _timeout() -> RunFn:
+    return pipeline_call(PipelineBuilder("x").add_timeout(TimeoutOptions(timeout=30)))
+
+
+@variant("netra retry", "success")
+async def _retry() -> RunFn:
+    return pipeline_call(PipelineBuilder("x").add_retry(RetryOptions(max_attempts=3)))
+
+
+@variant("netra circuit breaker (time window)", "success")
+async def _breaker() -> RunFn:
+    return pipeline_call(PipelineBuilder("x").add_circuit_breaker(CircuitBreakerOptions()))
+
+
+@variant("netra circuit breaker (count window)", "success")
+async def _breaker_count() -> RunFn:
+    options = CircuitBreakerOptions(window="count", window_size=100)
+    return pipeline_call(PipelineBuilder("x").add_circuit_breaker(options))
+
+
+@variant("netra rate limiter", "success")
+async def _limiter() -> RunFn:
+    limiter = TokenBucketLimiter(rate=1e9, burst=10**9)
+    return pipeline_call(PipelineBuilder("x").add_rate_limiter(RateLimiterOptions(limiter=limiter)))
+
+
+@variant("netra bulkhead", "success")
+async def _bulkhead() -> RunFn:
+    return pipeline_call(PipelineBuilder("x").add_bulkhead(BulkheadOptions(max_concurrency=100)))
+
+
+@variant("netra fallback", "success")
+async def _fallback() -> RunFn:
+    return pipeline_call(PipelineBuilder("x").add_fallback(FallbackOptions(action=lambda _a: 0)))
+
+
+@variant("netra chaos (off)", "success")
+async def _chaos() -> RunFn:
+    return pipeline_call(PipelineBuilder("x").add_chaos(ChaosOptions(control=ChaosControl())))
+
+
+@variant("netra standard LLM stack", "success")
+async def _stack() -> RunFn:
+    return pipeline_call(standard_stack())
+
+
+# -- peers -----------------------------------------------------------------------------
+@variant("tenacity @retry", "success", "tenacity")
+async def _tenacity() -> RunFn:
+    import tenacity as t
+
+    fn = t.retry(
+        stop=t.stop_after_attempt(3),
+        wait=t.wait_random_exponential(multiplier=0.1, max=2),
+        retry=t.retry_if_exception_type(ConnectionError),
+        reraise=True,
+    )(ok)
+    return loop_call(fn)
+
+
+@variant("stamina @retry", "success", "stamina")
+async def _stamina() -> RunFn:
+    import stamina
+
+    return loop_call(stamina.retry(on=ConnectionError, attempts=3)(ok))
+
+
+@variant("backoff @on_exception", "success", "backoff")
+async def _backoff() -> RunFn:
+    import backoff
+
+    return loop_call(backoff.on_exception(backoff.expo, ConnectionError, max_tries=3)(ok))
+
+
+@variant("aiobreaker @breaker", "success", "aiobreaker")
+async def _aiobreaker() -> RunFn:
+    import aiobreaker
+
+    breaker = aiobreaker.CircuitBreaker(fail_max=5, timeout_duration=dt.timedelta(seconds=60))
+    return loop_call(breaker(ok))
+
+
+@variant("purgatory held breaker ctx", "success", "purgatory")
+async def _purgatory() -> RunFn:
+    from purgatory import AsyncCircuitBreakerFactory
+
+    factory = AsyncCircuitBreakerFactory(default_threshold=5, default_ttl=30)
+    await factory.initialize()
+    brk = await factory.get_breaker("svc_ok")
+
+    async def run(n: int) -> None:
+        for _ in range(n):
+            async with brk:
+                await ok()
+
+    return run
+
+
+@variant("pybreaker calling() ctx", "success", "pybreaker")
+async def _pybreaker() -> RunFn:
+    import pybreaker
+
+    breaker = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=60)
+
+    async def run(n: int) -> None:
+        for _ in range(n):
+            with breaker.calling():
+                await ok()
+
+    return run
+
+
+@variant("circuitbreaker @circuit", "success", "circuitbreaker")
+async def _circuitbreaker() -> RunFn:
+    from circuitbreaker import CircuitBreaker
+
+    cb = CircuitBreaker(failure_threshold=5, recovery_timeout=30, name="bench_ok")
+    return loop_call(cb(ok))
+
+
+@variant("aiolimiter async with", "success", "aiolimiter")
+async def _aiolimiter() -> RunFn:
+    from aiolimiter import AsyncLimiter
+
+    limiter = AsyncLimiter(1e9, 1)
+
+    async def run(n: int) -> None:
+        for _ in range(n):
+            async with limiter:
+                await ok()
+
+    return run
+
+
+@variant("asyncio.timeout ctx (stdlib)", "success", "stdlib")
+async def _std_timeout() -> RunFn:
+    async def run(n: int) -> None:
+        for _ in range(n):
+            async with asyncio.timeout(30):
+                await ok()
+
+    return run
+
+
+# -- open breaker: fast-fail rejection --------------------------------------------------
+async def open_netra_breaker() -> RunFn:
+    options = CircuitBreakerOptions(
+        minimum_throughput=2, break_duration=3600, max_break_duration=3600
+    )
+    pipeline = PipelineBuilder("x").add_circuit_breaker(options).build()
+    for _ in range(5):
+        try:
+            await pipeline.execute(fail)
+        except (ConnectionError, BrokenCircuitError):
+            pass
+    return loop_reject(lambda: pipeline.execute(fail), BrokenCircuitError)
+
+
+@variant("netra breaker OPEN reject", "open")
+async def _netra_open() -> RunFn:
+    return await open_netra_breaker()
+
+
+async def open_purgatory() -> RunFn:
+    from purgatory import AsyncCircuitBreakerFactory
+    from purgatory.domain.model import OpenedState
+
+    factory = AsyncCircuitBreakerFactory(default_threshold=5, default_ttl=3600)
+    await factory.initialize()
+    fn = factory("svc_open")(fail)
+    for _ in range(5):
+        try:
+            await fn()
+        except ConnectionError:
+            pass
+    return loop_reject(fn, OpenedState)
+
+
+@variant("purgatory OPEN reject", "open", "purgatory")
+async def _purgatory_open() -> RunFn:
+    return await open_purgatory()
+
+
+@variant("aiobreaker OPEN reject", "open", "aiobreaker")
+async def _aiobreaker_open() -> RunFn:
+    import aiobreaker
+
+    breaker = aiobreaker.CircuitBreaker(fail_max=5, timeout_duration=dt.timedelta(hours=1))
+    fn = breaker(fail)
+    breaker.open()
+    return loop_reject(fn, aiobreaker.CircuitBreakerError)
+
+
+@variant("pybreaker OPEN reject", "open", "pybreaker")
+async def _pybreaker_open() -> RunFn:
+    import pybreaker
+
+    breaker = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=3600)
+    breaker.open()
+
+    async def call() -> int:
+        with breaker.calling():
+            return await fail()
+
+    return loop_reject(call, pybreaker.CircuitBreakerError)
+
+
+@variant("circuitbreaker OPEN reject", "open", "circuitbreaker")
+async def _circuitbreaker_open() -> RunFn:
+    from circuitbreaker import CircuitBreaker, CircuitBreakerError
+
+    cb = CircuitBreaker(failure_threshold=5, recovery_timeout=3600, name="bench_open")
+    fn = cb(fail)
+    for _ in range(5):
+        try:
+            await fn()
+        except ConnectionError:
+            pass
+    return loop_reject(fn, CircuitBreakerError)
+
+
+PEERS = (
+    "tenacity",
+    "stamina",
+    "backoff",
+    "aiobreaker",
+    "purgatory",
+    "pybreaker",
+    "circuitbreaker",
+    "aiolimiter",
+)
+
+
+async def main_async(args: argparse.Namespace) -> list[Row]:
+    baselines = {"success": "bare await ok()", "open": "bare raise+except"}
+    rows = await measure(VARIANTS, baselines, calls=args.calls, rounds=args.rounds)
+    print(
+        f"Python {sys.version.split()[0]} on {platform.platform()}; "
+        f"{args.rounds} rounds x {args.calls} calls; {dt.date.today()}"
+    )
+    print("peers: " + ", ".join(f"{p} {version(p)}" for p in PEERS))
+    print_rows(
+        "SUCCESS PATH (extra ns over bare `await ok()`)", [r for r in rows if r.group == "success"]
+    )
+    print_rows(
+        "BREAKER OPEN: rejection (extra ns over a bare raise+except)",
+        [r for r in rows if r.group == "open"],
+    )
+    by = {r.name: r for r in rows}
+    tenacity = by.get("tenacity @retry")
+    stack = by["netra standard LLM stack"]
+    print("\nRATIOS")
+    if tenacity is not None:
+        print(
+            f"  standard LLM stack extra / tenacity @retry extra = "
+            f"{stack.overhead_ns / tenacity.overhead_ns:.3f}  (target <= 0.25)"
+        )
+    print(f"  standard LLM stack extra = {stack.overhead_ns / 1000:.2f} us  (target <= 4 us)")
+    breaker = by["netra circuit breaker (time window)"]
+    print(f"  breaker alone extra = {breaker.overhead_ns / 1000:.3f} us  (target <= 0.3 us)")
+    reject = by["netra breaker OPEN reject"]
+    print(f"  open rejection extra = {reject.overhead_ns / 1000:.3f} us  (target <= 0.3 us)")
+    for name in (
+        "purgatory OPEN reject",
+        "aiobreaker OPEN reject",
+        "pybreaker OPEN reject",
+        "circuitbreaker OPEN reject",
+    ):
+        if name in by:
+            print(
+                f"  netra rejection vs {name.split()[0]}: "
+                f"{reject.overhead_ns / by[name].overhead_ns:.2f}x the extra cost"
+            )
+    print("\nMEMORY KEPT PER REJECTION WHILE OPEN (tracemalloc, 5000 rejections)")
+    print(f"  netra breaker: {await retained_bytes_per_call(await open_netra_breaker()):.1f} B")
+    try:
+        print(f"  purgatory:     {await retained_bytes_per_call(await open_purgatory()):.1f} B")
+    except ImportError:
+        print("  purgatory:     not installed")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=7)
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
