@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .backoff import Backoff
+from .backoff import Backoff, compute_delay
 from .builder import PipelineBuilder
 from .bulkhead import BulkheadOptions, BulkheadStrategy, ConcurrencyLimiter
 from .cache import (
@@ -96,7 +96,7 @@ from .telemetry import (
     TelemetryListener,
     TelemetrySource,
 )
-from .timeout import TimeoutOptions, TimeoutStrategy
+from .timeout import OnTimeoutArgs, TimeoutOptions, TimeoutStrategy
 
 __version__ = "0.1.0"
 
@@ -154,6 +154,7 @@ __all__ = [
     "NetraError",
     "NoHealthyEndpointError",
     "OnRetryArgs",
+    "OnTimeoutArgs",
     "Outcome",
     "OutcomePredicate",
     "PartitionedRateLimiter",
@@ -195,6 +196,7 @@ __all__ = [
     "ToolOk",
     "ToolResult",
     "bind_context",
+    "compute_delay",
     "current_context",
     "current_degradation",
     "handle",
