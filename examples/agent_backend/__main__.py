@@ -7,9 +7,43 @@ import uvicorn
 from .app import create_app
 from .config import Settings
 
+WALKTHROUGH = """\
+netra-resilience example agent backend on {base}
+  {describe}
+
+1. Ask something (add the word "tool" to make the agent call its external tool):
+     curl -si {base}/v1/chat -d '{{"user_id":"u1","message":"hi"}}'
+2. Health, criticality-weighted (application/health+json):
+     curl -s {base}/health
+"""
+
+DEMO_STEPS = """\
+3. Break the LLM provider (demo mode only), ask the same question again and look for the
+   Netra-Degraded header: a stale answer from the cache, or a canned reply for new questions:
+     curl -s -X POST {base}/demo/faults/llm -d '{{"kind":"error"}}'
+     curl -si {base}/v1/chat -d '{{"user_id":"u1","message":"hi"}}'
+     curl -s {base}/health          # llm fails, the service warns but stays up (200)
+4. Other switches: tool, redis, database, auth, analytics, monitoring, discovery; kinds:
+   error, latency (+"seconds"), rate_limit (+"seconds"), malformed (llm), dns (discovery):
+     curl -s -X POST {base}/demo/faults/tool -d '{{"kind":"rate_limit","seconds":5}}'
+     curl -si {base}/v1/chat -d '{{"user_id":"u1","message":"use the tool"}}'
+5. Clear every fault and watch it recover (the breaker half-opens after a few seconds):
+     curl -s -X DELETE {base}/demo/faults
+6. Stream events over WebSocket: /v1/chat/ws (send the same JSON; agent_completed comes last).
+7. Run the whole drill against this server:  netra-resilience drill --target {base}
+
+Ctrl-C stops the server.
+"""
+
 
 def main() -> None:
     settings = Settings.from_env()
+    base = f"http://localhost:{settings.port}"
+    describe = ", ".join(f"{k}: {v}" for k, v in settings.describe().items())
+    text = WALKTHROUGH.format(base=base, describe=describe)
+    if settings.demo_mode:
+        text += DEMO_STEPS.format(base=base)
+    print(text, flush=True)
     uvicorn.run(create_app(settings), host="127.0.0.1", port=settings.port, log_level="warning")
 
 

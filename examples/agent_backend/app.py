@@ -14,7 +14,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
 from netra_resilience import Clock, Degradation, ExecutionRejectedError, current_degradation
@@ -108,7 +109,7 @@ def build_backend(settings: Settings, *, clock: Clock | None = None) -> Backend:
     closers.append(pool)
 
     if settings.tool_url is None:
-        tool_backend: Any = SimulatedTool(clock=the_clock)
+        tool_backend: Any = SimulatedTool(clock=the_clock, latency=settings.simulated_latency)
         endpoints: list[Any] = list(SIMULATED_TOOL_ENDPOINTS)
     else:
         tool_backend = HttpTool(settings.tool_url)
@@ -147,7 +148,7 @@ def build_backend(settings: Settings, *, clock: Clock | None = None) -> Backend:
             burst=20,
             timeout=3.0,
             max_attempts=2,
-            retry_delay=0.1,
+            retry_delay=settings.retry_delay,
             retry_after_cap=1.0,
         )
     ]
@@ -236,8 +237,23 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app = FastAPI(title="netra-resilience example agent backend", lifespan=lifespan)
     app.state.backend = backend
 
-    @app.post("/v1/chat")
-    async def chat(body: ChatRequest, degradation: CurrentDegradation) -> ChatResponse:
+    @app.post(
+        "/v1/chat",
+        openapi_extra={
+            "requestBody": {
+                "content": {"application/json": {"schema": ChatRequest.model_json_schema()}}
+            }
+        },
+    )
+    async def chat(request: Request, degradation: CurrentDegradation) -> ChatResponse:
+        # Parsed from the raw body whatever the Content-Type, so `curl -d '{...}'` (which sends
+        # application/x-www-form-urlencoded) works as the README shows.
+        try:
+            body = ChatRequest.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise RequestValidationError(
+                exc.errors(include_url=False, include_input=False)
+            ) from None
         await backend.auth.verify(body.user_id)  # a rejection becomes a 503 (auth is critical)
         events: list[dict[str, Any]] = []
 

@@ -63,6 +63,7 @@ class Settings:
     breaker_seconds: float = 15.0
     discovery_ttl: float = 5.0
     simulated_latency: float = 0.005
+    retry_delay: float = 0.2  # first backoff of the LLM and tool retries (tests use 0)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import socket
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, Field, ValidationError
 
 from netra_resilience.chaos import ChaosControl
 
@@ -88,10 +88,15 @@ def faults_router(control: ChaosControl) -> APIRouter:
         return {"dependencies": list(DEPENDENCIES), "active": listing()}
 
     @router.post("/{dependency}")
-    async def set_fault(dependency: str, fault: Fault | None = None) -> dict[str, Any]:
+    async def set_fault(dependency: str, request: Request) -> dict[str, Any]:
         if dependency not in DEPENDENCIES:
             raise HTTPException(404, f"unknown dependency; one of {', '.join(DEPENDENCIES)}")
-        apply(control, dependency, fault or Fault())
+        raw = await request.body()  # any Content-Type: `curl -d '{...}'` sends a form type
+        try:
+            fault = Fault.model_validate_json(raw) if raw.strip() else Fault()
+        except ValidationError as exc:
+            raise HTTPException(422, exc.errors(include_url=False, include_input=False)) from None
+        apply(control, dependency, fault)
         return {"active": listing()}
 
     @router.delete("/{dependency}")
