@@ -63,7 +63,18 @@ from .exceptions import (
     TimeoutRejectedError,
 )
 from .fallback import FallbackArgs, FallbackOptions, FallbackStrategy
-from .health import Criticality, Dependency, HealthMonitor, HealthStatus, ServiceRegistry
+from .health import (
+    HEALTH_MEDIA_TYPE,
+    ComponentHealth,
+    Criticality,
+    Dependency,
+    HealthMonitor,
+    HealthReport,
+    HealthStatus,
+    ServiceInfo,
+    ServiceRegistry,
+    health_document,
+)
 from .outcome import Outcome
 from .pipeline import EMPTY_PIPELINE, Pipeline
 from .predicates import (
@@ -103,6 +114,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ANY_EXCEPTION",
     "EMPTY_PIPELINE",
+    "HEALTH_MEDIA_TYPE",
     "SYSTEM_CLOCK",
     "TRANSIENT_EXCEPTION",
     "AllOpenPolicy",
@@ -127,6 +139,7 @@ __all__ = [
     "CircuitState",
     "CircuitStateStore",
     "Clock",
+    "ComponentHealth",
     "CompositeListener",
     "ConcurrencyLimiter",
     "Criticality",
@@ -143,6 +156,7 @@ __all__ = [
     "FallbackOptions",
     "FallbackStrategy",
     "HealthMonitor",
+    "HealthReport",
     "HealthStatus",
     "Hook",
     "InMemoryCircuitStateStore",
@@ -177,6 +191,7 @@ __all__ = [
     "RunRequest",
     "RunResult",
     "RunStatus",
+    "ServiceInfo",
     "ServiceRegistry",
     "SessionStore",
     "Severity",
@@ -202,6 +217,7 @@ __all__ = [
     "handle",
     "handle_exception",
     "handle_result",
+    "health_document",
     "stable_key",
     "standard_llm_pipeline",
     "unbind_context",
