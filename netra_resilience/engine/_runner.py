@@ -13,7 +13,7 @@ from typing import Any, Self, TypeVar
 
 from .._types import to_seconds
 from ..clock import SYSTEM_CLOCK, Clock
-from ..context import ResilienceContext, bind_context, unbind_context
+from ..context import ResilienceContext, bind_context, current_context, unbind_context
 from ._delivery import EventDelivery
 from ._emitter import RunEvents
 from ._middleware import Middleware, Start, build_stack
@@ -56,11 +56,15 @@ class ResilientEngine:
         """Run once; events go to ``sink`` (e.g. ``websocket.send_json``) if given."""
         if not isinstance(request, RunRequest):
             request = RunRequest(request)
+        # Inside a request (the ASGI middleware bound one), the run marks the request's own
+        # Degradation, so what the agent hit also reaches the Netra-Degraded header.
+        outer = current_context()
         context = ResilienceContext(
             self.operation_key,
             user_id=request.user_id,
             tenant_id=request.tenant_id,
             run_id=request.run_id,
+            degradation=outer.degradation if outer is not None else None,
         )
         delivery = EventDelivery(sink, self.clock, self.options)
         events = RunEvents(context, delivery, self.clock)
