@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from starlette.testclient import TestClient
 
@@ -181,7 +182,7 @@ def test_websocket_streams_events_and_stays_open(tmp_path: Path) -> None:
     with TestClient(create_app(settings)) as client, client.websocket_connect("/v1/chat/ws") as ws:
         for message in ("hi", "use the tool"):
             ws.send_json({"user_id": "u1", "message": message})
-            events = []
+            events: list[dict[str, Any]] = []
             while not events or events[-1]["type"] != "agent_completed":
                 events.append(ws.receive_json())
             assert events[0]["type"] == "agent_started"
