@@ -3,39 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 from .._types import Seconds
 from .._validation import duration, integer
 from ..clock import SYSTEM_CLOCK, Clock
-from ..context import ResilienceContext, current_context
-from ..degradation import DegradationReason
+from ..context import ResilienceContext
 from ._gate import BackendGate
-from ._reconcile import ReconcileReport, write_back
-from ._record import (
-    FallbackSessionBackend,
-    SessionBackend,
-    SessionRecord,
-    SessionStoreUnavailableError,
-)
-
-T = TypeVar("T")
+from ._reconcile import ReconcileReport
+from ._record import FallbackSessionBackend, SessionBackend, SessionRecord
+from ._routing import StoreRouting
 
 
 def _dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _newest(a: SessionRecord | None, b: SessionRecord | None) -> SessionRecord | None:
-    if a is None or (b is not None and b.version > a.version):
-        return b
-    return a
-
-
-class SessionStore:
+class SessionStore(StoreRouting):
     """get / put / delete sessions with a TTL.
 
     Calls go to ``primary`` (Redis) through a :class:`BackendGate`: bounded by
@@ -141,36 +127,6 @@ class SessionStore:
         tombstone = SessionRecord(key, self._version(now), None, now + self.tombstone_ttl)
         await self._save(tombstone, context)
 
-    async def reconcile(self) -> ReconcileReport:
-        """Write back what the fallback holds to the primary now (also runs automatically)."""
-        fallback = self._fallback
-        if fallback is None:
-            return ReconcileReport()
-        # Only into a primary that the gate routes reads to: records moved while reads still
-        # went to the fallback would look missing until the gate closed.
-        if not await self.primary_gate.probe_now():
-            return ReconcileReport(complete=False)
-        async with self._reconcile_lock:
-            writes = self._fallback_writes
-            report = await write_back(
-                self._primary,
-                fallback,
-                primary_gate=self.primary_gate,
-                fallback_gate=self.fallback_gate,
-                now=self._wall(),
-                batch=self._batch,
-                grace=self.sync_grace,
-            )
-            if report.complete and writes == self._fallback_writes:
-                self._pending = False
-            self.last_reconcile = report
-            return report
-
-    @property
-    def pending(self) -> bool:
-        """Whether outage writes may still wait in the fallback (reads then consult both)."""
-        return self._pending
-
     async def check_primary(self) -> None:
         """Health check (``async () -> None``, raises on failure) of the primary backend."""
         async with self._clock.timeout(self.primary_gate.timeout):
@@ -202,134 +158,10 @@ class SessionStore:
         await self.fallback_gate.aclose()
 
     # -- internals -------------------------------------------------------------------------
-    def _wall(self) -> float:
-        return self._clock.now().timestamp()
-
     def _version(self, now: float) -> int:
         version = max(int(now * 1_000_000), self._last_version + 1)
         self._last_version = version
         return version
-
-    def _mark(self, context: ResilienceContext | None, reason: DegradationReason) -> None:
-        ctx = context if context is not None else current_context()
-        if ctx is not None:
-            ctx.degradation.mark(self.dependency, reason)
-
-    async def _load(self, key: str, context: ResilienceContext | None) -> SessionRecord | None:
-        if self.primary_gate.allows():
-            self._maybe_sync()
-            if self._pending and self._fallback is not None:
-                return await self._load_both(key, context)
-            try:
-                return await self.primary_gate.call(functools.partial(self._primary.load, key))
-            except Exception as exc:
-                return await self._from_fallback(
-                    functools.partial(self._load_fallback, key), context, "get", exc
-                )
-        record = await self._from_fallback(
-            functools.partial(self._load_fallback, key), context, "get", None
-        )
-        if record is None and self.primary_gate.probing and await self.primary_gate.probe_now():
-            # A miss while the primary may be back: its write-back may already have moved
-            # the session there. Worth waiting for the (bounded) probe, once.
-            return await self._load(key, context)
-        return record
-
-    async def _load_fallback(self, key: str) -> SessionRecord | None:
-        assert self._fallback is not None
-        return await self._fallback.load(key)
-
-    async def _load_both(self, key: str, context: ResilienceContext | None) -> SessionRecord | None:
-        assert self._fallback is not None
-        if not self.fallback_gate.allows():
-            try:
-                return await self.primary_gate.call(functools.partial(self._primary.load, key))
-            except Exception as exc:
-                self._mark(context, DegradationReason.UNAVAILABLE)
-                raise SessionStoreUnavailableError(operation="get") from exc
-        primary, fallback = await asyncio.gather(
-            self.primary_gate.call(functools.partial(self._primary.load, key)),
-            self.fallback_gate.call(functools.partial(self._fallback.load, key)),
-            return_exceptions=True,
-        )
-        if isinstance(primary, BaseException):
-            if isinstance(fallback, BaseException):
-                self._mark(context, DegradationReason.UNAVAILABLE)
-                raise SessionStoreUnavailableError(operation="get") from fallback
-            self._mark(context, DegradationReason.FALLBACK_DATABASE)
-            return fallback
-        # The fallback failing here costs nothing visible: the primary answered.
-        return _newest(primary, None if isinstance(fallback, BaseException) else fallback)
-
-    async def _save(self, record: SessionRecord, context: ResilienceContext | None) -> None:
-        error: Exception | None = None
-        if self.primary_gate.allows():
-            self._maybe_sync()
-            try:
-                await self.primary_gate.call(
-                    functools.partial(self._primary.save, record, self._wall())
-                )
-                return
-            except Exception as exc:
-                error = exc
-        await self._from_fallback(
-            functools.partial(self._save_fallback, record), context, "put", error
-        )
-
-    async def _save_fallback(self, record: SessionRecord) -> None:
-        assert self._fallback is not None
-        self._pending = True
-        self._fallback_writes += 1
-        await self._fallback.save(record, self._wall())
-
-    async def _from_fallback(
-        self,
-        fn: Callable[[], Awaitable[T]],
-        context: ResilienceContext | None,
-        operation: str,
-        error: Exception | None,
-    ) -> T:
-        if self._fallback is None or not self.fallback_gate.allows():
-            self._mark(context, DegradationReason.UNAVAILABLE)
-            raise SessionStoreUnavailableError(operation=operation) from error
-        try:
-            result = await self.fallback_gate.call(fn)
-        except Exception as exc:
-            self._mark(context, DegradationReason.UNAVAILABLE)
-            raise SessionStoreUnavailableError(operation=operation) from exc
-        self._mark(context, DegradationReason.FALLBACK_DATABASE)
-        return result
-
-    def _on_primary_recovered(self) -> None:
-        if self._fallback is not None:
-            self._pending = True
-            self._next_sync = 0.0
-            self._maybe_sync()
-
-    def _maybe_sync(self) -> None:
-        if self._sync_task is not None or self._fallback is None:
-            return
-        now = self._clock.monotonic()
-        if now < self._next_sync:
-            return
-        interval = self.primary_gate.retry_interval if self._pending else self.reconcile_interval
-        self._next_sync = now + interval
-        self._sync_task = asyncio.get_running_loop().create_task(self._sync())
-
-    async def _sync(self) -> None:
-        try:
-            fallback = self._fallback
-            if fallback is None or not self.primary_gate.available:
-                return
-            if not self._pending:
-                if not await self.fallback_gate.call(fallback.has_pending):
-                    return
-                self._pending = True
-            await self.reconcile()
-        except Exception:
-            return  # the gates recorded it; the next due sync tries again
-        finally:
-            self._sync_task = None
 
     def __repr__(self) -> str:
         return (

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from netra_resilience.context import ResilienceContext
+from netra_resilience.health import Dependency, ServiceRegistry
 from netra_resilience.integrations.redis_client import redis_client
 from netra_resilience.integrations.redis_sessions import RedisSessionBackend
 from netra_resilience.integrations.sessions_sql import SqlSessionBackend
@@ -229,10 +230,23 @@ async def test_postgres_stopped_is_reported_by_the_health_check(
         sql_backend(fault_postgres.url, f"sessions_{namespace}") as pg,
         redis_pg_store(redis_server.url, pg, prefix=f"{namespace}:") as store,
     ):
-        await store.check_fallback()
+        registry = ServiceRegistry(
+            [
+                Dependency("postgres", "critical", check=store.check_fallback),
+                Dependency("redis", "optional", check=store.check_primary),
+            ]
+        )
+        monitor = registry.monitor
+        await monitor.probe_all()
+        assert monitor.report().ready()
         fault_postgres.stop()
         with pytest.raises(Exception):  # noqa: B017 - any driver error: the point is it raises
             await store.check_fallback()
+        await monitor.probe_all()
+        report = monitor.report()
+        assert not report.ready()  # PostgreSQL is critical: readiness fails
+        component = report.component("postgres")
+        assert component is not None and component.status == "fail"
         await store.check()  # Redis still serves: the store as a whole is up
         await store.put("s", 1)
         assert await store.get("s") == 1
