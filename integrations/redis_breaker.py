@@ -94,6 +94,7 @@ class RedisCircuitStateStore:
         self._script = client.register_script(SCRIPT)
         self._local = InMemoryCircuitStateStore(clock=clock)
         self._local_keys: dict[str, CircuitPolicy] = {}
+        self._policies: dict[str, CircuitPolicy] = {}  # for set_break, which gets none
         self._resync: asyncio.Task[None] | None = None
         self.gate = BackendGate(
             self._ping,
@@ -162,6 +163,7 @@ class RedisCircuitStateStore:
 
     # -- the CircuitStateStore protocol -------------------------------------------------
     async def acquire(self, key: str, policy: CircuitPolicy) -> Permit:
+        self._policies[key] = policy
         raw = await self._step("acquire", key, policy)
         if raw is None:
             self._go_local(key, policy)
@@ -211,7 +213,8 @@ class RedisCircuitStateStore:
     async def set_break(self, key: str, epoch: int, seconds: float) -> bool:
         if epoch < 0:
             return await self._local.set_break(key, _local_epoch(epoch), seconds)
-        raw = await self._step("set_break", key, CircuitPolicy(), epoch, repr(seconds))
+        policy = self._policies.get(key, CircuitPolicy())
+        raw = await self._step("set_break", key, policy, epoch, repr(seconds))
         return raw is not None and bool(raw[0])
 
     async def isolate(self, key: str, policy: CircuitPolicy) -> tuple[CircuitStateChange, ...]:

@@ -340,3 +340,17 @@ async def test_processes_share_one_circuit_and_one_global_probe(
     finally:
         await store.aclose()
         await client.aclose()
+
+
+async def test_a_break_duration_generator_retimes_the_shared_break(
+    stores: list[RedisCircuitStateStore], clock: FakeClock
+) -> None:
+    a = breaker(stores[0], clock, break_duration_generator=lambda args: 2.5)
+    b = breaker(stores[1], clock)
+    for _ in range(4):
+        await outcome_of(a, fail)
+    with pytest.raises(BrokenCircuitError) as info:
+        await b.execute(ok)
+    assert info.value.retry_after == pytest.approx(2.5)  # written back with set_break
+    await clock.advance(2.5)
+    assert await outcome_of(b) == "ok"  # b's probe closes it
