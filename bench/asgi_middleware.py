@@ -137,7 +137,7 @@ async def _in_process(rounds: int = 9, n: int = 3000) -> tuple[float, float]:
             gc.disable()
             start = time.perf_counter()
             for _ in range(n):
-                await app(_scope(), _receive, _send)  # type: ignore[arg-type]
+                await app(_scope(), _receive, _send)
             elapsed = (time.perf_counter() - start) / n * 1e6
             gc.enable()
             if round_:  # round 0 warms up
