@@ -109,8 +109,11 @@ class PoolBulkhead:
     :meth:`run` executes short autocommit operations on connections the bulkhead keeps open
     between calls (``reuse_connections``): a pool checkout and return cost more than the
     query itself (~250 µs against ~100 µs on loopback PostgreSQL), which matters on a path
-    that stands in for Redis. Give such a bulkhead its own engine, or leave
-    ``reuse_connections`` off, when other code shares the pool.
+    that stands in for Redis. Kept connections stay checked out of the pool, and the
+    bulkhead returns one before any of its callers takes a new one, so kept plus busy never
+    exceed ``max_concurrency``: keep that at or below the pool's capacity (the default), and
+    give the bulkhead its own engine (or ``reuse_connections=False``) if other code uses the
+    engine directly.
     """
 
     def __init__(
