@@ -97,7 +97,7 @@ from .registry import PipelineRegistry
 from .replay import ReplayBuffer
 from .retry import OnRetryArgs, RetryDelayArgs, RetryOptions, RetryStrategy
 from .routing import AllOpenPolicy, EndpointPool, EndpointPoolOptions, NoHealthyEndpointError
-from .sessions import SessionStore
+from .sessions import BackendGate, SessionStore, SessionStoreUnavailableError
 from .strategy import BuildContext, Callback, Strategy, StrategyOptions
 from .telemetry import (
     CompositeListener,
@@ -118,6 +118,7 @@ __all__ = [
     "SYSTEM_CLOCK",
     "TRANSIENT_EXCEPTION",
     "AllOpenPolicy",
+    "BackendGate",
     "Backoff",
     "BrokenCircuitError",
     "BuildContext",
@@ -194,6 +195,7 @@ __all__ = [
     "ServiceInfo",
     "ServiceRegistry",
     "SessionStore",
+    "SessionStoreUnavailableError",
     "Severity",
     "Strategy",
     "StrategyOptions",
