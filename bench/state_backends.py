@@ -80,7 +80,7 @@ async def sessions(redis: RedisServer, pg: PostgresServer, ops: int) -> list[tup
     await fallback.database.aclose()
     await engine.dispose()
 
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for op in ("get", "put"):
         up_med, up_p99 = _stats(up[op] + up_again[op])
         down_med, down_p99 = _stats(down[op])
@@ -113,7 +113,7 @@ async def sqlite_embedded(ops: int) -> list[tuple[str, ...]]:
 
 async def limiter(redis: RedisServer, ops: int) -> list[tuple[str, ...]]:
     client = redis_client(redis.url)
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for tasks in (1, 16):
         lim = RedisRateLimiter(client, key=f"bench{tasks}", rate=1e7, burst=1_000_000)
         per_task = ops * 5 // tasks
