@@ -19,7 +19,7 @@ from .backoff import compute_delay
 from .builder import PipelineBuilder
 from .bulkhead import BulkheadOptions
 from .cache import CacheBackend, CacheKey, CacheOptions
-from .circuit_breaker import CircuitBreakerOptions
+from .circuit_breaker import CircuitBreakerOptions, CircuitStateStore
 from .clock import Clock
 from .exceptions import InvalidOptionsError
 from .fallback import FallbackOptions
@@ -142,6 +142,7 @@ def standard_llm_pipeline(
     attempt_timeout: Seconds | None = 60.0,
     retry: RetryOptions | None = None,
     circuit_breaker: CircuitBreakerOptions | None = None,
+    breaker_store: CircuitStateStore | None = None,
     rate_limiter: RateLimiterOptions | None = None,
     bulkhead: BulkheadOptions | None = None,
     cache: CacheBackend | None = None,
@@ -159,7 +160,8 @@ def standard_llm_pipeline(
       (150 s); ``None`` disables one.
     * ``retry``: default :func:`standard_llm_retry`; ``circuit_breaker``: default opens at a
       50 % failure ratio over >= 10 calls in max(120 s, 2 x attempt timeout), for 30 s (or
-      the provider's ``Retry-After``), counting transient failures and truncated streams.
+      the provider's ``Retry-After``), counting transient failures and truncated streams;
+      ``breaker_store`` puts that default breaker's state in a shared store (e.g. Redis).
     * ``rate_limiter`` / ``bulkhead``: added only when given; a rate limiter with the stock
       ``pause_hint`` gets the LLM one, so a provider's 429 ``Retry-After`` pauses it.
     * ``cache``: a :class:`CacheBackend` (e.g. ``AiocacheBackend()``). By default it only
@@ -179,6 +181,7 @@ def standard_llm_pipeline(
         break_duration=30.0,
         should_handle=LLM_BREAKER_FAILURE,
         retry_after=llm_retry_after(clock),
+        store=breaker_store,
     )
     validate_llm_pipeline(
         total_timeout=total,

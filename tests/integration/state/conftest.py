@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -24,9 +25,9 @@ def _start_or_skip(
 ) -> RedisServer | PostgresServer:
     try:
         return factory()
-    except (
-        ServerUnavailableError
-    ) as exc:  # only when the binary is missing (scripts/test installs it)
+    except ServerUnavailableError as exc:  # the binary is missing (scripts/test installs it)
+        if os.environ.get("CI"):
+            raise  # CI must never pass by skipping the real-server tests
         pytest.skip(str(exc))
 
 

@@ -1,0 +1,52 @@
+"""The README's shared-state snippet, as printed, against a real redis-server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from netra_resilience import (
+    CircuitBreakerStrategy,
+    CircuitState,
+    RateLimiterOptions,
+    SessionStore,
+    standard_llm_pipeline,
+)
+from netra_resilience.integrations.redis_breaker import RedisCircuitStateStore
+from netra_resilience.integrations.redis_cache import RedisCacheBackend
+from netra_resilience.integrations.redis_client import redis_client
+from netra_resilience.integrations.redis_limiter import RedisRateLimiter
+from netra_resilience.integrations.redis_sessions import RedisSessionBackend
+from netra_resilience.integrations.sessions_sql import SqlSessionBackend
+from netra_resilience.integrations.sqlalchemy import create_pooled_engine
+from tests.servers import RedisServer
+
+
+async def test_readme_shared_state_snippet_runs(redis_server: RedisServer, tmp_path: Path) -> None:
+    url = redis_server.url
+    redis = redis_client(url)
+    llm_pipeline = standard_llm_pipeline(
+        "llm",
+        cache=RedisCacheBackend.from_url(url),
+        rate_limiter=RateLimiterOptions(
+            limiter=RedisRateLimiter(redis, key="readme-openai", rate=50, burst=10, replicas=4)
+        ),
+        breaker_store=RedisCircuitStateStore(redis),  # one breaker state for all replicas
+    )
+    engine = create_pooled_engine(f"sqlite+aiosqlite:///{tmp_path / 's.db'}")
+    db = SqlSessionBackend(engine)
+    await db.create_schema()
+    sessions = SessionStore(RedisSessionBackend(redis), db)
+
+    async def answer() -> str:
+        return "hello"
+
+    assert await llm_pipeline.execute(answer) == "hello"
+    breaker = llm_pipeline.find(CircuitBreakerStrategy)
+    assert breaker is not None and breaker.state is CircuitState.CLOSED
+    await sessions.put("s1", {"turns": 1}, ttl=60)
+    record = await sessions.get("s1")
+    assert record is not None
+    await sessions.aclose()
+    await db.database.aclose()
+    await engine.dispose()
+    await redis.aclose()
