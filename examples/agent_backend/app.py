@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from netra_resilience import Clock, Degradation, ExecutionRejectedError, current_degradation
 from netra_resilience.chaos import ChaosControl
+from netra_resilience.circuit_breaker import CircuitBreakerOptions
 from netra_resilience.engine import (
     Hook,
     HooksMiddleware,
@@ -125,6 +126,14 @@ def build_backend(settings: Settings, *, clock: Clock | None = None) -> Backend:
         return await endpoints_pool.execute(on)
 
     analytics_events: list[Mapping[str, Any]] = []
+    # Hooks and the tool: open after half of at least 3 calls in the window failed, for the
+    # configured break (NETRA_BREAKER_WINDOW, NETRA_BREAKER_SECONDS).
+    breaker = CircuitBreakerOptions(
+        failure_ratio=0.5,
+        minimum_throughput=3,
+        sampling_duration=settings.breaker_window,
+        break_duration=settings.breaker_seconds,
+    )
     monitoring_events: list[Mapping[str, Any]] = []
     hooks = [
         Hook(
@@ -132,12 +141,14 @@ def build_backend(settings: Settings, *, clock: Clock | None = None) -> Backend:
             hook_sender(chaos_pipeline("analytics", chaos, the_clock), analytics_events),
             timeout=0.5,
             criticality="optional",
+            breaker=breaker,
         ),
         Hook(
             "monitoring",
             hook_sender(chaos_pipeline("monitoring", chaos, the_clock), monitoring_events),
             timeout=0.5,
             criticality="monitoring",
+            breaker=breaker,
         ),
     ]
     tools = [
@@ -150,6 +161,7 @@ def build_backend(settings: Settings, *, clock: Clock | None = None) -> Backend:
             max_attempts=2,
             retry_delay=settings.retry_delay,
             retry_after_cap=1.0,
+            breaker=breaker,
         )
     ]
     conversations = Conversations(store)

@@ -12,6 +12,7 @@
 ``PORT``               listening port (default 8000)
 ``NETRA_DEMO``         ``1`` turns on demo mode: the fault switches under ``/demo/faults``
 ``NETRA_BREAKER_SECONDS``  how long an open breaker stays open (default 15)
+``NETRA_BREAKER_WINDOW``   seconds of calls a breaker judges the failure ratio over (10)
 =====================  ==========================================================================
 """
 
@@ -61,6 +62,7 @@ class Settings:
     port: int = 8000
     demo_mode: bool = False
     breaker_seconds: float = 15.0
+    breaker_window: float = 10.0
     discovery_ttl: float = 5.0
     simulated_latency: float = 0.005
     retry_delay: float = 0.2  # first backoff of the LLM and tool retries (tests use 0)
@@ -82,6 +84,7 @@ class Settings:
             port=int(port_raw),
             demo_mode=env.get("NETRA_DEMO", "").strip().lower() in _TRUE,
             breaker_seconds=_float(env, "NETRA_BREAKER_SECONDS", 15.0),
+            breaker_window=_float(env, "NETRA_BREAKER_WINDOW", 10.0),
         )
 
     @property

@@ -79,7 +79,7 @@ def llm_pipeline(settings: Settings, clock: Clock) -> Pipeline:
         circuit_breaker=CircuitBreakerOptions(
             failure_ratio=0.5,
             minimum_throughput=5,
-            sampling_duration=max(10.0, 2 * attempt),
+            sampling_duration=max(settings.breaker_window, 2 * attempt),
             break_duration=settings.breaker_seconds,
             should_handle=LLM_BREAKER_FAILURE,
             retry_after=llm_retry_after(clock),
@@ -149,7 +149,7 @@ class AuthService:
             CircuitBreakerOptions(
                 failure_ratio=0.5,
                 minimum_throughput=5,
-                sampling_duration=10.0,
+                sampling_duration=settings.breaker_window,
                 break_duration=settings.breaker_seconds,
             ),
             TimeoutOptions(timeout=2.0),

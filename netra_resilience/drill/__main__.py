@@ -1,0 +1,9 @@
+"""``python -m netra_resilience.drill [options]`` = ``netra-resilience drill [options]``."""
+
+from __future__ import annotations
+
+import sys
+
+from ._cli import main
+
+sys.exit(main(["drill", *sys.argv[1:]]))

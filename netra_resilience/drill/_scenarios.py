@@ -1,0 +1,170 @@
+"""The drill's scenarios: the nine origin failure scenarios plus two LLM response faults.
+
+Each scenario switches faults on through the target's demo endpoints (``/demo/faults``), lets
+simulated users keep talking to the agent, then clears the faults and watches recovery. A
+fault message carries the drill's secret canary, so a leak anywhere in what users receive is
+counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+DetectVia = Literal["response", "health", "none"]
+
+PLAIN_MESSAGES = ("hello there", "what can you do?", "summarise our chat")
+TOOL_MESSAGES = ("use the tool for Paris", "ask the tool about Oslo", "tool: weather in Rome")
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One failure to survive.
+
+    * ``faults``: ``(dependency, fault)`` pairs posted to ``/demo/faults/{dependency}``;
+      ``"{canary}"`` in a fault's ``message`` is replaced by the drill's secret canary.
+    * ``expects``: the dependency whose degradation shows the fault was noticed (time to
+      detect / recover are measured on it); ``detect_via="health"`` reads ``/health``
+      instead of the responses; ``"none"`` when the backend absorbs the fault unseen.
+    * ``tool``: users ask for the tool (the scenario's fault sits on the tool path).
+    * ``churn``: every run on a fresh connection (HTTP without keep-alive, WebSockets
+      reopened between runs), as behind a load balancer that keeps moving connections.
+    """
+
+    name: str
+    title: str
+    origin: str
+    faults: tuple[tuple[str, dict[str, Any]], ...] = ()
+    expects: str | None = None
+    detect_via: DetectVia = "response"
+    tool: bool = False
+    churn: bool = False
+    notes: str = ""
+    messages: tuple[str, ...] = field(default=PLAIN_MESSAGES)
+
+    def user_messages(self) -> tuple[str, ...]:
+        return TOOL_MESSAGES if self.tool else self.messages
+
+
+def _error(message: str = "{canary}", **extra: Any) -> dict[str, Any]:
+    return {"kind": "error", "message": f"connection refused (token={message})", **extra}
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "redis_unavailable",
+        "Redis unavailable",
+        "Redis unavailability with PostgreSQL fallback",
+        faults=(("redis", _error()),),
+        expects="redis",
+        notes="sessions fall back to the database; written back when Redis returns",
+    ),
+    Scenario(
+        "database_pool_exhaustion",
+        "Database connection exhaustion",
+        "PostgreSQL connection exhaustion",
+        faults=(("database", {"kind": "latency", "seconds": 0.05}),),
+        expects=None,
+        detect_via="none",
+        notes="every query holds its connection 50 ms longer; a burst queues in front of the "
+        "pool instead of failing inside it",
+    ),
+    Scenario(
+        "llm_timeout",
+        "LLM timeout",
+        "LLM API timeout with exponential backoff and circuit breaker",
+        faults=(("llm", {"kind": "latency", "seconds": 30}),),
+        expects="llm",
+        notes="attempt timeouts, retries with backoff, breaker opens; stale answers from the "
+        "cache, a canned reply for new questions",
+    ),
+    Scenario(
+        "tool_rate_limited",
+        "External API rate limiting",
+        "External API rate limiting",
+        faults=(("tool", {"kind": "rate_limit", "seconds": 2, "message": "429 {canary}"}),),
+        expects="tool",
+        tool=True,
+        notes="an upstream 429 with Retry-After pauses the tool's limiter for every caller; "
+        "the agent answers without the tool",
+    ),
+    Scenario(
+        "service_discovery_failure",
+        "Service discovery failure",
+        "Service discovery failure at runtime",
+        faults=(("discovery", _error()),),
+        expects="discovery",
+        tool=True,
+        notes="the tool's endpoints keep coming from the last-known-good set (stale_endpoints)",
+    ),
+    Scenario(
+        "health_check_failure",
+        "Health-check failures and recovery",
+        "Service health check failures",
+        faults=(("analytics", _error()), ("monitoring", _error())),
+        expects="analytics",
+        detect_via="health",
+        notes="hooks fail; /health turns warn (analytics optional, monitoring ignored), "
+        "readiness stays up, and turns pass again after recovery",
+    ),
+    Scenario(
+        "auth_failure",
+        "Auth service failure",
+        "Service authentication failure propagation",
+        faults=(("auth", _error()),),
+        expects="auth",
+        notes="recently verified users pass on their last good verdict; nothing of the "
+        "failure (the canary token) reaches a user",
+    ),
+    Scenario(
+        "connection_churn",
+        "Load balancer / connection churn",
+        "Load balancer configuration issues",
+        expects=None,
+        detect_via="none",
+        churn=True,
+        notes="no keep-alive, WebSockets reopened for every run: each run must still deliver "
+        "all of its events",
+    ),
+    Scenario(
+        "dns_failure",
+        "DNS resolution failure",
+        "DNS resolution failures for external dependencies",
+        faults=(("discovery", {"kind": "dns", "message": "tool.internal {canary}"}),),
+        expects="discovery",
+        tool=True,
+        notes="getaddrinfo fails (EAI_AGAIN); the cached addresses keep serving",
+    ),
+    Scenario(
+        "llm_stall",
+        "LLM stalls mid-call",
+        "LLM responses that stall (drill addition)",
+        faults=(("llm", {"kind": "latency", "seconds": 30, "rate": 0.5}),),
+        expects="llm",
+        notes="half of the provider calls hang; the attempt timeout cuts them and the retry "
+        "lands on a healthy call",
+    ),
+    Scenario(
+        "llm_malformed",
+        "Malformed LLM responses",
+        "Malformed LLM responses (drill addition)",
+        faults=(("llm", {"kind": "malformed"}),),
+        expects="llm",
+        notes="a proxy's error page instead of a completion: never shown, never cached",
+    ),
+)
+
+
+def scenario_names() -> list[str]:
+    return [scenario.name for scenario in SCENARIOS]
+
+
+def select(names: list[str] | None) -> list[Scenario]:
+    """The scenarios called ``names`` (all when empty), in the drill's order."""
+    if not names:
+        return list(SCENARIOS)
+    known = {scenario.name: scenario for scenario in SCENARIOS}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"unknown scenario(s) {unknown}; choose from {scenario_names()}")
+    return [scenario for scenario in SCENARIOS if scenario.name in names]
