@@ -1,0 +1,93 @@
+"""The drill: thresholds judged from samples, and a small real run against the example app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from netra_resilience.drill import main
+from netra_resilience.drill._metrics import Sample, ScenarioResult, percentile
+from netra_resilience.drill._report import scorecard_rows, write_html
+from netra_resilience.drill._scenarios import SCENARIOS, select
+
+
+def sample(outcome: str = "answered", **changes: object) -> Sample:
+    values: dict[str, object] = {
+        "at": 1.0,
+        "latency": 0.01,
+        "outcome": outcome,
+        "phase": "fault",
+        "degraded": {},
+        "events": 4,
+        "completed": True,
+        "leaked": 0,
+        "channel": "http",
+    }
+    values.update(changes)
+    return Sample(**values)  # type: ignore[arg-type]
+
+
+def result(samples: list[Sample], *, detect: float | None = 0.5) -> ScenarioResult:
+    r = ScenarioResult("s", "S", started=0.0, fault_at=1.0, cleared_at=2.0, ended=3.0)
+    r.samples = samples
+    r.detect_seconds = detect
+    r.recover_seconds = 1.0
+    return r
+
+
+def test_the_nine_origin_scenarios_plus_two_llm_faults() -> None:
+    assert len(SCENARIOS) == 11
+    assert len({s.name for s in SCENARIOS}) == 11
+    assert [s.name for s in select(["llm_malformed", "redis_unavailable"])] == [
+        "redis_unavailable",
+        "llm_malformed",
+    ]
+    with pytest.raises(ValueError, match="unknown scenario"):
+        select(["nope"])
+
+
+def test_thresholds() -> None:
+    good = [sample() for _ in range(99)] + [sample("degraded", degraded={"llm": "stale_cache"})]
+    assert result(good).passed
+    one_failed = [sample() for _ in range(98)] + [sample("failed")] * 2
+    assert "replied" in result(one_failed).violations()[0]
+    assert not result([*good, sample(completed=False)]).passed
+    assert "secret" in result([*good, sample(leaked=1)]).violations()[0]
+    assert "never detected" in result(good, detect=None).violations()[0]
+    assert "> 5 s" in result(good, detect=6.0).violations()[0]
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0
+    assert percentile([], 99) is None
+
+
+def test_scorecard_and_html_report(tmp_path: Path) -> None:
+    r = result([sample(), sample("degraded", degraded={"llm": "timeout"}, latency=0.5)])
+    row = scorecard_rows([r])[0]
+    assert row[:5] == ["s", "2", "1", "1", "0"]
+    assert row[-1] == "PASS"
+    path = write_html([r], tmp_path / "report.html", target="test")
+    text = path.read_text()
+    assert "netra-resilience drill: PASS" in text
+    assert "plotly" in text.lower() and "<script" in text  # the chart, its JS inline
+
+
+def test_small_drill_in_process_passes(tmp_path: Path) -> None:
+    report = tmp_path / "drill.html"
+    code = main(
+        [
+            "drill",
+            "--users",
+            "3",
+            "--fault-seconds",
+            "0.5",
+            "--scenario",
+            "connection_churn",
+            "--scenario",
+            "service_discovery_failure",
+            "--report",
+            str(report),
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    assert "service_discovery_failure" in report.read_text()
