@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -16,6 +17,7 @@ from ..strategy import BuildContext, Callback, Strategy
 from ..telemetry import Severity
 from ._fusion import DEADLINE, Budget, find_partners
 from ._options import OnTimeoutArgs, TimeoutOptions, per_call_timeout
+from ._queue import DeadlineQueue, run_with_deadline_queue
 from ._timer import run_with_clock, run_with_loop_timer
 
 
@@ -41,7 +43,9 @@ class TimeoutStrategy(Strategy):
         "_on_timeout",
         "_on_timeout_async",
         "_owner",
+        "_queue",
         "_run",
+        "_shared_timer",
         "_telemetry",
         "_timeout",
     )
@@ -64,6 +68,9 @@ class TimeoutStrategy(Strategy):
         # keeps its own timeout() so that it stays in control of time.
         system = type(build.clock) is SystemClock
         self._run = run_with_loop_timer if system else run_with_clock
+        # A fixed duration on the real clock shares one loop timer across calls (_queue.py).
+        self._queue: DeadlineQueue | None = None
+        self._shared_timer = system and self._generator is None
         self._now = build.clock.monotonic  # bound once, not looked up per call
         self._fused = False
         self._owner: TimeoutStrategy | None = None
@@ -116,7 +123,14 @@ class TimeoutStrategy(Strategy):
 
         if seconds is None:
             return await callback(context, state)
-        timed = await self._run(self._clock, seconds, callback, context, state)
+        if self._shared_timer:
+            loop = asyncio.get_running_loop()
+            queue = self._queue
+            if queue is None or queue.loop is not loop:
+                queue = self._queue = DeadlineQueue(loop)
+            timed = await run_with_deadline_queue(queue, seconds, callback, context, state)
+        else:
+            timed = await self._run(self._clock, seconds, callback, context, state)
         if timed is None:
             error = TimeoutRejectedError(
                 f"timed out after {seconds:g}s", timeout=seconds, dependency=self._name

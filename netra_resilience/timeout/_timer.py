@@ -54,7 +54,7 @@ class _Expiry:
 
 
 async def run_with_loop_timer(
-    clock: Clock, seconds: float, callback: Callback, context: ResilienceContext, state: Any
+    clock: Clock | None, seconds: float, callback: Callback, context: ResilienceContext, state: Any
 ) -> Outcome[Any] | None:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task(loop)

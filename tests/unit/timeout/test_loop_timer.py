@@ -1,4 +1,4 @@
-"""The SystemClock fast path (one loop.call_at handle), driven without real time.
+"""The SystemClock per-call path (one loop.call_at handle), driven without real time.
 
 ``loop.call_at`` is wrapped so the test holds the timer callback and fires it by hand: every
 combination of "our timer fired" and "the caller cancelled" is then deterministic.
@@ -53,7 +53,10 @@ async def hang() -> None:
 
 
 def pipeline() -> Pipeline:
-    return PipelineBuilder("dep").add_timeout(TimeoutOptions(timeout=60)).build()
+    # A per-call duration (generator) takes the one-handle-per-call path tested here; a fixed
+    # duration shares a loop timer across calls (test_deadline_queue.py).
+    options = TimeoutOptions(timeout=60, timeout_generator=lambda _ctx: 60)
+    return PipelineBuilder("dep").add_timeout(options).build()
 
 
 async def start(ctx: ResilienceContext) -> asyncio.Task[Outcome[None]]:
