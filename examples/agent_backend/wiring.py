@@ -57,6 +57,8 @@ from netra_resilience.timeout import TimeoutOptions
 from .config import Settings
 from .providers import LlmProvider, answer_text
 
+MAX_REMEMBERED_USERS = 100_000
+
 CANNED_REPLY = (
     "I'm having trouble reaching the language model right now; please try again in a minute."
 )
@@ -180,7 +182,10 @@ class AuthService:
             raise ExecutionRejectedError("not authenticated", dependency="auth")
         degradation = current_degradation()
         if degradation is None or degradation.reason("auth") is None:
+            self._verified.pop(user_id, None)  # re-insert: the dict stays oldest-first
             self._verified[user_id] = self._clock.monotonic()  # a fresh verdict, not a stale one
+            if len(self._verified) > MAX_REMEMBERED_USERS:
+                del self._verified[next(iter(self._verified))]
 
 
 # -- sessions / conversations -----------------------------------------------------------------
