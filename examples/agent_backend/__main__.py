@@ -23,8 +23,8 @@ DEMO_STEPS = """\
      curl -s -X POST {base}/demo/faults/llm -d '{{"kind":"error"}}'
      curl -si {base}/v1/chat -d '{{"user_id":"u1","message":"hi"}}'
      curl -s {base}/health          # llm fails, the service warns but stays up (200)
-4. Other switches: tool, redis, database, auth, analytics, monitoring, discovery; kinds:
-   error, latency (+"seconds"), rate_limit (+"seconds"), malformed (llm), dns (discovery):
+4. Other switches: llm_stream, tool, redis, database, auth, analytics, monitoring, discovery.
+   Kinds: error, latency (+"seconds"), rate_limit (+"seconds"), malformed, dns:
      curl -s -X POST {base}/demo/faults/tool -d '{{"kind":"rate_limit","seconds":5}}'
      curl -si {base}/v1/chat -d '{{"user_id":"u1","message":"use the tool"}}'
 5. Clear every fault and watch it recover (the breaker half-opens after a few seconds):

@@ -66,6 +66,13 @@ class Agent:
                 value = result.value
                 tool_result = str(value.get("result", value) if isinstance(value, dict) else value)
         await events.thinking("asking the model")
-        answer = await self.llm.answer(message, tool_result)
+        if request.metadata.get("stream"):
+
+            async def on_delta(text: str) -> None:
+                await events.thinking(text, delta=True)
+
+            answer = await self.llm.stream_answer(message, tool_result, on_delta)
+        else:
+            answer = await self.llm.answer(message, tool_result)
         await self.conversations.append(user_id, turns, message, answer)
         return answer

@@ -33,6 +33,7 @@ from netra_resilience.engine import (
 )
 from netra_resilience.health import Dependency, ServiceInfo, ServiceRegistry
 from netra_resilience.integrations.fastapi import CurrentDegradation, install
+from netra_resilience.llm import StreamPolicy
 from netra_resilience.routing import EndpointPool
 
 from .agent import Agent, Conversations
@@ -97,12 +98,19 @@ def build_backend(settings: Settings, *, clock: Clock | None = None) -> Backend:
         closers.append(openai_provider)
         provider = openai_provider
     else:
-        provider = SimulatedLlm(clock=the_clock, latency=settings.simulated_latency)
+        provider = SimulatedLlm(
+            clock=the_clock,
+            latency=settings.simulated_latency,
+            between_chunks=chaos_pipeline("llm_stream", chaos, the_clock),
+        )
     llm = LlmService(
         provider,
         llm_pipeline(settings, the_clock),
         chaos_pipeline("llm", chaos, the_clock),
         settings.llm_model,
+        stream_policy=StreamPolicy(
+            first_token_timeout=settings.llm_timeout, idle_timeout=settings.llm_timeout
+        ),
     )
 
     store, database, pool = session_store(settings, chaos, the_clock)
@@ -316,7 +324,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         async def send(event: dict[str, Any]) -> None:
             await websocket.send_json(client_event(event, outer))
 
-        await backend.engine.run(RunRequest(body.message, user_id=body.user_id), send)
+        request = RunRequest(body.message, user_id=body.user_id, metadata={"stream": True})
+        await backend.engine.run(request, send)
 
     if settings.demo_mode:
         app.include_router(faults_router(backend.chaos))

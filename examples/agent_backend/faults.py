@@ -17,7 +17,17 @@ from netra_resilience.chaos import ChaosControl
 
 FaultName = Literal["error", "latency", "rate_limit", "malformed", "dns"]
 
-DEPENDENCIES = ("llm", "tool", "redis", "database", "auth", "analytics", "monitoring", "discovery")
+DEPENDENCIES = (
+    "llm",
+    "llm_stream",
+    "tool",
+    "redis",
+    "database",
+    "auth",
+    "analytics",
+    "monitoring",
+    "discovery",
+)
 
 
 class InjectedFailure(ConnectionError):

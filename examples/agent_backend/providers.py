@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from openai.types.chat import ChatCompletion
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from netra_resilience import Pipeline, current_context
 from netra_resilience.clock import Clock
 from netra_resilience.integrations.openai import invoke_openai
-from netra_resilience.llm import LlmRequest
+from netra_resilience.llm import (
+    LlmRequest,
+    StreamPolicy,
+    StreamTruncatedError,
+    open_stream,
+    report_failure,
+    tracker_for,
+)
 from netra_resilience.routing import Endpoint
 
 
@@ -31,7 +39,24 @@ class MalformedResponseError(Exception):
 
 
 class LlmProvider(Protocol):
+    """``complete(request)``: a completion, or for ``stream=True`` a :class:`ResilientStream`
+    already holding its first answer chunk (see :func:`~netra_resilience.llm.open_stream`)."""
+
     async def complete(self, request: LlmRequest) -> Any: ...
+
+    def bind(self, pipeline: Pipeline, policy: StreamPolicy) -> None:
+        """The LLM pipeline (a stream cut after its first chunk counts in its breaker) and
+        the stream time limits."""
+
+
+def delta_text(chunk: Any) -> str:
+    """The text a chat-completion chunk adds (empty for role-only or final chunks)."""
+    choices = getattr(chunk, "choices", None) or ()
+    for choice in choices:
+        content = getattr(getattr(choice, "delta", None), "content", None)
+        if isinstance(content, str):
+            return content
+    return ""
 
 
 def answer_text(completion: Any) -> str:
@@ -55,17 +80,73 @@ def last_user_message(request: LlmRequest) -> str:
 
 
 class SimulatedLlm:
-    """A stand-in provider: answers after ``latency`` seconds, shaped like the openai SDK's."""
+    """A stand-in provider: answers after ``latency`` seconds, shaped like the openai SDK's.
 
-    def __init__(self, *, clock: Clock, latency: float = 0.005) -> None:
+    Streams word by word; ``between_chunks`` (the demo's ``llm_stream`` fault switch) runs
+    before every chunk after the first, so an injected latency stalls a stream mid-answer.
+    """
+
+    def __init__(
+        self, *, clock: Clock, latency: float = 0.005, between_chunks: Pipeline | None = None
+    ) -> None:
         self._clock = clock
         self._latency = latency
+        self._between = between_chunks
+        self._pipeline: Pipeline | None = None
+        self._policy = StreamPolicy()
         self.calls = 0
 
-    async def complete(self, request: LlmRequest) -> ChatCompletion:
+    def bind(self, pipeline: Pipeline, policy: StreamPolicy) -> None:
+        self._pipeline = pipeline
+        self._policy = policy
+
+    async def complete(self, request: LlmRequest) -> Any:
         self.calls += 1
         if self._latency:
             await self._clock.sleep(self._latency)
+        completion = self._completion(request)
+        if not request.stream:
+            return completion
+        context = current_context()
+        pipeline = self._pipeline
+
+        async def on_truncated(error: StreamTruncatedError) -> None:
+            await report_failure(pipeline, error, context)
+
+        async def start() -> AsyncIterator[ChatCompletionChunk]:
+            return self._chunks(answer_text(completion), completion.model)
+
+        return await open_stream(
+            start,
+            policy=self._policy,
+            clock=self._clock,
+            tracker=tracker_for("chat"),
+            dependency="llm",
+            context=context,
+            on_truncated=on_truncated,
+        )
+
+    async def _chunks(self, text: str, model: str) -> AsyncIterator[ChatCompletionChunk]:
+        words = text.split(" ")
+        for index, word in enumerate(words):
+            if index and self._between is not None:
+                await self._between.execute(_nothing)
+            last = index == len(words) - 1
+            yield ChatCompletionChunk.construct(
+                id=f"sim-{self.calls}",
+                object="chat.completion.chunk",
+                created=int(time.time()),
+                model=model,
+                choices=[
+                    {
+                        "index": 0,
+                        "finish_reason": "stop" if last else None,
+                        "delta": {"content": word if last else word + " "},
+                    }
+                ],
+            )
+
+    def _completion(self, request: LlmRequest) -> ChatCompletion:
         text = last_user_message(request)
         system = ""
         for message in request.params.get("messages") or []:
@@ -90,6 +171,10 @@ class SimulatedLlm:
         )
 
 
+async def _nothing() -> None:
+    return None
+
+
 class OpenAIProvider:
     """The real openai SDK (``max_retries=0``: the pipeline is the one retry owner)."""
 
@@ -98,9 +183,17 @@ class OpenAIProvider:
 
         self.client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
         self._clock = clock
+        self._pipeline: Pipeline | None = None
+        self._policy = StreamPolicy()
+
+    def bind(self, pipeline: Pipeline, policy: StreamPolicy) -> None:
+        self._pipeline = pipeline
+        self._policy = policy
 
     async def complete(self, request: LlmRequest) -> Any:
-        return await invoke_openai(self.client, request, clock=self._clock)
+        return await invoke_openai(
+            self.client, request, policy=self._policy, clock=self._clock, pipeline=self._pipeline
+        )
 
     async def aclose(self) -> None:
         await self.client.close()

@@ -37,7 +37,13 @@ from netra_resilience.fallback import FallbackArgs, FallbackOptions
 from netra_resilience.integrations.openai import canned_reply
 from netra_resilience.integrations.sessions_sql import SqlSessionBackend
 from netra_resilience.integrations.sqlalchemy import PoolBulkhead, create_pooled_engine
-from netra_resilience.llm import LLM_BREAKER_FAILURE, LlmRequest, llm_retry_after
+from netra_resilience.llm import (
+    LLM_BREAKER_FAILURE,
+    LlmRequest,
+    StreamPolicy,
+    StreamTruncatedError,
+    llm_retry_after,
+)
 from netra_resilience.presets import standard_llm_pipeline, standard_llm_retry
 from netra_resilience.routing import (
     Endpoint,
@@ -55,7 +61,7 @@ from netra_resilience.sessions import (
 from netra_resilience.timeout import TimeoutOptions
 
 from .config import Settings
-from .providers import LlmProvider, answer_text
+from .providers import LlmProvider, answer_text, delta_text
 
 MAX_REMEMBERED_USERS = 100_000
 
@@ -95,33 +101,66 @@ class LlmService:
     """``answer(message, tool_result)``: one chat completion through the LLM pipeline."""
 
     def __init__(
-        self, provider: LlmProvider, pipeline: Pipeline, chaos: Pipeline, model: str
+        self,
+        provider: LlmProvider,
+        pipeline: Pipeline,
+        chaos: Pipeline,
+        model: str,
+        *,
+        stream_policy: StreamPolicy | None = None,
     ) -> None:
         self.provider = provider
         self.pipeline = pipeline
         self._chaos = chaos
         self.model = model
+        provider.bind(pipeline, stream_policy or StreamPolicy())
 
-    async def answer(self, message: str, tool_result: str | None) -> str:
+    def _request(self, message: str, tool_result: str | None, *, stream: bool) -> LlmRequest:
         system = "You are a helpful assistant."
         if tool_result is not None:
             system += f"\nTool result: {tool_result}"
-        request = LlmRequest(
-            "chat",
-            {
-                "model": self.model,
-                "messages": [
-                    {"role": "system", "content": system},
-                    {"role": "user", "content": message},
-                ],
-            },
-        )
+        params: dict[str, Any] = {
+            "model": self.model,
+            "messages": [
+                {"role": "system", "content": system},
+                {"role": "user", "content": message},
+            ],
+        }
+        if stream:
+            params["stream"] = True
+        return LlmRequest("chat", params)
+
+    async def answer(self, message: str, tool_result: str | None) -> str:
+        request = self._request(message, tool_result, stream=False)
         completion = await self.pipeline.execute(self._attempt, request)
         return answer_text(completion)
 
+    async def stream_answer(
+        self,
+        message: str,
+        tool_result: str | None,
+        on_delta: Callable[[str], Awaitable[None]],
+    ) -> str:
+        """Stream the answer through ``on_delta``. Before the first chunk, failures are retried
+        and fall back like any call; a stream cut later (stall, truncation) is reported to the
+        breaker and the turn is answered again on the non-streaming path (stale/canned)."""
+        request = self._request(message, tool_result, stream=True)
+        stream = await self.pipeline.execute(self._attempt, request)
+        parts: list[str] = []
+        try:
+            async for chunk in stream:
+                text = delta_text(chunk)
+                if text:
+                    parts.append(text)
+                    await on_delta(text)
+        except StreamTruncatedError:
+            return await self.answer(message, tool_result)
+        return "".join(parts)
+
     async def _attempt(self, request: LlmRequest) -> Any:
         raw = await self._chaos.execute(self.provider.complete, request)
-        answer_text(raw)  # a malformed answer fails this attempt (retried, counted, not cached)
+        if not hasattr(raw, "__aiter__"):
+            answer_text(raw)  # malformed: fails this attempt (retried, counted, not cached)
         return raw
 
 

@@ -207,7 +207,9 @@ class ScenarioRun:
 
     async def run(self) -> ScenarioResult:
         options = self.options
-        ws_users = round(options.users * options.ws_share)
+        ws_users = (
+            options.users if self.scenario.ws_only else round(options.users * options.ws_share)
+        )
         ready = asyncio.Barrier(options.users + 1)
         async with httpx.AsyncClient(base_url=self.base_url, timeout=10.0) as control:
             await control.delete("/demo/faults")

@@ -1,4 +1,4 @@
-"""The drill's scenarios: the nine origin failure scenarios plus two LLM response faults.
+"""The drill's scenarios: the nine origin failure scenarios plus three LLM response faults.
 
 Each scenario switches faults on through the target's demo endpoints (``/demo/faults``), lets
 simulated users keep talking to the agent, then clears the faults and watches recovery. A
@@ -27,6 +27,7 @@ class Scenario:
       detect / recover are measured on it); ``detect_via="health"`` reads ``/health``
       instead of the responses; ``"none"`` when the backend absorbs the fault unseen.
     * ``tool``: users ask for the tool (the scenario's fault sits on the tool path).
+    * ``ws_only``: every user on the WebSocket (where answers stream token by token).
     * ``churn``: every run on a fresh connection (HTTP without keep-alive, WebSockets
       reopened between runs), as behind a load balancer that keeps moving connections.
     """
@@ -39,6 +40,7 @@ class Scenario:
     detect_via: DetectVia = "response"
     tool: bool = False
     churn: bool = False
+    ws_only: bool = False
     notes: str = ""
     messages: tuple[str, ...] = field(default=PLAIN_MESSAGES)
 
@@ -137,12 +139,22 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "llm_stall",
-        "LLM stalls mid-call",
-        "LLM responses that stall (drill addition)",
+        "LLM calls hang",
+        "LLM responses that stall before answering (drill addition)",
         faults=(("llm", {"kind": "latency", "seconds": 30, "rate": 0.5}),),
         expects="llm",
         notes="half of the provider calls hang; the attempt timeout cuts them and the retry "
         "lands on a healthy call",
+    ),
+    Scenario(
+        "llm_stream_stall",
+        "LLM streams stall mid-answer",
+        "LLM streaming stalls (drill addition)",
+        faults=(("llm_stream", {"kind": "latency", "seconds": 30, "rate": 0.3}),),
+        expects="llm",
+        ws_only=True,
+        notes="streams stop between tokens; the idle timeout cuts them, the cut counts in the "
+        "breaker and the turn is answered again on the non-streaming path",
     ),
     Scenario(
         "llm_malformed",

@@ -36,9 +36,9 @@ def result(samples: list[Sample], *, detect: float | None = 0.5) -> ScenarioResu
     return r
 
 
-def test_the_nine_origin_scenarios_plus_two_llm_faults() -> None:
-    assert len(SCENARIOS) == 11
-    assert len({s.name for s in SCENARIOS}) == 11
+def test_the_nine_origin_scenarios_plus_three_llm_faults() -> None:
+    assert len(SCENARIOS) == 12
+    assert len({s.name for s in SCENARIOS}) == 12
     assert [s.name for s in select(["llm_malformed", "redis_unavailable"])] == [
         "redis_unavailable",
         "llm_malformed",

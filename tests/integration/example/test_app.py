@@ -9,6 +9,7 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from examples.agent_backend import Settings, create_app
+from netra_resilience.engine import RunRequest
 from netra_resilience.testing import FakeClock
 
 from .helpers import SECRET, chat, running, settings_for
@@ -187,6 +188,8 @@ def test_websocket_streams_events_and_stays_open(tmp_path: Path) -> None:
                 events.append(ws.receive_json())
             assert events[0]["type"] == "agent_started"
             assert events[-1]["status"] == "ok"
+            streamed = "".join(e["data"]["text"] for e in events if e["data"].get("delta"))
+            assert streamed == events[-1]["data"]["output"]  # the answer arrived token by token
             assert all(isinstance(e["degraded"], dict) for e in events)
         ws.send_json({"message": "no user"})
         assert ws.receive_json()["type"] == "error"
@@ -208,3 +211,28 @@ def test_settings_from_env() -> None:
     defaults = Settings.from_env({})
     assert defaults.simulated_llm and defaults.tool_url is None and not defaults.demo_mode
     assert defaults.database_url.startswith("sqlite+aiosqlite:///")
+
+
+async def test_stream_stalled_mid_answer_is_answered_again_not_cut(tmp_path: Path) -> None:
+    clock = FakeClock()
+    settings = settings_for(tmp_path, llm_timeout=1.0)
+    app = create_app(settings, clock=clock)
+    backend = app.state.backend
+    async with app.router.lifespan_context(app):
+        backend.chaos.inject_latency("llm_stream", 30.0)  # every chunk after the first hangs
+        events: list[dict[str, Any]] = []
+
+        async def sink(event: dict[str, Any]) -> None:
+            events.append(event)
+
+        request = RunRequest("tell me a story", user_id="u1", metadata={"stream": True})
+        run = asyncio.create_task(backend.engine.run(request, sink))
+        while not any(e["data"].get("delta") for e in events):
+            await asyncio.sleep(0.005)  # the session read runs on real (thread) I/O first
+        await clock.settle()
+        await clock.advance(1.0)  # the idle timeout between two chunks
+        result = await run
+    assert result.status == "degraded"
+    assert result.degradation["llm"] == "stream_truncated"
+    assert result.output.startswith("(simulated")  # the whole answer, from a fresh call
+    assert events[-1]["type"] == "agent_completed"
