@@ -22,7 +22,7 @@ DEMO_STEPS = """\
    Netra-Degraded header: a stale answer from the cache, or a canned reply for new questions:
      curl -s -X POST {base}/demo/faults/llm -d '{{"kind":"error"}}'
      curl -si {base}/v1/chat -d '{{"user_id":"u1","message":"hi"}}'
-     curl -s {base}/health          # llm fails, the service warns but stays up (200)
+     curl -s {base}/health   # after ~5 failed calls the llm breaker opens: warn, still 200
 4. Other switches: llm_stream, tool, redis, database, auth, analytics, monitoring, discovery.
    Kinds: error, latency (+"seconds"), rate_limit (+"seconds"), malformed, dns:
      curl -s -X POST {base}/demo/faults/tool -d '{{"kind":"rate_limit","seconds":5}}'
