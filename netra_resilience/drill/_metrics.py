@@ -11,6 +11,8 @@ MIN_REPLY_RATIO = 0.99
 """At least 99 % of requests answered or degraded with a reply."""
 MIN_COMPLETED_RATIO = 1.0
 """Every run's event stream ends with ``agent_completed``."""
+MIN_EVENT_DELIVERY = 0.995
+"""Origin requirement: more than 99.5 % of events delivered while degraded."""
 MAX_DETECT_SECONDS = 5.0
 """Origin requirement: failure detected in under 5 s."""
 MAX_RECOVER_SECONDS = 60.0
@@ -27,6 +29,7 @@ class Sample:
     phase: str  # "warmup" | "fault" | "recovery"
     degraded: dict[str, str]
     events: int
+    expected_events: int
     completed: bool  # the event stream ended with agent_completed
     leaked: int  # occurrences of the secret canary in what the user received
     channel: str  # "http" | "ws"
@@ -86,6 +89,15 @@ class ScenarioResult:
         return sum(s.events for s in self.samples)
 
     @property
+    def events_expected(self) -> int:
+        return sum(s.expected_events for s in self.samples)
+
+    @property
+    def delivery_ratio(self) -> float:
+        expected = self.events_expected
+        return self.events_delivered / expected if expected else 1.0
+
+    @property
     def secrets_leaked(self) -> int:
         return sum(s.leaked for s in self.samples)
 
@@ -103,6 +115,10 @@ class ScenarioResult:
         if self.runs_completed < MIN_COMPLETED_RATIO * self.requests:
             missing = self.requests - self.runs_completed
             found.append(f"{missing} run(s) without a final agent_completed")
+        if self.delivery_ratio < MIN_EVENT_DELIVERY:
+            found.append(
+                f"{self.delivery_ratio:.2%} of events delivered (< {MIN_EVENT_DELIVERY:.1%})"
+            )
         if self.secrets_leaked:
             found.append(f"{self.secrets_leaked} secret leak(s)")
         if self.expects_detection:

@@ -82,6 +82,7 @@ class ScenarioRun:
                 phase=self.phase.name,
                 degraded=turn.degraded,
                 events=turn.events,
+                expected_events=turn.expected_events,
                 completed=turn.completed,
                 leaked=turn.leaked,
                 channel=channel,
@@ -128,7 +129,7 @@ class ScenarioRun:
                 try:
                     socket = await connect(url, open_timeout=10)
                 except (OSError, TimeoutError):
-                    self._record(started, Turn(0.0, "failed", {}, 0, False, 0), "ws")
+                    self._record(started, Turn(0.0, "failed", {}, 0, 0, False, 0), "ws")
                     return
             turn = await ws_turn(socket, user_id, message, self.canary)
             self._record(started, turn, "ws")

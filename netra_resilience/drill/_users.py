@@ -22,6 +22,7 @@ class Turn:
     outcome: Outcome
     degraded: dict[str, str]
     events: int
+    expected_events: int  # the final event's seq: how many the server numbered for the run
     completed: bool
     leaked: int
 
@@ -37,7 +38,12 @@ def _outcome(status: object, answer: object) -> Outcome:
 
 
 def _failed(started: float, leaked: int = 0) -> Turn:
-    return Turn(time.perf_counter() - started, "failed", {}, 0, False, leaked)
+    return Turn(time.perf_counter() - started, "failed", {}, 0, 0, False, leaked)
+
+
+def _expected(final: dict[str, Any], received: int) -> int:
+    seq = final.get("seq")
+    return seq if isinstance(seq, int) and seq > 0 else received
 
 
 async def http_turn(client: httpx.AsyncClient, user_id: str, message: str, canary: str) -> Turn:
@@ -53,11 +59,11 @@ async def http_turn(client: httpx.AsyncClient, user_id: str, message: str, canar
     text = response.text
     leaked = text.count(canary) + sum(v.count(canary) for v in response.headers.values())
     if response.status_code != 200:
-        return Turn(latency, "failed", {}, 0, False, leaked)
+        return Turn(latency, "failed", {}, 0, 0, False, leaked)
     try:
         body: dict[str, Any] = response.json()
     except ValueError:
-        return Turn(latency, "failed", {}, 0, False, leaked)
+        return Turn(latency, "failed", {}, 0, 0, False, leaked)
     events = body.get("events") or []
     completed = bool(events) and events[-1].get("type") == "agent_completed"
     degraded = body.get("degraded") or {}
@@ -66,6 +72,7 @@ async def http_turn(client: httpx.AsyncClient, user_id: str, message: str, canar
         _outcome(body.get("status"), body.get("answer")),
         dict(degraded),
         len(events),
+        _expected(events[-1], len(events)) if events else 0,
         completed,
         leaked,
     )
@@ -107,6 +114,7 @@ async def ws_turn(socket: Any, user_id: str, message: str, canary: str) -> Turn:
         _outcome(status, answer),
         dict(event.get("degraded") or {}),
         events,
+        _expected(event, events),
         True,
         leaked,
     )

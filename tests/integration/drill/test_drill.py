@@ -20,6 +20,7 @@ def sample(outcome: str = "answered", **changes: object) -> Sample:
         "phase": "fault",
         "degraded": {},
         "events": 4,
+        "expected_events": 4,
         "completed": True,
         "leaked": 0,
         "channel": "http",
@@ -54,6 +55,8 @@ def test_thresholds() -> None:
     assert "replied" in result(one_failed).violations()[0]
     assert not result([*good, sample(completed=False)]).passed
     assert "secret" in result([*good, sample(leaked=1)]).violations()[0]
+    lossy = [sample(expected_events=5) for _ in range(10)]
+    assert "events delivered" in result(lossy).violations()[0]
     assert "never detected" in result(good, detect=None).violations()[0]
     assert "> 5 s" in result(good, detect=6.0).violations()[0]
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0
