@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ._report import print_scorecard, write_html
 
     # Wide enough for the scorecard when the output is a file or a CI log.
-    console = Console() if sys.stdout.isatty() else Console(width=172)
+    console = Console() if sys.stdout.isatty() else Console(width=176)
     try:
         results, target = asyncio.run(drill(args))
     except TargetError as exc:
