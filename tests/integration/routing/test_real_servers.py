@@ -58,7 +58,7 @@ class Server:
             with socket.socket() as sock:
                 if sock.connect_ex(("127.0.0.1", self.port)) == 0:
                     return
-            time.sleep(0.01)
+            time.sleep(0.01)  # real-sleep-ok: polling a real server until it listens
         raise RuntimeError("server did not start")
 
     def kill(self) -> None:

@@ -70,7 +70,7 @@ async def test_websocket_client_resumes_after_server_and_client_drops() -> None:
         for _ in range(500):  # bounded wait for the real server to listen
             if server.started:
                 break
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # real-sleep-ok: polling a real server until it listens
         received: list[dict[str, Any]] = []
         last = 0
         url = f"ws://127.0.0.1:{port}/events?run_id=run-1&after="
