@@ -49,6 +49,12 @@ class DegradationEntry(NamedTuple):
     reason: str
 
 
+@lru_cache(maxsize=4096)
+def _entry(dependency: str, reason: str) -> DegradationEntry:
+    """Entries are immutable and few: one cached lookup per mark instead of three calls."""
+    return DegradationEntry(safe_token(dependency), safe_token(reason))
+
+
 DegradationListener = Callable[["Degradation", DegradationEntry], None]
 
 
@@ -68,7 +74,7 @@ class Degradation:
 
     def mark(self, dependency: str, reason: str | DegradationReason) -> None:
         """Record that ``dependency`` degraded for ``reason``."""
-        entry = DegradationEntry(safe_token(dependency), safe_token(str(reason)))
+        entry = _entry(dependency, str(reason))
         self._reasons[entry.dependency] = entry.reason
         self._history.append(entry)
         if not self._listeners:

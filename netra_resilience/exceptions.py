@@ -36,7 +36,10 @@ class ExecutionRejectedError(NetraError):
         retry_after: float | None = None,
         dependency: str | None = None,
     ) -> None:
-        super().__init__(message or self.default_message)
+        # BaseException.__new__ already stored the positional message in args; skipping the
+        # super().__init__ call keeps a fast-fail rejection cheap.
+        if message is None:
+            self.args = (self.default_message,)
         self.retry_after = retry_after
         self.dependency = dependency
 
