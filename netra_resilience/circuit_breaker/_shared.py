@@ -147,6 +147,10 @@ class SharedCircuitBreakerStrategy(CircuitBreakerStrategy):
         return CircuitState.ISOLATED if self._held else self._view.state
 
     @property
+    def closed(self) -> bool:
+        return not self._held and self._view.state is CircuitState.CLOSED
+
+    @property
     def retry_after(self) -> float | None:
         return None if self._held else self._view.retry_after
 

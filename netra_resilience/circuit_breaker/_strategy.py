@@ -110,6 +110,11 @@ class CircuitBreakerStrategy(BreakerBase):
         return self._ctl.advance(self._now())
 
     @property
+    def closed(self) -> bool:
+        """Closed right now, read without a clock or a lazy transition (cheap: for routing)."""
+        return self._ctl.state is _CLOSED
+
+    @property
     def retry_after(self) -> float | None:
         """Seconds until a call may be admitted; ``None`` if admitted now or isolated."""
         return self._ctl.retry_after(self._now())

@@ -29,6 +29,11 @@ class EndpointBreaker(Protocol):
     @property
     def state(self) -> CircuitState: ...
     @property
+    def closed(self) -> bool:
+        """Closed now, without a clock read (the selection fast path)."""
+        ...
+
+    @property
     def retry_after(self) -> float | None: ...
     @property
     def name(self) -> str: ...
@@ -55,5 +60,7 @@ def build_breaker(
 
 def admits(breaker: EndpointBreaker) -> bool:
     """Closed, or half-open with a probe slot free (reading ``state`` makes lazy transitions)."""
+    if breaker.closed:  # the common case, without a clock read
+        return True
     state = breaker.state
     return state is _CLOSED or (state is _HALF_OPEN and breaker.retry_after is None)
