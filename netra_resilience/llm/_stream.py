@@ -10,67 +10,33 @@ and the wrapper enforces the idle limit and turns any early end into a truncatio
 
 from __future__ import annotations
 
-import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Generic, Self, TypeVar
+from typing import Any
 
-from .._types import Seconds, to_seconds
-from .._validation import optional_duration, set_field
 from ..clock import SYSTEM_CLOCK, Clock
 from ..context import ResilienceContext
-from ._errors import FirstTokenTimeoutError, StreamIdleTimeoutError, StreamTruncatedError
+from ._errors import FirstTokenTimeoutError, StreamTruncatedError
+from ._resilient_stream import ResilientStream
+from ._stream_policy import (
+    TRUNCATED,
+    OnTruncated,
+    StreamPolicy,
+    close_source,
+    timer_expired,
+    to_seconds_or_none,
+)
 from ._trackers import EndOfBodyTracker, StreamTracker
 
-T = TypeVar("T")
-
-TRUNCATED = "stream_truncated"
-"""The degradation reason marked when a stream is cut after reaching the caller."""
-
-OnTruncated = Callable[[StreamTruncatedError], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StreamPolicy:
-    """Time limits for a streamed LLM answer, measured on the injected clock.
-
-    * ``first_token_timeout``: from opening the stream to the first chunk carrying an answer
-      (a role-only delta or ``response.created`` does not count). Expiry is a retryable
-      :class:`FirstTokenTimeoutError`.
-    * ``idle_timeout``: the longest silence between two chunks afterwards. Expiry truncates
-      the stream (``reason="idle_timeout"``). ``None`` disables either limit.
-    """
-
-    first_token_timeout: Seconds | None = 30.0
-    idle_timeout: Seconds | None = 30.0
-
-    def __post_init__(self) -> None:
-        for name in ("first_token_timeout", "idle_timeout"):
-            set_field(self, name, optional_duration("StreamPolicy", name, getattr(self, name)))
-
-
-async def _close(source: object) -> None:
-    """Close an SDK stream / async generator / response, whichever method it has."""
-    for name in ("aclose", "close"):
-        method = getattr(source, name, None)
-        if callable(method):
-            try:
-                result = method()
-                if isinstance(result, Awaitable):
-                    await result
-            except Exception:  # closing a broken stream must not mask why it broke
-                return
-            return
-
-
-def to_seconds_or_none(value: Seconds | None) -> float | None:
-    return None if value is None else to_seconds(value)
-
-
-def _own_expiry(timer: object) -> bool:
-    expired = getattr(timer, "expired", None)
-    return bool(expired()) if callable(expired) else True
+# Re-exported: the package and older callers import these from here.
+__all__ = [
+    "TRUNCATED",
+    "OnTruncated",
+    "ResilientStream",
+    "StreamPolicy",
+    "open_stream",
+    "to_seconds_or_none",
+]
 
 
 async def open_stream(
@@ -109,17 +75,17 @@ async def open_stream(
             except StopAsyncIteration:
                 ended = True
     except TimeoutError as exc:
-        await _close(source)
-        if not _own_expiry(timer):
+        await close_source(source)
+        if not timer_expired(timer):
             raise
         raise FirstTokenTimeoutError(
             "no answer chunk within the first-token timeout", timeout=ttft, dependency=dependency
         ) from exc
     except BaseException:
-        await _close(source)
+        await close_source(source)
         raise
     if ended and not (buffered and track.complete):
-        await _close(source)
+        await close_source(source)
         raise StreamTruncatedError(
             "stream ended before any answer", reason="incomplete", chunks=0, dependency=dependency
         )
@@ -135,148 +101,3 @@ async def open_stream(
         on_truncated=on_truncated,
         ended=ended,
     )
-
-
-class ResilientStream(Generic[T]):
-    """An async iterator over a started stream that never ends cleanly when it was cut.
-
-    Iterate it (``async for chunk in stream``) or use it as an async context manager; leaving
-    early closes the underlying stream. A failure, an idle timeout or a body that ends without
-    the terminal event raises :class:`StreamTruncatedError` (the chunk count says how much the
-    caller already has), marks the dependency ``stream_truncated`` on the context's
-    degradation, and reports the failure (``on_truncated``, e.g. to the circuit breaker).
-    """
-
-    __slots__ = (
-        "_buffer",
-        "_clock",
-        "_context",
-        "_delivered",
-        "_dependency",
-        "_done",
-        "_ended",
-        "_idle",
-        "_iterator",
-        "_on_truncated",
-        "_source",
-        "_tracker",
-        "truncation",
-    )
-
-    def __init__(
-        self,
-        source: Any,
-        iterator: AsyncIterator[T],
-        buffered: deque[T],
-        *,
-        tracker: StreamTracker,
-        clock: Clock,
-        idle_timeout: float | None,
-        dependency: str,
-        context: ResilienceContext | None,
-        on_truncated: OnTruncated | None,
-        ended: bool = False,
-    ) -> None:
-        self._source = source
-        self._iterator = iterator
-        self._buffer = buffered
-        self._tracker = tracker
-        self._clock = clock
-        self._idle = idle_timeout
-        self._dependency = dependency
-        self._context = context
-        self._on_truncated = on_truncated
-        self._ended = ended
-        self._done = False
-        self._delivered = 0
-        self.truncation: StreamTruncatedError | None = None
-
-    @property
-    def source(self) -> Any:
-        """The underlying stream (e.g. openai's ``AsyncStream``; its ``.response`` headers)."""
-        return self._source
-
-    @property
-    def chunks_delivered(self) -> int:
-        return self._delivered
-
-    @property
-    def completed(self) -> bool:
-        """True once the stream ended with its terminal event."""
-        return self._done and self.truncation is None and self._tracker.complete
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> T:
-        if self._buffer:
-            self._delivered += 1
-            return self._buffer.popleft()
-        if self._done or self._ended:
-            return await self._finish()
-        try:
-            if self._idle is None:
-                chunk = await self._iterator.__anext__()
-            else:
-                async with self._clock.timeout(self._idle) as timer:
-                    chunk = await self._iterator.__anext__()
-        except StopAsyncIteration:
-            return await self._finish()
-        except TimeoutError as exc:
-            if self._idle is not None and _own_expiry(timer):
-                cause: BaseException = StreamIdleTimeoutError(
-                    "no chunk within the idle timeout",
-                    timeout=self._idle,
-                    dependency=self._dependency,
-                )
-                cause.__cause__ = exc
-                raise await self._truncate("idle_timeout", cause) from cause
-            raise await self._truncate("error", exc) from exc
-        except Exception as exc:
-            raise await self._truncate("error", exc) from exc
-        try:
-            self._tracker.observe(chunk)
-        except Exception as exc:
-            raise await self._truncate("provider_error", exc) from exc
-        self._delivered += 1
-        return chunk
-
-    async def _finish(self) -> T:
-        if not self._done:
-            self._done = True
-            if not self._tracker.complete:
-                raise await self._truncate("incomplete", None)
-            await _close(self._source)
-        if self.truncation is not None:
-            raise self.truncation
-        raise StopAsyncIteration
-
-    async def _truncate(self, reason: str, cause: BaseException | None) -> StreamTruncatedError:
-        self._done = True
-        await _close(self._source)
-        error = StreamTruncatedError(
-            f"stream truncated after {self._delivered} chunks ({reason})",
-            reason=reason,
-            chunks=self._delivered,
-            dependency=self._dependency,
-        )
-        self.truncation = error
-        if self._context is not None:
-            self._context.degradation.mark(self._dependency, TRUNCATED)
-        if self._on_truncated is not None:
-            with contextlib.suppress(Exception):  # reporting must not replace the signal
-                await self._on_truncated(error)
-        return error
-
-    async def aclose(self) -> None:
-        """Stop early: close the underlying stream (not a truncation: the caller chose it)."""
-        if not self._done:
-            self._done = True
-            self._buffer.clear()
-            await _close(self._source)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()

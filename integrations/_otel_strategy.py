@@ -1,0 +1,132 @@
+"""The OpenTelemetry strategy: a duration histogram, a span per call and GenAI metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from netra_resilience.context import ResilienceContext
+from netra_resilience.outcome import Outcome
+from netra_resilience.strategy import BuildContext, Callback, Strategy
+
+from ._metrics_common import error_type
+from ._otel_common import SCOPE, meter_of
+from ._otel_gen_ai import GenAI, GenAiMetrics
+
+DB_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenTelemetryOptions:
+    """Add outermost: ``builder.add(OpenTelemetryOptions(gen_ai=GenAI(provider="openai")))``."""
+
+    meter_provider: Any = None
+    tracer_provider: Any = None
+    criticality: str = ""
+    gen_ai: GenAI | None = None
+    spans: bool = True
+
+    def create_strategy(self, build: BuildContext) -> OpenTelemetryStrategy:
+        return OpenTelemetryStrategy(self, build)
+
+
+class OpenTelemetryStrategy(Strategy):
+    """Times each call, opens its span, records ``error.type`` on failure (type only)."""
+
+    kind = "opentelemetry"
+
+    def __init__(self, options: OpenTelemetryOptions, build: BuildContext) -> None:
+        self._clock = build.clock
+        self._name = build.name
+        self._instance = build.instance
+        self._gen_ai = options.gen_ai
+        meter = meter_of(options.meter_provider)
+        self._duration = meter.create_histogram(
+            "netra.dependency.operation.duration",
+            unit="s",
+            description="Duration of calls through the dependency's pipeline",
+            explicit_bucket_boundaries_advisory=list(DB_BUCKETS),
+        )
+        self._base: dict[str, str] = {"netra.dependency.name": build.name}
+        if options.criticality:
+            self._base["netra.dependency.criticality"] = options.criticality
+        self._tracer = (
+            trace.get_tracer(SCOPE, tracer_provider=options.tracer_provider)
+            if options.spans
+            else None
+        )
+        self._gen_ai_metrics = GenAiMetrics(meter) if self._gen_ai is not None else None
+
+    def _model(self, state: Any) -> str | None:
+        assert self._gen_ai is not None
+        if self._gen_ai.request_model:
+            return self._gen_ai.request_model
+        try:
+            model = state[2].get("model")
+        except (TypeError, IndexError, AttributeError):
+            model = None
+        return model if isinstance(model, str) else (self._instance or None)
+
+    async def execute(
+        self, callback: Callback, context: ResilienceContext, state: Any
+    ) -> Outcome[Any]:
+        gen_ai = self._gen_ai
+        attributes: dict[str, Any] = {}
+        span_name = f"netra.call {self._name}"
+        if gen_ai is not None:
+            attributes["gen_ai.operation.name"] = gen_ai.operation
+            attributes["gen_ai.provider.name"] = gen_ai.provider
+            model = self._model(state)
+            if model:
+                attributes["gen_ai.request.model"] = model
+            span_name = f"{gen_ai.operation} {model}" if model else gen_ai.operation
+        started = self._clock.monotonic()
+        if self._tracer is None:
+            outcome = await callback(context, state)
+            self._record(outcome, started, attributes, context, None)
+            return outcome
+        kind = SpanKind.CLIENT if gen_ai is not None else SpanKind.INTERNAL
+        with self._tracer.start_as_current_span(
+            span_name,
+            kind=kind,
+            attributes={**self._base, **attributes},
+            record_exception=False,  # messages may carry secrets: the type goes in error.type
+            set_status_on_exception=False,
+        ) as span:
+            outcome = await callback(context, state)
+            self._record(outcome, started, attributes, context, span)
+        return outcome
+
+    def _record(
+        self,
+        outcome: Outcome[Any],
+        started: float,
+        attributes: dict[str, Any],
+        context: ResilienceContext,
+        span: Any,
+    ) -> None:
+        elapsed = self._clock.monotonic() - started
+        failure = error_type(outcome.exception)
+        result = outcome.result if failure is None else None
+        if self._gen_ai is not None and result is not None:
+            response_model = getattr(result, "model", None)
+            if isinstance(response_model, str):
+                attributes["gen_ai.response.model"] = response_model
+        if failure is not None:
+            attributes["error.type"] = failure
+        self._duration.record(
+            elapsed, {**self._base, **({"error.type": failure} if failure else {})}
+        )
+        if self._gen_ai_metrics is not None:
+            self._gen_ai_metrics.record(elapsed, attributes, result, span)
+        if span is not None:
+            for key, value in attributes.items():
+                span.set_attribute(key, value)
+            reason = context.degradation.reason(self._name)
+            if reason is not None:
+                span.set_attribute("netra.degradation.reason", reason)
+            if failure is not None:
+                span.set_status(Status(StatusCode.ERROR, failure))
