@@ -16,8 +16,6 @@ dropped.
 from __future__ import annotations
 
 import asyncio
-import functools
-from typing import Any
 
 from redis.asyncio import Redis
 
@@ -26,44 +24,21 @@ from netra_resilience.circuit_breaker import (
     CallReport,
     CircuitPolicy,
     CircuitSnapshot,
-    CircuitState,
     CircuitStateChange,
-    HealthInfo,
     InMemoryCircuitStateStore,
     Permit,
 )
 from netra_resilience.clock import Clock
-from netra_resilience.context import current_context
-from netra_resilience.degradation import DegradationReason
 from netra_resilience.sessions import BackendGate
 
+from ._redis_breaker_codec import decode_changes, decode_permit, decode_snapshot, local_epoch
 from ._redis_breaker_lua import SCRIPT
+from ._redis_breaker_steps import RedisBreakerSteps
 
 __all__ = ["RedisCircuitStateStore"]
 
-_ISOLATED = CircuitState.ISOLATED
-_OPEN = CircuitState.OPEN
 
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _float(value: Any) -> float | None:
-    text = _text(value)
-    return float(text) if text else None
-
-
-def _health(tp: Any, fl: Any, sl: Any) -> HealthInfo:
-    return HealthInfo.of(int(float(_text(tp))), int(float(_text(fl))), int(float(_text(sl))))
-
-
-def _local_epoch(epoch: int) -> int:
-    """Permits from the local fallback carry negative epochs, so ``record`` routes them back."""
-    return -1 - epoch
-
-
-class RedisCircuitStateStore:
+class RedisCircuitStateStore(RedisBreakerSteps):
     """A :class:`~netra_resilience.circuit_breaker.CircuitStateStore` on Redis.
 
     * ``prefix``: key prefix; a circuit lives under ``{prefix<key>}:s`` (and ``:r`` for a
@@ -105,62 +80,6 @@ class RedisCircuitStateStore:
             on_recovered=self._on_recovered,
         )
 
-    # -- Redis steps --------------------------------------------------------------------
-    async def _ping(self) -> None:
-        await self.client.ping()
-
-    async def _run(self, op: str, key: str, policy: CircuitPolicy, *args: Any) -> list[Any]:
-        tag = f"{{{self.prefix}{key}}}"
-        now = "" if self._clock is None else repr(self._clock.now().timestamp())
-        argv = [
-            op,
-            now,
-            repr(policy.failure_ratio),
-            policy.effective_minimum_throughput,
-            repr(policy.sampling_duration),
-            policy.window,
-            policy.window_size,
-            repr(policy.slow_call_ratio),
-            repr(policy.break_duration),
-            policy.permitted_calls_in_half_open,
-            repr(policy.half_open_max_wait),
-            self._ttl,
-            *args,
-        ]
-        result: list[Any] = await self._script(keys=[f"{tag}:s", f"{tag}:r"], args=argv)
-        return result
-
-    async def _step(self, op: str, key: str, policy: CircuitPolicy, *args: Any) -> list[Any] | None:
-        """The Redis step, or ``None`` when Redis is down (then the caller goes local)."""
-        if not self.gate.allows():
-            return None
-        try:
-            return await self.gate.call(functools.partial(self._run, op, key, policy, *args))
-        except Exception:
-            return None
-
-    def _changes(self, key: str, raw: list[Any]) -> tuple[CircuitStateChange, ...]:
-        return tuple(
-            CircuitStateChange(
-                key,
-                CircuitState(_text(old)),
-                CircuitState(_text(new)),
-                _text(reason),
-                _health(tp, fl, sl),
-                int(epoch),
-                _float(duration),
-                int(_text(attempts)),
-                _text(failure) or None,
-            )
-            for old, new, reason, tp, fl, sl, epoch, duration, attempts, failure in raw
-        )
-
-    def _go_local(self, key: str, policy: CircuitPolicy) -> None:
-        self._local_keys[key] = policy
-        ctx = current_context()
-        if ctx is not None:
-            ctx.degradation.mark(self.dependency, DegradationReason.FALLBACK_MEMORY)
-
     # -- the CircuitStateStore protocol -------------------------------------------------
     async def acquire(self, key: str, policy: CircuitPolicy) -> Permit:
         self._policies[key] = policy
@@ -171,24 +90,17 @@ class RedisCircuitStateStore:
             return Permit(
                 permit.admitted,
                 permit.state,
-                _local_epoch(permit.epoch),
+                local_epoch(permit.epoch),
                 permit.retry_after,
                 permit.changes,
             )
-        admitted, state, epoch, retry_after, changes = raw
-        return Permit(
-            bool(admitted),
-            CircuitState(_text(state)),
-            int(epoch),
-            _float(retry_after),
-            self._changes(key, changes),
-        )
+        return decode_permit(key, raw)
 
     async def record(
         self, key: str, policy: CircuitPolicy, permit: Permit, report: CallReport
     ) -> tuple[CircuitStateChange, ...]:
         if permit.epoch < 0:  # admitted by the local fallback
-            local = Permit(permit.admitted, permit.state, _local_epoch(permit.epoch))
+            local = Permit(permit.admitted, permit.state, local_epoch(permit.epoch))
             return await self._local.record(key, policy, local, report)
         raw = await self._step(
             "record",
@@ -202,7 +114,7 @@ class RedisCircuitStateStore:
             report.failure_type or "",
         )
         if raw is not None:
-            return self._changes(key, raw[4])
+            return decode_changes(key, raw[4])
         # Redis went away during the call: count it in the local circuit instead.
         self._go_local(key, policy)
         local = await self._local.acquire(key, policy)
@@ -212,7 +124,7 @@ class RedisCircuitStateStore:
 
     async def set_break(self, key: str, epoch: int, seconds: float) -> bool:
         if epoch < 0:
-            return await self._local.set_break(key, _local_epoch(epoch), seconds)
+            return await self._local.set_break(key, local_epoch(epoch), seconds)
         policy = self._policies.get(key, CircuitPolicy())
         raw = await self._step("set_break", key, policy, epoch, repr(seconds))
         return raw is not None and bool(raw[0])
@@ -222,7 +134,7 @@ class RedisCircuitStateStore:
         if raw is None:  # isolated here now, and in Redis once it is back (resync)
             self._go_local(key, policy)
             return await self._local.isolate(key, policy)
-        return self._changes(key, raw[4])
+        return decode_changes(key, raw[4])
 
     async def close(self, key: str, policy: CircuitPolicy) -> tuple[CircuitStateChange, ...]:
         local = await self._local.close(key, policy) if key in self._local else ()
@@ -230,51 +142,10 @@ class RedisCircuitStateStore:
         if raw is None:
             self._go_local(key, policy)
             return local
-        return self._changes(key, raw[4])
+        return decode_changes(key, raw[4])
 
     async def snapshot(self, key: str, policy: CircuitPolicy) -> CircuitSnapshot:
         raw = await self._step("snapshot", key, policy)
         if raw is None:
             return await self._local.snapshot(key, policy)
-        _, state, _, retry_after, _, tp, fl, sl, failure = raw
-        return CircuitSnapshot(
-            CircuitState(_text(state)),
-            _float(retry_after),
-            _health(tp, fl, sl),
-            _text(failure) or None,
-        )
-
-    # -- resync after a Redis outage ----------------------------------------------------
-    def _on_recovered(self) -> None:
-        if self._local_keys and self._resync is None:
-            self._resync = asyncio.get_running_loop().create_task(self.resync())
-
-    async def resync(self) -> None:
-        """Merge circuits that opened or were isolated locally into Redis; drop local state."""
-        try:
-            local, keys = self._local, self._local_keys
-            self._local, self._local_keys = InMemoryCircuitStateStore(clock=self._clock), {}
-            for key, policy in keys.items():
-                snap = await local.snapshot(key, policy)
-                if snap.state is _ISOLATED:
-                    await self._step("merge", key, policy, "isolated", "0", "")
-                elif snap.state is _OPEN and snap.retry_after:
-                    remaining = repr(snap.retry_after)
-                    failure = snap.last_failure_type or ""
-                    await self._step("merge", key, policy, "open", remaining, failure)
-        finally:
-            self._resync = None
-
-    async def wait_resync(self) -> None:
-        """Wait for a resync started by Redis coming back, if one is running."""
-        task = self._resync
-        if task is not None:
-            await asyncio.shield(task)
-
-    async def aclose(self) -> None:
-        """Stop the background probe and resync (the client belongs to the caller)."""
-        task = self._resync
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        await self.gate.aclose()
+        return decode_snapshot(raw)
