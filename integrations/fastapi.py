@@ -18,38 +18,26 @@ application's startup (so checks can use the pools it creates) and stops before 
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, FastAPI
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from netra_resilience.degradation import Degradation
 from netra_resilience.exceptions import ExecutionRejectedError
 from netra_resilience.health import (
-    HEALTH_HEADERS,
-    HEALTH_MEDIA_TYPE,
-    LIVENESS_DOCUMENT,
     Criticality,
     HealthMonitor,
     HealthStatus,
     ServiceInfo,
     ServiceRegistry,
-    health_document,
-    readiness_document,
-    retry_after_header,
-    status_codes,
 )
-from netra_resilience.health._document import encode
 
+from ._fastapi_health import DetailAccess, health_router, monitor_lifespan
 from .asgi import DEFAULT_HEADER, STATE_DEGRADATION, RejectionPolicy, ResilienceMiddleware
-
-DetailAccess = bool | Callable[[Request], bool | Awaitable[bool]]
-"""Who sees the health detail: ``True`` everyone, ``False`` no one, or a check per request."""
 
 __all__ = [
     "CurrentDegradation",
@@ -106,89 +94,6 @@ def rejection_handler(
         return response
 
     return handle
-
-
-def monitor_lifespan(monitor: HealthMonitor) -> Callable[[Any], AbstractAsyncContextManager[None]]:
-    """A lifespan that starts ``monitor`` on startup and stops it (draining) on shutdown."""
-
-    @asynccontextmanager
-    async def lifespan(app: Any) -> AsyncIterator[None]:
-        await monitor.start()
-        try:
-            yield
-        finally:
-            await monitor.stop()
-
-    return lifespan
-
-
-def _health_response(
-    document: Mapping[str, Any], status: int, retry_after: str | None = None
-) -> Response:
-    headers = dict(HEALTH_HEADERS)
-    if retry_after is not None:
-        headers["Retry-After"] = retry_after
-    return Response(
-        encode(document), status_code=status, media_type=HEALTH_MEDIA_TYPE, headers=headers
-    )
-
-
-def health_router(
-    monitor: HealthMonitor,
-    *,
-    path: str = "/health",
-    details: DetailAccess = False,
-    service: ServiceInfo | None = None,
-    codes: Mapping[HealthStatus | str, int] | None = None,
-    ready_on: Collection[Criticality | str] = (Criticality.CRITICAL,),
-    include_in_schema: bool = False,
-    manage_monitor: bool = True,
-) -> APIRouter:
-    """``GET {path}/live``, ``{path}/ready`` and ``{path}`` (detail), all health+json, no-store.
-
-    * live: the process answers; never consults a dependency.
-    * ready: ``fail``/503 only when a dependency whose criticality is in ``ready_on`` failed,
-      or while draining at shutdown.
-    * detail: criticality-weighted ``pass``/``warn``/``fail``; the ``checks`` only for
-      callers that ``details`` admits (others get just ``{"status": ...}``).
-    With ``manage_monitor`` the router's lifespan starts and stops the monitor.
-    """
-    http_codes = status_codes(codes)
-    ready_levels = frozenset(Criticality(str(c).lower()) for c in ready_on)
-
-    router = APIRouter(lifespan=monitor_lifespan(monitor) if manage_monitor else None)
-
-    async def allowed(request: Request) -> bool:
-        if isinstance(details, bool):
-            return details
-        verdict = details(request)
-        if inspect.isawaitable(verdict):
-            verdict = await verdict
-        return verdict is True
-
-    async def live() -> Response:
-        return _health_response(LIVENESS_DOCUMENT, http_codes[HealthStatus.PASS])
-
-    async def ready() -> Response:
-        report = monitor.report()
-        is_ready = report.ready(ready_levels)
-        status = HealthStatus.PASS if is_ready else HealthStatus.FAIL
-        retry = None if is_ready else retry_after_header(report.retry_after)
-        return _health_response(readiness_document(is_ready), http_codes[status], retry)
-
-    async def health(request: Request) -> Response:
-        report = monitor.report()
-        document = health_document(report, detail=await allowed(request), service=service)
-        retry = (
-            retry_after_header(report.retry_after) if report.status is HealthStatus.FAIL else None
-        )
-        return _health_response(document, http_codes[report.status], retry)
-
-    options: dict[str, Any] = {"include_in_schema": include_in_schema, "response_class": Response}
-    router.add_api_route(f"{path}/live", live, methods=["GET"], **options)
-    router.add_api_route(f"{path}/ready", ready, methods=["GET"], **options)
-    router.add_api_route(path, health, methods=["GET"], **options)
-    return router
 
 
 def install(

@@ -13,21 +13,18 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ._llm_preset_defaults import default_llm_breaker, standard_llm_retry
+from ._llm_preset_rules import optional_seconds, validate_llm_pipeline
 from ._types import Seconds, to_seconds
-from ._validation import duration
-from .backoff import compute_delay
 from .builder import PipelineBuilder
 from .bulkhead import BulkheadOptions
 from .cache import CacheBackend, CacheKey, CacheOptions
 from .circuit_breaker import CircuitBreakerOptions, CircuitStateStore
 from .clock import Clock
-from .exceptions import InvalidOptionsError
 from .fallback import FallbackOptions
 from .hints import retry_after_of
 from .llm import (
-    LLM_BREAKER_FAILURE,
     LLM_DEPENDENCY_FAILURE,
-    TRANSIENT_LLM_FAILURE,
     Alternate,
     CannedReply,
     DegradedAnswers,
@@ -39,96 +36,11 @@ from .llm import (
 from .outcome import Outcome
 from .pipeline import Pipeline
 from .rate_limiter import RateLimiterOptions
-from .retry import Backoff, RetryOptions
+from .retry import RetryOptions
 from .telemetry import TelemetryListener
 from .timeout import TimeoutOptions
 
 __all__ = ["standard_llm_pipeline", "standard_llm_retry", "validate_llm_pipeline"]
-
-_OWNER = "standard_llm_pipeline"
-_BREAKER_TIMEOUT_MULTIPLIER = 2
-
-
-def standard_llm_retry(clock: Clock | None = None, **overrides: Any) -> RetryOptions:
-    """The preset's retry: 3 attempts, exponential backoff from 1 s with jitter (computed
-    delays capped at 10 s), transient LLM failures only, server ``Retry-After`` honoured up
-    to 60 s (above that it gives up rather than hold a request for minutes)."""
-    settings: dict[str, Any] = {
-        "max_attempts": 3,
-        "backoff": Backoff.EXPONENTIAL,
-        "delay": 1.0,
-        "max_delay": 10.0,
-        "use_jitter": True,
-        "should_handle": TRANSIENT_LLM_FAILURE,
-        "retry_after": llm_retry_after(clock),
-        "max_server_delay": 60.0,
-    }
-    settings.update(overrides)
-    return RetryOptions(**settings)
-
-
-def _retry_budget(retry: RetryOptions) -> float | None:
-    """Sum of the computed delays without jitter (MS ``GetAggregatedDelay``), when knowable."""
-    if retry.stop is not None or retry.wait is not None or retry.delay_generator is not None:
-        return None
-    total = 0.0
-    state = 0.0
-    for attempt in range(retry.max_attempts - 1):
-        delay, state = compute_delay(
-            retry.backoff,
-            attempt,
-            to_seconds(retry.delay),
-            use_jitter=False,
-            random=lambda: 0.5,
-            previous_state=state,
-            max_delay=to_seconds(retry.max_delay),
-        )
-        total += delay
-    return total
-
-
-def validate_llm_pipeline(
-    *,
-    total_timeout: float | None,
-    attempt_timeout: float | None,
-    retry: RetryOptions | None,
-    circuit_breaker: CircuitBreakerOptions | None,
-) -> None:
-    """The cross-field rules (each raises :class:`InvalidOptionsError` naming the field):
-
-    * the attempt timeout must not exceed the total timeout;
-    * a time-window breaker must sample at least twice the attempt timeout, or one slow
-      attempt outlives the window that should count it;
-    * the retry's cumulative computed delay must fit in the total timeout.
-    """
-    if (
-        total_timeout is not None
-        and attempt_timeout is not None
-        and attempt_timeout > total_timeout
-    ):
-        raise InvalidOptionsError(
-            _OWNER,
-            "attempt_timeout",
-            f"must be <= total_timeout ({total_timeout} s), got {attempt_timeout} s",
-        )
-    if circuit_breaker is not None and attempt_timeout is not None:
-        sampling = to_seconds(circuit_breaker.sampling_duration)
-        needed = attempt_timeout * _BREAKER_TIMEOUT_MULTIPLIER
-        if circuit_breaker.window == "time" and sampling < needed:
-            raise InvalidOptionsError(
-                _OWNER,
-                "circuit_breaker.sampling_duration",
-                f"must be >= 2 x attempt_timeout ({needed} s), got {sampling} s",
-            )
-    if retry is not None and total_timeout is not None:
-        budget = _retry_budget(retry)
-        if budget is not None and budget > total_timeout:
-            raise InvalidOptionsError(
-                _OWNER,
-                "retry",
-                f"cumulative retry delay ({budget} s) must fit in total_timeout "
-                f"({total_timeout} s)",
-            )
 
 
 def standard_llm_pipeline(
@@ -171,18 +83,10 @@ def standard_llm_pipeline(
     * ``alternates``: a fallback chain (other model/deployment/provider, each with its own
       breaker); ``canned_reply``: the last resort, tried after the stale cache.
     """
-    total = _optional_seconds("total_timeout", total_timeout)
-    attempt = _optional_seconds("attempt_timeout", attempt_timeout)
+    total = optional_seconds("total_timeout", total_timeout)
+    attempt = optional_seconds("attempt_timeout", attempt_timeout)
     retry_options = retry if retry is not None else standard_llm_retry(clock)
-    breaker = circuit_breaker or CircuitBreakerOptions(
-        failure_ratio=0.5,
-        minimum_throughput=10,
-        sampling_duration=max(120.0, _BREAKER_TIMEOUT_MULTIPLIER * (attempt or 0.0)),
-        break_duration=30.0,
-        should_handle=LLM_BREAKER_FAILURE,
-        retry_after=llm_retry_after(clock),
-        store=breaker_store,
-    )
+    breaker = circuit_breaker or default_llm_breaker(clock, attempt, breaker_store)
     validate_llm_pipeline(
         total_timeout=total,
         attempt_timeout=attempt,
@@ -231,7 +135,3 @@ def standard_llm_pipeline(
     if attempt is not None:
         builder.add_timeout(TimeoutOptions(timeout=attempt))
     return builder.build()
-
-
-def _optional_seconds(field: str, value: Seconds | None) -> float | None:
-    return None if value is None else duration(_OWNER, field, value)

@@ -5,42 +5,20 @@ run bounded by ``check_timeout`` (validated to be at most the interval), so a fa
 makes the check fail fast is seen within one interval, and a hanging one within one interval
 plus the timeout. Health requests only read the cache: they never fan out to dependencies.
 
-Recovery and the breaker: with ``isolate_on_failure`` (default), a failing check isolates the
-dependency's breaker, so calls fail fast into fallbacks (or a 503) instead of each waiting
-for its own timeout; the first passing check afterwards closes it again. The monitor closes
-only breakers it isolated itself (it cannot tell an operator who closes and re-isolates the
-breaker between two checks; use ``isolate_on_failure=False`` where that matters). A breaker
-opened by real traffic is left to its own half-open probe: a real call is a better test than
-a ping, and an upstream ``Retry-After`` must be honoured.
+What a result sets off (events, breaker isolation): see ``_check_effects``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from typing import Any
 
 from ..clock import Clock
-from ..telemetry import Severity, Telemetry, TelemetrySource
+from ..telemetry import Telemetry, TelemetrySource
+from ._check_effects import emit_status_change, sync_breaker
+from ._check_run import run_check
 from ._registry import ServiceRegistry, _Entry
 from ._report import HealthReport, ProbeResult, aggregate, component
 from ._status import HealthStatus
-
-_log = logging.getLogger("netra_resilience.health")
-
-
-def _status_of(value: object) -> HealthStatus:
-    if value is False:
-        return HealthStatus.FAIL
-    if isinstance(value, HealthStatus):
-        return value
-    return HealthStatus.PASS
-
-
-def _timed_out(deadline: Any) -> bool:
-    """Did the clock's own deadline fire (``asyncio.Timeout.expired()``)?"""
-    expired = getattr(deadline, "expired", None)
-    return bool(expired()) if callable(expired) else False
 
 
 class HealthMonitor:
@@ -117,21 +95,7 @@ class HealthMonitor:
         assert check is not None
         clock = self._clock
         started = clock.monotonic()
-        error_type: str | None = None
-        deadline: Any = None
-        try:
-            async with clock.timeout(entry.check_timeout) as deadline:
-                raw = _status_of(await check())
-        except TimeoutError as exc:
-            raw = HealthStatus.FAIL
-            error_type = "timeout" if _timed_out(deadline) else type(exc).__name__
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is None or task.cancelling():
-                raise  # we are being stopped
-            raw, error_type = HealthStatus.FAIL, "CancelledError"  # the check cancelled itself
-        except Exception as exc:
-            raw, error_type = HealthStatus.FAIL, type(exc).__name__
+        raw, error_type = await run_check(check, clock, entry.check_timeout)
         previous = self._results.get(dependency.name)
         failures = 0
         status = raw
@@ -142,49 +106,9 @@ class HealthMonitor:
         result = ProbeResult(status, clock.now(), clock.monotonic() - started, error_type, failures)
         self._results[dependency.name] = result
         telemetry = self._telemetry(entry)
-        if previous is None or previous.status is not status:
-            telemetry.emit(
-                "health_check_status_changed",
-                Severity.INFO if status is HealthStatus.PASS else Severity.WARNING,
-                dependency=dependency.name,
-                criticality=entry.criticality.value,
-                state=status.value,
-                previous_state=previous.status.value if previous else None,
-                error_type=error_type,
-            )
-        await self._sync_breaker(entry, status, telemetry)
+        emit_status_change(telemetry, entry, status, previous, error_type)
+        await sync_breaker(entry, status, telemetry, self._isolated)
         return result
-
-    async def _sync_breaker(
-        self, entry: _Entry, status: HealthStatus, telemetry: Telemetry
-    ) -> None:
-        breaker = entry.breaker
-        name = entry.dependency.name
-        if breaker is None or not entry.dependency.isolate_on_failure:
-            return
-        state = str(breaker.state)
-        try:
-            if status is HealthStatus.FAIL and state != "isolated":
-                await breaker.isolate()
-                self._isolated.add(name)
-                telemetry.emit(
-                    "health_check_isolated_breaker",
-                    Severity.WARNING,
-                    dependency=name,
-                    breaker_state="isolated",
-                )
-            elif status is HealthStatus.PASS and name in self._isolated:
-                self._isolated.discard(name)
-                if state == "isolated":
-                    await breaker.close()
-                    telemetry.emit(
-                        "health_check_closed_breaker",
-                        Severity.INFO,
-                        dependency=name,
-                        breaker_state="closed",
-                    )
-        except Exception as exc:  # a misbehaving breaker must not stop the prober
-            _log.warning("could not update the breaker of %s: %s", name, type(exc).__name__)
 
     def _telemetry(self, entry: _Entry) -> Telemetry:
         source = TelemetrySource(entry.dependency.name, "", "health")

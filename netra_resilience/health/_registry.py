@@ -3,69 +3,29 @@
 from __future__ import annotations
 
 import random as _random
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypedDict, Unpack
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Unpack
 
-from .._types import Seconds, to_seconds
+from .._types import Seconds
 from .._validation import duration
-from ..builder import PipelineBuilder
 from ..clock import SYSTEM_CLOCK, Clock
 from ..exceptions import InvalidOptionsError
 from ..pipeline import Pipeline
-from ..strategy import StrategyOptions
 from ..telemetry import TelemetryListener
 from ._dependency import (
     DEFAULT_CHECK_TIMEOUT,
     DEFAULT_PROBE_INTERVAL,
     BreakerLike,
     Dependency,
-    HealthCheck,
 )
-from ._fields import DependencyFields
+from ._entry import _Entry, build_pipeline, find_breaker, probe_timings
+from ._settings_options import SettingsOptions
 from ._status import Criticality
 
 if TYPE_CHECKING:
     from ._monitor import HealthMonitor
 
-
-class _Entry:
-    """A dependency with everything resolved: pipeline, breaker, effective probe timings."""
-
-    __slots__ = (
-        "breaker",
-        "check_timeout",
-        "criticality",
-        "dependency",
-        "pipeline",
-        "probe_interval",
-    )
-
-    def __init__(
-        self,
-        dependency: Dependency,
-        pipeline: Pipeline,
-        breaker: BreakerLike | None,
-        probe_interval: float,
-        check_timeout: float,
-    ) -> None:
-        self.dependency = dependency
-        self.criticality = Criticality(dependency.criticality)
-        self.pipeline = pipeline
-        self.breaker = breaker
-        self.probe_interval = probe_interval
-        self.check_timeout = check_timeout
-
-
-def find_breaker(pipeline: Pipeline) -> BreakerLike | None:
-    """The pipeline's outermost circuit breaker, if it has one.
-
-    Matched by shape (:class:`BreakerLike`), so ``CircuitBreakerStrategy`` and any custom
-    breaker strategy both qualify.
-    """
-    for strategy in pipeline.strategies:
-        if isinstance(strategy, BreakerLike):
-            return strategy
-    return None
+__all__ = ["ServiceRegistry", "SettingsOptions", "_Entry", "find_breaker"]
 
 
 class ServiceRegistry:
@@ -109,36 +69,13 @@ class ServiceRegistry:
             )
         if self._monitor is not None and self._monitor.running:
             raise RuntimeError("ServiceRegistry.add() after the health monitor started")
-        owner = f"Dependency[{dependency.name}]"
-        interval = dependency.probe_interval
-        timeout = dependency.check_timeout
-        interval = self.probe_interval if interval is None else to_seconds(interval)
-        timeout = self.check_timeout if timeout is None else to_seconds(timeout)
-        if dependency.check is not None and timeout > interval:
-            raise InvalidOptionsError(
-                owner,
-                "check_timeout",
-                f"must not exceed the probe interval ({interval} s), got {timeout} s",
-            )
-        pipeline = dependency.pipeline or self._build(dependency)
+        interval, timeout = probe_timings(dependency, self.probe_interval, self.check_timeout)
+        pipeline = dependency.pipeline or build_pipeline(
+            dependency, clock=self.clock, random=self.random, telemetry=self.telemetry
+        )
         breaker = dependency.breaker or find_breaker(pipeline)
         self._entries[dependency.name] = _Entry(dependency, pipeline, breaker, interval, timeout)
         return pipeline
-
-    def _build(self, dependency: Dependency) -> Pipeline:
-        telemetry = self.telemetry
-        if telemetry is not None:
-            telemetry = DependencyFields(telemetry, Criticality(dependency.criticality))
-        builder = PipelineBuilder(
-            dependency.name, clock=self.clock, random=self.random, telemetry=telemetry
-        )
-        if dependency.fallback is not None:
-            from ..fallback import FallbackOptions
-
-            builder.add(FallbackOptions(action=dependency.fallback))
-        for options in dependency.strategies:
-            builder.add(options)
-        return builder.build()
 
     # -- lookups ---------------------------------------------------------------------
     def __contains__(self, name: object) -> bool:
@@ -212,15 +149,3 @@ class ServiceRegistry:
         from ._settings import registry_from_settings, settings_from_env
 
         return registry_from_settings(cls, settings_from_env(environ, prefix), options)
-
-
-class SettingsOptions(TypedDict, total=False):
-    """What settings cannot express, by dependency name, plus the registry's runtime."""
-
-    checks: Mapping[str, HealthCheck]
-    pipelines: Mapping[str, Pipeline]
-    strategies: Mapping[str, Sequence[StrategyOptions]]
-    fallbacks: Mapping[str, Callable[..., Any]]
-    clock: Clock | None
-    random: Callable[[], float] | None
-    telemetry: TelemetryListener | None
