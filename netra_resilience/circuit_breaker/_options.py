@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -86,11 +87,10 @@ class CircuitBreakerOptions:
         o = _OWNER
         set_field(self, "failure_ratio", ratio(o, "failure_ratio", self.failure_ratio))
         integer(o, "minimum_throughput", self.minimum_throughput, minimum=2)
-        set_field(
-            self,
-            "sampling_duration",
-            duration(o, "sampling_duration", self.sampling_duration, minimum=0.5),
-        )
+        sampling = duration(o, "sampling_duration", self.sampling_duration, minimum=0.5)
+        if math.isinf(sampling):
+            raise InvalidOptionsError(o, "sampling_duration", "must be finite")
+        set_field(self, "sampling_duration", sampling)
         if self.window not in ("time", "count"):
             raise InvalidOptionsError(
                 o, "window", f"must be 'time' or 'count', got {self.window!r}"
@@ -100,6 +100,8 @@ class CircuitBreakerOptions:
         set_field(self, "slow_call_duration", slow)
         set_field(self, "slow_call_ratio", ratio(o, "slow_call_ratio", self.slow_call_ratio))
         brk = duration(o, "break_duration", self.break_duration)
+        if math.isinf(brk):
+            raise InvalidOptionsError(o, "break_duration", "must be finite")
         set_field(self, "break_duration", brk)
         callable_or_none(o, "break_duration_generator", self.break_duration_generator)
         callable_or_none(o, "retry_after", self.retry_after)

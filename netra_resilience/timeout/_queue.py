@@ -38,12 +38,13 @@ class _Entry:
 class DeadlineQueue:
     """In-order deadlines of one event loop, served by a single loop timer."""
 
-    __slots__ = ("_armed", "_entries", "loop")
+    __slots__ = ("_armed", "_armed_at", "_entries", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self._entries: deque[_Entry] = deque()
         self._armed = False
+        self._armed_at = 0.0  # when the armed timer fires (meaningful while _armed)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -53,10 +54,13 @@ class DeadlineQueue:
         entries = self._entries
         if entries and deadline < entries[-1].deadline:
             return None
+        if self._armed and deadline < self._armed_at:
+            return None  # empty queue, timer still armed for later: it would fire too late
         entry = _Entry(task, deadline)
         entries.append(entry)
         if not self._armed:
             self._armed = True
+            self._armed_at = deadline
             self.loop.call_at(deadline, self._fire)
         return entry
 
@@ -81,6 +85,7 @@ class DeadlineQueue:
                 head.fired = True
                 head.task.cancel()
             else:
+                self._armed_at = head.deadline
                 self.loop.call_at(head.deadline, self._fire)
                 return
         self._armed = False

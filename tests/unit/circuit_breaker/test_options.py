@@ -22,6 +22,7 @@ from netra_resilience.circuit_breaker import CircuitBreakerOptions
         ("minimum_throughput", 2.5),
         ("sampling_duration", 0.1),
         ("sampling_duration", -1),
+        ("sampling_duration", float("inf")),
         ("window", "sliding"),
         ("window_size", 1),
         ("slow_call_duration", -1),
@@ -31,6 +32,7 @@ from netra_resilience.circuit_breaker import CircuitBreakerOptions
         ("break_duration", 0),
         ("break_duration", -1),
         ("break_duration", timedelta(seconds=-3)),
+        ("break_duration", float("inf")),  # would never half-open again
         ("max_break_duration", 5),  # shorter than break_duration (15)
         ("permitted_calls_in_half_open", 0),
         ("half_open_max_wait", -1),

@@ -127,3 +127,21 @@ async def test_a_swallowed_expiry_keeps_the_result_and_balances_the_cancel_count
     outcome = await task
     assert outcome.result == "finished anyway"
     assert task.cancelling() == 0
+
+
+async def test_a_deadline_before_the_pending_timer_is_refused_on_an_empty_queue(
+    loop_time: LoopTime,
+) -> None:
+    loop = asyncio.get_running_loop()
+    queue = DeadlineQueue(loop)
+    task = asyncio.current_task()
+    assert task is not None
+    first = queue.add(task, 20.0)
+    assert first is not None
+    queue.release(first)  # the queue is empty but its timer stays armed for 20.0
+    assert len(queue) == 0 and [when for when, _ in loop_time.armed] == [20.0]
+    # Queued now, a deadline at 5.0 would only be served when that timer fires (15 s late).
+    assert queue.add(task, 5.0) is None
+    later = queue.add(task, 25.0)
+    assert later is not None  # at or after the pending timer: still shared
+    queue.release(later)
