@@ -43,7 +43,8 @@ def buffered_copy(response: Any, content: bytes, request: Any, *, decoded: bool 
     """A fresh response of the same class holding ``content`` (readable after the original
     connection was released). ``decoded``: ``content`` is already content-decoded."""
     drop = _DECODED_DROP_HEADERS if decoded else _DROP_HEADERS
-    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in drop]
+    # Raw bytes: a non-ASCII header value would not re-encode from its decoded str form.
+    headers = [(k, v) for k, v in response.headers.raw if k.decode("latin-1").lower() not in drop]
     extensions = {k: response.extensions[k] for k in _KEEP_EXTENSIONS if k in response.extensions}
     return type(response)(
         response.status_code,

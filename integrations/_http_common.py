@@ -150,7 +150,7 @@ class HttpResilience:
         try:
             await response.aread()
             json.loads(response.content)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting: RecursionError
             content = response.content
             await response.aclose()
             raise MalformedResponseError(

@@ -47,7 +47,7 @@ def parse_retry_after_value(value: str, now: datetime) -> float | None:
     text = value.strip()
     if not text or len(text) > 64:
         return None
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # "²".isdigit() is True; int() rejects it
         return _seconds(int(text))
     try:
         seconds = float(text)  # some servers send "1.5" although the RFC says integers

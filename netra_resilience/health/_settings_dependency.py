@@ -78,7 +78,7 @@ def _dependency(
         value = fields["failure_threshold"]
         try:
             kwargs["failure_threshold"] = integer(source.owner, "failure_threshold", int(value))
-        except (ValueError, InvalidOptionsError):
+        except (ValueError, TypeError, OverflowError, InvalidOptionsError):
             raise source.error(
                 (*path, "failure_threshold"), f"must be an integer >= 1, got {value!r}"
             ) from None

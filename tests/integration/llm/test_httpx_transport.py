@@ -311,3 +311,65 @@ def test_transient_predicate_for_pipelines_behind_the_transport() -> None:
     assert not TRANSIENT_HTTPX_FAILURE(Outcome(None, UpstreamStatusError(500, transient=False)))
     assert not TRANSIENT_HTTPX_FAILURE(Outcome(None, ValueError("bug")))
     assert not TRANSIENT_HTTPX_FAILURE(Outcome(httpx.Response(200)))
+
+
+@respx.mock
+async def test_deeply_nested_json_is_a_handled_malformed_body_not_a_crash(
+    clock: FakeClock,
+) -> None:
+    nested = b"[" * 200_000  # json.loads raises RecursionError, not ValueError
+    route = respx.get(URL).mock(
+        side_effect=[
+            httpx.Response(200, headers={"content-type": "application/json"}, content=nested),
+            httpx.Response(200, json={"fine": True}),
+        ]
+    )
+    transport = ResilientAsyncTransport(
+        httpx.AsyncHTTPTransport(), http_pipeline(clock), clock=clock, validate_json=True
+    )
+    async with httpx.AsyncClient(transport=transport) as client:
+        response = await advance_until_done(clock, client.get(URL))
+    assert response.json() == {"fine": True}
+    assert route.call_count == 2
+
+
+@respx.mock
+async def test_a_non_ascii_digit_retry_after_is_ignored_not_a_crash(clock: FakeClock) -> None:
+    closed: list[bool] = []
+
+    class Body(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield b"busy"
+
+        async def aclose(self) -> None:
+            closed.append(True)
+
+    # b"\xb2" decodes (latin-1) to "\u00b2": str.isdigit() is True but int() rejects it.
+    route = respx.get(URL).mock(
+        side_effect=[
+            httpx.Response(503, headers=[(b"retry-after", b"\xb2")], stream=Body()),
+            httpx.Response(200, json={}),
+        ]
+    )
+    client, _ = make_client(clock)
+    async with client:
+        response = await advance_until_done(clock, client.get(URL))
+    assert response.status_code == 200
+    assert route.call_count == 2
+    assert clock.sleeps == [1.0]  # the bad hint is ignored: the retry's own delay
+    assert closed == [True]  # the failed attempt's connection was released
+
+
+@respx.mock
+async def test_a_non_ascii_header_on_the_last_failed_response_reaches_the_client(
+    clock: FakeClock,
+) -> None:
+    respx.get(URL).mock(
+        return_value=httpx.Response(503, headers=[(b"x-note", b"caf\xe9")], text="down")
+    )
+    client, _ = make_client(clock, attempts=2)
+    async with client:
+        response = await advance_until_done(clock, client.get(URL))
+    assert response.status_code == 503
+    assert response.headers.raw[0] == (b"x-note", b"caf\xe9")
+    assert response.text == "down"

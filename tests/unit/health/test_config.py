@@ -245,3 +245,11 @@ def test_core_health_imports_no_web_framework() -> None:
         "if m in sys.modules]; assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("threshold", [None, [1], {}, float("inf")])
+def test_a_failure_threshold_of_the_wrong_type_is_a_named_error(threshold: Any) -> None:
+    settings = {"dependencies": {"db": {"criticality": "critical", "failure_threshold": threshold}}}
+    with pytest.raises(InvalidOptionsError) as err:
+        ServiceRegistry.from_settings(settings)
+    assert str(err.value).startswith("settings.dependencies.db.failure_threshold ")
