@@ -8,7 +8,6 @@ counts it, so a dead hook can cost memory and worker time but never the user's r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -89,8 +88,15 @@ class HookQueue:
                 await ready.wait()
                 continue
             fn, args = jobs.popleft()
-            with contextlib.suppress(Exception):  # jobs handle their own failures
+            try:
                 await fn(*args)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # the worker itself is being stopped (drain deadline)
+                # else the job raised it by itself (a closing socket): keep serving
+            except Exception:  # jobs handle their own failures
+                pass
             self.processed += 1
 
     async def aclose(self, within: float | None = 5.0) -> None:

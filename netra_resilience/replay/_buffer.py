@@ -73,7 +73,8 @@ class ReplayBuffer:
         if log is None:
             log = self._runs[run_id] = _RunLog(self._capacity, now + self._ttl)
             while len(self._runs) > self._max_runs:
-                self._runs.popitem(last=False)
+                _, evicted = self._runs.popitem(last=False)
+                evicted.changed.set()  # wake its followers: they report it unavailable
         if seq <= log.last_seq:
             return False
         log.events.append(event)

@@ -39,6 +39,8 @@ class Membership:
     def sync(self, endpoints: Sequence[Endpoint]) -> None:
         """Adopt a fresh resolution: keep known endpoints' state, add new, drop gone."""
         now = self._clock.monotonic()
+        # Forget expired evictions (also of endpoints that no longer resolve at all).
+        self.evicted = {key: until for key, until in self.evicted.items() if now < until}
         fresh: dict[str, PoolMember] = {}
         for endpoint in endpoints:
             until = self.evicted.get(endpoint.key)

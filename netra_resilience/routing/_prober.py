@@ -63,6 +63,11 @@ class EndpointProber:
                 answer = self._check(member.endpoint)
                 if inspect.isawaitable(answer):
                     answer = await answer
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # stop(): the loop itself is being cancelled
+            return False  # the check raised it by itself (a closing socket): down
         except Exception:  # includes the probe's own TimeoutError
             return False
         return answer is not False

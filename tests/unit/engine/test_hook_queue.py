@@ -68,3 +68,24 @@ async def test_a_failing_job_does_not_stop_the_worker(clock: FakeClock) -> None:
     queue.offer(job, 1)
     await queue.aclose()
     assert done == [1] and queue.processed == 2
+
+
+async def test_a_job_raising_cancelled_error_by_itself_does_not_kill_the_worker(
+    clock: FakeClock,
+) -> None:
+    # A hook's client may raise CancelledError on its own (a closing socket); only a
+    # cancellation of the worker itself may stop it, or background hooks die for good.
+    done: list[int] = []
+
+    async def job(n: int) -> None:
+        if n < 2:
+            raise asyncio.CancelledError
+        done.append(n)
+
+    queue = HookQueue(max_size=10, workers=1, clock=clock)
+    for n in range(4):
+        queue.offer(job, n)
+    await clock.settle()
+    assert done == [2, 3] and len(queue) == 0
+    await queue.aclose()
+    assert queue.abandoned == 0

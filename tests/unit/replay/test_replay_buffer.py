@@ -119,3 +119,21 @@ async def test_thousand_runs_with_random_disconnects_lose_nothing(clock: FakeClo
     assert reconnects > 500
     for run in runs:
         assert received[run] == list(range(1, lengths[run] + 1))
+
+
+async def test_follower_of_a_run_evicted_by_max_runs_is_woken_not_left_hanging(
+    clock: FakeClock,
+) -> None:
+    buf = ReplayBuffer(clock=clock, max_runs=1)
+    buf.append(ev("a", 1))
+
+    async def follow() -> list[int]:
+        return [event["seq"] async for event in buf.follow("a", 1)]
+
+    task = asyncio.create_task(follow())
+    await clock.settle()
+    buf.append(ev("b", 1))  # run "a" is evicted to stay within max_runs
+    await clock.settle()
+    assert task.done()
+    with pytest.raises(ReplayUnavailableError):
+        task.result()

@@ -191,3 +191,47 @@ def test_endpoint_parse() -> None:
     assert Endpoint.parse("http://[::1]:8080").key == "http://[::1]:8080"
     with pytest.raises(ValueError):
         Endpoint.parse("http://")
+
+
+async def test_eviction_of_an_endpoint_that_left_resolution_is_forgotten(
+    clock: FakeClock,
+) -> None:
+    # Endpoints come and go (pod IPs): an eviction must not be kept forever for an
+    # address that never resolves again, or the evicted map grows without bound.
+    answer = ["http://a:1", "http://b:1"]
+
+    async def discover() -> Sequence[str]:
+        return list(answer)
+
+    opts = EndpointPoolOptions(eviction_duration=60.0, refresh_interval=10.0)
+    pool = EndpointPool("api", DiscoveryEndpoints(discover), options=opts, clock=clock)
+    await pool.refresh()
+    assert pool.evict("http://b:1")
+    answer[:] = ["http://a:1", "http://c:1"]
+    await clock.advance(61.0)
+    await pool.refresh()
+    assert pool.evicted == {}
+
+
+async def test_probe_raising_cancelled_error_by_itself_counts_as_down_and_loop_survives(
+    clock: FakeClock,
+) -> None:
+    # A check's client may raise CancelledError on its own (a closing socket). If that
+    # killed the loop, an endpoint probed down would stay out of rotation forever.
+    pool = EndpointPool("api", ["http://a:1", "http://b:1"], clock=clock)
+    broken = {"b"}
+
+    async def check(endpoint: Endpoint) -> bool:
+        if endpoint.host in broken:
+            raise asyncio.CancelledError
+        return True
+
+    await pool.refresh()
+    prober = EndpointProber(pool, check, interval=2.0, timeout=1.0)
+    prober.start()
+    await clock.settle()
+    assert [m.key for m in pool.members if m.probed_down] == ["http://b:1"]
+    broken.clear()
+    await clock.advance(2.0)
+    assert not any(m.probed_down for m in pool.members)
+    await prober.stop()
