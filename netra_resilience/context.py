@@ -100,10 +100,15 @@ class ResilienceContext:
 
     @property
     def scope(self) -> str:
-        """The caller scope (``tenant/user``), empty when anonymous."""
+        """The caller scope (``<len>:tenant/user``), empty when anonymous.
+
+        The tenant's length prefix keeps ids containing ``/`` from colliding (tenant ``a/b`` +
+        user ``c`` vs tenant ``a`` + user ``b/c``): caches and limiters partition on this.
+        """
         if self.tenant_id is None and self.user_id is None:
             return ""
-        return f"{self.tenant_id or ''}/{self.user_id or ''}"
+        tenant = self.tenant_id or ""
+        return f"{len(tenant)}:{tenant}/{self.user_id or ''}"
 
     def child(self, operation_key: str) -> ResilienceContext:
         """A context for a nested operation sharing scope, properties and degradation."""

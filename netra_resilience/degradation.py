@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Callable, Iterator
 from enum import StrEnum
 from functools import lru_cache
@@ -28,6 +29,9 @@ class DegradationReason(StrEnum):
     CANNED_REPLY = "canned_reply"
     UNAVAILABLE = "unavailable"
 
+
+MAX_HISTORY = 256
+"""How many marks :attr:`Degradation.history` keeps (the oldest are dropped first)."""
 
 _TOKEN = re.compile(r"[^A-Za-z0-9_.\-:]+")
 _MAX_TOKEN = 64
@@ -69,7 +73,8 @@ class Degradation:
 
     def __init__(self) -> None:
         self._reasons: dict[str, str] = {}
-        self._history: list[DegradationEntry] = []
+        # Bounded: a long-lived, request-wide record must not grow without limit.
+        self._history: deque[DegradationEntry] = deque(maxlen=MAX_HISTORY)
         self._listeners: list[DegradationListener] = []
 
     def mark(self, dependency: str, reason: str | DegradationReason) -> None:

@@ -10,6 +10,7 @@ later heap cleanup): the per-call timer is the most expensive part of a timeout 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import Any
 
@@ -20,9 +21,10 @@ from ._timer import run_with_loop_timer
 
 __all__ = ["DeadlineQueue", "run_with_deadline_queue"]
 
-# asyncio runs a handle when loop.time() is within its clock resolution of the deadline;
-# treat entries that close as due, or the timer would re-arm for the same instant.
-_EPSILON = 1e-6
+# asyncio runs a handle when loop.time() is within its clock resolution of the deadline
+# (BaseEventLoop._clock_resolution); treat entries that close as due, or the timer would
+# re-arm for the same instant until the clock ticks over.
+_EPSILON = max(1e-6, time.get_clock_info("monotonic").resolution)
 
 
 class _Entry:

@@ -148,7 +148,10 @@ def test_context_scope_properties_and_child() -> None:
     ctx.properties.set(key, 3)
     assert ctx.properties.get(key) == 3
     assert ResilienceContext("x").scope == ""
-    assert ctx.scope == "t/u"
+    assert ctx.scope == "1:t/u"
+    collide_a = ResilienceContext("x", tenant_id="a/b", user_id="c").scope
+    collide_b = ResilienceContext("x", tenant_id="a", user_id="b/c").scope
+    assert collide_a != collide_b
     child = ctx.child("inner")
     assert child.degradation is ctx.degradation and child.properties.get(key) == 3
 
