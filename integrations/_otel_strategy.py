@@ -16,6 +16,9 @@ from ._metrics_common import error_type
 from ._otel_common import SCOPE, meter_of
 from ._otel_gen_ai import GenAI, GenAiMetrics
 
+MAX_MODEL_NAME = 128
+"""Upstream model names are cut to this length before they become a metric attribute."""
+
 DB_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
 
 
@@ -114,7 +117,8 @@ class OpenTelemetryStrategy(Strategy):
         if self._gen_ai is not None and result is not None:
             response_model = getattr(result, "model", None)
             if isinstance(response_model, str):
-                attributes["gen_ai.response.model"] = response_model
+                # Upstream text becomes a metric attribute: bound it (cardinality, size).
+                attributes["gen_ai.response.model"] = response_model[:MAX_MODEL_NAME]
         if failure is not None:
             attributes["error.type"] = failure
         self._duration.record(
