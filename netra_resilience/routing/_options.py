@@ -38,7 +38,9 @@ class EndpointPoolOptions:
     * ``when_all_open`` / ``max_wait``: see :class:`AllOpenPolicy`.
     * ``refresh_interval``: resolution cache TTL; ``retry_interval``: how soon a failed
       resolution is retried (recovery is noticed this fast); ``max_stale``: how long the
-      last-known-good set may serve after resolution started failing.
+      last-known-good set may serve after resolution started failing; ``resolve_timeout``:
+      a resolution (DNS, discovery) still running after this counts as failed, so a hanging
+      resolver never holds calls up for longer.
     * ``evict_after_opens``: an endpoint whose breaker opened this many times without one
       success in between leaves the pool for ``eviction_duration`` (``None``: never evict).
     * ``discovery_flag``: the dependency name marked ``stale_endpoints`` in the degradation.
@@ -53,6 +55,7 @@ class EndpointPoolOptions:
     refresh_interval: Seconds = 30.0
     retry_interval: Seconds = 5.0
     max_stale: Seconds = 300.0
+    resolve_timeout: Seconds = 2.0
     evict_after_opens: int | None = 5
     eviction_duration: Seconds = 300.0
     discovery_flag: str = "discovery"
@@ -72,7 +75,13 @@ class EndpointPoolOptions:
         if not isinstance(self.breaker, CircuitBreakerOptions):
             raise InvalidOptionsError(o, "breaker", "must be a CircuitBreakerOptions")
         set_field(self, "max_wait", duration(o, "max_wait", self.max_wait, allow_zero=True))
-        for name in ("latency_decay", "refresh_interval", "retry_interval", "max_stale"):
+        for name in (
+            "latency_decay",
+            "refresh_interval",
+            "retry_interval",
+            "max_stale",
+            "resolve_timeout",
+        ):
             set_field(self, name, duration(o, name, getattr(self, name)))
         set_field(
             self, "eviction_duration", duration(o, "eviction_duration", self.eviction_duration)

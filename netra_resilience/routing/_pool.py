@@ -64,6 +64,7 @@ class EndpointPool(PoolRotation):
             refresh_interval=float(opts.refresh_interval),  # type: ignore[arg-type]
             retry_interval=float(opts.retry_interval),  # type: ignore[arg-type]
             max_stale=float(opts.max_stale),  # type: ignore[arg-type]
+            resolve_timeout=float(opts.resolve_timeout),  # type: ignore[arg-type]
         )
         self._members = Membership(name, opts, clock, rnd, telemetry)
         self._generation = -1

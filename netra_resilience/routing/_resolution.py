@@ -29,6 +29,7 @@ class ResolutionCache:
         "_resolved_at",
         "_retry",
         "_source",
+        "_timeout",
         "failures",
         "generation",
         "last_error",
@@ -45,8 +46,10 @@ class ResolutionCache:
         refresh_interval: float,
         retry_interval: float,
         max_stale: float,
+        resolve_timeout: float | None = None,
     ) -> None:
         self._source = source
+        self._timeout = resolve_timeout
         self._clock = clock
         self._refresh = refresh_interval
         self._retry = retry_interval
@@ -88,7 +91,8 @@ class ResolutionCache:
 
     async def _resolve(self) -> None:
         try:
-            answer = tuple(await self._source.resolve())
+            async with self._clock.timeout(self._timeout):  # a hanging resolver is a failure
+                answer = tuple(await self._source.resolve())
             if not answer:
                 raise EndpointResolutionError("resolution returned no endpoints")
         except Exception as exc:  # resolution failure: keep the last-known-good set

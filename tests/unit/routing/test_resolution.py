@@ -235,3 +235,33 @@ async def test_probe_raising_cancelled_error_by_itself_counts_as_down_and_loop_s
     await clock.advance(2.0)
     assert not any(m.probed_down for m in pool.members)
     await prober.stop()
+
+
+async def test_a_hanging_resolver_is_cut_at_resolve_timeout_and_last_known_good_serves(
+    clock: FakeClock,
+) -> None:
+    hang = False
+
+    async def discover() -> list[str]:
+        if hang:
+            await asyncio.Event().wait()
+        return ["http://a:1"]
+
+    options = EndpointPoolOptions(refresh_interval=30.0, retry_interval=5.0, resolve_timeout=2.0)
+    pool = EndpointPool("api", DiscoveryEndpoints(discover), options=options, clock=clock)
+    await pool.execute(host_of)
+    hang = True
+    await clock.advance(30.0)  # the cache is due: the next call resolves, and the resolver hangs
+    ctx = ResilienceContext("op")
+    call = asyncio.ensure_future(pool.execute(host_of, context=ctx))
+    await clock.advance(1.9)
+    assert not call.done()
+    await clock.advance(0.2)  # resolve_timeout passed: stale set used, call answered
+    assert await call == "a"
+    assert ctx.degradation.reason("discovery") == "stale_endpoints"
+    assert pool.resolution.last_error == "TimeoutError"
+
+
+def test_resolve_timeout_is_validated() -> None:
+    with pytest.raises(ValueError, match="resolve_timeout"):
+        EndpointPoolOptions(resolve_timeout=0)
