@@ -64,7 +64,31 @@ def _wait_until(ready: Callable[[], bool], what: str, timeout: float = _START_TI
     raise ServerUnavailableError(f"{what} did not become ready within {timeout} s")
 
 
-class RedisServer:
+class _ManagedServer:
+    """``with Server() as s``: started on enter; shut down on exit, or at interpreter exit if
+    the test run is interrupted (no stray server processes)."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def _shutdown(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        atexit.register(self._shutdown)
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._shutdown()
+        atexit.unregister(self._shutdown)
+
+
+class RedisServer(_ManagedServer):
     """A ``redis-server`` child process on a free loopback port, persistence off."""
 
     def __init__(self, *, port: int | None = None, binary: str | None = None) -> None:
@@ -154,18 +178,8 @@ class RedisServer:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
-    def __enter__(self) -> Self:
-        atexit.register(self.stop)
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _shutdown(self) -> None:
         self.stop()
-        atexit.unregister(self.stop)
 
 
 def _pg_bindir() -> Path:
@@ -201,7 +215,7 @@ def _unprivileged_prefix() -> tuple[list[str], tuple[int, int] | None]:
     raise ServerUnavailableError("running as root, but neither runuser nor setpriv is available")
 
 
-class PostgresServer:
+class PostgresServer(_ManagedServer):
     """A throwaway PostgreSQL cluster (trust auth, loopback only, fsync off)."""
 
     user = "postgres"
@@ -316,15 +330,5 @@ class PostgresServer:
             self._dir = None
             self._initialised = False
 
-    def __enter__(self) -> Self:
-        atexit.register(self.close)
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _shutdown(self) -> None:
         self.close()
-        atexit.unregister(self.close)
