@@ -18,6 +18,15 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bench._harness import (
+    Row,
+    RunFn,
+    Variant,
+    measure,
+    print_rows,
+    retained_bytes_per_call,
+    version,
+)
 from netra_resilience import BrokenCircuitError, PipelineBuilder, ResilienceContext, use_context
 from netra_resilience.bulkhead import BulkheadOptions
 from netra_resilience.chaos import ChaosControl, ChaosOptions
@@ -26,8 +35,6 @@ from netra_resilience.fallback import FallbackOptions
 from netra_resilience.rate_limiter import RateLimiterOptions, TokenBucketLimiter
 from netra_resilience.retry import RetryOptions
 from netra_resilience.timeout import TimeoutOptions
-
-from ._harness import Row, RunFn, Variant, measure, print_rows, retained_bytes_per_call, version
 
 
 async def ok() -> int:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from bench._harness import Row, RunFn, Variant, measure
 from netra_resilience.engine import (
     Hook,
     ResilientEngine,
@@ -33,8 +34,6 @@ from netra_resilience.engine import (
     Tool,
     wrap_engine,
 )
-
-from ._harness import Row, RunFn, Variant, measure
 
 
 async def sink(event: dict[str, Any]) -> None:

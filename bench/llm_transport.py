@@ -32,6 +32,7 @@ import httpx
 import httpx2
 import openai
 
+from bench._harness import RunFn, Variant, measure, print_rows, version
 from netra_resilience import PipelineBuilder, ResilienceContext, use_context
 from netra_resilience.circuit_breaker import CircuitBreakerOptions, CircuitBreakerStrategy
 from netra_resilience.integrations import httpx as nhttpx
@@ -48,8 +49,6 @@ from netra_resilience.pipeline import Pipeline
 from netra_resilience.presets import standard_llm_pipeline
 from netra_resilience.retry import RetryOptions
 from netra_resilience.timeout import TimeoutOptions
-
-from ._harness import RunFn, Variant, measure, print_rows, version
 
 COMPLETION = {
     "id": "c",

@@ -30,17 +30,16 @@ from typing import Any, Protocol
 
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.context import ResilienceContext, current_context
-from netra_resilience.llm import is_transient_status, server_delay
-from netra_resilience.pipeline import Pipeline
-
-from ._http_bodies import (
+from netra_resilience.integrations._http_bodies import (
     ReportingStream,
     buffered_copy,
     is_event_stream,
     is_json,
     read_capped,
 )
-from ._http_errors import MalformedResponseError, UpstreamStatusError
+from netra_resilience.integrations._http_errors import MalformedResponseError, UpstreamStatusError
+from netra_resilience.llm import is_transient_status, server_delay
+from netra_resilience.pipeline import Pipeline
 
 __all__ = [
     "MAX_ERROR_BODY",

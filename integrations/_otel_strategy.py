@@ -9,12 +9,11 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from netra_resilience.context import ResilienceContext
+from netra_resilience.integrations._metrics_common import error_type
+from netra_resilience.integrations._otel_common import SCOPE, meter_of
+from netra_resilience.integrations._otel_gen_ai import GenAI, GenAiMetrics
 from netra_resilience.outcome import Outcome
 from netra_resilience.strategy import BuildContext, Callback, Strategy
-
-from ._metrics_common import error_type
-from ._otel_common import SCOPE, meter_of
-from ._otel_gen_ai import GenAI, GenAiMetrics
 
 MAX_MODEL_NAME = 128
 """Upstream model names are cut to this length before they become a metric attribute."""

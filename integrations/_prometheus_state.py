@@ -8,8 +8,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from netra_resilience.health import ServiceRegistry
-
-from ._metrics_common import breaker_states, health_statuses
+from netra_resilience.integrations._metrics_common import breaker_states, health_statuses
 
 __all__ = ["_StateCollector"]
 

@@ -8,10 +8,9 @@ from typing import Any
 from prometheus_client import Histogram
 
 from netra_resilience.context import ResilienceContext
+from netra_resilience.integrations._metrics_common import error_type
 from netra_resilience.outcome import Outcome
 from netra_resilience.strategy import BuildContext, Callback, Strategy
-
-from ._metrics_common import error_type
 
 __all__ = ["PrometheusTimingOptions", "PrometheusTimingStrategy"]
 

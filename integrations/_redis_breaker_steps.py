@@ -17,9 +17,8 @@ from netra_resilience.circuit_breaker import (
 from netra_resilience.clock import Clock
 from netra_resilience.context import current_context
 from netra_resilience.degradation import DegradationReason
+from netra_resilience.integrations._redis_breaker_codec import script_args
 from netra_resilience.sessions import BackendGate
-
-from ._redis_breaker_codec import script_args
 
 _ISOLATED = CircuitState.ISOLATED
 _OPEN = CircuitState.OPEN

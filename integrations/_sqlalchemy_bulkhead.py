@@ -16,8 +16,11 @@ from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.context import current_context
 from netra_resilience.degradation import DegradationReason
 from netra_resilience.exceptions import BulkheadRejectedError
-
-from ._sqlalchemy_engine import discard_connection, pool_capacity, select_one
+from netra_resilience.integrations._sqlalchemy_engine import (
+    discard_connection,
+    pool_capacity,
+    select_one,
+)
 
 __all__ = ["PoolBulkhead"]
 

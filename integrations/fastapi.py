@@ -35,9 +35,17 @@ from netra_resilience.health import (
     ServiceInfo,
     ServiceRegistry,
 )
-
-from ._fastapi_health import DetailAccess, health_router, monitor_lifespan
-from .asgi import DEFAULT_HEADER, STATE_DEGRADATION, RejectionPolicy, ResilienceMiddleware
+from netra_resilience.integrations._fastapi_health import (
+    DetailAccess,
+    health_router,
+    monitor_lifespan,
+)
+from netra_resilience.integrations.asgi import (
+    DEFAULT_HEADER,
+    STATE_DEGRADATION,
+    RejectionPolicy,
+    ResilienceMiddleware,
+)
 
 __all__ = [
     "CurrentDegradation",

@@ -15,11 +15,7 @@ import httpx2
 
 from netra_resilience.clock import Clock
 from netra_resilience.exceptions import TimeoutRejectedError
-from netra_resilience.outcome import Outcome
-from netra_resilience.pipeline import Pipeline
-from netra_resilience.predicates import OutcomePredicate
-
-from ._http_common import (
+from netra_resilience.integrations._http_common import (
     HttpResilience,
     MalformedResponseError,
     ReportingStream,
@@ -27,6 +23,9 @@ from ._http_common import (
     UpstreamStatusError,
     is_transient_status,
 )
+from netra_resilience.outcome import Outcome
+from netra_resilience.pipeline import Pipeline
+from netra_resilience.predicates import OutcomePredicate
 
 __all__ = [
     "TRANSIENT_HTTPX2_FAILURE",

@@ -14,7 +14,7 @@ Two layers, use one or both:
 Do not put a retry in both layers: nested retries multiply.
 """
 
-from .openai_calls import (
+from netra_resilience.integrations.openai_calls import (
     ResilientOpenAI,
     canned_reply,
     decode_answer,
@@ -22,7 +22,7 @@ from .openai_calls import (
     invoke_openai,
     openai_alternate,
 )
-from .openai_client import (
+from netra_resilience.integrations.openai_client import (
     OPENAI_TRANSIENT,
     is_openai_transient,
     make_resilient,

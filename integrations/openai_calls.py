@@ -19,18 +19,17 @@ from typing import Any
 import openai
 
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
-from netra_resilience.llm import LlmRequest, StreamPolicy
-from netra_resilience.pipeline import Pipeline
-
-from ._openai_canned import canned_reply
-from ._openai_codec import decode_answer, encode_answer
-from ._openai_invoke import (
+from netra_resilience.integrations._openai_canned import canned_reply
+from netra_resilience.integrations._openai_codec import decode_answer, encode_answer
+from netra_resilience.integrations._openai_invoke import (
     DEFAULT_STREAM_POLICY,
     invoke_openai,
     openai_alternate,
     replayable,
     without_retries,
 )
+from netra_resilience.llm import LlmRequest, StreamPolicy
+from netra_resilience.pipeline import Pipeline
 
 __all__ = [
     "ResilientOpenAI",

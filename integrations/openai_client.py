@@ -16,13 +16,12 @@ import openai
 from netra_resilience.clock import Clock
 from netra_resilience.exceptions import InvalidOptionsError, TimeoutRejectedError
 from netra_resilience.hints import RetryAfterHint
+from netra_resilience.integrations._http_common import UpstreamStatusError
+from netra_resilience.integrations.httpx2 import ResilientAsyncTransport
 from netra_resilience.llm import StreamTruncatedError, is_transient_status, llm_retry_after
 from netra_resilience.outcome import Outcome
 from netra_resilience.pipeline import Pipeline
 from netra_resilience.predicates import OutcomePredicate
-
-from ._http_common import UpstreamStatusError
-from .httpx2 import ResilientAsyncTransport
 
 __all__ = [
     "OPENAI_TRANSIENT",

@@ -25,14 +25,14 @@ Only ``opentelemetry-api`` is used: with no SDK configured everything is a no-op
 
 from __future__ import annotations
 
-from ._otel_common import SCOPE  # noqa: F401  (re-exported)
-from ._otel_gen_ai import (  # noqa: F401  (the bucket bounds are re-exported)
+from netra_resilience.integrations._otel_common import SCOPE  # noqa: F401  (re-exported)
+from netra_resilience.integrations._otel_gen_ai import (  # noqa: F401  (the bucket bounds are re-exported)
     GEN_AI_DURATION_BUCKETS,
     GEN_AI_TOKEN_BUCKETS,
     GenAI,
 )
-from ._otel_listener import OpenTelemetryListener
-from ._otel_strategy import (  # noqa: F401  (DB_BUCKETS is re-exported)
+from netra_resilience.integrations._otel_listener import OpenTelemetryListener
+from netra_resilience.integrations._otel_strategy import (  # noqa: F401  (DB_BUCKETS is re-exported)
     DB_BUCKETS,
     OpenTelemetryOptions,
     OpenTelemetryStrategy,

@@ -28,13 +28,20 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, make_asgi_app
 
 from netra_resilience.health import ServiceRegistry
-from netra_resilience.telemetry import TelemetryEvent
-
-from ._metrics_common import REJECTION_EVENTS, TRANSITION_EVENTS, criticality, event_error_type
-from ._prometheus_state import _StateCollector
+from netra_resilience.integrations._metrics_common import (
+    REJECTION_EVENTS,
+    TRANSITION_EVENTS,
+    criticality,
+    event_error_type,
+)
+from netra_resilience.integrations._prometheus_state import _StateCollector
 
 # The strategy class lived here before the split; keep it importable from this module.
-from ._prometheus_timing import PrometheusTimingOptions, PrometheusTimingStrategy  # noqa: F401
+from netra_resilience.integrations._prometheus_timing import (  # noqa: F401
+    PrometheusTimingOptions,
+    PrometheusTimingStrategy,
+)
+from netra_resilience.telemetry import TelemetryEvent
 
 __all__ = ["PrometheusListener", "PrometheusTimingOptions", "metrics_app"]
 

@@ -29,11 +29,15 @@ from netra_resilience.circuit_breaker import (
     Permit,
 )
 from netra_resilience.clock import Clock
+from netra_resilience.integrations._redis_breaker_codec import (
+    decode_changes,
+    decode_permit,
+    decode_snapshot,
+    local_epoch,
+)
+from netra_resilience.integrations._redis_breaker_lua import SCRIPT
+from netra_resilience.integrations._redis_breaker_steps import RedisBreakerSteps
 from netra_resilience.sessions import BackendGate
-
-from ._redis_breaker_codec import decode_changes, decode_permit, decode_snapshot, local_epoch
-from ._redis_breaker_lua import SCRIPT
-from ._redis_breaker_steps import RedisBreakerSteps
 
 __all__ = ["RedisCircuitStateStore"]
 

@@ -33,9 +33,8 @@ from netra_resilience.cache import CacheBackend, CacheEntry, InMemoryTTLCache
 from netra_resilience.clock import Clock
 from netra_resilience.context import current_context
 from netra_resilience.degradation import DegradationReason
+from netra_resilience.integrations.aiocache import AiocacheBackend
 from netra_resilience.sessions import BackendGate
-
-from .aiocache import AiocacheBackend
 
 __all__ = ["RedisCacheBackend", "aiocache_redis"]
 

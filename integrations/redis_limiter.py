@@ -28,11 +28,10 @@ from netra_resilience._types import Seconds, to_seconds
 from netra_resilience._validation import duration, integer, number
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.exceptions import RateLimitRejectedError
+from netra_resilience.integrations._redis_limiter_lua import SCRIPT
+from netra_resilience.integrations._redis_limiter_shared import SharedBucketSteps
 from netra_resilience.rate_limiter import TokenBucketLimiter
 from netra_resilience.sessions import BackendGate
-
-from ._redis_limiter_lua import SCRIPT
-from ._redis_limiter_shared import SharedBucketSteps
 
 __all__ = ["RedisRateLimiter"]
 

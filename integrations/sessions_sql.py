@@ -33,9 +33,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.expression import Executable
 
+from netra_resilience.integrations.sqlalchemy import PoolBulkhead
 from netra_resilience.sessions import SessionRecord
-
-from .sqlalchemy import PoolBulkhead
 
 __all__ = ["SqlSessionBackend", "session_table"]
 

@@ -23,10 +23,9 @@ from __future__ import annotations
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from netra_resilience.integrations._sqlalchemy_bulkhead import PoolBulkhead
+from netra_resilience.integrations._sqlalchemy_engine import create_pooled_engine
 from netra_resilience.predicates import OutcomePredicate, handle_exception
-
-from ._sqlalchemy_bulkhead import PoolBulkhead
-from ._sqlalchemy_engine import create_pooled_engine
 
 __all__ = ["PoolBulkhead", "create_pooled_engine", "sqlalchemy_should_handle"]
 

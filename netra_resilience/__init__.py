@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .backoff import Backoff, compute_delay
-from .builder import PipelineBuilder
-from .bulkhead import BulkheadOptions, BulkheadStrategy, ConcurrencyLimiter
-from .cache import (
+from netra_resilience.backoff import Backoff, compute_delay
+from netra_resilience.builder import PipelineBuilder
+from netra_resilience.bulkhead import BulkheadOptions, BulkheadStrategy, ConcurrencyLimiter
+from netra_resilience.cache import (
     CacheBackend,
     CacheEntry,
     CacheOptions,
@@ -13,8 +13,8 @@ from .cache import (
     InMemoryTTLCache,
     stable_key,
 )
-from .chaos import ChaosControl, ChaosOptions, ChaosStrategy
-from .circuit_breaker import (
+from netra_resilience.chaos import ChaosControl, ChaosOptions, ChaosStrategy
+from netra_resilience.circuit_breaker import (
     CircuitBreakerControl,
     CircuitBreakerOptions,
     CircuitBreakerStateProvider,
@@ -23,8 +23,8 @@ from .circuit_breaker import (
     CircuitStateStore,
     InMemoryCircuitStateStore,
 )
-from .clock import SYSTEM_CLOCK, Clock, SystemClock
-from .context import (
+from netra_resilience.clock import SYSTEM_CLOCK, Clock, SystemClock
+from netra_resilience.context import (
     ResilienceContext,
     ResilienceKey,
     ResilienceProperties,
@@ -34,8 +34,8 @@ from .context import (
     unbind_context,
     use_context,
 )
-from .degradation import Degradation, DegradationEntry, DegradationReason
-from .engine import (
+from netra_resilience.degradation import Degradation, DegradationEntry, DegradationReason
+from netra_resilience.engine import (
     EngineMiddleware,
     EventOptions,
     Hook,
@@ -52,7 +52,7 @@ from .engine import (
     ToolResult,
     wrap_engine,
 )
-from .exceptions import (
+from netra_resilience.exceptions import (
     BrokenCircuitError,
     BulkheadRejectedError,
     ExecutionRejectedError,
@@ -62,8 +62,8 @@ from .exceptions import (
     RateLimitRejectedError,
     TimeoutRejectedError,
 )
-from .fallback import FallbackArgs, FallbackOptions, FallbackStrategy
-from .health import (
+from netra_resilience.fallback import FallbackArgs, FallbackOptions, FallbackStrategy
+from netra_resilience.health import (
     HEALTH_MEDIA_TYPE,
     ComponentHealth,
     Criticality,
@@ -75,9 +75,9 @@ from .health import (
     ServiceRegistry,
     health_document,
 )
-from .outcome import Outcome
-from .pipeline import EMPTY_PIPELINE, Pipeline
-from .predicates import (
+from netra_resilience.outcome import Outcome
+from netra_resilience.pipeline import EMPTY_PIPELINE, Pipeline
+from netra_resilience.predicates import (
     ANY_EXCEPTION,
     TRANSIENT_EXCEPTION,
     OutcomePredicate,
@@ -85,21 +85,26 @@ from .predicates import (
     handle_exception,
     handle_result,
 )
-from .presets import standard_llm_pipeline
-from .rate_limiter import (
+from netra_resilience.presets import standard_llm_pipeline
+from netra_resilience.rate_limiter import (
     PartitionedRateLimiter,
     RateLimiter,
     RateLimiterOptions,
     RateLimiterStrategy,
     TokenBucketLimiter,
 )
-from .registry import PipelineRegistry
-from .replay import ReplayBuffer
-from .retry import OnRetryArgs, RetryDelayArgs, RetryOptions, RetryStrategy
-from .routing import AllOpenPolicy, EndpointPool, EndpointPoolOptions, NoHealthyEndpointError
-from .sessions import BackendGate, SessionStore, SessionStoreUnavailableError
-from .strategy import BuildContext, Callback, Strategy, StrategyOptions
-from .telemetry import (
+from netra_resilience.registry import PipelineRegistry
+from netra_resilience.replay import ReplayBuffer
+from netra_resilience.retry import OnRetryArgs, RetryDelayArgs, RetryOptions, RetryStrategy
+from netra_resilience.routing import (
+    AllOpenPolicy,
+    EndpointPool,
+    EndpointPoolOptions,
+    NoHealthyEndpointError,
+)
+from netra_resilience.sessions import BackendGate, SessionStore, SessionStoreUnavailableError
+from netra_resilience.strategy import BuildContext, Callback, Strategy, StrategyOptions
+from netra_resilience.telemetry import (
     CompositeListener,
     LoggingListener,
     Severity,
@@ -107,7 +112,7 @@ from .telemetry import (
     TelemetryListener,
     TelemetrySource,
 )
-from .timeout import OnTimeoutArgs, TimeoutOptions, TimeoutStrategy
+from netra_resilience.timeout import OnTimeoutArgs, TimeoutOptions, TimeoutStrategy
 
 __version__ = "0.1.0"
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .circuit_breaker import CircuitBreakerOptions, CircuitStateStore
-from .clock import Clock
-from .llm import LLM_BREAKER_FAILURE, TRANSIENT_LLM_FAILURE, llm_retry_after
-from .retry import Backoff, RetryOptions
+from netra_resilience.circuit_breaker import CircuitBreakerOptions, CircuitStateStore
+from netra_resilience.clock import Clock
+from netra_resilience.llm import LLM_BREAKER_FAILURE, TRANSIENT_LLM_FAILURE, llm_retry_after
+from netra_resilience.retry import Backoff, RetryOptions
 
 __all__ = ["BREAKER_TIMEOUT_MULTIPLIER", "default_llm_breaker", "standard_llm_retry"]
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from ._llm_preset_defaults import BREAKER_TIMEOUT_MULTIPLIER as _BREAKER_TIMEOUT_MULTIPLIER
-from ._types import Seconds, to_seconds
-from ._validation import duration
-from .backoff import compute_delay
-from .circuit_breaker import CircuitBreakerOptions
-from .exceptions import InvalidOptionsError
-from .retry import RetryOptions
+from netra_resilience._llm_preset_defaults import (
+    BREAKER_TIMEOUT_MULTIPLIER as _BREAKER_TIMEOUT_MULTIPLIER,
+)
+from netra_resilience._types import Seconds, to_seconds
+from netra_resilience._validation import duration
+from netra_resilience.backoff import compute_delay
+from netra_resilience.circuit_breaker import CircuitBreakerOptions
+from netra_resilience.exceptions import InvalidOptionsError
+from netra_resilience.retry import RetryOptions
 
 __all__ = ["optional_seconds", "validate_llm_pipeline"]
 

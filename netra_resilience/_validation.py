@@ -6,8 +6,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from ._types import Seconds, to_seconds
-from .exceptions import InvalidOptionsError
+from netra_resilience._types import Seconds, to_seconds
+from netra_resilience.exceptions import InvalidOptionsError
 
 
 def duration(

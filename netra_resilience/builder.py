@@ -6,20 +6,20 @@ import random as _random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Self
 
-from .clock import SYSTEM_CLOCK, Clock
-from .pipeline import Pipeline
-from .strategy import BuildContext, Strategy, StrategyOptions
-from .telemetry import TelemetryListener
+from netra_resilience.clock import SYSTEM_CLOCK, Clock
+from netra_resilience.pipeline import Pipeline
+from netra_resilience.strategy import BuildContext, Strategy, StrategyOptions
+from netra_resilience.telemetry import TelemetryListener
 
 if TYPE_CHECKING:
-    from .bulkhead import BulkheadOptions
-    from .cache import CacheOptions
-    from .chaos import ChaosOptions
-    from .circuit_breaker import CircuitBreakerOptions
-    from .fallback import FallbackOptions
-    from .rate_limiter import RateLimiterOptions
-    from .retry import RetryOptions
-    from .timeout import TimeoutOptions
+    from netra_resilience.bulkhead import BulkheadOptions
+    from netra_resilience.cache import CacheOptions
+    from netra_resilience.chaos import ChaosOptions
+    from netra_resilience.circuit_breaker import CircuitBreakerOptions
+    from netra_resilience.fallback import FallbackOptions
+    from netra_resilience.rate_limiter import RateLimiterOptions
+    from netra_resilience.retry import RetryOptions
+    from netra_resilience.timeout import TimeoutOptions
 
 
 class PipelineBuilder:

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Generic, TypeVar, cast, overload
 
-from .degradation import Degradation
+from netra_resilience.degradation import Degradation
 
 T = TypeVar("T")
 D = TypeVar("D")

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from .exceptions import ExecutionRejectedError
-from .outcome import Outcome
+from netra_resilience.exceptions import ExecutionRejectedError
+from netra_resilience.outcome import Outcome
 
 RetryAfterHint = Callable[[Outcome[Any]], float | None]
 

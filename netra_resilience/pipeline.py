@@ -6,9 +6,9 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
-from .context import ResilienceContext, _current
-from .outcome import Outcome
-from .strategy import Callback, Strategy
+from netra_resilience.context import ResilienceContext, _current
+from netra_resilience.outcome import Outcome
+from netra_resilience.strategy import Callback, Strategy
 
 T = TypeVar("T")
 P = ParamSpec("P")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .exceptions import ExecutionRejectedError, TimeoutRejectedError
-from .outcome import Outcome
+from netra_resilience.exceptions import ExecutionRejectedError, TimeoutRejectedError
+from netra_resilience.outcome import Outcome
 
 
 class OutcomePredicate:

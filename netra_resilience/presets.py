@@ -13,17 +13,17 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._llm_preset_defaults import default_llm_breaker, standard_llm_retry
-from ._llm_preset_rules import optional_seconds, validate_llm_pipeline
-from ._types import Seconds, to_seconds
-from .builder import PipelineBuilder
-from .bulkhead import BulkheadOptions
-from .cache import CacheBackend, CacheKey, CacheOptions
-from .circuit_breaker import CircuitBreakerOptions, CircuitStateStore
-from .clock import Clock
-from .fallback import FallbackOptions
-from .hints import retry_after_of
-from .llm import (
+from netra_resilience._llm_preset_defaults import default_llm_breaker, standard_llm_retry
+from netra_resilience._llm_preset_rules import optional_seconds, validate_llm_pipeline
+from netra_resilience._types import Seconds, to_seconds
+from netra_resilience.builder import PipelineBuilder
+from netra_resilience.bulkhead import BulkheadOptions
+from netra_resilience.cache import CacheBackend, CacheKey, CacheOptions
+from netra_resilience.circuit_breaker import CircuitBreakerOptions, CircuitStateStore
+from netra_resilience.clock import Clock
+from netra_resilience.fallback import FallbackOptions
+from netra_resilience.hints import retry_after_of
+from netra_resilience.llm import (
     LLM_DEPENDENCY_FAILURE,
     Alternate,
     CannedReply,
@@ -33,12 +33,12 @@ from .llm import (
     llm_cache_key,
     llm_retry_after,
 )
-from .outcome import Outcome
-from .pipeline import Pipeline
-from .rate_limiter import RateLimiterOptions
-from .retry import RetryOptions
-from .telemetry import TelemetryListener
-from .timeout import TimeoutOptions
+from netra_resilience.outcome import Outcome
+from netra_resilience.pipeline import Pipeline
+from netra_resilience.rate_limiter import RateLimiterOptions
+from netra_resilience.retry import RetryOptions
+from netra_resilience.telemetry import TelemetryListener
+from netra_resilience.timeout import TimeoutOptions
 
 __all__ = ["standard_llm_pipeline", "standard_llm_retry", "validate_llm_pipeline"]
 

@@ -8,10 +8,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from .clock import SYSTEM_CLOCK, Clock
-from .context import ResilienceContext
-from .outcome import Outcome
-from .telemetry import Telemetry, TelemetryListener, TelemetrySource
+from netra_resilience.clock import SYSTEM_CLOCK, Clock
+from netra_resilience.context import ResilienceContext
+from netra_resilience.outcome import Outcome
+from netra_resilience.telemetry import Telemetry, TelemetryListener, TelemetrySource
 
 Callback = Callable[[ResilienceContext, Any], Awaitable[Outcome[Any]]]
 """The next step of a pipeline: ``await callback(context, state) -> Outcome``; never raises

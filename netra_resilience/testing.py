@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TypeVar
 
-from .telemetry import TelemetryEvent
+from netra_resilience.telemetry import TelemetryEvent
 
 T = TypeVar("T")
 

@@ -201,9 +201,8 @@ def example_imports(known: set[str]) -> tuple[set[str], list[str]]:
                 names = [(node.module, a.name) for a in node.names]
             elif isinstance(node, ast.Import):
                 names = [(a.name, "") for a in node.names]
-            for target, name in names:
-                if target.startswith(INTEGRATIONS):
-                    target = f"{CORE}.{target}"
+            for imported, name in names:
+                target = f"{CORE}.{imported}" if imported.startswith(INTEGRATIONS) else imported
                 if not target.startswith(CORE):
                     continue
                 if f"{target}.{name}" in known:

@@ -3,7 +3,7 @@
 Run it with ``scripts/demo`` (no API key, no servers) or ``python -m examples.agent_backend``.
 """
 
-from .app import create_app
-from .config import Settings
+from examples.agent_backend.app import create_app
+from examples.agent_backend.config import Settings
 
 __all__ = ["Settings", "create_app"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uvicorn
 
-from .app import create_app
-from .config import Settings
+from examples.agent_backend.app import create_app
+from examples.agent_backend.config import Settings
 
 WALKTHROUGH = """\
 netra-resilience example agent backend on {base}

@@ -10,11 +10,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from examples.agent_backend.wiring import LlmService
 from netra_resilience import DegradationReason, current_degradation
 from netra_resilience.engine import RunEvents, RunRequest, ToolOk
 from netra_resilience.sessions import SessionStore
-
-from .wiring import LlmService
 
 TOOL_WORD = re.compile(r"\btool\b", re.IGNORECASE)
 HISTORY_TURNS = 20

@@ -18,6 +18,27 @@ from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
+from examples.agent_backend.agent import Agent, Conversations
+from examples.agent_backend.config import Settings
+from examples.agent_backend.faults import faults_router
+from examples.agent_backend.providers import (
+    HttpTool,
+    LlmProvider,
+    OpenAIProvider,
+    SimulatedLlm,
+    SimulatedTool,
+)
+from examples.agent_backend.wiring import (
+    SIMULATED_TOOL_ENDPOINTS,
+    AuthService,
+    LlmService,
+    chaos_pipeline,
+    clock_or_default,
+    hook_sender,
+    llm_pipeline,
+    session_store,
+    tool_pool,
+)
 from netra_resilience import Clock, Degradation, ExecutionRejectedError, current_degradation
 from netra_resilience.chaos import ChaosControl
 from netra_resilience.circuit_breaker import CircuitBreakerOptions
@@ -35,22 +56,6 @@ from netra_resilience.health import Dependency, ServiceInfo, ServiceRegistry
 from netra_resilience.integrations.fastapi import CurrentDegradation, install
 from netra_resilience.llm import StreamPolicy
 from netra_resilience.routing import EndpointPool
-
-from .agent import Agent, Conversations
-from .config import Settings
-from .faults import faults_router
-from .providers import HttpTool, LlmProvider, OpenAIProvider, SimulatedLlm, SimulatedTool
-from .wiring import (
-    SIMULATED_TOOL_ENDPOINTS,
-    AuthService,
-    LlmService,
-    chaos_pipeline,
-    clock_or_default,
-    hook_sender,
-    llm_pipeline,
-    session_store,
-    tool_pool,
-)
 
 FAILED_MESSAGE = "Sorry, I could not answer this time. Please try again."
 

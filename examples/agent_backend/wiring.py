@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from examples.agent_backend.config import Settings
+from examples.agent_backend.providers import LlmProvider, answer_text, delta_text
 from netra_resilience import (
     ANY_EXCEPTION,
     SYSTEM_CLOCK,
@@ -59,9 +61,6 @@ from netra_resilience.sessions import (
     SessionStore,
 )
 from netra_resilience.timeout import TimeoutOptions
-
-from .config import Settings
-from .providers import LlmProvider, answer_text, delta_text
 
 MAX_REMEMBERED_USERS = 100_000
 

@@ -1,8 +1,12 @@
 """Bulkhead: bounded concurrency with a bounded FIFO queue, and its pipeline strategy."""
 
-from ._concurrency import ConcurrencyLimiter
-from ._options import BulkheadOptions
-from ._strategy import BulkheadStrategy, OnBulkheadRejected, OnBulkheadRejectedArgs
+from netra_resilience.bulkhead._concurrency import ConcurrencyLimiter
+from netra_resilience.bulkhead._options import BulkheadOptions
+from netra_resilience.bulkhead._strategy import (
+    BulkheadStrategy,
+    OnBulkheadRejected,
+    OnBulkheadRejectedArgs,
+)
 
 __all__ = [
     "BulkheadOptions",

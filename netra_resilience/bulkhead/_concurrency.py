@@ -6,10 +6,10 @@ import asyncio
 from collections import OrderedDict
 from types import TracebackType
 
-from .._types import Seconds
-from .._validation import integer, optional_duration
-from ..clock import SYSTEM_CLOCK, Clock
-from ..exceptions import BulkheadRejectedError
+from netra_resilience._types import Seconds
+from netra_resilience._validation import integer, optional_duration
+from netra_resilience.clock import SYSTEM_CLOCK, Clock
+from netra_resilience.exceptions import BulkheadRejectedError
 
 
 class ConcurrencyLimiter:

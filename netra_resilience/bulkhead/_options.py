@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .._types import Seconds
-from .._validation import callable_or_none, integer, optional_duration, set_field
-from ..exceptions import InvalidOptionsError
-from ..strategy import BuildContext
-from ._concurrency import ConcurrencyLimiter
-from ._strategy import BulkheadStrategy, OnBulkheadRejected
+from netra_resilience._types import Seconds
+from netra_resilience._validation import callable_or_none, integer, optional_duration, set_field
+from netra_resilience.bulkhead._concurrency import ConcurrencyLimiter
+from netra_resilience.bulkhead._strategy import BulkheadStrategy, OnBulkheadRejected
+from netra_resilience.exceptions import InvalidOptionsError
+from netra_resilience.strategy import BuildContext
 
 _OWNER = "BulkheadOptions"
 

@@ -7,13 +7,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..context import ResilienceContext
-from ..degradation import DegradationReason
-from ..exceptions import BulkheadRejectedError
-from ..outcome import Outcome
-from ..strategy import BuildContext, Callback, Strategy
-from ..telemetry import Severity
-from ._concurrency import ConcurrencyLimiter
+from netra_resilience.bulkhead._concurrency import ConcurrencyLimiter
+from netra_resilience.context import ResilienceContext
+from netra_resilience.degradation import DegradationReason
+from netra_resilience.exceptions import BulkheadRejectedError
+from netra_resilience.outcome import Outcome
+from netra_resilience.strategy import BuildContext, Callback, Strategy
+from netra_resilience.telemetry import Severity
 
 
 @dataclass(frozen=True, slots=True)

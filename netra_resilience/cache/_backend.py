@@ -6,8 +6,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from .._validation import integer
-from ..clock import SYSTEM_CLOCK, Clock
+from netra_resilience._validation import integer
+from netra_resilience.clock import SYSTEM_CLOCK, Clock
 
 
 @dataclass(frozen=True, slots=True)

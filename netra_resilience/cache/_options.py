@@ -6,17 +6,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._types import Seconds
-from .._validation import callable_or_none, duration, optional_duration, set_field
-from ..context import ResilienceContext
-from ..exceptions import InvalidOptionsError
-from ..outcome import Outcome
-from ..predicates import ANY_EXCEPTION
-from ._backend import CacheBackend, CacheEntry
+from netra_resilience._types import Seconds
+from netra_resilience._validation import callable_or_none, duration, optional_duration, set_field
+from netra_resilience.cache._backend import CacheBackend, CacheEntry
+from netra_resilience.context import ResilienceContext
+from netra_resilience.exceptions import InvalidOptionsError
+from netra_resilience.outcome import Outcome
+from netra_resilience.predicates import ANY_EXCEPTION
 
 if TYPE_CHECKING:
-    from ..strategy import BuildContext
-    from ._strategy import CacheStrategy
+    from netra_resilience.cache._strategy import CacheStrategy
+    from netra_resilience.strategy import BuildContext
 
 _OWNER = "CacheOptions"
 
@@ -100,6 +100,6 @@ class CacheOptions:
         callable_or_none(_OWNER, "on_stale", self.on_stale)
 
     def create_strategy(self, build: BuildContext) -> CacheStrategy:
-        from ._strategy import CacheStrategy
+        from netra_resilience.cache._strategy import CacheStrategy
 
         return CacheStrategy(self, build)

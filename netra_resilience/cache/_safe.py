@@ -5,11 +5,11 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from ..clock import Clock
-from ..context import ResilienceContext
-from ..telemetry import Severity, Telemetry
-from ._backend import CacheBackend, CacheEntry
-from ._options import CacheEventArgs, CacheHook
+from netra_resilience.cache._backend import CacheBackend, CacheEntry
+from netra_resilience.cache._options import CacheEventArgs, CacheHook
+from netra_resilience.clock import Clock
+from netra_resilience.context import ResilienceContext
+from netra_resilience.telemetry import Severity, Telemetry
 
 
 class SafeBackend:

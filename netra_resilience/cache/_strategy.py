@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .._types import to_seconds
-from ..context import ResilienceContext
-from ..degradation import DegradationReason
-from ..outcome import Outcome
-from ..strategy import BuildContext, Callback, Strategy
-from ..telemetry import Severity
-from ._backend import CacheEntry
-from ._keys import call_arguments, stable_key
-from ._safe import SafeBackend, run_hook
+from netra_resilience._types import to_seconds
+from netra_resilience.cache._backend import CacheEntry
+from netra_resilience.cache._keys import call_arguments, stable_key
+from netra_resilience.cache._safe import SafeBackend, run_hook
+from netra_resilience.context import ResilienceContext
+from netra_resilience.degradation import DegradationReason
+from netra_resilience.outcome import Outcome
+from netra_resilience.strategy import BuildContext, Callback, Strategy
+from netra_resilience.telemetry import Severity
 
 if TYPE_CHECKING:
-    from ._options import CacheOptions
+    from netra_resilience.cache._options import CacheOptions
 
 _STALE = DegradationReason.STALE_CACHE
 

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from .._types import Seconds
-from .._validation import duration, ratio
-from ..exceptions import InvalidOptionsError
+from netra_resilience._types import Seconds
+from netra_resilience._validation import duration, ratio
+from netra_resilience.exceptions import InvalidOptionsError
 
 _OWNER = "ChaosControl"
 

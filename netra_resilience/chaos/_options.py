@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..exceptions import InvalidOptionsError
-from ._control import ChaosControl
+from netra_resilience.chaos._control import ChaosControl
+from netra_resilience.exceptions import InvalidOptionsError
 
 if TYPE_CHECKING:
-    from ..strategy import BuildContext
-    from ._strategy import ChaosStrategy
+    from netra_resilience.chaos._strategy import ChaosStrategy
+    from netra_resilience.strategy import BuildContext
 
 _OWNER = "ChaosOptions"
 
@@ -35,6 +35,6 @@ class ChaosOptions:
             raise InvalidOptionsError(_OWNER, "dependency", "must be a non-empty string or None")
 
     def create_strategy(self, build: BuildContext) -> ChaosStrategy:
-        from ._strategy import ChaosStrategy
+        from netra_resilience.chaos._strategy import ChaosStrategy
 
         return ChaosStrategy(self.control, self.dependency or build.name, build)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ..context import ResilienceContext
-from ..outcome import Outcome
-from ..strategy import BuildContext, Callback, Strategy
-from ..telemetry import Severity
-from ._control import ChaosControl, Faults
+from netra_resilience.chaos._control import ChaosControl, Faults
+from netra_resilience.context import ResilienceContext
+from netra_resilience.outcome import Outcome
+from netra_resilience.strategy import BuildContext, Callback, Strategy
+from netra_resilience.telemetry import Severity
 
 
 class ChaosStrategy(Strategy):

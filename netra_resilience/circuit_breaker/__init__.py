@@ -5,15 +5,26 @@ throughput; lazy open -> half-open; exactly ``permitted_calls_in_half_open`` pro
 cancelled or hung probe re-opens; manual isolate/close; ordered state-change events.
 """
 
-from ._control import CircuitBreakerControl
-from ._events import CircuitStateChange, StateListener
-from ._health import CountWindow, HealthInfo, RollingTimeWindow, time_window
-from ._memory_store import InMemoryCircuitStateStore
-from ._options import BreakDurationArgs, CircuitBreakerOptions
-from ._shared import SharedCircuitBreakerStrategy
-from ._state import CircuitBreakerStateProvider, CircuitState
-from ._store import CallReport, CircuitPolicy, CircuitSnapshot, CircuitStateStore, Permit
-from ._strategy import CircuitBreakerStrategy
+from netra_resilience.circuit_breaker._control import CircuitBreakerControl
+from netra_resilience.circuit_breaker._events import CircuitStateChange, StateListener
+from netra_resilience.circuit_breaker._health import (
+    CountWindow,
+    HealthInfo,
+    RollingTimeWindow,
+    time_window,
+)
+from netra_resilience.circuit_breaker._memory_store import InMemoryCircuitStateStore
+from netra_resilience.circuit_breaker._options import BreakDurationArgs, CircuitBreakerOptions
+from netra_resilience.circuit_breaker._shared import SharedCircuitBreakerStrategy
+from netra_resilience.circuit_breaker._state import CircuitBreakerStateProvider, CircuitState
+from netra_resilience.circuit_breaker._store import (
+    CallReport,
+    CircuitPolicy,
+    CircuitSnapshot,
+    CircuitStateStore,
+    Permit,
+)
+from netra_resilience.circuit_breaker._strategy import CircuitBreakerStrategy
 
 __all__ = [
     "BreakDurationArgs",

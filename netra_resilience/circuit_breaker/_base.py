@@ -6,19 +6,19 @@ from abc import abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .._types import to_seconds
-from ..exceptions import BrokenCircuitError, IsolatedCircuitError
-from ..outcome import Outcome
-from ..predicates import ANY_EXCEPTION, TRANSIENT_EXCEPTION
-from ..strategy import Strategy
-from ..telemetry import Severity
-from ._break import BreakTiming
-from ._events import StateEvents, StateListener
+from netra_resilience._types import to_seconds
+from netra_resilience.circuit_breaker._break import BreakTiming
+from netra_resilience.circuit_breaker._events import StateEvents, StateListener
+from netra_resilience.exceptions import BrokenCircuitError, IsolatedCircuitError
+from netra_resilience.outcome import Outcome
+from netra_resilience.predicates import ANY_EXCEPTION, TRANSIENT_EXCEPTION
+from netra_resilience.strategy import Strategy
+from netra_resilience.telemetry import Severity
 
 if TYPE_CHECKING:
-    from ..context import ResilienceContext
-    from ..strategy import BuildContext
-    from ._options import CircuitBreakerOptions
+    from netra_resilience.circuit_breaker._options import CircuitBreakerOptions
+    from netra_resilience.context import ResilienceContext
+    from netra_resilience.strategy import BuildContext
 
 _REASON = "circuit_open"
 

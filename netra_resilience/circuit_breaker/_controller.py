@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..outcome import Outcome
-from ._state import CircuitState
-from ._store import CircuitSnapshot
-from ._transitions import CLOSED, HALF_OPEN, OPEN, CircuitCore
+from netra_resilience.circuit_breaker._state import CircuitState
+from netra_resilience.circuit_breaker._store import CircuitSnapshot
+from netra_resilience.circuit_breaker._transitions import CLOSED, HALF_OPEN, OPEN, CircuitCore
+from netra_resilience.outcome import Outcome
 
 if TYPE_CHECKING:
-    from ..context import ResilienceContext
+    from netra_resilience.context import ResilienceContext
 
 
 def failure_type_of(outcome: Outcome[Any] | None) -> str | None:

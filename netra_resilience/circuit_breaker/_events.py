@@ -15,12 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from ..telemetry import Severity, Telemetry
-from ._health import HealthInfo
-from ._state import CircuitState
+from netra_resilience.circuit_breaker._health import HealthInfo
+from netra_resilience.circuit_breaker._state import CircuitState
+from netra_resilience.telemetry import Severity, Telemetry
 
 if TYPE_CHECKING:
-    from ..context import ResilienceContext
+    from netra_resilience.context import ResilienceContext
 
 
 @dataclass(frozen=True, slots=True)

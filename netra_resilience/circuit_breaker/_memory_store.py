@@ -8,11 +8,16 @@ is used (like :meth:`PipelineRegistry.get_or_add`).
 
 from __future__ import annotations
 
-from ..clock import SYSTEM_CLOCK, Clock
-from ._controller import CircuitController
-from ._events import CircuitStateChange
-from ._state import CircuitState
-from ._store import CallReport, CircuitPolicy, CircuitSnapshot, Permit
+from netra_resilience.circuit_breaker._controller import CircuitController
+from netra_resilience.circuit_breaker._events import CircuitStateChange
+from netra_resilience.circuit_breaker._state import CircuitState
+from netra_resilience.circuit_breaker._store import (
+    CallReport,
+    CircuitPolicy,
+    CircuitSnapshot,
+    Permit,
+)
+from netra_resilience.clock import SYSTEM_CLOCK, Clock
 
 
 class _Collector:

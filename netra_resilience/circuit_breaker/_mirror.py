@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ._events import CircuitStateChange
-from ._health import EMPTY_HEALTH, HealthInfo
-from ._state import CircuitState
-from ._store import CircuitSnapshot
+from netra_resilience.circuit_breaker._events import CircuitStateChange
+from netra_resilience.circuit_breaker._health import EMPTY_HEALTH, HealthInfo
+from netra_resilience.circuit_breaker._state import CircuitState
+from netra_resilience.circuit_breaker._store import CircuitSnapshot
 
 _OPEN = CircuitState.OPEN
 _HALF_OPEN = CircuitState.HALF_OPEN

@@ -7,20 +7,27 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from .._types import Seconds, to_seconds
-from .._validation import callable_or_none, duration, integer, optional_duration, ratio, set_field
-from ..exceptions import InvalidOptionsError
-from ..hints import RetryAfterHint, retry_after_of
-from ..outcome import Outcome
-from ..predicates import ANY_EXCEPTION
+from netra_resilience._types import Seconds, to_seconds
+from netra_resilience._validation import (
+    callable_or_none,
+    duration,
+    integer,
+    optional_duration,
+    ratio,
+    set_field,
+)
+from netra_resilience.exceptions import InvalidOptionsError
+from netra_resilience.hints import RetryAfterHint, retry_after_of
+from netra_resilience.outcome import Outcome
+from netra_resilience.predicates import ANY_EXCEPTION
 
 if TYPE_CHECKING:
-    from ..context import ResilienceContext
-    from ..strategy import BuildContext, Strategy
-    from ._control import CircuitBreakerControl
-    from ._events import ChangeCallback
-    from ._state import CircuitBreakerStateProvider
-    from ._store import CircuitPolicy, CircuitStateStore
+    from netra_resilience.circuit_breaker._control import CircuitBreakerControl
+    from netra_resilience.circuit_breaker._events import ChangeCallback
+    from netra_resilience.circuit_breaker._state import CircuitBreakerStateProvider
+    from netra_resilience.circuit_breaker._store import CircuitPolicy, CircuitStateStore
+    from netra_resilience.context import ResilienceContext
+    from netra_resilience.strategy import BuildContext, Strategy
 
 _OWNER = "CircuitBreakerOptions"
 
@@ -80,9 +87,9 @@ class CircuitBreakerOptions:
     store: CircuitStateStore | None = None
 
     def __post_init__(self) -> None:
-        from ._control import CircuitBreakerControl
-        from ._state import CircuitBreakerStateProvider
-        from ._store import CircuitStateStore
+        from netra_resilience.circuit_breaker._control import CircuitBreakerControl
+        from netra_resilience.circuit_breaker._state import CircuitBreakerStateProvider
+        from netra_resilience.circuit_breaker._store import CircuitStateStore
 
         o = _OWNER
         set_field(self, "failure_ratio", ratio(o, "failure_ratio", self.failure_ratio))
@@ -131,7 +138,7 @@ class CircuitBreakerOptions:
 
     def policy(self) -> CircuitPolicy:
         """The thresholds as plain data (what a controller or a shared store evaluates)."""
-        from ._store import CircuitPolicy
+        from netra_resilience.circuit_breaker._store import CircuitPolicy
 
         brk = to_seconds(self.break_duration)
         wait = self.half_open_max_wait
@@ -149,9 +156,9 @@ class CircuitBreakerOptions:
 
     def create_strategy(self, build: BuildContext) -> Strategy:
         if self.store is None:
-            from ._strategy import CircuitBreakerStrategy
+            from netra_resilience.circuit_breaker._strategy import CircuitBreakerStrategy
 
             return CircuitBreakerStrategy(self, build)
-        from ._shared import SharedCircuitBreakerStrategy
+        from netra_resilience.circuit_breaker._shared import SharedCircuitBreakerStrategy
 
         return SharedCircuitBreakerStrategy(self, build)

@@ -13,22 +13,27 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ..outcome import Outcome
-from ..telemetry import Severity
-from ._base import BreakerBase
-from ._controller import failure_type_of
-from ._events import CircuitStateChange
-from ._health import HealthInfo
-from ._mirror import SharedView
-from ._options import BreakDurationArgs
-from ._state import CircuitState
-from ._store import CallReport, CircuitSnapshot, CircuitStateStore, Permit
-from ._strategy import CircuitBreakerStrategy
+from netra_resilience.circuit_breaker._base import BreakerBase
+from netra_resilience.circuit_breaker._controller import failure_type_of
+from netra_resilience.circuit_breaker._events import CircuitStateChange
+from netra_resilience.circuit_breaker._health import HealthInfo
+from netra_resilience.circuit_breaker._mirror import SharedView
+from netra_resilience.circuit_breaker._options import BreakDurationArgs
+from netra_resilience.circuit_breaker._state import CircuitState
+from netra_resilience.circuit_breaker._store import (
+    CallReport,
+    CircuitSnapshot,
+    CircuitStateStore,
+    Permit,
+)
+from netra_resilience.circuit_breaker._strategy import CircuitBreakerStrategy
+from netra_resilience.outcome import Outcome
+from netra_resilience.telemetry import Severity
 
 if TYPE_CHECKING:
-    from ..context import ResilienceContext
-    from ..strategy import BuildContext, Callback
-    from ._options import CircuitBreakerOptions
+    from netra_resilience.circuit_breaker._options import CircuitBreakerOptions
+    from netra_resilience.context import ResilienceContext
+    from netra_resilience.strategy import BuildContext, Callback
 
 Changes = tuple[CircuitStateChange, ...]
 

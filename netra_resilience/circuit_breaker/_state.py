@@ -5,10 +5,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
-from ..exceptions import InvalidOptionsError
+from netra_resilience.exceptions import InvalidOptionsError
 
 if TYPE_CHECKING:
-    from ._health import HealthInfo
+    from netra_resilience.circuit_breaker._health import HealthInfo
 
 
 class CircuitState(StrEnum):

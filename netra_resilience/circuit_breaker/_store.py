@@ -29,9 +29,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-from ._events import CircuitStateChange
-from ._health import HealthInfo
-from ._state import CircuitState
+from netra_resilience.circuit_breaker._events import CircuitStateChange
+from netra_resilience.circuit_breaker._health import HealthInfo
+from netra_resilience.circuit_breaker._state import CircuitState
 
 
 @dataclass(frozen=True, slots=True)

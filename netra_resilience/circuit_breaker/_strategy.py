@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..outcome import Outcome
-from ..strategy import Callback
-from ._base import BreakerBase
-from ._controller import CircuitController
-from ._health import HealthInfo
-from ._state import CircuitState
+from netra_resilience.circuit_breaker._base import BreakerBase
+from netra_resilience.circuit_breaker._controller import CircuitController
+from netra_resilience.circuit_breaker._health import HealthInfo
+from netra_resilience.circuit_breaker._state import CircuitState
+from netra_resilience.outcome import Outcome
+from netra_resilience.strategy import Callback
 
 if TYPE_CHECKING:
-    from ..context import ResilienceContext
-    from ..strategy import BuildContext
-    from ._options import CircuitBreakerOptions
+    from netra_resilience.circuit_breaker._options import CircuitBreakerOptions
+    from netra_resilience.context import ResilienceContext
+    from netra_resilience.strategy import BuildContext
 
 _CLOSED = CircuitState.CLOSED
 _OPEN = CircuitState.OPEN

@@ -11,15 +11,15 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..outcome import Outcome
-from ._events import CircuitStateChange, EventSink
-from ._health import CountWindow, HealthInfo, time_window
-from ._options import BreakDurationArgs
-from ._state import CircuitState
-from ._store import CircuitPolicy
+from netra_resilience.circuit_breaker._events import CircuitStateChange, EventSink
+from netra_resilience.circuit_breaker._health import CountWindow, HealthInfo, time_window
+from netra_resilience.circuit_breaker._options import BreakDurationArgs
+from netra_resilience.circuit_breaker._state import CircuitState
+from netra_resilience.circuit_breaker._store import CircuitPolicy
+from netra_resilience.outcome import Outcome
 
 if TYPE_CHECKING:
-    from ..context import ResilienceContext
+    from netra_resilience.context import ResilienceContext
 
 CLOSED = CircuitState.CLOSED
 OPEN = CircuitState.OPEN

@@ -10,6 +10,6 @@ imported by ``netra_resilience`` itself.
 
 from __future__ import annotations
 
-from ._cli import entry_point, main
+from netra_resilience.drill._cli import entry_point, main
 
 __all__ = ["entry_point", "main"]

@@ -8,9 +8,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._metrics import ScenarioResult
-from ._runner import DrillOptions, TargetError, run_scenarios
-from ._scenarios import scenario_names, select
+from netra_resilience.drill._metrics import ScenarioResult
+from netra_resilience.drill._runner import DrillOptions, TargetError, run_scenarios
+from netra_resilience.drill._scenarios import scenario_names, select
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,7 +77,7 @@ async def drill(args: argparse.Namespace) -> tuple[list[ScenarioResult], str]:
             target = args.target.rstrip("/")
             results, _ = await run_scenarios(scenarios, target, options, progress=report)
         else:
-            from ._inprocess import in_process_backend
+            from netra_resilience.drill._inprocess import in_process_backend
 
             async with in_process_backend() as url:
                 target = f"in-process example backend ({url})"
@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from rich.console import Console
 
-    from ._report import print_scorecard, write_html
+    from netra_resilience.drill._report import print_scorecard, write_html
 
     # Wide enough for the scorecard when the output is a file or a CI log.
     console = Console() if sys.stdout.isatty() else Console(width=176)

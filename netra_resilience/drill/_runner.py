@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 
-from ._metrics import HealthPoint, Sample, ScenarioResult
-from ._scenarios import Scenario
-from ._users import Turn, http_turn, ws_turn
+from netra_resilience.drill._metrics import HealthPoint, Sample, ScenarioResult
+from netra_resilience.drill._scenarios import Scenario
+from netra_resilience.drill._users import Turn, http_turn, ws_turn
 
 THINK_TIME = 0.02
 HEALTH_INTERVAL = 0.2

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from ._metrics import Outcome
+from netra_resilience.drill._metrics import Outcome
 
 REQUEST_TIMEOUT = 30.0
 

@@ -5,21 +5,21 @@
 tools behind their own pipelines. See ``examples/engine_quickstart.py``.
 """
 
-from ._delivery import DeliveryStats
-from ._emitter import EventObserver, RunEvents
-from ._hook_queue import HookQueue
-from ._hooks import Hook, HookFn
-from ._hooks_middleware import HooksMiddleware
-from ._middleware import EngineMiddleware, Middleware
-from ._options import EventOptions
-from ._result import RunResult
-from ._run_tools import RunTools
-from ._runner import ResilientEngine
-from ._tool_result import ToolError, ToolErrorReason, ToolOk, ToolResult
-from ._tools import Tool, ToolFn
-from ._tools_middleware import ToolsMiddleware
-from ._types import Engine, EventSink, EventType, RunRequest, RunStatus
-from ._wrap import wrap_engine
+from netra_resilience.engine._delivery import DeliveryStats
+from netra_resilience.engine._emitter import EventObserver, RunEvents
+from netra_resilience.engine._hook_queue import HookQueue
+from netra_resilience.engine._hooks import Hook, HookFn
+from netra_resilience.engine._hooks_middleware import HooksMiddleware
+from netra_resilience.engine._middleware import EngineMiddleware, Middleware
+from netra_resilience.engine._options import EventOptions
+from netra_resilience.engine._result import RunResult
+from netra_resilience.engine._run_tools import RunTools
+from netra_resilience.engine._runner import ResilientEngine
+from netra_resilience.engine._tool_result import ToolError, ToolErrorReason, ToolOk, ToolResult
+from netra_resilience.engine._tools import Tool, ToolFn
+from netra_resilience.engine._tools_middleware import ToolsMiddleware
+from netra_resilience.engine._types import Engine, EventSink, EventType, RunRequest, RunStatus
+from netra_resilience.engine._wrap import wrap_engine
 
 __all__ = [
     "DeliveryStats",

@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from ..clock import Clock
-from ..context import ResilienceContext
-from ..degradation import Degradation, DegradationEntry
-from ._delivery import EventDelivery
-from ._types import EventType
+from netra_resilience.clock import Clock
+from netra_resilience.context import ResilienceContext
+from netra_resilience.degradation import Degradation, DegradationEntry
+from netra_resilience.engine._delivery import EventDelivery
+from netra_resilience.engine._types import EventType
 
 RESERVED_EVENTS = frozenset(
     {EventType.AGENT_STARTED, EventType.AGENT_COMPLETED, EventType.AGENT_DEGRADED}

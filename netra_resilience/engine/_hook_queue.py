@@ -13,8 +13,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .._validation import integer
-from ..clock import SYSTEM_CLOCK, Clock
+from netra_resilience._validation import integer
+from netra_resilience.clock import SYSTEM_CLOCK, Clock
 
 HookJob = tuple[Callable[..., Awaitable[object]], tuple[Any, ...]]
 

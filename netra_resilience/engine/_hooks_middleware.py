@@ -6,21 +6,21 @@ from collections.abc import Collection, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from .._types import Seconds, to_seconds
-from ..builder import PipelineBuilder
-from ..circuit_breaker import CircuitBreakerStrategy, CircuitState
-from ..clock import SYSTEM_CLOCK, Clock
-from ..context import ResilienceContext
-from ..degradation import DegradationReason
-from ..exceptions import BrokenCircuitError, TimeoutRejectedError
-from ..pipeline import Pipeline
-from ..telemetry import TelemetryListener
-from ..timeout import TimeoutOptions
-from ._emitter import RunEvents
-from ._hook_queue import HookQueue
-from ._hooks import Hook, HookFn, as_hooks
-from ._middleware import EngineMiddleware
-from ._types import Engine, RunRequest
+from netra_resilience._types import Seconds, to_seconds
+from netra_resilience.builder import PipelineBuilder
+from netra_resilience.circuit_breaker import CircuitBreakerStrategy, CircuitState
+from netra_resilience.clock import SYSTEM_CLOCK, Clock
+from netra_resilience.context import ResilienceContext
+from netra_resilience.degradation import DegradationReason
+from netra_resilience.engine._emitter import RunEvents
+from netra_resilience.engine._hook_queue import HookQueue
+from netra_resilience.engine._hooks import Hook, HookFn, as_hooks
+from netra_resilience.engine._middleware import EngineMiddleware
+from netra_resilience.engine._types import Engine, RunRequest
+from netra_resilience.exceptions import BrokenCircuitError, TimeoutRejectedError
+from netra_resilience.pipeline import Pipeline
+from netra_resilience.telemetry import TelemetryListener
+from netra_resilience.timeout import TimeoutOptions
 
 _BLOCKED = (CircuitState.OPEN, CircuitState.ISOLATED)
 

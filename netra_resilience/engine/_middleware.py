@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._types import Engine, EventType, RunRequest
+from netra_resilience.engine._types import Engine, EventType, RunRequest
 
 if TYPE_CHECKING:
-    from ._emitter import RunEvents
+    from netra_resilience.engine._emitter import RunEvents
 
 
 class Middleware:

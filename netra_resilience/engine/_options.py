@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .._types import Seconds
-from .._validation import duration, integer, set_field
+from netra_resilience._types import Seconds
+from netra_resilience._validation import duration, integer, set_field
 
 _OWNER = "EventOptions"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._delivery import DeliveryStats
-from ._types import RunStatus
+from netra_resilience.engine._delivery import DeliveryStats
+from netra_resilience.engine._types import RunStatus
 
 FAILED_MESSAGE = "The agent could not complete this run."
 CANCELLED_MESSAGE = "The run was cancelled."

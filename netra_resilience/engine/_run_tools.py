@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..degradation import DegradationReason
-from ..exceptions import ExecutionRejectedError
-from ._emitter import RunEvents
-from ._tool_result import ToolError, ToolOk, ToolResult
-from ._types import EventType
+from netra_resilience.degradation import DegradationReason
+from netra_resilience.engine._emitter import RunEvents
+from netra_resilience.engine._tool_result import ToolError, ToolOk, ToolResult
+from netra_resilience.engine._types import EventType
+from netra_resilience.exceptions import ExecutionRejectedError
 
 if TYPE_CHECKING:
-    from ._tools_middleware import RegisteredTool
+    from netra_resilience.engine._tools_middleware import RegisteredTool
 
 
 class RunTools:

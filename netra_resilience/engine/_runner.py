@@ -11,15 +11,25 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from .._types import to_seconds
-from ..clock import SYSTEM_CLOCK, Clock
-from ..context import ResilienceContext, bind_context, current_context, unbind_context
-from ._delivery import EventDelivery
-from ._emitter import RunEvents
-from ._middleware import Middleware, Start, build_stack
-from ._options import EventOptions
-from ._result import CANCELLED_MESSAGE, RunResult, is_json_shaped, public_error
-from ._types import Engine, EventSink, EventType, RunRequest, RunStatus
+from netra_resilience._types import to_seconds
+from netra_resilience.clock import SYSTEM_CLOCK, Clock
+from netra_resilience.context import (
+    ResilienceContext,
+    bind_context,
+    current_context,
+    unbind_context,
+)
+from netra_resilience.engine._delivery import EventDelivery
+from netra_resilience.engine._emitter import RunEvents
+from netra_resilience.engine._middleware import Middleware, Start, build_stack
+from netra_resilience.engine._options import EventOptions
+from netra_resilience.engine._result import (
+    CANCELLED_MESSAGE,
+    RunResult,
+    is_json_shaped,
+    public_error,
+)
+from netra_resilience.engine._types import Engine, EventSink, EventType, RunRequest, RunStatus
 
 L = TypeVar("L")
 

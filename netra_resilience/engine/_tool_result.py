@@ -6,15 +6,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, Literal, TypeAlias, TypeVar
 
-from ..exceptions import (
+from netra_resilience.exceptions import (
     BrokenCircuitError,
     BulkheadRejectedError,
     ExecutionRejectedError,
     RateLimitRejectedError,
     TimeoutRejectedError,
 )
-from ..hints import retry_after_of
-from ..outcome import Outcome
+from netra_resilience.hints import retry_after_of
+from netra_resilience.outcome import Outcome
 
 T = TypeVar("T")
 

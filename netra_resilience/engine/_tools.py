@@ -6,11 +6,11 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
-from .._types import Seconds
-from .._validation import duration, integer, number, optional_duration, set_field
-from ..circuit_breaker import CircuitBreakerOptions
-from ..predicates import TRANSIENT_EXCEPTION, OutcomePredicate
-from ..rate_limiter import RateLimiter
+from netra_resilience._types import Seconds
+from netra_resilience._validation import duration, integer, number, optional_duration, set_field
+from netra_resilience.circuit_breaker import CircuitBreakerOptions
+from netra_resilience.predicates import TRANSIENT_EXCEPTION, OutcomePredicate
+from netra_resilience.rate_limiter import RateLimiter
 
 ToolFn = Callable[..., Awaitable[Any]]
 

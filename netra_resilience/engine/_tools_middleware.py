@@ -6,23 +6,23 @@ import math
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from ..builder import PipelineBuilder
-from ..clock import SYSTEM_CLOCK, Clock
-from ..pipeline import Pipeline
-from ..rate_limiter import (
+from netra_resilience.builder import PipelineBuilder
+from netra_resilience.clock import SYSTEM_CLOCK, Clock
+from netra_resilience.engine._emitter import RunEvents
+from netra_resilience.engine._middleware import EngineMiddleware
+from netra_resilience.engine._run_tools import RunTools
+from netra_resilience.engine._tools import Tool, ToolFn, as_tools
+from netra_resilience.engine._types import Engine, RunRequest
+from netra_resilience.pipeline import Pipeline
+from netra_resilience.rate_limiter import (
     PartitionedRateLimiter,
     RateLimiter,
     RateLimiterOptions,
     TokenBucketLimiter,
 )
-from ..retry import RetryOptions
-from ..telemetry import TelemetryListener
-from ..timeout import TimeoutOptions
-from ._emitter import RunEvents
-from ._middleware import EngineMiddleware
-from ._run_tools import RunTools
-from ._tools import Tool, ToolFn, as_tools
-from ._types import Engine, RunRequest
+from netra_resilience.retry import RetryOptions
+from netra_resilience.telemetry import TelemetryListener
+from netra_resilience.timeout import TimeoutOptions
 
 # Without a configured rate a tool still gets a limiter, so that an upstream Retry-After can
 # pause it for every caller; this one never limits anything else.

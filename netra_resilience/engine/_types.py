@@ -9,8 +9,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from ._emitter import RunEvents
-    from ._run_tools import RunTools
+    from netra_resilience.engine._emitter import RunEvents
+    from netra_resilience.engine._run_tools import RunTools
 
 EventSink = Callable[[dict[str, Any]], Awaitable[None]]
 """Where a run's events go, e.g. ``websocket.send_json``. Receives one JSON-ready dict per event."""
@@ -40,7 +40,7 @@ def _run_id() -> str:
 
 
 def _no_tools() -> RunTools:
-    from ._run_tools import RunTools
+    from netra_resilience.engine._run_tools import RunTools
 
     return RunTools({}, None)
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import overload
 
-from ..clock import SYSTEM_CLOCK, Clock
-from ..telemetry import TelemetryListener
-from ._hooks import Hook, HookFn
-from ._hooks_middleware import HooksMiddleware
-from ._middleware import Middleware
-from ._options import EventOptions
-from ._runner import ResilientEngine
-from ._tools import Tool, ToolFn
-from ._tools_middleware import ToolsMiddleware
-from ._types import Engine
+from netra_resilience.clock import SYSTEM_CLOCK, Clock
+from netra_resilience.engine._hooks import Hook, HookFn
+from netra_resilience.engine._hooks_middleware import HooksMiddleware
+from netra_resilience.engine._middleware import Middleware
+from netra_resilience.engine._options import EventOptions
+from netra_resilience.engine._runner import ResilientEngine
+from netra_resilience.engine._tools import Tool, ToolFn
+from netra_resilience.engine._tools_middleware import ToolsMiddleware
+from netra_resilience.engine._types import Engine
+from netra_resilience.telemetry import TelemetryListener
 
 
 @overload

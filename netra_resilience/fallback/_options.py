@@ -6,16 +6,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .._validation import callable_or_none
-from ..context import ResilienceContext
-from ..degradation import DegradationReason
-from ..exceptions import InvalidOptionsError
-from ..outcome import Outcome
-from ..predicates import ANY_EXCEPTION
+from netra_resilience._validation import callable_or_none
+from netra_resilience.context import ResilienceContext
+from netra_resilience.degradation import DegradationReason
+from netra_resilience.exceptions import InvalidOptionsError
+from netra_resilience.outcome import Outcome
+from netra_resilience.predicates import ANY_EXCEPTION
 
 if TYPE_CHECKING:
-    from ..strategy import BuildContext
-    from ._strategy import FallbackStrategy
+    from netra_resilience.fallback._strategy import FallbackStrategy
+    from netra_resilience.strategy import BuildContext
 
 _OWNER = "FallbackOptions"
 
@@ -69,6 +69,6 @@ class FallbackOptions:
         callable_or_none(_OWNER, "on_fallback", self.on_fallback)
 
     def create_strategy(self, build: BuildContext) -> FallbackStrategy:
-        from ._strategy import FallbackStrategy
+        from netra_resilience.fallback._strategy import FallbackStrategy
 
         return FallbackStrategy(self, build)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..cache._keys import call_arguments
-from ..context import ResilienceContext
-from ..degradation import safe_token
-from ..outcome import Outcome
-from ..strategy import BuildContext, Callback, Strategy
-from ..telemetry import Severity
+from netra_resilience.cache._keys import call_arguments
+from netra_resilience.context import ResilienceContext
+from netra_resilience.degradation import safe_token
+from netra_resilience.outcome import Outcome
+from netra_resilience.strategy import BuildContext, Callback, Strategy
+from netra_resilience.telemetry import Severity
 
 if TYPE_CHECKING:
-    from ._options import FallbackArgs, FallbackOptions
+    from netra_resilience.fallback._options import FallbackArgs, FallbackOptions
 
 
 class FallbackStrategy(Strategy):
@@ -56,7 +56,7 @@ class FallbackStrategy(Strategy):
     async def _fall_back(
         self, outcome: Outcome[Any], context: ResilienceContext, state: Any
     ) -> Outcome[Any]:
-        from ._options import FallbackArgs
+        from netra_resilience.fallback._options import FallbackArgs
 
         call_args, call_kwargs = call_arguments(state)
         args = FallbackArgs(outcome, context, call_args, call_kwargs)

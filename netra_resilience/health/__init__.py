@@ -9,8 +9,8 @@ Framework-free: the FastAPI/ASGI adapters live in ``netra_resilience.integration
 * :func:`health_document` renders a :class:`HealthReport` as ``application/health+json``.
 """
 
-from ._dependency import BreakerLike, Dependency, HealthCheck
-from ._document import (
+from netra_resilience.health._dependency import BreakerLike, Dependency, HealthCheck
+from netra_resilience.health._document import (
     DEFAULT_STATUS_CODES,
     HEALTH_HEADERS,
     HEALTH_MEDIA_TYPE,
@@ -21,10 +21,10 @@ from ._document import (
     retry_after_header,
     status_codes,
 )
-from ._monitor import HealthMonitor
-from ._registry import ServiceRegistry, find_breaker
-from ._report import ComponentHealth, HealthReport, ProbeResult
-from ._status import Criticality, HealthStatus
+from netra_resilience.health._monitor import HealthMonitor
+from netra_resilience.health._registry import ServiceRegistry, find_breaker
+from netra_resilience.health._report import ComponentHealth, HealthReport, ProbeResult
+from netra_resilience.health._status import Criticality, HealthStatus
 
 __all__ = [
     "DEFAULT_STATUS_CODES",

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import logging
 
-from ..telemetry import Severity, Telemetry
-from ._entry import _Entry
-from ._report import ProbeResult
-from ._status import HealthStatus
+from netra_resilience.health._entry import _Entry
+from netra_resilience.health._report import ProbeResult
+from netra_resilience.health._status import HealthStatus
+from netra_resilience.telemetry import Severity, Telemetry
 
 _log = logging.getLogger("netra_resilience.health")
 

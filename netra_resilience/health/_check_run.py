@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ..clock import Clock
-from ._dependency import HealthCheck
-from ._status import HealthStatus
+from netra_resilience.clock import Clock
+from netra_resilience.health._dependency import HealthCheck
+from netra_resilience.health._status import HealthStatus
 
 
 def _status_of(value: object) -> HealthStatus:

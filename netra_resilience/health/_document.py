@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ..exceptions import InvalidOptionsError
-from ._report import ComponentHealth, HealthReport
-from ._status import HealthStatus
+from netra_resilience.exceptions import InvalidOptionsError
+from netra_resilience.health._report import ComponentHealth, HealthReport
+from netra_resilience.health._status import HealthStatus
 
 HEALTH_MEDIA_TYPE = "application/health+json"
 HEALTH_HEADERS: Mapping[str, str] = {"Cache-Control": "no-store"}

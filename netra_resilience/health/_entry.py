@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .._types import to_seconds
-from ..builder import PipelineBuilder
-from ..clock import Clock
-from ..exceptions import InvalidOptionsError
-from ..pipeline import Pipeline
-from ..telemetry import TelemetryListener
-from ._dependency import BreakerLike, Dependency
-from ._fields import DependencyFields
-from ._status import Criticality
+from netra_resilience._types import to_seconds
+from netra_resilience.builder import PipelineBuilder
+from netra_resilience.clock import Clock
+from netra_resilience.exceptions import InvalidOptionsError
+from netra_resilience.health._dependency import BreakerLike, Dependency
+from netra_resilience.health._fields import DependencyFields
+from netra_resilience.health._status import Criticality
+from netra_resilience.pipeline import Pipeline
+from netra_resilience.telemetry import TelemetryListener
 
 
 class _Entry:
@@ -88,7 +88,7 @@ def build_pipeline(
         telemetry = DependencyFields(telemetry, Criticality(dependency.criticality))
     builder = PipelineBuilder(dependency.name, clock=clock, random=random, telemetry=telemetry)
     if dependency.fallback is not None:
-        from ..fallback import FallbackOptions
+        from netra_resilience.fallback import FallbackOptions
 
         builder.add(FallbackOptions(action=dependency.fallback))
     for options in dependency.strategies:

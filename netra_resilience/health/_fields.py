@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..telemetry import TelemetryEvent, TelemetryListener
-from ._status import Criticality
+from netra_resilience.health._status import Criticality
+from netra_resilience.telemetry import TelemetryEvent, TelemetryListener
 
 
 class DependencyFields:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 
-from ..clock import Clock
-from ..telemetry import Telemetry, TelemetrySource
-from ._check_effects import emit_status_change, sync_breaker
-from ._check_run import run_check
-from ._registry import ServiceRegistry, _Entry
-from ._report import HealthReport, ProbeResult, aggregate, component
-from ._status import HealthStatus
+from netra_resilience.clock import Clock
+from netra_resilience.health._check_effects import emit_status_change, sync_breaker
+from netra_resilience.health._check_run import run_check
+from netra_resilience.health._registry import ServiceRegistry, _Entry
+from netra_resilience.health._report import HealthReport, ProbeResult, aggregate, component
+from netra_resilience.health._status import HealthStatus
+from netra_resilience.telemetry import Telemetry, TelemetrySource
 
 
 class HealthMonitor:

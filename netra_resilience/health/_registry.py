@@ -6,24 +6,24 @@ import random as _random
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Unpack
 
-from .._types import Seconds
-from .._validation import duration
-from ..clock import SYSTEM_CLOCK, Clock
-from ..exceptions import InvalidOptionsError
-from ..pipeline import Pipeline
-from ..telemetry import TelemetryListener
-from ._dependency import (
+from netra_resilience._types import Seconds
+from netra_resilience._validation import duration
+from netra_resilience.clock import SYSTEM_CLOCK, Clock
+from netra_resilience.exceptions import InvalidOptionsError
+from netra_resilience.health._dependency import (
     DEFAULT_CHECK_TIMEOUT,
     DEFAULT_PROBE_INTERVAL,
     BreakerLike,
     Dependency,
 )
-from ._entry import _Entry, build_pipeline, find_breaker, probe_timings
-from ._settings_options import SettingsOptions
-from ._status import Criticality
+from netra_resilience.health._entry import _Entry, build_pipeline, find_breaker, probe_timings
+from netra_resilience.health._settings_options import SettingsOptions
+from netra_resilience.health._status import Criticality
+from netra_resilience.pipeline import Pipeline
+from netra_resilience.telemetry import TelemetryListener
 
 if TYPE_CHECKING:
-    from ._monitor import HealthMonitor
+    from netra_resilience.health._monitor import HealthMonitor
 
 __all__ = ["ServiceRegistry", "SettingsOptions", "_Entry", "find_breaker"]
 
@@ -117,7 +117,7 @@ class ServiceRegistry:
     def monitor(self) -> HealthMonitor:
         """The registry's health monitor (created on first use; start it in your lifespan)."""
         if self._monitor is None:
-            from ._monitor import HealthMonitor
+            from netra_resilience.health._monitor import HealthMonitor
 
             self._monitor = HealthMonitor(self)
         return self._monitor
@@ -132,7 +132,7 @@ class ServiceRegistry:
         Shape and errors: see ``netra_resilience.health._settings``. Code-only parts come by
         dependency name: ``checks=``, ``pipelines=``, ``strategies=``, ``fallbacks=``.
         """
-        from ._settings import registry_from_settings
+        from netra_resilience.health._settings import registry_from_settings
 
         return registry_from_settings(cls, settings, options)
 
@@ -146,6 +146,6 @@ class ServiceRegistry:
     ) -> ServiceRegistry:
         """Build from ``NETRA_DEPENDENCIES=postgres=critical,redis=important``,
         ``NETRA_PROBE_INTERVAL`` and ``NETRA_CHECK_TIMEOUT`` (``os.environ`` by default)."""
-        from ._settings import registry_from_settings, settings_from_env
+        from netra_resilience.health._settings import registry_from_settings, settings_from_env
 
         return registry_from_settings(cls, settings_from_env(environ, prefix), options)

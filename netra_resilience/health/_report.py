@@ -13,7 +13,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from ._status import Criticality, HealthStatus, weighted, worst
+from netra_resilience.health._status import Criticality, HealthStatus, weighted, worst
 
 _TYPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,79}")
 """A failure is shown by its exception type name only; anything else is dropped."""

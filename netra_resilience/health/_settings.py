@@ -21,14 +21,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..exceptions import InvalidOptionsError
-from ._dependency import DEFAULT_CHECK_TIMEOUT, DEFAULT_PROBE_INTERVAL
-from ._settings_dependency import _dependency, _dependency_items
-from ._settings_source import _as_mapping, _EnvSettings, _Source, settings_from_env
+from netra_resilience.exceptions import InvalidOptionsError
+from netra_resilience.health._dependency import DEFAULT_CHECK_TIMEOUT, DEFAULT_PROBE_INTERVAL
+from netra_resilience.health._settings_dependency import _dependency, _dependency_items
+from netra_resilience.health._settings_source import (
+    _as_mapping,
+    _EnvSettings,
+    _Source,
+    settings_from_env,
+)
 
 if TYPE_CHECKING:
-    from ._registry import ServiceRegistry
-    from ._settings_options import SettingsOptions
+    from netra_resilience.health._registry import ServiceRegistry
+    from netra_resilience.health._settings_options import SettingsOptions
 
 __all__ = ["registry_from_settings", "settings_from_env"]
 

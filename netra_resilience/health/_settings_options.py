@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypedDict
 
-from ..clock import Clock
-from ..pipeline import Pipeline
-from ..strategy import StrategyOptions
-from ..telemetry import TelemetryListener
-from ._dependency import HealthCheck
+from netra_resilience.clock import Clock
+from netra_resilience.health._dependency import HealthCheck
+from netra_resilience.pipeline import Pipeline
+from netra_resilience.strategy import StrategyOptions
+from netra_resilience.telemetry import TelemetryListener
 
 
 class SettingsOptions(TypedDict, total=False):

@@ -10,8 +10,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .._validation import duration
-from ..exceptions import InvalidOptionsError
+from netra_resilience._validation import duration
+from netra_resilience.exceptions import InvalidOptionsError
 
 
 def _reason(exc: InvalidOptionsError) -> str:

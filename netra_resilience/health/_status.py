@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import StrEnum
 
-from ..exceptions import InvalidOptionsError
+from netra_resilience.exceptions import InvalidOptionsError
 
 
 class Criticality(StrEnum):

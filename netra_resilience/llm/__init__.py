@@ -5,8 +5,8 @@ Nothing here imports openai, httpx or any other SDK; the adapters in
 pieces into real clients.
 """
 
-from ._answers import DegradedAnswers, answer_cache_filter, is_complete_answer
-from ._classify import (
+from netra_resilience.llm._answers import DegradedAnswers, answer_cache_filter, is_complete_answer
+from netra_resilience.llm._classify import (
     LLM_BREAKER_FAILURE,
     LLM_DEPENDENCY_FAILURE,
     TRANSIENT_LLM_FAILURE,
@@ -15,13 +15,22 @@ from ._classify import (
     llm_retry_after,
     server_delay,
 )
-from ._errors import FirstTokenTimeoutError, StreamIdleTimeoutError, StreamTruncatedError
-from ._fallback import Alternate, CannedReply, FallbackChain, breaker_open
-from ._keys import NON_OUTPUT_PARAMS, LlmCacheKey, llm_cache_key, make_llm_cache_key
-from ._report import report_failure
-from ._request import LlmRequest, request_of
-from ._stream import TRUNCATED, ResilientStream, StreamPolicy, open_stream
-from ._trackers import (
+from netra_resilience.llm._errors import (
+    FirstTokenTimeoutError,
+    StreamIdleTimeoutError,
+    StreamTruncatedError,
+)
+from netra_resilience.llm._fallback import Alternate, CannedReply, FallbackChain, breaker_open
+from netra_resilience.llm._keys import (
+    NON_OUTPUT_PARAMS,
+    LlmCacheKey,
+    llm_cache_key,
+    make_llm_cache_key,
+)
+from netra_resilience.llm._report import report_failure
+from netra_resilience.llm._request import LlmRequest, request_of
+from netra_resilience.llm._stream import TRUNCATED, ResilientStream, StreamPolicy, open_stream
+from netra_resilience.llm._trackers import (
     ChatStreamTracker,
     EndOfBodyTracker,
     ResponsesStreamTracker,

@@ -11,8 +11,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from ..outcome import Outcome
-from ._trackers import field
+from netra_resilience.llm._trackers import field
+from netra_resilience.outcome import Outcome
 
 
 class DegradedAnswers:

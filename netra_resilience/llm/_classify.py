@@ -13,12 +13,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ..clock import SYSTEM_CLOCK, Clock
-from ..exceptions import ExecutionRejectedError, TimeoutRejectedError
-from ..hints import RetryAfterHint, parse_retry_after_headers, retry_after_of
-from ..outcome import Outcome
-from ..predicates import OutcomePredicate
-from ._errors import StreamTruncatedError
+from netra_resilience.clock import SYSTEM_CLOCK, Clock
+from netra_resilience.exceptions import ExecutionRejectedError, TimeoutRejectedError
+from netra_resilience.hints import RetryAfterHint, parse_retry_after_headers, retry_after_of
+from netra_resilience.llm._errors import StreamTruncatedError
+from netra_resilience.outcome import Outcome
+from netra_resilience.predicates import OutcomePredicate
 
 _TRANSIENT_STATUSES = frozenset({408, 409, 429})
 

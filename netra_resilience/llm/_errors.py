@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..exceptions import NetraError, TimeoutRejectedError
+from netra_resilience.exceptions import NetraError, TimeoutRejectedError
 
 
 class StreamTruncatedError(NetraError):

@@ -14,11 +14,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..degradation import DegradationReason
-from ..fallback import FallbackArgs
-from ..outcome import Outcome
-from ..pipeline import Pipeline
-from ._answers import DegradedAnswers
+from netra_resilience.degradation import DegradationReason
+from netra_resilience.fallback import FallbackArgs
+from netra_resilience.llm._answers import DegradedAnswers
+from netra_resilience.outcome import Outcome
+from netra_resilience.pipeline import Pipeline
 
 _SKIP_STATES = frozenset({"open", "isolated"})
 

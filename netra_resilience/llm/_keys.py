@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ..cache import stable_key
-from ..context import ResilienceContext
-from ._request import request_of
+from netra_resilience.cache import stable_key
+from netra_resilience.context import ResilienceContext
+from netra_resilience.llm._request import request_of
 
 NON_OUTPUT_PARAMS = frozenset(
     {

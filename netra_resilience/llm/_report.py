@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..context import ResilienceContext
-from ..outcome import Outcome
-from ..pipeline import Pipeline
+from netra_resilience.context import ResilienceContext
+from netra_resilience.outcome import Outcome
+from netra_resilience.pipeline import Pipeline
 
 
 async def _failed(context: ResilienceContext, state: Any) -> Outcome[Any]:

@@ -8,11 +8,11 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, Generic, Self, TypeVar
 
-from ..clock import Clock
-from ..context import ResilienceContext
-from ._errors import StreamIdleTimeoutError, StreamTruncatedError
-from ._stream_policy import TRUNCATED, OnTruncated, close_source, timer_expired
-from ._trackers import StreamTracker
+from netra_resilience.clock import Clock
+from netra_resilience.context import ResilienceContext
+from netra_resilience.llm._errors import StreamIdleTimeoutError, StreamTruncatedError
+from netra_resilience.llm._stream_policy import TRUNCATED, OnTruncated, close_source, timer_expired
+from netra_resilience.llm._trackers import StreamTracker
 
 T = TypeVar("T")
 

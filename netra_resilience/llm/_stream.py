@@ -14,11 +14,11 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from ..clock import SYSTEM_CLOCK, Clock
-from ..context import ResilienceContext
-from ._errors import FirstTokenTimeoutError, StreamTruncatedError
-from ._resilient_stream import ResilientStream
-from ._stream_policy import (
+from netra_resilience.clock import SYSTEM_CLOCK, Clock
+from netra_resilience.context import ResilienceContext
+from netra_resilience.llm._errors import FirstTokenTimeoutError, StreamTruncatedError
+from netra_resilience.llm._resilient_stream import ResilientStream
+from netra_resilience.llm._stream_policy import (
     TRUNCATED,
     OnTruncated,
     StreamPolicy,
@@ -26,7 +26,7 @@ from ._stream_policy import (
     timer_expired,
     to_seconds_or_none,
 )
-from ._trackers import EndOfBodyTracker, StreamTracker
+from netra_resilience.llm._trackers import EndOfBodyTracker, StreamTracker
 
 # Re-exported: the package and older callers import these from here.
 __all__ = [

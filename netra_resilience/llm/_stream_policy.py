@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from .._types import Seconds, to_seconds
-from .._validation import optional_duration, set_field
-from ._errors import StreamTruncatedError
+from netra_resilience._types import Seconds, to_seconds
+from netra_resilience._validation import optional_duration, set_field
+from netra_resilience.llm._errors import StreamTruncatedError
 
 TRUNCATED = "stream_truncated"
 """The degradation reason marked when a stream is cut after reaching the caller."""

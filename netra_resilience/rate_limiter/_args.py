@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from ..context import ResilienceContext
-from ..exceptions import RateLimitRejectedError
+from netra_resilience.context import ResilienceContext
+from netra_resilience.exceptions import RateLimitRejectedError
 
 
 @dataclass(frozen=True, slots=True)

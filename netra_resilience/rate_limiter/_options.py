@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .._types import Seconds
-from .._validation import callable_or_none, integer, optional_duration, set_field
-from ..context import ResilienceContext
-from ..exceptions import InvalidOptionsError
-from ..hints import RetryAfterHint, retry_after_of
-from ..strategy import BuildContext
-from ._args import OnRateLimiterRejected
-from ._partitioned import PartitionedRateLimiter
-from ._protocol import RateLimiter
-from ._strategy import RateLimiterStrategy
+from netra_resilience._types import Seconds
+from netra_resilience._validation import callable_or_none, integer, optional_duration, set_field
+from netra_resilience.context import ResilienceContext
+from netra_resilience.exceptions import InvalidOptionsError
+from netra_resilience.hints import RetryAfterHint, retry_after_of
+from netra_resilience.rate_limiter._args import OnRateLimiterRejected
+from netra_resilience.rate_limiter._partitioned import PartitionedRateLimiter
+from netra_resilience.rate_limiter._protocol import RateLimiter
+from netra_resilience.rate_limiter._strategy import RateLimiterStrategy
+from netra_resilience.strategy import BuildContext
 
 _OWNER = "RateLimiterOptions"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 
-from .._validation import integer
-from ._protocol import RateLimiter
+from netra_resilience._validation import integer
+from netra_resilience.rate_limiter._protocol import RateLimiter
 
 
 class PartitionedRateLimiter:

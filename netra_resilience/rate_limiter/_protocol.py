@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from .._types import Seconds
+from netra_resilience._types import Seconds
 
 
 @runtime_checkable

@@ -16,8 +16,8 @@ import asyncio
 import math
 from collections import OrderedDict
 
-from ..clock import Clock
-from ..exceptions import RateLimitRejectedError
+from netra_resilience.clock import Clock
+from netra_resilience.exceptions import RateLimitRejectedError
 
 EPSILON = 1e-6
 """Times closer than this count as equal (float drift must not cost an extra wake-up)."""

@@ -5,19 +5,19 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..context import ResilienceContext
-from ..degradation import DegradationReason
-from ..exceptions import RateLimitRejectedError
-from ..hints import MAX_SANE_HINT, retry_after_of
-from ..outcome import Outcome
-from ..strategy import BuildContext, Callback, Strategy
-from ..telemetry import Severity
-from ._args import OnRateLimiterRejectedArgs
-from ._partitioned import PartitionedRateLimiter
-from ._protocol import RateLimiter
+from netra_resilience.context import ResilienceContext
+from netra_resilience.degradation import DegradationReason
+from netra_resilience.exceptions import RateLimitRejectedError
+from netra_resilience.hints import MAX_SANE_HINT, retry_after_of
+from netra_resilience.outcome import Outcome
+from netra_resilience.rate_limiter._args import OnRateLimiterRejectedArgs
+from netra_resilience.rate_limiter._partitioned import PartitionedRateLimiter
+from netra_resilience.rate_limiter._protocol import RateLimiter
+from netra_resilience.strategy import BuildContext, Callback, Strategy
+from netra_resilience.telemetry import Severity
 
 if TYPE_CHECKING:
-    from ._options import RateLimiterOptions
+    from netra_resilience.rate_limiter._options import RateLimiterOptions
 
 
 def _scope_key(context: ResilienceContext) -> str:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 
-from .._types import Seconds, to_seconds
-from .._validation import duration, integer, number
-from ..clock import SYSTEM_CLOCK, Clock
-from ..exceptions import RateLimitRejectedError
-from ._queue import EPSILON, BucketQueue
+from netra_resilience._types import Seconds, to_seconds
+from netra_resilience._validation import duration, integer, number
+from netra_resilience.clock import SYSTEM_CLOCK, Clock
+from netra_resilience.exceptions import RateLimitRejectedError
+from netra_resilience.rate_limiter._queue import EPSILON, BucketQueue
 
 
 def _seconds_arg(name: str, value: Seconds) -> float:

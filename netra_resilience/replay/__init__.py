@@ -4,6 +4,6 @@ A WebSocket (or SSE) client that reconnects with its run id and the last ``seq``
 the missed events exactly once, in order, then the live ones (:meth:`ReplayBuffer.follow`).
 """
 
-from ._buffer import ReplayBuffer, ReplayUnavailableError
+from netra_resilience.replay._buffer import ReplayBuffer, ReplayUnavailableError
 
 __all__ = ["ReplayBuffer", "ReplayUnavailableError"]

@@ -8,8 +8,8 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from typing import Any
 
-from ..clock import SYSTEM_CLOCK, Clock
-from ..exceptions import NetraError
+from netra_resilience.clock import SYSTEM_CLOCK, Clock
+from netra_resilience.exceptions import NetraError
 
 Event = Mapping[str, Any]
 

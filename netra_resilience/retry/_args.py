@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..context import ResilienceContext
-from ..outcome import Outcome
+from netra_resilience.context import ResilienceContext
+from netra_resilience.outcome import Outcome
 
 
 @dataclass(frozen=True, slots=True)

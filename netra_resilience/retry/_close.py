@@ -6,7 +6,7 @@ import inspect
 from contextlib import suppress
 from typing import Any
 
-from ..outcome import Outcome
+from netra_resilience.outcome import Outcome
 
 
 async def close_discarded(outcome: Outcome[Any]) -> None:

@@ -6,13 +6,13 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-from .._types import to_seconds
-from ..backoff import Backoff, compute_delay
-from ..context import ResilienceContext
-from ..outcome import Outcome
-from ._args import RetryDelayArgs
-from ._options import DelayValue, RetryOptions
-from ._tenacity import RetryCallState
+from netra_resilience._types import to_seconds
+from netra_resilience.backoff import Backoff, compute_delay
+from netra_resilience.context import ResilienceContext
+from netra_resilience.outcome import Outcome
+from netra_resilience.retry._args import RetryDelayArgs
+from netra_resilience.retry._options import DelayValue, RetryOptions
+from netra_resilience.retry._tenacity import RetryCallState
 
 
 def is_async(fn: object) -> bool:

@@ -8,18 +8,18 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from .._types import Seconds
-from .._validation import callable_or_none, duration, integer, set_field
-from ..backoff import Backoff
-from ..exceptions import InvalidOptionsError
-from ..hints import RetryAfterHint, retry_after_of
-from ..outcome import Outcome
-from ..predicates import TRANSIENT_EXCEPTION
-from ._args import OnRetryArgs, RetryDelayArgs
+from netra_resilience._types import Seconds
+from netra_resilience._validation import callable_or_none, duration, integer, set_field
+from netra_resilience.backoff import Backoff
+from netra_resilience.exceptions import InvalidOptionsError
+from netra_resilience.hints import RetryAfterHint, retry_after_of
+from netra_resilience.outcome import Outcome
+from netra_resilience.predicates import TRANSIENT_EXCEPTION
+from netra_resilience.retry._args import OnRetryArgs, RetryDelayArgs
 
 if TYPE_CHECKING:
-    from ..strategy import BuildContext
-    from ._strategy import RetryStrategy
+    from netra_resilience.retry._strategy import RetryStrategy
+    from netra_resilience.strategy import BuildContext
 
 _OWNER = "RetryOptions"
 _DEFAULT_MAX_ATTEMPTS = 3
@@ -100,6 +100,6 @@ class RetryOptions:
             callable_or_none(_OWNER, name, getattr(self, name))
 
     def create_strategy(self, build: BuildContext) -> RetryStrategy:
-        from ._strategy import RetryStrategy
+        from netra_resilience.retry._strategy import RetryStrategy
 
         return RetryStrategy(self, build)

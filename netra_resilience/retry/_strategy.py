@@ -6,20 +6,20 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..context import ResilienceContext
-from ..exceptions import ExecutionRejectedError, TimeoutRejectedError
-from ..outcome import Outcome
-from ..predicates import OutcomePredicate
-from ..strategy import BuildContext, Callback, Strategy
-from ..telemetry import Severity
-from ..timeout._fusion import DEADLINE, Budget
-from ._args import OnRetryArgs
-from ._close import close_discarded
-from ._delays import DelayPolicy, GiveUp, is_async
-from ._options import RetryOptions
+from netra_resilience.context import ResilienceContext
+from netra_resilience.exceptions import ExecutionRejectedError, TimeoutRejectedError
+from netra_resilience.outcome import Outcome
+from netra_resilience.predicates import OutcomePredicate
+from netra_resilience.retry._args import OnRetryArgs
+from netra_resilience.retry._close import close_discarded
+from netra_resilience.retry._delays import DelayPolicy, GiveUp, is_async
+from netra_resilience.retry._options import RetryOptions
+from netra_resilience.strategy import BuildContext, Callback, Strategy
+from netra_resilience.telemetry import Severity
+from netra_resilience.timeout._fusion import DEADLINE, Budget
 
 if TYPE_CHECKING:
-    from ..timeout import TimeoutStrategy
+    from netra_resilience.timeout import TimeoutStrategy
 
 
 def _never_retried(exc: BaseException) -> bool:

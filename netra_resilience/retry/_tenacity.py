@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..outcome import Outcome
+from netra_resilience.outcome import Outcome
 
 
 class AttemptFuture:

@@ -10,15 +10,25 @@
 * ``integrations.routing_httpx.EndpointRoutingTransport`` routes httpx/httpx2 requests.
 """
 
-from ._breaker import EndpointBreaker
-from ._endpoint import Endpoint, EndpointResolutionError, NoHealthyEndpointError
-from ._member import PoolMember
-from ._options import AllOpenPolicy, EndpointPoolOptions
-from ._pool import EndpointPool
-from ._prober import EndpointCheck, EndpointProber
-from ._resolution import ResolutionCache
-from ._selection import LatencyWeighted, LeastInFlight, RoundRobin, Selection, Selector
-from ._sources import (
+from netra_resilience.routing._breaker import EndpointBreaker
+from netra_resilience.routing._endpoint import (
+    Endpoint,
+    EndpointResolutionError,
+    NoHealthyEndpointError,
+)
+from netra_resilience.routing._member import PoolMember
+from netra_resilience.routing._options import AllOpenPolicy, EndpointPoolOptions
+from netra_resilience.routing._pool import EndpointPool
+from netra_resilience.routing._prober import EndpointCheck, EndpointProber
+from netra_resilience.routing._resolution import ResolutionCache
+from netra_resilience.routing._selection import (
+    LatencyWeighted,
+    LeastInFlight,
+    RoundRobin,
+    Selection,
+    Selector,
+)
+from netra_resilience.routing._sources import (
     DiscoveryEndpoints,
     DnsEndpoints,
     EndpointSource,

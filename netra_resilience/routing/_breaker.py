@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ..circuit_breaker import CircuitBreakerOptions, CircuitState, StateListener
-from ..clock import Clock
-from ..context import ResilienceContext
-from ..outcome import Outcome
-from ..strategy import BuildContext, Callback
-from ..telemetry import TelemetryListener
+from netra_resilience.circuit_breaker import CircuitBreakerOptions, CircuitState, StateListener
+from netra_resilience.clock import Clock
+from netra_resilience.context import ResilienceContext
+from netra_resilience.outcome import Outcome
+from netra_resilience.strategy import BuildContext, Callback
+from netra_resilience.telemetry import TelemetryListener
 
 _CLOSED = CircuitState.CLOSED
 _HALF_OPEN = CircuitState.HALF_OPEN

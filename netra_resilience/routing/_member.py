@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from ._breaker import EndpointBreaker
-from ._endpoint import Endpoint
+from netra_resilience.routing._breaker import EndpointBreaker
+from netra_resilience.routing._endpoint import Endpoint
 
 
 class PoolMember:

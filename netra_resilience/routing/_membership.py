@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from ..circuit_breaker import CircuitState, CircuitStateChange
-from ..clock import Clock
-from ..telemetry import TelemetryListener
-from ._breaker import build_breaker
-from ._endpoint import Endpoint
-from ._member import PoolMember
-from ._options import EndpointPoolOptions
+from netra_resilience.circuit_breaker import CircuitState, CircuitStateChange
+from netra_resilience.clock import Clock
+from netra_resilience.routing._breaker import build_breaker
+from netra_resilience.routing._endpoint import Endpoint
+from netra_resilience.routing._member import PoolMember
+from netra_resilience.routing._options import EndpointPoolOptions
+from netra_resilience.telemetry import TelemetryListener
 
 ChangeListener = Callable[[Endpoint, CircuitStateChange], None]
 

@@ -7,18 +7,18 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
-from ..clock import SYSTEM_CLOCK, Clock
-from ..context import ResilienceContext, current_context
-from ..exceptions import BrokenCircuitError
-from ..outcome import Outcome
-from ..telemetry import TelemetryListener
-from ._endpoint import Endpoint, NoHealthyEndpointError
-from ._membership import Membership
-from ._options import AllOpenPolicy, EndpointPoolOptions
-from ._pool_rotation import PoolRotation
-from ._resolution import ResolutionCache
-from ._selection import make_selector
-from ._sources import EndpointSource, StaticEndpoints
+from netra_resilience.clock import SYSTEM_CLOCK, Clock
+from netra_resilience.context import ResilienceContext, current_context
+from netra_resilience.exceptions import BrokenCircuitError
+from netra_resilience.outcome import Outcome
+from netra_resilience.routing._endpoint import Endpoint, NoHealthyEndpointError
+from netra_resilience.routing._membership import Membership
+from netra_resilience.routing._options import AllOpenPolicy, EndpointPoolOptions
+from netra_resilience.routing._pool_rotation import PoolRotation
+from netra_resilience.routing._resolution import ResolutionCache
+from netra_resilience.routing._selection import make_selector
+from netra_resilience.routing._sources import EndpointSource, StaticEndpoints
+from netra_resilience.telemetry import TelemetryListener
 
 T = TypeVar("T")
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from ..clock import Clock
-from ..context import ResilienceContext, current_context
-from ..degradation import DegradationReason
-from ._breaker import admits
-from ._endpoint import NoHealthyEndpointError
-from ._member import PoolMember
-from ._membership import ChangeListener, Membership
-from ._options import EndpointPoolOptions
-from ._resolution import ResolutionCache
-from ._selection import Selector
+from netra_resilience.clock import Clock
+from netra_resilience.context import ResilienceContext, current_context
+from netra_resilience.degradation import DegradationReason
+from netra_resilience.routing._breaker import admits
+from netra_resilience.routing._endpoint import NoHealthyEndpointError
+from netra_resilience.routing._member import PoolMember
+from netra_resilience.routing._membership import ChangeListener, Membership
+from netra_resilience.routing._options import EndpointPoolOptions
+from netra_resilience.routing._resolution import ResolutionCache
+from netra_resilience.routing._selection import Selector
 
 
 class PoolRotation:

@@ -14,10 +14,10 @@ import contextlib
 import inspect
 from collections.abc import Awaitable, Callable
 
-from ..exceptions import InvalidOptionsError
-from ._endpoint import Endpoint
-from ._member import PoolMember
-from ._pool import EndpointPool
+from netra_resilience.exceptions import InvalidOptionsError
+from netra_resilience.routing._endpoint import Endpoint
+from netra_resilience.routing._member import PoolMember
+from netra_resilience.routing._pool import EndpointPool
 
 EndpointCheck = Callable[[Endpoint], Awaitable[bool | None] | bool | None]
 """``check(endpoint)``: ``False`` or an exception means down; anything else means up."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from ..clock import Clock
-from ._endpoint import Endpoint, EndpointResolutionError
-from ._sources import EndpointSource
+from netra_resilience.clock import Clock
+from netra_resilience.routing._endpoint import Endpoint, EndpointResolutionError
+from netra_resilience.routing._sources import EndpointSource
 
 
 class ResolutionCache:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Protocol
 
-from ._member import PoolMember
+from netra_resilience.routing._member import PoolMember
 
 
 class Selection(StrEnum):

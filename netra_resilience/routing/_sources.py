@@ -8,7 +8,7 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
-from ._endpoint import Endpoint
+from netra_resilience.routing._endpoint import Endpoint
 
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 """``resolver(host, port) -> addresses``; the default asks ``loop.getaddrinfo``."""

@@ -8,16 +8,16 @@ implement the protocols; :class:`InMemorySessionBackend` is for tests.
 
 from __future__ import annotations
 
-from ._gate import BackendGate
-from ._memory import InMemorySessionBackend
-from ._reconcile import ReconcileReport
-from ._record import (
+from netra_resilience.sessions._gate import BackendGate
+from netra_resilience.sessions._memory import InMemorySessionBackend
+from netra_resilience.sessions._reconcile import ReconcileReport
+from netra_resilience.sessions._record import (
     FallbackSessionBackend,
     SessionBackend,
     SessionRecord,
     SessionStoreUnavailableError,
 )
-from ._store import SessionStore
+from netra_resilience.sessions._store import SessionStore
 
 __all__ = [
     "BackendGate",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from ._gate import BackendGate
-from ._record import FallbackSessionBackend, SessionBackend
+from netra_resilience.sessions._gate import BackendGate
+from netra_resilience.sessions._record import FallbackSessionBackend, SessionBackend
 
 
 @dataclass(frozen=True, slots=True)

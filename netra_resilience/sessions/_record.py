@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from ..exceptions import NetraError
+from netra_resilience.exceptions import NetraError
 
 
 @dataclass(frozen=True, slots=True)

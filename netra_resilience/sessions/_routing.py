@@ -7,10 +7,10 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from ..context import ResilienceContext, current_context
-from ..degradation import DegradationReason
-from ._record import SessionRecord, SessionStoreUnavailableError
-from ._sync import StoreSync
+from netra_resilience.context import ResilienceContext, current_context
+from netra_resilience.degradation import DegradationReason
+from netra_resilience.sessions._record import SessionRecord, SessionStoreUnavailableError
+from netra_resilience.sessions._sync import StoreSync
 
 T = TypeVar("T")
 

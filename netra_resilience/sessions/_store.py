@@ -7,14 +7,14 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from .._types import Seconds
-from .._validation import duration, integer
-from ..clock import SYSTEM_CLOCK, Clock
-from ..context import ResilienceContext
-from ._gate import BackendGate
-from ._reconcile import ReconcileReport
-from ._record import FallbackSessionBackend, SessionBackend, SessionRecord
-from ._routing import StoreRouting
+from netra_resilience._types import Seconds
+from netra_resilience._validation import duration, integer
+from netra_resilience.clock import SYSTEM_CLOCK, Clock
+from netra_resilience.context import ResilienceContext
+from netra_resilience.sessions._gate import BackendGate
+from netra_resilience.sessions._reconcile import ReconcileReport
+from netra_resilience.sessions._record import FallbackSessionBackend, SessionBackend, SessionRecord
+from netra_resilience.sessions._routing import StoreRouting
 
 
 def _dumps(value: Any) -> bytes:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from ..clock import Clock
-from ._gate import BackendGate
-from ._reconcile import ReconcileReport, write_back
-from ._record import FallbackSessionBackend, SessionBackend
+from netra_resilience.clock import Clock
+from netra_resilience.sessions._gate import BackendGate
+from netra_resilience.sessions._reconcile import ReconcileReport, write_back
+from netra_resilience.sessions._record import FallbackSessionBackend, SessionBackend
 
 
 class StoreSync:

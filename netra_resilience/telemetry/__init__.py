@@ -1,8 +1,8 @@
 """Telemetry: events, listeners and a logging listener."""
 
-from ._events import Severity, TelemetryEvent, TelemetrySource
-from ._listener import CompositeListener, Telemetry, TelemetryListener
-from .logging import LoggingListener
+from netra_resilience.telemetry._events import Severity, TelemetryEvent, TelemetrySource
+from netra_resilience.telemetry._listener import CompositeListener, Telemetry, TelemetryListener
+from netra_resilience.telemetry.logging import LoggingListener
 
 __all__ = [
     "CompositeListener",

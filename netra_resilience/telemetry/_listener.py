@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from ..clock import Clock
-from ._events import Severity, TelemetryEvent, TelemetrySource
+from netra_resilience.clock import Clock
+from netra_resilience.telemetry._events import Severity, TelemetryEvent, TelemetrySource
 
 
 @runtime_checkable

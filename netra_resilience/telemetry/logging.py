@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from ._events import Severity, TelemetryEvent
+from netra_resilience.telemetry._events import Severity, TelemetryEvent
 
 _LEVELS = {
     Severity.DEBUG: logging.DEBUG,

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import Any
 
-from ..exceptions import TimeoutRejectedError
+from netra_resilience.exceptions import TimeoutRejectedError
 
 __all__ = ["DEADLINE", "Budget", "is_non_blocking"]
 

@@ -7,14 +7,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._types import Seconds, to_seconds
-from .._validation import callable_or_none, optional_duration, set_field
-from ..context import ResilienceContext
-from ..exceptions import InvalidOptionsError
+from netra_resilience._types import Seconds, to_seconds
+from netra_resilience._validation import callable_or_none, optional_duration, set_field
+from netra_resilience.context import ResilienceContext
+from netra_resilience.exceptions import InvalidOptionsError
 
 if TYPE_CHECKING:
-    from ..strategy import BuildContext
-    from ._strategy import TimeoutStrategy
+    from netra_resilience.strategy import BuildContext
+    from netra_resilience.timeout._strategy import TimeoutStrategy
 
 _OWNER = "TimeoutOptions"
 
@@ -67,6 +67,6 @@ class TimeoutOptions:
         callable_or_none(_OWNER, "on_timeout", self.on_timeout)
 
     def create_strategy(self, build: BuildContext) -> TimeoutStrategy:
-        from ._strategy import TimeoutStrategy
+        from netra_resilience.timeout._strategy import TimeoutStrategy
 
         return TimeoutStrategy(self, build)

@@ -14,10 +14,10 @@ import time
 from collections import deque
 from typing import Any
 
-from ..context import ResilienceContext
-from ..outcome import Outcome
-from ..strategy import Callback
-from ._timer import run_with_loop_timer
+from netra_resilience.context import ResilienceContext
+from netra_resilience.outcome import Outcome
+from netra_resilience.strategy import Callback
+from netra_resilience.timeout._timer import run_with_loop_timer
 
 __all__ = ["DeadlineQueue", "run_with_deadline_queue"]
 

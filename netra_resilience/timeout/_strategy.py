@@ -7,18 +7,18 @@ import inspect
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from .._types import to_seconds
-from ..clock import SystemClock
-from ..context import ResilienceContext
-from ..degradation import DegradationReason
-from ..exceptions import TimeoutRejectedError
-from ..outcome import Outcome
-from ..strategy import BuildContext, Callback, Strategy
-from ..telemetry import Severity
-from ._fusion import DEADLINE, Budget, find_partners
-from ._options import OnTimeoutArgs, TimeoutOptions, per_call_timeout
-from ._queue import DeadlineQueue, run_with_deadline_queue
-from ._timer import run_with_clock, run_with_loop_timer
+from netra_resilience._types import to_seconds
+from netra_resilience.clock import SystemClock
+from netra_resilience.context import ResilienceContext
+from netra_resilience.degradation import DegradationReason
+from netra_resilience.exceptions import TimeoutRejectedError
+from netra_resilience.outcome import Outcome
+from netra_resilience.strategy import BuildContext, Callback, Strategy
+from netra_resilience.telemetry import Severity
+from netra_resilience.timeout._fusion import DEADLINE, Budget, find_partners
+from netra_resilience.timeout._options import OnTimeoutArgs, TimeoutOptions, per_call_timeout
+from netra_resilience.timeout._queue import DeadlineQueue, run_with_deadline_queue
+from netra_resilience.timeout._timer import run_with_clock, run_with_loop_timer
 
 
 class TimeoutStrategy(Strategy):
@@ -168,7 +168,9 @@ class TimeoutStrategy(Strategy):
             return
         if self._owner is not None or (self._timeout is None and self._generator is None):
             return
-        from ..retry._strategy import RetryStrategy  # lazy: retry imports this package
+        from netra_resilience.retry._strategy import (
+            RetryStrategy,  # lazy: retry imports this package
+        )
 
         retry, inner = find_partners(position, strategies, RetryStrategy)
         if not isinstance(retry, RetryStrategy) or not isinstance(inner, TimeoutStrategy):

@@ -19,10 +19,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ..clock import Clock
-from ..context import ResilienceContext
-from ..outcome import Outcome
-from ..strategy import Callback
+from netra_resilience.clock import Clock
+from netra_resilience.context import ResilienceContext
+from netra_resilience.outcome import Outcome
+from netra_resilience.strategy import Callback
 
 __all__ = ["run_with_clock", "run_with_loop_timer"]
 

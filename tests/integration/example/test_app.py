@@ -11,8 +11,7 @@ from starlette.testclient import TestClient
 from examples.agent_backend import Settings, create_app
 from netra_resilience.engine import RunRequest
 from netra_resilience.testing import FakeClock
-
-from .helpers import SECRET, chat, running, settings_for
+from tests.integration.example.helpers import SECRET, chat, running, settings_for
 
 EVENT_TYPES = ["agent_started", "agent_thinking", "tool_executing", "tool_completed"]
 

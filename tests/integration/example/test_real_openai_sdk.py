@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from netra_resilience.testing import FakeClock
-
-from .helpers import SECRET, FakeOpenAI, chat, running, settings_for
+from tests.integration.example.helpers import SECRET, FakeOpenAI, chat, running, settings_for
 
 
 @pytest.fixture

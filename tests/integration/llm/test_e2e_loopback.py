@@ -23,8 +23,15 @@ from netra_resilience.llm import ResilientStream, StreamPolicy, StreamTruncatedE
 from netra_resilience.presets import standard_llm_pipeline
 from netra_resilience.retry import RetryOptions
 from netra_resilience.testing import FakeClock, advance_until_done
-
-from .helpers import FAKE_KEY, GOOD_STREAM, MESSAGES, chunk, completion, http_pipeline, warm
+from tests.integration.llm.helpers import (
+    FAKE_KEY,
+    GOOD_STREAM,
+    MESSAGES,
+    chunk,
+    completion,
+    http_pipeline,
+    warm,
+)
 
 pytestmark = pytest.mark.timeout(30)
 

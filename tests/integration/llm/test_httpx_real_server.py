@@ -8,8 +8,7 @@ import httpx
 
 from netra_resilience.integrations.httpx import ResilientAsyncTransport
 from netra_resilience.testing import FakeClock, advance_until_done
-
-from .helpers import http_pipeline
+from tests.integration.llm.helpers import http_pipeline
 
 
 async def test_retry_after_from_a_real_server_is_honoured_and_the_body_replayed() -> None:

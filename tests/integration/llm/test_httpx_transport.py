@@ -21,8 +21,7 @@ from netra_resilience.integrations.httpx import (
 )
 from netra_resilience.llm import LLM_DEPENDENCY_FAILURE
 from netra_resilience.testing import FakeClock, advance_until_done
-
-from .helpers import hang, http_pipeline, state_of
+from tests.integration.llm.helpers import hang, http_pipeline, state_of
 
 URL = "https://api.example.test/v1/items"
 

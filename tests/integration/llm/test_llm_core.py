@@ -39,8 +39,7 @@ from netra_resilience.llm import (
 )
 from netra_resilience.outcome import Outcome
 from netra_resilience.testing import FakeClock, advance_until_done
-
-from .helpers import chunk, completion, hang
+from tests.integration.llm.helpers import chunk, completion, hang
 
 
 class FakeResponse:

@@ -36,8 +36,14 @@ from netra_resilience.presets import standard_llm_pipeline
 from netra_resilience.rate_limiter import RateLimiterOptions, TokenBucketLimiter
 from netra_resilience.retry import RetryOptions
 from netra_resilience.testing import FakeClock, advance_until_done
-
-from .helpers import MESSAGES, Upstream, completion, plain_client, state_of, warm
+from tests.integration.llm.helpers import (
+    MESSAGES,
+    Upstream,
+    completion,
+    plain_client,
+    state_of,
+    warm,
+)
 
 
 def breaker_options(**kwargs: Any) -> CircuitBreakerOptions:

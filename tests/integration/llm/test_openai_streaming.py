@@ -25,8 +25,7 @@ from netra_resilience.llm import (
 from netra_resilience.presets import standard_llm_pipeline
 from netra_resilience.retry import RetryOptions
 from netra_resilience.testing import FakeClock, advance_until_done
-
-from .helpers import (
+from tests.integration.llm.helpers import (
     GOOD_STREAM,
     MESSAGES,
     Upstream,

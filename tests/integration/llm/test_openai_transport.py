@@ -22,8 +22,7 @@ from netra_resilience.integrations.openai import (
 from netra_resilience.outcome import Outcome
 from netra_resilience.telemetry import LoggingListener, Severity
 from netra_resilience.testing import FakeClock, advance_until_done
-
-from .helpers import (
+from tests.integration.llm.helpers import (
     BASE_URL,
     FAKE_KEY,
     MESSAGES,

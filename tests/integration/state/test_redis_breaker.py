@@ -24,9 +24,8 @@ from netra_resilience.context import ResilienceContext
 from netra_resilience.integrations.redis_breaker import RedisCircuitStateStore
 from netra_resilience.integrations.redis_client import redis_client
 from netra_resilience.testing import FakeClock
+from tests.integration.state import _procs
 from tests.servers import RedisServer
-
-from . import _procs
 
 
 @pytest.fixture

@@ -17,9 +17,8 @@ from netra_resilience.integrations.redis_client import redis_client
 from netra_resilience.integrations.redis_limiter import RedisRateLimiter
 from netra_resilience.rate_limiter import RateLimiterOptions
 from netra_resilience.testing import FakeClock
+from tests.integration.state import _procs
 from tests.servers import RedisServer
-
-from . import _procs
 
 
 class RetryLater(Exception):

@@ -20,9 +20,8 @@ from netra_resilience.sessions import (
     SessionStore,
     SessionStoreUnavailableError,
 )
+from tests.integration.state.helpers import redis_pg_store, sql_backend
 from tests.servers import PostgresServer, RedisServer
-
-from .helpers import redis_pg_store, sql_backend
 
 
 async def check_backend_contract(backend: SessionBackend) -> None:

@@ -11,8 +11,7 @@ from netra_resilience import InvalidOptionsError, PipelineBuilder, ResilienceCon
 from netra_resilience.cache import CacheOptions, CacheStrategy, InMemoryTTLCache, stable_key
 from netra_resilience.fallback import FallbackArgs, FallbackOptions
 from netra_resilience.testing import FakeClock
-
-from ._support import Upstream, by_arguments
+from tests.unit.cache._support import Upstream, by_arguments
 
 ALICE = ResilienceContext("chat", tenant_id="acme", user_id="alice")
 BOB = ResilienceContext("chat", tenant_id="acme", user_id="bob")

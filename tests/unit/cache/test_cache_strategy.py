@@ -17,8 +17,13 @@ from netra_resilience import (
 )
 from netra_resilience.cache import CacheEntry, CacheOptions, CacheStrategy, InMemoryTTLCache
 from netra_resilience.testing import FakeClock, RecordingListener, advance_until_done
-
-from ._support import BrokenBackend, FakeBreaker, HangingBackend, Upstream, by_arguments
+from tests.unit.cache._support import (
+    BrokenBackend,
+    FakeBreaker,
+    HangingBackend,
+    Upstream,
+    by_arguments,
+)
 
 
 def cache_pipeline(

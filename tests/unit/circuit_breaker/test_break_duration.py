@@ -6,8 +6,7 @@ import math
 
 from netra_resilience.circuit_breaker import BreakDurationArgs, CircuitState
 from netra_resilience.testing import FakeClock
-
-from .helpers import build, call, fail
+from tests.unit.circuit_breaker.helpers import build, call, fail
 
 
 async def test_fixed_break_duration(clock: FakeClock) -> None:

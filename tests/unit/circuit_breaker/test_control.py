@@ -16,8 +16,7 @@ from netra_resilience.circuit_breaker import (
     CircuitStateChange,
 )
 from netra_resilience.testing import FakeClock, RecordingListener
-
-from .helpers import build, call, fail, succeed
+from tests.unit.circuit_breaker.helpers import build, call, fail, succeed
 
 
 async def test_isolate_rejects_with_isolated_error_until_closed(
@@ -66,7 +65,7 @@ async def test_isolating_twice_emits_once(clock: FakeClock, listener: RecordingL
 async def test_isolate_while_probing_ignores_the_probe_result(clock: FakeClock) -> None:
     import asyncio
 
-    from .helpers import Gate
+    from tests.unit.circuit_breaker.helpers import Gate
 
     pipeline, breaker = build(clock, minimum_throughput=2)
     await fail(pipeline, 2)

@@ -7,8 +7,7 @@ from collections.abc import Callable
 from netra_resilience.circuit_breaker import CircuitState, CircuitStateChange
 from netra_resilience.telemetry import TelemetryEvent
 from netra_resilience.testing import FakeClock
-
-from .helpers import build, call, fail
+from tests.unit.circuit_breaker.helpers import build, call, fail
 
 
 async def test_telemetry_then_callback_then_listeners_in_order(clock: FakeClock) -> None:

@@ -12,8 +12,7 @@ import pytest
 from netra_resilience import BrokenCircuitError
 from netra_resilience.circuit_breaker import CircuitState
 from netra_resilience.testing import FakeClock, RecordingListener
-
-from .helpers import Gate, build, call, fail, succeed
+from tests.unit.circuit_breaker.helpers import Gate, build, call, fail, succeed
 
 
 async def test_open_to_half_open_is_lazy(clock: FakeClock, listener: RecordingListener) -> None:

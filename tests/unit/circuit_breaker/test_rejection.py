@@ -12,8 +12,7 @@ from netra_resilience import (
 )
 from netra_resilience.circuit_breaker import CircuitBreakerStrategy
 from netra_resilience.testing import FakeClock, RecordingListener
-
-from .helpers import SECRET, build, call, fail, ok
+from tests.unit.circuit_breaker.helpers import SECRET, build, call, fail, ok
 
 
 async def test_rejection_carries_retry_after_and_dependency(clock: FakeClock) -> None:

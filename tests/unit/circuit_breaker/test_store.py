@@ -24,8 +24,7 @@ from netra_resilience.circuit_breaker import (
     SharedCircuitBreakerStrategy,
 )
 from netra_resilience.testing import FakeClock, RecordingListener
-
-from .helpers import Gate, build, call, fail, succeed
+from tests.unit.circuit_breaker.helpers import Gate, build, call, fail, succeed
 
 
 def shared(clock: FakeClock, store: Any, listener: RecordingListener | None = None, **kw: Any):

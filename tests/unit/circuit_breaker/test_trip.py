@@ -13,8 +13,7 @@ import pytest
 from netra_resilience import BrokenCircuitError, handle, handle_result
 from netra_resilience.circuit_breaker import CircuitState
 from netra_resilience.testing import FakeClock, RecordingListener, advance_until_done
-
-from .helpers import Gate, build, fail, succeed
+from tests.unit.circuit_breaker.helpers import Gate, build, fail, succeed
 
 
 async def test_trips_only_once_minimum_throughput_is_reached(clock: FakeClock) -> None:

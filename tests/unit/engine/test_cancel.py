@@ -20,8 +20,7 @@ from netra_resilience.engine import (
     wrap_engine,
 )
 from netra_resilience.testing import FakeClock, advance_until_done
-
-from .helpers import Recorder
+from tests.unit.engine.helpers import Recorder
 
 
 def _other_tasks() -> set[asyncio.Task[Any]]:

@@ -9,8 +9,7 @@ from typing import Any
 from netra_resilience import current_context, current_degradation
 from netra_resilience.engine import RunEvents, RunRequest, RunStatus, Tool, wrap_engine
 from netra_resilience.testing import FakeClock, advance_until_done
-
-from .helpers import Recorder
+from tests.unit.engine.helpers import Recorder
 
 USERS = 200
 

@@ -16,8 +16,7 @@ from netra_resilience.engine import (
     RunStatus,
 )
 from netra_resilience.testing import FakeClock, advance_until_done
-
-from .helpers import SECRET, Boom, Recorder, simple_engine
+from tests.unit.engine.helpers import SECRET, Boom, Recorder, simple_engine
 
 
 async def test_events_arrive_in_order_with_seq_and_final_ok(clock: FakeClock) -> None:

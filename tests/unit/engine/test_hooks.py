@@ -21,8 +21,7 @@ from netra_resilience.engine import (
 )
 from netra_resilience.health import Criticality
 from netra_resilience.testing import FakeClock, advance_until_done
-
-from .helpers import Recorder, simple_engine
+from tests.unit.engine.helpers import Recorder, simple_engine
 
 BREAKER = CircuitBreakerOptions(failure_ratio=0.5, minimum_throughput=3, break_duration=30.0)
 

@@ -23,8 +23,7 @@ from netra_resilience.engine import (
 )
 from netra_resilience.rate_limiter import TokenBucketLimiter
 from netra_resilience.testing import FakeClock, advance_until_done
-
-from .helpers import SECRET, Recorder
+from tests.unit.engine.helpers import SECRET, Recorder
 
 
 class TooManyRequests(Exception):

@@ -19,8 +19,7 @@ from netra_resilience.engine import (
     wrap_engine,
 )
 from netra_resilience.testing import FakeClock
-
-from .helpers import Recorder
+from tests.unit.engine.helpers import Recorder
 
 
 class Planner:

@@ -11,8 +11,7 @@ from netra_resilience import Outcome, PipelineBuilder
 from netra_resilience.backoff import Backoff
 from netra_resilience.retry import RetryDelayArgs, RetryOptions
 from netra_resilience.testing import FakeClock, advance_until_done, constant_random
-
-from ._support import Script, Upstream
+from tests.unit.retry._support import Script, Upstream
 
 
 async def run(

@@ -30,8 +30,7 @@ from netra_resilience.testing import (
     advance_until_done,
     constant_random,
 )
-
-from ._support import AsyncResponse, BrokenClose, Response, Script, Upstream
+from tests.unit.retry._support import AsyncResponse, BrokenClose, Response, Script, Upstream
 
 
 def fast(**kwargs: Any) -> RetryOptions:

@@ -23,8 +23,7 @@ from netra_resilience.retry import RetryOptions
 from netra_resilience.testing import FakeClock, RecordingListener, advance_until_done
 from netra_resilience.timeout import TimeoutOptions, TimeoutStrategy
 from netra_resilience.timeout._fusion import DEADLINE
-
-from ..retry._support import HANG, Response, Script, Upstream
+from tests.unit.retry._support import HANG, Response, Script, Upstream
 
 
 class PassThrough(Strategy):
