@@ -9,12 +9,12 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from netra_resilience._types import Seconds, to_seconds
 from netra_resilience.clock import Clock
 from netra_resilience.context import current_context
 from netra_resilience.degradation import DegradationReason
 from netra_resilience.rate_limiter import TokenBucketLimiter
 from netra_resilience.sessions import BackendGate
+from netra_resilience.validation import Seconds, to_seconds
 
 
 class SharedBucketSteps:

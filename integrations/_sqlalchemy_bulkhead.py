@@ -9,8 +9,6 @@ from typing import TypeVar
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from netra_resilience._types import Seconds
-from netra_resilience._validation import duration
 from netra_resilience.bulkhead import ConcurrencyLimiter
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.context import current_context
@@ -21,6 +19,7 @@ from netra_resilience.integrations._sqlalchemy_engine import (
     pool_capacity,
     select_one,
 )
+from netra_resilience.validation import Seconds, duration
 
 __all__ = ["PoolBulkhead"]
 

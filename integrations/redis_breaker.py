@@ -19,7 +19,6 @@ import asyncio
 
 from redis.asyncio import Redis
 
-from netra_resilience._types import Seconds
 from netra_resilience.circuit_breaker import (
     CallReport,
     CircuitPolicy,
@@ -38,6 +37,7 @@ from netra_resilience.integrations._redis_breaker_codec import (
 from netra_resilience.integrations._redis_breaker_lua import SCRIPT
 from netra_resilience.integrations._redis_breaker_steps import RedisBreakerSteps
 from netra_resilience.sessions import BackendGate
+from netra_resilience.validation import Seconds
 
 __all__ = ["RedisCircuitStateStore"]
 

@@ -28,13 +28,13 @@ from redis.asyncio import BlockingConnectionPool
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from netra_resilience._types import Seconds
 from netra_resilience.cache import CacheBackend, CacheEntry, InMemoryTTLCache
 from netra_resilience.clock import Clock
 from netra_resilience.context import current_context
 from netra_resilience.degradation import DegradationReason
 from netra_resilience.integrations.aiocache import AiocacheBackend
 from netra_resilience.sessions import BackendGate
+from netra_resilience.validation import Seconds
 
 __all__ = ["RedisCacheBackend", "aiocache_redis"]
 

@@ -24,14 +24,13 @@ import math
 
 from redis.asyncio import Redis
 
-from netra_resilience._types import Seconds, to_seconds
-from netra_resilience._validation import duration, integer, number
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.exceptions import RateLimitRejectedError
 from netra_resilience.integrations._redis_limiter_lua import SCRIPT
 from netra_resilience.integrations._redis_limiter_shared import SharedBucketSteps
 from netra_resilience.rate_limiter import TokenBucketLimiter
 from netra_resilience.sessions import BackendGate
+from netra_resilience.validation import Seconds, duration, integer, number, to_seconds
 
 __all__ = ["RedisRateLimiter"]
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from netra_resilience.backoff import Backoff, compute_delay
-from netra_resilience.builder import PipelineBuilder
 from netra_resilience.bulkhead import BulkheadOptions, BulkheadStrategy, ConcurrencyLimiter
 from netra_resilience.cache import (
     CacheBackend,
@@ -76,7 +74,7 @@ from netra_resilience.health import (
     health_document,
 )
 from netra_resilience.outcome import Outcome
-from netra_resilience.pipeline import EMPTY_PIPELINE, Pipeline
+from netra_resilience.pipeline import EMPTY_PIPELINE, Pipeline, PipelineBuilder
 from netra_resilience.predicates import (
     ANY_EXCEPTION,
     TRANSIENT_EXCEPTION,
@@ -95,7 +93,14 @@ from netra_resilience.rate_limiter import (
 )
 from netra_resilience.registry import PipelineRegistry
 from netra_resilience.replay import ReplayBuffer
-from netra_resilience.retry import OnRetryArgs, RetryDelayArgs, RetryOptions, RetryStrategy
+from netra_resilience.retry import (
+    Backoff,
+    OnRetryArgs,
+    RetryDelayArgs,
+    RetryOptions,
+    RetryStrategy,
+    compute_delay,
+)
 from netra_resilience.routing import (
     AllOpenPolicy,
     EndpointPool,

@@ -5,12 +5,10 @@ from __future__ import annotations
 from netra_resilience._llm_preset_defaults import (
     BREAKER_TIMEOUT_MULTIPLIER as _BREAKER_TIMEOUT_MULTIPLIER,
 )
-from netra_resilience._types import Seconds, to_seconds
-from netra_resilience._validation import duration
-from netra_resilience.backoff import compute_delay
 from netra_resilience.circuit_breaker import CircuitBreakerOptions
 from netra_resilience.exceptions import InvalidOptionsError
-from netra_resilience.retry import RetryOptions
+from netra_resilience.retry import RetryOptions, compute_delay
+from netra_resilience.validation import Seconds, duration, to_seconds
 
 __all__ = ["optional_seconds", "validate_llm_pipeline"]
 

@@ -15,8 +15,6 @@ from typing import Any
 
 from netra_resilience._llm_preset_defaults import default_llm_breaker, standard_llm_retry
 from netra_resilience._llm_preset_rules import optional_seconds, validate_llm_pipeline
-from netra_resilience._types import Seconds, to_seconds
-from netra_resilience.builder import PipelineBuilder
 from netra_resilience.bulkhead import BulkheadOptions
 from netra_resilience.cache import CacheBackend, CacheKey, CacheOptions
 from netra_resilience.circuit_breaker import CircuitBreakerOptions, CircuitStateStore
@@ -34,11 +32,12 @@ from netra_resilience.llm import (
     llm_retry_after,
 )
 from netra_resilience.outcome import Outcome
-from netra_resilience.pipeline import Pipeline
+from netra_resilience.pipeline import Pipeline, PipelineBuilder
 from netra_resilience.rate_limiter import RateLimiterOptions
 from netra_resilience.retry import RetryOptions
 from netra_resilience.telemetry import TelemetryListener
 from netra_resilience.timeout import TimeoutOptions
+from netra_resilience.validation import Seconds, to_seconds
 
 __all__ = ["standard_llm_pipeline", "standard_llm_retry", "validate_llm_pipeline"]
 

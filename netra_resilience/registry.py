@@ -6,9 +6,8 @@ import random as _random
 from collections.abc import Callable, Hashable, Iterator
 from typing import Generic, TypeVar
 
-from netra_resilience.builder import PipelineBuilder
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
-from netra_resilience.pipeline import Pipeline
+from netra_resilience.pipeline import Pipeline, PipelineBuilder
 from netra_resilience.telemetry import TelemetryListener
 
 K = TypeVar("K", bound=Hashable)

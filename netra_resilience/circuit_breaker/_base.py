@@ -6,7 +6,6 @@ from abc import abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from netra_resilience._types import to_seconds
 from netra_resilience.circuit_breaker._break import BreakTiming
 from netra_resilience.circuit_breaker._events import StateEvents, StateListener
 from netra_resilience.exceptions import BrokenCircuitError, IsolatedCircuitError
@@ -14,6 +13,7 @@ from netra_resilience.outcome import Outcome
 from netra_resilience.predicates import ANY_EXCEPTION, TRANSIENT_EXCEPTION
 from netra_resilience.strategy import Strategy
 from netra_resilience.telemetry import Severity
+from netra_resilience.validation import to_seconds
 
 if TYPE_CHECKING:
     from netra_resilience.circuit_breaker._options import CircuitBreakerOptions

@@ -6,10 +6,10 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from netra_resilience._types import to_seconds
 from netra_resilience.circuit_breaker._options import BreakDurationArgs, CircuitBreakerOptions
 from netra_resilience.hints import RetryAfterHint
 from netra_resilience.outcome import Outcome
+from netra_resilience.validation import to_seconds
 
 
 class BreakTiming:

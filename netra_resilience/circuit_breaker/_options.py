@@ -7,19 +7,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from netra_resilience._types import Seconds, to_seconds
-from netra_resilience._validation import (
+from netra_resilience.exceptions import InvalidOptionsError
+from netra_resilience.hints import RetryAfterHint, retry_after_of
+from netra_resilience.outcome import Outcome
+from netra_resilience.predicates import ANY_EXCEPTION
+from netra_resilience.validation import (
+    Seconds,
     callable_or_none,
     duration,
     integer,
     optional_duration,
     ratio,
     set_field,
+    to_seconds,
 )
-from netra_resilience.exceptions import InvalidOptionsError
-from netra_resilience.hints import RetryAfterHint, retry_after_of
-from netra_resilience.outcome import Outcome
-from netra_resilience.predicates import ANY_EXCEPTION
 
 if TYPE_CHECKING:
     from netra_resilience.circuit_breaker._control import CircuitBreakerControl

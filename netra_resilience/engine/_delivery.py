@@ -11,10 +11,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from netra_resilience._types import to_seconds
 from netra_resilience.clock import Clock
 from netra_resilience.engine._options import EventOptions
 from netra_resilience.engine._types import EventSink, EventType
+from netra_resilience.validation import to_seconds
 
 ESSENTIAL_EVENTS = frozenset(
     {EventType.AGENT_STARTED, EventType.AGENT_DEGRADED, EventType.AGENT_COMPLETED}

@@ -13,8 +13,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from netra_resilience._validation import integer
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
+from netra_resilience.validation import integer
 
 HookJob = tuple[Callable[..., Awaitable[object]], tuple[Any, ...]]
 

@@ -12,11 +12,10 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
-from netra_resilience._types import Seconds
-from netra_resilience._validation import duration, set_field
 from netra_resilience.circuit_breaker import CircuitBreakerOptions
 from netra_resilience.exceptions import InvalidOptionsError
 from netra_resilience.health import Criticality
+from netra_resilience.validation import Seconds, duration, set_field
 
 HookFn = Callable[[Mapping[str, Any]], Awaitable[object]]
 """``async def hook(event) -> None``: receives each (read-only) event it subscribed to."""

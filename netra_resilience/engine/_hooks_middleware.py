@@ -6,8 +6,6 @@ from collections.abc import Collection, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from netra_resilience._types import Seconds, to_seconds
-from netra_resilience.builder import PipelineBuilder
 from netra_resilience.circuit_breaker import CircuitBreakerStrategy, CircuitState
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.context import ResilienceContext
@@ -18,9 +16,10 @@ from netra_resilience.engine._hooks import Hook, HookFn, as_hooks
 from netra_resilience.engine._middleware import EngineMiddleware
 from netra_resilience.engine._types import Engine, RunRequest
 from netra_resilience.exceptions import BrokenCircuitError, TimeoutRejectedError
-from netra_resilience.pipeline import Pipeline
+from netra_resilience.pipeline import Pipeline, PipelineBuilder
 from netra_resilience.telemetry import TelemetryListener
 from netra_resilience.timeout import TimeoutOptions
+from netra_resilience.validation import Seconds, to_seconds
 
 _BLOCKED = (CircuitState.OPEN, CircuitState.ISOLATED)
 

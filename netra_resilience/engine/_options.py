@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from netra_resilience._types import Seconds
-from netra_resilience._validation import duration, integer, set_field
+from netra_resilience.validation import Seconds, duration, integer, set_field
 
 _OWNER = "EventOptions"
 

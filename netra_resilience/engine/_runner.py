@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from netra_resilience._types import to_seconds
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.context import (
     ResilienceContext,
@@ -30,6 +29,7 @@ from netra_resilience.engine._result import (
     public_error,
 )
 from netra_resilience.engine._types import Engine, EventSink, EventType, RunRequest, RunStatus
+from netra_resilience.validation import to_seconds
 
 L = TypeVar("L")
 

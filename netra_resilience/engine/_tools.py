@@ -6,11 +6,17 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
-from netra_resilience._types import Seconds
-from netra_resilience._validation import duration, integer, number, optional_duration, set_field
 from netra_resilience.circuit_breaker import CircuitBreakerOptions
 from netra_resilience.predicates import TRANSIENT_EXCEPTION, OutcomePredicate
 from netra_resilience.rate_limiter import RateLimiter
+from netra_resilience.validation import (
+    Seconds,
+    duration,
+    integer,
+    number,
+    optional_duration,
+    set_field,
+)
 
 ToolFn = Callable[..., Awaitable[Any]]
 

@@ -6,14 +6,13 @@ import math
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from netra_resilience.builder import PipelineBuilder
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.engine._emitter import RunEvents
 from netra_resilience.engine._middleware import EngineMiddleware
 from netra_resilience.engine._run_tools import RunTools
 from netra_resilience.engine._tools import Tool, ToolFn, as_tools
 from netra_resilience.engine._types import Engine, RunRequest
-from netra_resilience.pipeline import Pipeline
+from netra_resilience.pipeline import Pipeline, PipelineBuilder
 from netra_resilience.rate_limiter import (
     PartitionedRateLimiter,
     RateLimiter,

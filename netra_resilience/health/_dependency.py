@@ -7,12 +7,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import KW_ONLY, dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from netra_resilience._types import Seconds
-from netra_resilience._validation import callable_or_none, integer, optional_duration, set_field
 from netra_resilience.exceptions import InvalidOptionsError
 from netra_resilience.health._status import Criticality, parse_criticality
 from netra_resilience.pipeline import Pipeline
 from netra_resilience.strategy import StrategyOptions
+from netra_resilience.validation import (
+    Seconds,
+    callable_or_none,
+    integer,
+    optional_duration,
+    set_field,
+)
 
 HealthCheck = Callable[[], Awaitable[object]]
 """A cheap async check (Redis ``PING``, ``SELECT 1``; never a paid LLM call).

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from netra_resilience._types import to_seconds
-from netra_resilience.builder import PipelineBuilder
 from netra_resilience.clock import Clock
 from netra_resilience.exceptions import InvalidOptionsError
 from netra_resilience.health._dependency import BreakerLike, Dependency
 from netra_resilience.health._fields import DependencyFields
 from netra_resilience.health._status import Criticality
-from netra_resilience.pipeline import Pipeline
+from netra_resilience.pipeline import Pipeline, PipelineBuilder
 from netra_resilience.telemetry import TelemetryListener
+from netra_resilience.validation import to_seconds
 
 
 class _Entry:

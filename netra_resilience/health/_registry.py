@@ -6,8 +6,6 @@ import random as _random
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Unpack
 
-from netra_resilience._types import Seconds
-from netra_resilience._validation import duration
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.exceptions import InvalidOptionsError
 from netra_resilience.health._dependency import (
@@ -21,6 +19,7 @@ from netra_resilience.health._settings_options import SettingsOptions
 from netra_resilience.health._status import Criticality
 from netra_resilience.pipeline import Pipeline
 from netra_resilience.telemetry import TelemetryListener
+from netra_resilience.validation import Seconds, duration
 
 if TYPE_CHECKING:
     from netra_resilience.health._monitor import HealthMonitor

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from netra_resilience._validation import integer
 from netra_resilience.exceptions import InvalidOptionsError
 from netra_resilience.health._dependency import COMPONENT_TYPES, Dependency, check_name
 from netra_resilience.health._settings_source import _reason, _Source
 from netra_resilience.health._status import parse_criticality
+from netra_resilience.validation import integer
 
 _DEPENDENCY_KEYS = frozenset(
     {

@@ -10,8 +10,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from netra_resilience._validation import duration
 from netra_resilience.exceptions import InvalidOptionsError
+from netra_resilience.validation import duration
 
 
 def _reason(exc: InvalidOptionsError) -> str:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from netra_resilience._types import Seconds, to_seconds
-from netra_resilience._validation import optional_duration, set_field
 from netra_resilience.llm._errors import StreamTruncatedError
+from netra_resilience.validation import Seconds, optional_duration, set_field, to_seconds
 
 TRUNCATED = "stream_truncated"
 """The degradation reason marked when a stream is cut after reaching the caller."""

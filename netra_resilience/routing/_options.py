@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from netra_resilience._types import Seconds
-from netra_resilience._validation import duration, integer, set_field
 from netra_resilience.circuit_breaker._options import CircuitBreakerOptions
 from netra_resilience.exceptions import InvalidOptionsError
 from netra_resilience.routing._selection import Selection
+from netra_resilience.validation import Seconds, duration, integer, set_field
 
 _OWNER = "EndpointPoolOptions"
 

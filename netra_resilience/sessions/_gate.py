@@ -14,9 +14,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from netra_resilience._types import Seconds
-from netra_resilience._validation import duration, integer
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
+from netra_resilience.validation import Seconds, duration, integer
 
 T = TypeVar("T")
 

@@ -7,14 +7,13 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from netra_resilience._types import Seconds
-from netra_resilience._validation import duration, integer
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.context import ResilienceContext
 from netra_resilience.sessions._gate import BackendGate
 from netra_resilience.sessions._reconcile import ReconcileReport
 from netra_resilience.sessions._record import FallbackSessionBackend, SessionBackend, SessionRecord
 from netra_resilience.sessions._routing import StoreRouting
+from netra_resilience.validation import Seconds, duration, integer
 
 
 def _dumps(value: Any) -> bytes:

@@ -11,10 +11,9 @@ import httpx2
 import openai
 from openai._base_client import get_platform
 
-from netra_resilience.builder import PipelineBuilder
 from netra_resilience.circuit_breaker import CircuitBreakerOptions, CircuitState
 from netra_resilience.llm import LLM_BREAKER_FAILURE, TRANSIENT_LLM_FAILURE, llm_retry_after
-from netra_resilience.pipeline import Pipeline
+from netra_resilience.pipeline import Pipeline, PipelineBuilder
 from netra_resilience.retry import Backoff, RetryOptions
 from netra_resilience.telemetry import TelemetryListener
 from netra_resilience.testing import FakeClock

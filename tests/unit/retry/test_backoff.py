@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from netra_resilience.backoff import Backoff, compute_delay
+from netra_resilience.retry import Backoff, compute_delay
 from netra_resilience.testing import constant_random
 
 

@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from netra_resilience import Outcome, PipelineBuilder
-from netra_resilience.backoff import Backoff
-from netra_resilience.retry import RetryDelayArgs, RetryOptions
+from netra_resilience.retry import Backoff, RetryDelayArgs, RetryOptions
 from netra_resilience.testing import FakeClock, advance_until_done, constant_random
 from tests.unit.retry._support import Script, Upstream
 

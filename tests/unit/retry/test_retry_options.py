@@ -10,8 +10,7 @@ import pytest
 import tenacity
 
 from netra_resilience import InvalidOptionsError
-from netra_resilience.backoff import Backoff
-from netra_resilience.retry import RetryOptions
+from netra_resilience.retry import Backoff, RetryOptions
 
 
 @pytest.mark.parametrize(

@@ -8,13 +8,13 @@ import httpx
 import httpx2
 import pytest
 
-from netra_resilience.builder import PipelineBuilder
 from netra_resilience.circuit_breaker import CircuitBreakerOptions, CircuitState
 from netra_resilience.integrations.routing_httpx import (
     EndpointRoutingTransport,
     Httpx2EndpointRoutingTransport,
     http_server_failure,
 )
+from netra_resilience.pipeline import PipelineBuilder
 from netra_resilience.retry import RetryOptions
 from netra_resilience.routing import DnsEndpoints, EndpointPool, EndpointPoolOptions
 from netra_resilience.testing import FakeClock, advance_until_done

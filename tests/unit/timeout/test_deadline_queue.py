@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 
 from netra_resilience import PipelineBuilder, TimeoutRejectedError
-from netra_resilience.timeout import TimeoutOptions, TimeoutStrategy
-from netra_resilience.timeout._queue import DeadlineQueue
+from netra_resilience.timeout import DeadlineQueue, TimeoutOptions, TimeoutStrategy
 
 
 class LoopTime:

@@ -18,11 +18,9 @@ from netra_resilience import (
     TimeoutRejectedError,
     handle_result,
 )
-from netra_resilience.backoff import Backoff
-from netra_resilience.retry import RetryOptions
+from netra_resilience.retry import Backoff, RetryOptions
 from netra_resilience.testing import FakeClock, RecordingListener, advance_until_done
-from netra_resilience.timeout import TimeoutOptions, TimeoutStrategy
-from netra_resilience.timeout._fusion import DEADLINE
+from netra_resilience.timeout import DEADLINE, TimeoutOptions, TimeoutStrategy
 from tests.unit.retry._support import HANG, Response, Script, Upstream
 
 

@@ -1,4 +1,6 @@
-"""``ReplayBuffer``: a bounded, TTL-expiring, per-run log of events for resuming streams."""
+"""Replay buffer: the events of recent runs by sequence number, so a client that reconnects
+gets what it missed exactly once, in order.
+"""
 
 from __future__ import annotations
 
@@ -143,3 +145,5 @@ class ReplayBuffer:
 
     async def observe(self, event: Event) -> None:
         return None
+
+__all__ = ['ReplayBuffer', 'ReplayUnavailableError']

@@ -1,13 +1,31 @@
-"""Helpers that validate option fields at construction and name the field in the error."""
+"""Validation for options objects: durations, numbers and callables, each failure an
+``InvalidOptionsError`` naming the field. Public so that adapters validate the same way.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from datetime import timedelta
+from typing import Any, TypeAlias
 
-from netra_resilience._types import Seconds, to_seconds
 from netra_resilience.exceptions import InvalidOptionsError
+
+Seconds: TypeAlias = float | int | timedelta
+"""A duration given as seconds (``float``/``int``) or a :class:`datetime.timedelta`."""
+
+
+def to_seconds(value: Seconds) -> float:
+    """Normalise a duration to float seconds."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected seconds as float or timedelta, got {type(value).__name__}")
+    return float(value)
+
+
+def is_finite_number(value: float) -> bool:
+    return not (math.isnan(value) or math.isinf(value))
 
 
 def duration(

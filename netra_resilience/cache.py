@@ -1,0 +1,478 @@
+"""Response cache: a backend error is a miss, never a failed call; entries may be served
+stale when the call fails. Keys carry the caller's scope unless sharing is opted in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+from netra_resilience.clock import SYSTEM_CLOCK, Clock
+from netra_resilience.context import ResilienceContext
+from netra_resilience.degradation import DegradationReason
+from netra_resilience.exceptions import InvalidOptionsError
+from netra_resilience.outcome import Outcome
+from netra_resilience.predicates import ANY_EXCEPTION
+from netra_resilience.strategy import BuildContext, Callback, Strategy
+from netra_resilience.telemetry import Severity, Telemetry
+from netra_resilience.validation import (
+        Seconds,
+        callable_or_none,
+        duration,
+        integer,
+        optional_duration,
+        set_field,
+        to_seconds,
+)
+
+if TYPE_CHECKING:
+        from netra_resilience.strategy import BuildContext
+
+
+def _canonical(obj: Any) -> Any:
+    """JSON fallback for types ``json`` does not know; deterministic across processes."""
+    if isinstance(obj, set | frozenset):
+        # Set iteration order depends on per-process hash randomisation: sort canonically.
+        return sorted(_dumps(item) for item in obj)
+    if isinstance(obj, bytes | bytearray):
+        return {"__bytes__": bytes(obj).hex()}
+    model_dump = getattr(obj, "model_dump", None)
+    if callable(model_dump):  # pydantic models (openai request/message types)
+        return model_dump(mode="json")
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    return repr(obj)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_canonical
+    )
+
+
+def stable_key(*parts: Any) -> str:
+    """SHA-256 hex digest of ``parts`` as canonical JSON (sorted keys, fixed separators).
+
+    Dict ordering never changes the key, and the key is the same in every process, so it can
+    address a shared (Redis) cache. Unknown types fall back to ``repr``; give them a stable
+    ``repr`` (or convert them yourself) if they are part of a key. Hashing also keeps prompts
+    and other caller data out of backend key names.
+    """
+    return hashlib.sha256(_dumps(parts).encode("utf-8")).hexdigest()
+
+
+def call_arguments(state: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The user's ``(args, kwargs)`` from a pipeline ``state`` of ``(fn, args, kwargs)``."""
+    if not (isinstance(state, tuple) and len(state) == 3):
+        return (), {}
+    _, args, kwargs = state
+    return args, kwargs
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """A cached value and its lifetimes, as wall-clock epoch seconds.
+
+    Wall-clock (``clock.now().timestamp()``) rather than monotonic time, so an entry written by
+    one process is meaningful to another reading the same shared backend.
+
+    * fresh while ``now < expires_at`` (may be served instead of calling);
+    * usable stale while ``now < stale_until`` (served only when the call fails).
+    """
+
+    value: Any
+    stored_at: float
+    expires_at: float
+    stale_until: float
+
+    def is_fresh(self, now: float) -> bool:
+        return now < self.expires_at
+
+    def is_usable(self, now: float) -> bool:
+        return now < self.stale_until
+
+
+@runtime_checkable
+class CacheBackend(Protocol):
+    """Where entries live. Implementations may raise anything: the strategy treats it as a miss.
+
+    ``set``'s ``ttl`` is how long to keep the entry at all (until ``entry.stale_until``);
+    a backend may drop entries earlier (eviction) but should not serve them later. Values are
+    stored as given; serialising them is the backend's business.
+    """
+
+    async def get(self, key: str) -> CacheEntry | None: ...
+
+    async def set(self, key: str, entry: CacheEntry, ttl: float) -> None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+
+class InMemoryTTLCache:
+    """A per-process backend: LRU-bounded to ``max_entries``, expiring on the injected clock.
+
+    Expiry uses the clock's monotonic time (immune to wall-clock jumps). Objects are kept as
+    they are, not copied: do not mutate a value after caching it.
+    """
+
+    __slots__ = ("_clock", "_data", "max_entries")
+
+    def __init__(self, *, max_entries: int = 10_000, clock: Clock | None = None) -> None:
+        self.max_entries = integer("InMemoryTTLCache", "max_entries", max_entries, minimum=1)
+        self._clock = clock or SYSTEM_CLOCK
+        self._data: OrderedDict[str, tuple[float, CacheEntry]] = OrderedDict()
+
+    async def get(self, key: str) -> CacheEntry | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        deadline, entry = item
+        if self._clock.monotonic() >= deadline:
+            del self._data[key]
+            return None
+        self._data.move_to_end(key)
+        return entry
+
+    async def set(self, key: str, entry: CacheEntry, ttl: float) -> None:
+        data = self._data
+        if ttl <= 0:
+            data.pop(key, None)
+            return
+        data[key] = (self._clock.monotonic() + ttl, entry)
+        data.move_to_end(key)
+        while len(data) > self.max_entries:
+            data.popitem(last=False)
+
+    async def delete(self, key: str) -> None:
+        self._data.pop(key, None)
+
+    def clear(self) -> None:
+        self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+
+_OWNER = "CacheOptions"
+
+CacheKey = Callable[[ResilienceContext, tuple[Any, ...], dict[str, Any]], str | None]
+"""``key(context, args, kwargs) -> str | None``; ``None`` bypasses the cache for that call."""
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEventArgs:
+    """Passed to ``on_hit`` / ``on_stale``: the context, the (hashed) key and the entry."""
+
+    context: ResilienceContext
+    key: str
+    entry: CacheEntry
+
+
+CacheHook = Callable[[CacheEventArgs], Awaitable[None] | None]
+
+
+def _always(result: Any) -> bool:
+    return True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CacheOptions:
+    """A response cache that never fails a request and can answer stale when the call fails.
+
+    * ``key`` must cover everything that changes the output (model, messages, tools,
+      temperature, ...). The stored key is a hash of ``namespace`` (default: pipeline name),
+      that key and, unless ``include_scope=False``, the caller's scope (tenant/user): sharing
+      answers across users is an explicit opt-in.
+    * ``ttl``: fresh lifetime (``0`` = never serve fresh, keep only for stale-on-error);
+      ``stale_ttl``: extra lifetime during which a failure matched by ``stale_on`` (by default
+      any exception, rejections such as an open breaker included) is answered from the entry,
+      marking the dependency ``stale_cache``.
+    * ``should_cache(result)`` keeps refusals and error texts out of the cache.
+    * ``backend_timeout``: a slower backend operation counts as a miss (or a skipped store),
+      never as a stall. Backend errors of any kind are misses too.
+    """
+
+    backend: CacheBackend
+    key: CacheKey
+    ttl: Seconds
+    stale_ttl: Seconds = 0.0
+    serve_fresh: bool = True
+    should_cache: Callable[[Any], bool] = _always
+    stale_on: Callable[[Outcome[Any]], bool] = ANY_EXCEPTION
+    include_scope: bool = True
+    namespace: str | None = None
+    backend_timeout: Seconds | None = 0.25
+    on_hit: CacheHook | None = None
+    on_stale: CacheHook | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.backend, CacheBackend):
+            raise InvalidOptionsError(
+                _OWNER, "backend", "must implement async get(), set() and delete()"
+            )
+        for name in ("key", "should_cache", "stale_on"):
+            if not callable(getattr(self, name)):
+                raise InvalidOptionsError(_OWNER, name, "must be callable")
+        ttl = duration(_OWNER, "ttl", self.ttl, allow_zero=True)
+        stale_ttl = duration(_OWNER, "stale_ttl", self.stale_ttl, allow_zero=True)
+        if ttl == 0 and stale_ttl == 0:
+            raise InvalidOptionsError(_OWNER, "stale_ttl", "must be > 0 when ttl is 0")
+        set_field(self, "ttl", ttl)
+        set_field(self, "stale_ttl", stale_ttl)
+        set_field(
+            self,
+            "backend_timeout",
+            optional_duration(_OWNER, "backend_timeout", self.backend_timeout),
+        )
+        for flag in ("serve_fresh", "include_scope"):
+            if not isinstance(getattr(self, flag), bool):
+                raise InvalidOptionsError(_OWNER, flag, "must be a bool")
+        if self.namespace is not None and (
+            not isinstance(self.namespace, str) or not self.namespace
+        ):
+            raise InvalidOptionsError(_OWNER, "namespace", "must be a non-empty string or None")
+        callable_or_none(_OWNER, "on_hit", self.on_hit)
+        callable_or_none(_OWNER, "on_stale", self.on_stale)
+
+    def create_strategy(self, build: BuildContext) -> CacheStrategy:
+
+        return CacheStrategy(self, build)
+
+
+class SafeBackend:
+    """Wraps a :class:`CacheBackend` with the backend timeout and error reporting.
+
+    Any ``Exception`` (connection refused, a deserialisation error, the timeout's own
+    ``TimeoutError``) is reported as a ``cache_error`` event and swallowed; a caller's
+    ``CancelledError`` still propagates.
+    """
+
+    __slots__ = ("_backend", "_clock", "_telemetry", "_timeout")
+
+    def __init__(
+        self, backend: CacheBackend, clock: Clock, timeout: float | None, telemetry: Telemetry
+    ) -> None:
+        self._backend = backend
+        self._clock = clock
+        self._timeout = timeout
+        self._telemetry = telemetry
+
+    async def get(self, key: str, operation_key: str) -> CacheEntry | None:
+        try:
+            if self._timeout is None:
+                entry = await self._backend.get(key)
+            else:
+                async with self._clock.timeout(self._timeout):
+                    entry = await self._backend.get(key)
+        except Exception as exc:
+            self.error("get", exc, operation_key)
+            return None
+        # A backend returning something else (a raw value, a bad deserialisation) is a miss.
+        return entry if isinstance(entry, CacheEntry) else None
+
+    async def set(self, key: str, entry: CacheEntry, ttl: float, operation_key: str) -> None:
+        try:
+            if self._timeout is None:
+                await self._backend.set(key, entry, ttl)
+            else:
+                async with self._clock.timeout(self._timeout):
+                    await self._backend.set(key, entry, ttl)
+        except Exception as exc:
+            self.error("set", exc, operation_key)
+
+    def error(self, stage: str, exc: BaseException, operation_key: str, **args: Any) -> None:
+        if self._telemetry.enabled:
+            self._telemetry.emit(
+                "cache_error",
+                Severity.WARNING,
+                operation_key,
+                reason=stage,
+                error_type=type(exc).__name__,
+                **args,
+            )
+
+
+async def run_hook(
+    hook: CacheHook | None, context: ResilienceContext, key: str, entry: CacheEntry
+) -> None:
+    if hook is None:
+        return
+    try:
+        value = hook(CacheEventArgs(context, key, entry))
+        if inspect.isawaitable(value):
+            await value
+    except Exception:  # an observer must never change the answer
+        return
+
+
+_STALE = DegradationReason.STALE_CACHE
+
+
+class CacheStrategy(Strategy):
+    """Read-through cache with stale-if-error. The cache never causes a request to fail.
+
+    A fresh hit is not degradation (no mark, event ``cache_hit``); a stale answer served on
+    failure marks the dependency ``stale_cache``. Place it outside the breaker so an open
+    circuit (``BrokenCircuitError``) is answered from the cache.
+    """
+
+    __slots__ = (
+        "_backend",
+        "_clock",
+        "_key",
+        "_name",
+        "_namespace",
+        "_on_hit",
+        "_on_stale",
+        "_scoped",
+        "_serve_fresh",
+        "_should_cache",
+        "_stale_on",
+        "_stale_ttl",
+        "_telemetry",
+        "_ttl",
+    )
+
+    kind: ClassVar[str] = "cache"
+
+    def __init__(self, options: CacheOptions, build: BuildContext) -> None:
+        self._key = options.key
+        self._ttl = to_seconds(options.ttl)
+        self._stale_ttl = to_seconds(options.stale_ttl)
+        self._serve_fresh = options.serve_fresh
+        self._should_cache = options.should_cache
+        self._stale_on = options.stale_on
+        self._scoped = options.include_scope
+        self._namespace = options.namespace or build.name
+        self._on_hit = options.on_hit
+        self._on_stale = options.on_stale
+        self._name = build.name
+        self._clock = build.clock
+        self._telemetry = build.telemetry(self.kind)
+        timeout = options.backend_timeout
+        self._backend = SafeBackend(
+            options.backend,
+            build.clock,
+            None if timeout is None else to_seconds(timeout),
+            self._telemetry,
+        )
+
+    def key_for(
+        self, context: ResilienceContext, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> str | None:
+        """The backend key for this call (namespaced, hashed, scoped), or ``None`` to bypass."""
+        raw = self._key(context, args, kwargs)
+        if raw is None:
+            return None
+        scope = context.scope if self._scoped else None
+        return f"{self._namespace}:{stable_key(raw, scope)}"
+
+    async def lookup_stale(
+        self, context: ResilienceContext, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> CacheEntry | None:
+        """The entry for this call if still usable (fresh or stale), else ``None``.
+
+        For a fallback action elsewhere. It does not mark degradation: whoever serves the
+        entry marks ``stale_cache`` (or passes ``reason="stale_cache"`` to the fallback).
+        """
+        key = self._safe_key(context, args, kwargs)
+        if key is None:
+            return None
+        entry = await self._backend.get(key, context.operation_key)
+        return entry if entry is not None and entry.is_usable(self._now()) else None
+
+    async def execute(
+        self, callback: Callback, context: ResilienceContext, state: Any
+    ) -> Outcome[Any]:
+        args, kwargs = call_arguments(state)
+        key = self._safe_key(context, args, kwargs)
+        if key is None:
+            return await callback(context, state)
+        entry: CacheEntry | None = None
+        if self._serve_fresh:
+            entry = await self._backend.get(key, context.operation_key)
+            if entry is not None and entry.is_fresh(self._now()):
+                self._emit("cache_hit", context)
+                await run_hook(self._on_hit, context, key, entry)
+                return Outcome(entry.value)
+            self._emit("cache_miss", context)
+        outcome = await callback(context, state)
+        if self._stale_on(outcome):
+            return await self._serve_stale(outcome, context, key, entry)
+        if outcome.exception is None and self._cacheable(outcome.result, context):
+            now = self._now()
+            keep = self._ttl + self._stale_ttl
+            stored = CacheEntry(outcome.result, now, now + self._ttl, now + keep)
+            await self._backend.set(key, stored, keep, context.operation_key)
+        return outcome
+
+    async def _serve_stale(
+        self,
+        outcome: Outcome[Any],
+        context: ResilienceContext,
+        key: str,
+        entry: CacheEntry | None,
+    ) -> Outcome[Any]:
+        now = self._now()
+        if entry is None or not entry.is_usable(now):
+            # Look (again): another request may have stored an answer while this one ran.
+            entry = await self._backend.get(key, context.operation_key)
+            if entry is None or not entry.is_usable(now):
+                return outcome
+        context.degradation.mark(self._name, _STALE)
+        if self._telemetry.enabled:
+            exc = outcome.exception
+            self._telemetry.emit(
+                "cache_stale",
+                Severity.WARNING,
+                context.operation_key,
+                reason=_STALE.value,
+                error_type=type(exc).__name__ if exc is not None else None,
+                age=now - entry.stored_at,
+            )
+        await run_hook(self._on_stale, context, key, entry)
+        return Outcome(entry.value)
+
+    def _now(self) -> float:
+        return self._clock.now().timestamp()
+
+    def _safe_key(
+        self, context: ResilienceContext, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> str | None:
+        try:
+            return self.key_for(context, args, kwargs)
+        except Exception as exc:  # a broken key function bypasses the cache, loudly
+            self._backend.error("key", exc, context.operation_key)
+            return None
+
+    def _cacheable(self, result: Any, context: ResilienceContext) -> bool:
+        try:
+            return bool(self._should_cache(result))
+        except Exception as exc:
+            self._backend.error("should_cache", exc, context.operation_key)
+            return False
+
+    def _emit(self, name: str, context: ResilienceContext) -> None:
+        if self._telemetry.enabled:
+            self._telemetry.emit(name, Severity.DEBUG, context.operation_key)
+
+__all__ = [
+    "CacheBackend",
+    "CacheEntry",
+    "CacheEventArgs",
+    "CacheHook",
+    "CacheKey",
+    "CacheOptions",
+    "CacheStrategy",
+    "InMemoryTTLCache",
+    "stable_key",
+]

@@ -1,0 +1,614 @@
+"""Rate limiting: a GCRA token bucket with weighted acquires, a bounded FIFO wait or an
+immediate rejection with ``retry_after``, and a shared pause when the upstream says 429.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from netra_resilience.clock import SYSTEM_CLOCK, Clock
+from netra_resilience.context import ResilienceContext
+from netra_resilience.degradation import DegradationReason
+from netra_resilience.exceptions import InvalidOptionsError, RateLimitRejectedError
+from netra_resilience.hints import MAX_SANE_HINT, RetryAfterHint, retry_after_of
+from netra_resilience.outcome import Outcome
+from netra_resilience.strategy import BuildContext, Callback, Strategy
+from netra_resilience.telemetry import Severity
+from netra_resilience.validation import (
+    Seconds,
+    callable_or_none,
+    duration,
+    integer,
+    number,
+    optional_duration,
+    set_field,
+    to_seconds,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OnRateLimiterRejectedArgs:
+    """What ``on_rejected`` receives: the call's context, the rejection and its cost."""
+
+    context: ResilienceContext
+    error: RateLimitRejectedError
+    permits: int
+
+
+OnRateLimiterRejected = Callable[[OnRateLimiterRejectedArgs], Awaitable[None] | None]
+
+
+@runtime_checkable
+class RateLimiter(Protocol):
+    """A rate limiter the :class:`RateLimiterStrategy` can drive.
+
+    The strategy calls :meth:`try_acquire` first (synchronous, so the common case costs no
+    ``await``) and only when that returns a positive number falls back to :meth:`acquire`.
+    A remote limiter (Redis) that cannot decide without I/O may therefore always return a
+    positive estimate from :meth:`try_acquire` and do the real work in :meth:`acquire`.
+    """
+
+    @property
+    def rate(self) -> float:
+        """Permits added per second."""
+        ...
+
+    @property
+    def burst(self) -> int:
+        """The most permits that can be taken at once (the bucket size)."""
+        ...
+
+    @property
+    def paused_until(self) -> float | None:
+        """Monotonic time (on the limiter's clock) until which it is paused, or ``None``."""
+        ...
+
+    def try_acquire(self, permits: int = 1) -> float:
+        """Take ``permits`` now if that is possible without waiting or jumping the queue.
+
+        Returns ``0.0`` when they were taken, otherwise the (positive) number of seconds until
+        they would be available, without taking anything; ``math.inf`` when ``permits`` can
+        never be granted (more than :attr:`burst`).
+        """
+        ...
+
+    async def acquire(self, permits: int = 1, *, max_wait: Seconds | None = None) -> None:
+        """Take ``permits``, waiting in FIFO order for at most ``max_wait`` seconds.
+
+        ``None`` means the limiter's own default. Raises a fresh
+        :class:`~netra_resilience.RateLimitRejectedError` (with ``retry_after``) when the
+        permits cannot be had in time; a cancelled wait takes nothing.
+        """
+        ...
+
+    def pause(self, seconds: Seconds) -> None:
+        """Admit nobody for ``seconds`` from now (an upstream 429's ``Retry-After``).
+
+        A pause extends an earlier one and never shortens it.
+        """
+        ...
+
+
+EPSILON = 1e-6
+"""Times closer than this count as equal (float drift must not cost an extra wake-up)."""
+
+
+class _Waiter:
+    __slots__ = ("deadline", "future", "permits", "retry_after")
+
+    def __init__(self, permits: int, deadline: float) -> None:
+        self.permits = permits
+        self.deadline = deadline
+        self.future: asyncio.Future[None] | None = None
+        self.retry_after: float | None = None  # set when a pause rejects it while queued
+
+
+class BucketQueue:
+    """GCRA state (``_empty_at``: when the bucket is or was empty) plus the waiters.
+
+    The base of :class:`TokenBucketLimiter`: inheriting keeps the hot path's attribute reads
+    on ``self`` while the waiting logic lives in this file.
+    """
+
+    __slots__ = (
+        "_burst_time",
+        "_clock",
+        "_empty_at",
+        "_interval",
+        "_monotonic",
+        "_paused_until",
+        "_queued_permits",
+        "_waiters",
+    )
+
+    def __init__(self, clock: Clock, interval: float, burst_time: float) -> None:
+        self._clock = clock
+        self._monotonic = clock.monotonic  # bound once: one lookup less per call
+        self._interval = interval
+        self._burst_time = burst_time
+        self._empty_at = -math.inf  # starts full
+        self._paused_until = -math.inf
+        self._queued_permits = 0
+        self._waiters: OrderedDict[_Waiter, None] = OrderedDict()
+
+    async def _wait(self, permits: int, deadline: float) -> None:
+        """Queue for ``permits``; the caller checked that ``deadline`` can be met."""
+        waiter = _Waiter(permits, deadline)
+        self._waiters[waiter] = None
+        self._queued_permits += permits
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if waiter.retry_after is not None:
+                    raise RateLimitRejectedError(
+                        "rate limit: paused beyond max_wait", retry_after=waiter.retry_after
+                    )
+                future = loop.create_future()
+                waiter.future = future
+                if next(iter(self._waiters)) is not waiter:
+                    await future  # resolved when this waiter becomes the head
+                    continue
+                delay = self._take(waiter)
+                if delay == 0.0:
+                    return
+                try:
+                    # Resolved early only by a pause, which changes the head's wait.
+                    async with self._clock.timeout(delay):
+                        await future
+                except TimeoutError:
+                    pass
+        except BaseException:
+            self._leave(waiter)
+            raise
+
+    def _take(self, waiter: _Waiter) -> float:
+        now = self._monotonic()
+        base = max(self._empty_at, now - self._burst_time)
+        taken = base + waiter.permits * self._interval
+        if taken > now + EPSILON:
+            return taken - now
+        self._empty_at = taken
+        del self._waiters[waiter]
+        self._queued_permits -= waiter.permits
+        self._wake_head()
+        return 0.0
+
+    def _leave(self, waiter: _Waiter) -> None:
+        waiters = self._waiters
+        if waiter not in waiters:
+            return
+        was_head = next(iter(waiters)) is waiter
+        del waiters[waiter]
+        self._queued_permits -= waiter.permits
+        if was_head:
+            self._wake_head()
+
+    def _wake_head(self) -> None:
+        if self._waiters:
+            future = next(iter(self._waiters)).future
+            if future is not None and not future.done():
+                future.set_result(None)
+
+    def _pause_until(self, until: float) -> None:
+        """Nothing is admitted before ``until``; the bucket refills from empty after it.
+
+        Queued waiters that can no longer be served within their ``max_wait`` are rejected at
+        once (with ``retry_after``) instead of discovering it at their deadline.
+        """
+        if until <= self._paused_until:
+            return
+        self._paused_until = until
+        self._empty_at = max(self._empty_at, until)
+        if not self._waiters:
+            return
+        now = self._monotonic()
+        served_at = self._empty_at
+        for waiter in list(self._waiters):
+            end = served_at + waiter.permits * self._interval
+            if end <= waiter.deadline + EPSILON:
+                served_at = end
+                continue
+            del self._waiters[waiter]
+            self._queued_permits -= waiter.permits
+            waiter.retry_after = end - now
+            future = waiter.future
+            if future is not None and not future.done():
+                future.set_result(None)
+        self._wake_head()  # the head re-computes its (longer) sleep
+
+
+def _seconds_arg(name: str, value: Seconds) -> float:
+    seconds = to_seconds(value)
+    if math.isnan(seconds) or seconds < 0:
+        raise ValueError(f"{name} must be >= 0 seconds, got {seconds!r}")
+    return seconds
+
+
+class TokenBucketLimiter(BucketQueue):
+    """``rate`` permits per second, at most ``burst`` at once; weighted, FIFO, pausable.
+
+    The bucket is kept as one number (GCRA): the time at which it was, or will be, empty. A
+    free permit costs one clock read and a few float operations, with no ``await``. Callers
+    that must wait queue in FIFO order and only the head of the queue sleeps, so a thousand
+    waiters cost one timer, not a thousand wake-ups per tick; a big request at the head is
+    never overtaken by small ones.
+
+    ``max_wait`` is the default bound on a wait (``0.0``: reject at once with
+    ``retry_after``). :meth:`pause` (an upstream 429) also empties the bucket: permits come
+    back at ``rate`` after the pause, not as one burst that would trip the upstream again.
+    """
+
+    __slots__ = ("_burst", "_max_wait", "_rate")
+
+    def __init__(
+        self,
+        *,
+        rate: float,
+        burst: int,
+        clock: Clock | None = None,
+        max_wait: Seconds = 0.0,
+    ) -> None:
+        owner = "TokenBucketLimiter"
+        self._rate = number(owner, "rate", rate)
+        self._burst = integer(owner, "burst", burst, minimum=1)
+        self._max_wait = duration(owner, "max_wait", max_wait, allow_zero=True)
+        super().__init__(clock or SYSTEM_CLOCK, 1.0 / self._rate, self._burst / self._rate)
+
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    @property
+    def burst(self) -> int:
+        return self._burst
+
+    @property
+    def max_wait(self) -> float:
+        return self._max_wait
+
+    @property
+    def waiting(self) -> int:
+        """Callers queued for permits right now."""
+        return len(self._waiters)
+
+    @property
+    def paused_until(self) -> float | None:
+        until = self._paused_until
+        return until if until > self._monotonic() else None
+
+    def try_acquire(self, permits: int = 1) -> float:
+        now = self._monotonic()
+        base = self._empty_at
+        floor = now - self._burst_time
+        if base < floor:  # noqa: PLR1730 (an if is cheaper than max() on the hot path)
+            base = floor
+        if permits >= 0 and not self._waiters:
+            taken = base + permits * self._interval
+            if taken <= now + EPSILON:
+                self._empty_at = taken
+                return 0.0
+        return self._wait_needed(permits, now, base)
+
+    def _wait_needed(self, permits: int, now: float, base: float) -> float:
+        if permits < 0:
+            raise ValueError(f"permits must be >= 0, got {permits!r}")
+        if permits == 0:
+            return 0.0
+        if permits > self._burst:
+            return math.inf
+        wait = base + (self._queued_permits + permits) * self._interval - now
+        return wait if wait > EPSILON else EPSILON
+
+    async def acquire(self, permits: int = 1, *, max_wait: Seconds | None = None) -> None:
+        limit = self._max_wait if max_wait is None else _seconds_arg("max_wait", max_wait)
+        wait = self.try_acquire(permits)
+        if wait == 0.0:
+            return
+        if permits > self._burst:
+            raise RateLimitRejectedError(
+                f"rate limit: {permits} permits exceed the burst of {self._burst}; "
+                "such a request can never be admitted"
+            )
+        if wait > limit + EPSILON:
+            raise RateLimitRejectedError(
+                f"rate limit: {permits} permit(s) not available within {limit:g}s",
+                retry_after=wait,
+            )
+        await self._wait(permits, self._monotonic() + limit)
+
+    def pause(self, seconds: Seconds) -> None:
+        pause = _seconds_arg("pause seconds", seconds)
+        if pause > 0:
+            self._pause_until(self._monotonic() + pause)
+
+    def __repr__(self) -> str:
+        return (
+            f"TokenBucketLimiter(rate={self._rate:g}, burst={self._burst}, "
+            f"max_wait={self._max_wait:g}, waiting={self.waiting})"
+        )
+
+
+class PartitionedRateLimiter:
+    """Hands out one :class:`RateLimiter` per partition key, created on first use.
+
+    Keys are usually user or tool ids, so their number is unbounded; the partitions live in
+    an LRU of at most ``max_partitions``. An evicted partition starts again from a full
+    bucket (and forgets a pause) when its key returns, so size ``max_partitions`` above the
+    number of keys active within one burst window. Callers already waiting on an evicted
+    limiter are still served by it.
+
+    Example::
+
+        per_user = PartitionedRateLimiter(
+            lambda key: TokenBucketLimiter(rate=1.0, burst=5), max_partitions=10_000
+        )
+    """
+
+    __slots__ = ("_factory", "_max_partitions", "_partitions")
+
+    def __init__(
+        self, factory: Callable[[str], RateLimiter], *, max_partitions: int = 10_000
+    ) -> None:
+        if not callable(factory):
+            raise TypeError("PartitionedRateLimiter.factory must be callable")
+        self._factory = factory
+        self._max_partitions = integer(
+            "PartitionedRateLimiter", "max_partitions", max_partitions, minimum=1
+        )
+        self._partitions: OrderedDict[str, RateLimiter] = OrderedDict()
+
+    @property
+    def max_partitions(self) -> int:
+        return self._max_partitions
+
+    def get(self, key: str) -> RateLimiter:
+        """The limiter of ``key`` (created by the factory on first use, then reused)."""
+        partitions = self._partitions
+        limiter = partitions.get(key)
+        if limiter is not None:
+            partitions.move_to_end(key)
+            return limiter
+        limiter = self._factory(key)
+        partitions[key] = limiter
+        if len(partitions) > self._max_partitions:
+            partitions.popitem(last=False)
+        return limiter
+
+    def peek(self, key: str) -> RateLimiter | None:
+        """The limiter of ``key`` if it exists, without creating it or refreshing its age."""
+        return self._partitions.get(key)
+
+    def __len__(self) -> int:
+        return len(self._partitions)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._partitions
+
+    def __repr__(self) -> str:
+        return (
+            f"PartitionedRateLimiter(partitions={len(self._partitions)}, "
+            f"max_partitions={self._max_partitions})"
+        )
+
+
+def _scope_key(context: ResilienceContext) -> str:
+    return context.scope
+
+
+class RateLimiterStrategy(Strategy):
+    """Acquires permits (sync fast path, FIFO wait otherwise), then runs the callback.
+
+    A rejection becomes ``Outcome(RateLimitRejectedError(retry_after=..., dependency=name))``
+    and marks the request ``rate_limited``. After the call, ``pause_hint`` reads an upstream
+    ``Retry-After`` from the outcome and pauses the limiter, so one 429 holds back every
+    caller instead of letting each discover it with its own request.
+    """
+
+    __slots__ = (
+        "_hint",
+        "_hint_results",
+        "_limiter",
+        "_max_wait",
+        "_name",
+        "_on_rejected",
+        "_partition_key",
+        "_partitioned",
+        "_permits",
+        "_permits_of",
+        "_telemetry",
+        "_try_acquire",
+    )
+
+    kind: ClassVar[str] = "rate_limiter"
+    may_block: ClassVar[bool] = True
+
+    def __init__(self, options: RateLimiterOptions, build: BuildContext) -> None:
+        self._name = build.name
+        self._limiter = options.limiter
+        self._partitioned = options.partitioned
+        self._partition_key = options.partition_key or _scope_key
+        permits = options.permits
+        self._permits_of = None if isinstance(permits, int) else permits
+        self._permits = permits if isinstance(permits, int) else 1
+        self._max_wait = options.max_wait
+        self._hint = options.pause_hint
+        # The default hint reads exceptions only: skip it on successes (decided once, here).
+        self._hint_results = self._hint is not None and self._hint is not retry_after_of
+        self._on_rejected = options.on_rejected
+        # Decided once: a shared limiter with a constant cost takes the sync fast path.
+        fixed = self._limiter is not None and self._permits_of is None
+        self._try_acquire = self._limiter.try_acquire if fixed and self._limiter else None
+        self._telemetry = build.telemetry(self.kind)
+
+    @property
+    def limiter(self) -> RateLimiter | None:
+        return self._limiter
+
+    @property
+    def partitioned(self) -> PartitionedRateLimiter | None:
+        return self._partitioned
+
+    async def execute(
+        self, callback: Callback, context: ResilienceContext, state: Any
+    ) -> Outcome[Any]:
+        try_acquire = self._try_acquire
+        try:
+            acquired = try_acquire is not None and try_acquire(self._permits) == 0.0
+        except Exception as exc:  # a third-party limiter's bug must not escape as a raise
+            return Outcome(None, exc)
+        if not acquired:
+            return await self._execute_slow(callback, context, state)
+        # Fast path: one shared limiter, constant cost, permits taken without an await.
+        outcome = await callback(context, state)
+        if self._hint_results or (outcome.exception is not None and self._hint is not None):
+            self._pause(self._limiter, outcome, context)
+        return outcome
+
+    async def _execute_slow(
+        self, callback: Callback, context: ResilienceContext, state: Any
+    ) -> Outcome[Any]:
+        permits = self._permits
+        try:
+            limiter, permits = self._resolve(context)
+            # With a fast path, its try_acquire already failed; else try the sync path first.
+            if self._try_acquire is not None or limiter.try_acquire(permits) != 0.0:
+                await limiter.acquire(permits, max_wait=self._max_wait)
+        except RateLimitRejectedError as exc:
+            return await self._rejected(context, exc, permits)
+        except Exception as exc:  # a bad key/permits function, a remote limiter's error
+            return Outcome(None, exc)
+        outcome = await callback(context, state)
+        if self._hint_results or (outcome.exception is not None and self._hint is not None):
+            self._pause(limiter, outcome, context)
+        return outcome
+
+    def _resolve(self, context: ResilienceContext) -> tuple[RateLimiter, int]:
+        limiter = self._limiter
+        if limiter is None:
+            assert self._partitioned is not None
+            limiter = self._partitioned.get(self._partition_key(context))
+        permits = self._permits
+        if self._permits_of is not None:
+            permits = self._permits_of(context)
+            if isinstance(permits, bool) or not isinstance(permits, int) or permits < 0:
+                raise ValueError(
+                    f"RateLimiterOptions.permits returned {permits!r}, not an int >= 0"
+                )
+        return limiter, permits
+
+    async def _rejected(
+        self, context: ResilienceContext, cause: RateLimitRejectedError, permits: int
+    ) -> Outcome[Any]:
+        # A fresh error, named after this dependency, without the limiter's traceback.
+        error = RateLimitRejectedError(
+            str(cause), retry_after=cause.retry_after, dependency=self._name
+        )
+        context.degradation.mark(self._name, DegradationReason.RATE_LIMITED)
+        if self._telemetry.enabled:
+            self._telemetry.emit(
+                "rate_limiter_rejected",
+                Severity.WARNING,
+                context.operation_key,
+                permits=permits,
+                retry_after=error.retry_after,
+            )
+        if self._on_rejected is not None:
+            try:
+                result = self._on_rejected(OnRateLimiterRejectedArgs(context, error, permits))
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:  # an observer must not turn a rejection into another error
+                pass
+        return Outcome(None, error)
+
+    def _pause(
+        self, limiter: RateLimiter | None, outcome: Outcome[Any], context: ResilienceContext
+    ) -> None:
+        if self._hint is None or limiter is None:
+            return
+        try:
+            seconds = self._hint(outcome)
+            if seconds is None or not 0.0 < seconds <= MAX_SANE_HINT:
+                return
+            limiter.pause(seconds)
+        except Exception:  # a broken hint or a remote limiter's error must not fail the call
+            return
+        if self._telemetry.enabled:
+            self._telemetry.emit(
+                "rate_limiter_paused", Severity.WARNING, context.operation_key, seconds=seconds
+            )
+
+
+_OWNER = "RateLimiterOptions"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateLimiterOptions:
+    """Options of the rate-limiter strategy. Give exactly one of ``limiter`` / ``partitioned``.
+
+    * ``limiter``: one limiter shared by every call of the pipeline (e.g. a provider's RPM).
+    * ``partitioned`` + ``partition_key``: one limiter per key; the key defaults to the
+      caller scope (``context.scope``: tenant/user), e.g. ``lambda ctx: ctx.user_id or ""``.
+    * ``permits``: what a call costs, a constant or a function of the context (token-weighted
+      TPM limits); must stay within the limiter's ``burst``.
+    * ``max_wait``: how long a call may queue (``None``: the limiter's own default).
+    * ``pause_hint``: after a call, an upstream ``Retry-After`` read from its outcome pauses
+      the limiter for every caller (``None`` turns that off).
+    """
+
+    limiter: RateLimiter | None = None
+    partitioned: PartitionedRateLimiter | None = None
+    partition_key: Callable[[ResilienceContext], str] | None = None
+    permits: int | Callable[[ResilienceContext], int] = 1
+    max_wait: Seconds | None = None
+    pause_hint: RetryAfterHint | None = retry_after_of
+    on_rejected: OnRateLimiterRejected | None = None
+
+    def __post_init__(self) -> None:
+        if (self.limiter is None) == (self.partitioned is None):
+            raise InvalidOptionsError(
+                _OWNER, "limiter", "needs exactly one of limiter= or partitioned="
+            )
+        if self.limiter is not None and not isinstance(self.limiter, RateLimiter):
+            raise InvalidOptionsError(
+                _OWNER, "limiter", f"must implement RateLimiter, got {type(self.limiter).__name__}"
+            )
+        if self.partitioned is not None and not isinstance(
+            self.partitioned, PartitionedRateLimiter
+        ):
+            raise InvalidOptionsError(_OWNER, "partitioned", "must be a PartitionedRateLimiter")
+        if self.partition_key is not None and self.partitioned is None:
+            raise InvalidOptionsError(_OWNER, "partition_key", "needs partitioned=")
+        callable_or_none(_OWNER, "partition_key", self.partition_key)
+        callable_or_none(_OWNER, "pause_hint", self.pause_hint)
+        callable_or_none(_OWNER, "on_rejected", self.on_rejected)
+        if not callable(self.permits):
+            integer(_OWNER, "permits", self.permits, minimum=1)
+            if self.limiter is not None and self.permits > self.limiter.burst:
+                raise InvalidOptionsError(
+                    _OWNER,
+                    "permits",
+                    f"must be <= the limiter's burst ({self.limiter.burst}), got {self.permits}",
+                )
+        set_field(
+            self, "max_wait", optional_duration(_OWNER, "max_wait", self.max_wait, allow_zero=True)
+        )
+
+    def create_strategy(self, build: BuildContext) -> RateLimiterStrategy:
+        return RateLimiterStrategy(self, build)
+
+__all__ = [
+    "OnRateLimiterRejected",
+    "OnRateLimiterRejectedArgs",
+    "PartitionedRateLimiter",
+    "RateLimiter",
+    "RateLimiterOptions",
+    "RateLimiterStrategy",
+    "TokenBucketLimiter",
+]
