@@ -45,8 +45,8 @@ from netra_resilience.integrations.openai import (
     resilient_async_openai,
 )
 from netra_resilience.llm import LLM_BREAKER_FAILURE, TRANSIENT_LLM_FAILURE
+from netra_resilience.llm._presets import standard_llm_pipeline
 from netra_resilience.pipeline import Pipeline
-from netra_resilience.presets import standard_llm_pipeline
 from netra_resilience.retry import RetryOptions
 from netra_resilience.timeout import TimeoutOptions
 

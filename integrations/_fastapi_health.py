@@ -24,7 +24,7 @@ from netra_resilience.health import (
     retry_after_header,
     status_codes,
 )
-from netra_resilience.health._document import encode
+from netra_resilience.health._report import encode
 
 __all__ = ["DetailAccess", "health_router", "monitor_lifespan"]
 

@@ -73,6 +73,7 @@ from netra_resilience.health import (
     ServiceRegistry,
     health_document,
 )
+from netra_resilience.llm._presets import standard_llm_pipeline
 from netra_resilience.outcome import Outcome
 from netra_resilience.pipeline import EMPTY_PIPELINE, Pipeline, PipelineBuilder
 from netra_resilience.predicates import (
@@ -83,7 +84,6 @@ from netra_resilience.predicates import (
     handle_exception,
     handle_result,
 )
-from netra_resilience.presets import standard_llm_pipeline
 from netra_resilience.rate_limiter import (
     PartitionedRateLimiter,
     RateLimiter,

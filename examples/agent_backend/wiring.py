@@ -46,7 +46,7 @@ from netra_resilience.llm import (
     StreamTruncatedError,
     llm_retry_after,
 )
-from netra_resilience.presets import standard_llm_pipeline, standard_llm_retry
+from netra_resilience.llm._presets import standard_llm_pipeline, standard_llm_retry
 from netra_resilience.routing import (
     Endpoint,
     EndpointPool,

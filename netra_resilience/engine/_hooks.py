@@ -1,21 +1,36 @@
-"""Hooks: named side effects (analytics, monitoring, audit) that must never sink a run.
-
-Each hook gets its own pipeline (circuit breaker outside a short timeout). While the breaker
-is open the hook is *skipped*: not called, not awaited, not queued, and the run's degradation
-reads ``<hook>=skipped``. A hook that failed once in a run is also skipped for the rest of that
-run, so the latency a broken inline hook adds to one run is at most one ``timeout``.
+"""Hooks (analytics, monitoring): each behind its own breaker and timeout, skipped while
+open, run in a bounded background queue so they never delay the user.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import KW_ONLY, dataclass
+from types import MappingProxyType
 from typing import Any
 
-from netra_resilience.circuit_breaker import CircuitBreakerOptions
-from netra_resilience.exceptions import InvalidOptionsError
+from netra_resilience.circuit_breaker import (
+    CircuitBreakerOptions,
+    CircuitBreakerStrategy,
+    CircuitState,
+)
+from netra_resilience.clock import SYSTEM_CLOCK, Clock
+from netra_resilience.context import ResilienceContext
+from netra_resilience.degradation import DegradationReason
+from netra_resilience.engine._run import Engine, EngineMiddleware, RunEvents, RunRequest
+from netra_resilience.exceptions import (
+    BrokenCircuitError,
+    InvalidOptionsError,
+    TimeoutRejectedError,
+)
 from netra_resilience.health import Criticality
-from netra_resilience.validation import Seconds, duration, set_field
+from netra_resilience.pipeline import Pipeline, PipelineBuilder
+from netra_resilience.telemetry import TelemetryListener
+from netra_resilience.timeout import TimeoutOptions
+from netra_resilience.validation import Seconds, duration, integer, set_field, to_seconds
 
 HookFn = Callable[[Mapping[str, Any]], Awaitable[object]]
 """``async def hook(event) -> None``: receives each (read-only) event it subscribed to."""
@@ -88,3 +103,224 @@ def as_hooks(hooks: Mapping[str, HookFn] | Collection[Hook]) -> tuple[Hook, ...]
     if len(set(names)) != len(names):
         raise ValueError(f"hook names must be unique, got {names}")
     return items
+
+
+HookJob = tuple[Callable[..., Awaitable[object]], tuple[Any, ...]]
+
+
+class HookQueue:
+    """Bounded FIFO served by ``workers`` tasks; ``aclose()`` drains it on shutdown."""
+
+    __slots__ = (
+        "_clock",
+        "_closing",
+        "_jobs",
+        "_max",
+        "_ready",
+        "_worker_count",
+        "_workers",
+        "abandoned",
+        "dropped",
+        "processed",
+    )
+
+    def __init__(self, *, max_size: int = 1000, workers: int = 2, clock: Clock | None = None):
+        self._max = integer("HookQueue", "max_size", max_size, minimum=1)
+        self._worker_count = integer("HookQueue", "workers", workers, minimum=1, maximum=64)
+        self._clock = clock or SYSTEM_CLOCK
+        self._jobs: deque[HookJob] = deque()
+        self._ready: asyncio.Event | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._closing = False
+        self.dropped = 0
+        """Jobs dropped because the queue was full (or already shut down)."""
+        self.processed = 0
+        self.abandoned = 0
+        """Jobs still queued when the drain deadline passed."""
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def offer(self, fn: Callable[..., Awaitable[object]], *args: Any) -> None:
+        """Queue ``fn(*args)``; never waits. Drops the oldest job when full."""
+        if self._closing:
+            self.dropped += 1
+            return
+        jobs = self._jobs
+        if len(jobs) >= self._max:
+            jobs.popleft()
+            self.dropped += 1
+        jobs.append((fn, args))
+        if self._ready is None:
+            self._start()
+        assert self._ready is not None
+        self._ready.set()
+
+    def _start(self) -> None:
+        self._ready = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for _ in range(self._worker_count):
+            # An empty contextvars.Context: a worker must not inherit the ResilienceContext of
+            # whichever run happened to start it (each job carries its own run's context).
+            task = loop.create_task(self._work(), context=contextvars.Context())
+            self._workers.append(task)
+
+    async def _work(self) -> None:
+        jobs = self._jobs
+        ready = self._ready
+        assert ready is not None
+        while True:
+            if not jobs:
+                if self._closing:
+                    return
+                ready.clear()
+                await ready.wait()
+                continue
+            fn, args = jobs.popleft()
+            try:
+                await fn(*args)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # the worker itself is being stopped (drain deadline)
+                # else the job raised it by itself (a closing socket): keep serving
+            except Exception:  # jobs handle their own failures
+                pass
+            self.processed += 1
+
+    async def aclose(self, within: float | None = 5.0) -> None:
+        """Stop accepting jobs, run what is queued (at most ``within`` s on the clock), stop."""
+        self._closing = True
+        if self._ready is not None:
+            self._ready.set()
+        workers = [task for task in self._workers if not task.done()]
+        if not workers:
+            return
+        try:
+            async with self._clock.timeout(within):
+                await asyncio.gather(*(asyncio.shield(task) for task in workers))
+        except TimeoutError:
+            self.abandoned += len(self._jobs)
+            self._jobs.clear()
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+
+_BLOCKED = (CircuitState.OPEN, CircuitState.ISOLATED)
+
+
+class _Registered:
+    """A hook with its pipeline and breaker, built once per stack."""
+
+    __slots__ = ("breaker", "hook", "pipeline")
+
+    def __init__(self, hook: Hook, pipeline: Pipeline) -> None:
+        self.hook = hook
+        self.pipeline = pipeline
+        breaker = pipeline.find(CircuitBreakerStrategy)
+        assert breaker is not None  # the middleware always builds one
+        self.breaker = breaker
+
+    def is_open(self) -> bool:
+        return self.breaker.state in _BLOCKED
+
+    async def call(self, event: Mapping[str, Any], context: ResilienceContext) -> bool:
+        """Run the hook; never raises. Marks the run's degradation and returns False on failure."""
+        outcome = await self.pipeline.execute_outcome(self.hook.fn, event, context=context)
+        exc = outcome.exception
+        if exc is None:
+            return True
+        if isinstance(exc, BrokenCircuitError):
+            context.degradation.mark(self.hook.name, DegradationReason.SKIPPED)
+        elif not isinstance(exc, TimeoutRejectedError):  # the timeout strategy marked it
+            context.degradation.mark(self.hook.name, DegradationReason.ERROR)
+        return False
+
+
+class _RunHooks:
+    """One run's view of the hooks (an :class:`EventObserver`)."""
+
+    __slots__ = ("_context", "_failed", "_owner")
+
+    def __init__(self, owner: HooksMiddleware, context: ResilienceContext) -> None:
+        self._owner = owner
+        self._context = context
+        self._failed: set[str] = set()
+
+    def _skip(self, hook: _Registered) -> bool:
+        if hook.hook.name in self._failed or hook.is_open():
+            self._context.degradation.mark(hook.hook.name, DegradationReason.SKIPPED)
+            return True
+        return False
+
+    def notify(self, event: Mapping[str, Any]) -> None:
+        event_type = event["type"]
+        view: Mapping[str, Any] | None = None
+        for hook in self._owner.background:
+            if hook.hook.wants(event_type) and not self._skip(hook):
+                view = view or MappingProxyType(event)
+                self._owner.queue.offer(self._run, hook, view)
+
+    async def _run(self, hook: _Registered, event: Mapping[str, Any]) -> None:
+        """A background job: skipped if the breaker opened (or the hook failed) meanwhile."""
+        if not self._skip(hook) and not await hook.call(event, self._context):
+            self._failed.add(hook.hook.name)
+
+    async def observe(self, event: Mapping[str, Any]) -> None:
+        event_type = event["type"]
+        for hook in self._owner.inline:
+            if (
+                hook.hook.wants(event_type)
+                and not self._skip(hook)
+                and not await hook.call(MappingProxyType(event), self._context)
+            ):
+                self._failed.add(hook.hook.name)
+
+
+class HooksMiddleware(EngineMiddleware):
+    """``Middleware(HooksMiddleware, hooks=[Hook("analytics", send)], clock=clock)``.
+
+    Hooks see every event of every run (filtered by ``Hook.events``). Background hooks share
+    one bounded :class:`HookQueue`; ``aclose()`` drains it (at most ``drain_timeout``).
+    """
+
+    def __init__(
+        self,
+        app: Engine,
+        *,
+        hooks: Mapping[str, HookFn] | Collection[Hook] = (),
+        clock: Clock | None = None,
+        queue_size: int = 1000,
+        workers: int = 2,
+        drain_timeout: Seconds = 5.0,
+        telemetry: TelemetryListener | None = None,
+    ) -> None:
+        super().__init__(app)
+        self.clock = clock or SYSTEM_CLOCK
+        self.queue = HookQueue(max_size=queue_size, workers=workers, clock=self.clock)
+        self.drain_timeout = to_seconds(drain_timeout)
+        self.hooks: dict[str, _Registered] = {}
+        for hook in as_hooks(hooks):
+            assert hook.breaker is not None
+            pipeline = (
+                PipelineBuilder(hook.name, clock=self.clock, telemetry=telemetry)
+                .add_circuit_breaker(hook.breaker)
+                .add_timeout(TimeoutOptions(timeout=hook.timeout))
+                .build()
+            )
+            self.hooks[hook.name] = _Registered(hook, pipeline)
+        self.background = tuple(h for h in self.hooks.values() if h.hook.background)
+        self.inline = tuple(h for h in self.hooks.values() if not h.hook.background)
+
+    def breaker(self, name: str) -> CircuitBreakerStrategy:
+        """The named hook's breaker (for health, or to isolate a hook by hand)."""
+        return self.hooks[name].breaker
+
+    async def __call__(self, request: RunRequest, events: RunEvents, /) -> Any:
+        if self.hooks:
+            events.add_observer(_RunHooks(self, events.context))
+        return await self.app(request, events)
+
+    async def aclose(self) -> None:
+        await self.queue.aclose(self.drain_timeout)

@@ -1,15 +1,13 @@
-"""``ResilientEngine``: runs an engine inside its middleware with the guarantees of a run.
-
-The guarantees are not a removable middleware on purpose: every run gets its own bound
-context, ordered events and exactly one final ``agent_completed`` whatever the engine does.
+"""The resilient engine: runs an agent through its layers and always ends with
+``agent_completed``; ``wrap_engine`` builds one.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, overload
 
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.context import (
@@ -18,17 +16,26 @@ from netra_resilience.context import (
     current_context,
     unbind_context,
 )
-from netra_resilience.engine._delivery import EventDelivery
-from netra_resilience.engine._emitter import RunEvents
-from netra_resilience.engine._middleware import Middleware, Start, build_stack
-from netra_resilience.engine._options import EventOptions
-from netra_resilience.engine._result import (
+from netra_resilience.engine._hooks import Hook, HookFn, HooksMiddleware
+from netra_resilience.engine._run import (
     CANCELLED_MESSAGE,
+    Engine,
+    EventDelivery,
+    EventOptions,
+    EventSink,
+    EventType,
+    Middleware,
+    RunEvents,
+    RunRequest,
     RunResult,
+    RunStatus,
+    Start,
+    build_stack,
     is_json_shaped,
     public_error,
 )
-from netra_resilience.engine._types import Engine, EventSink, EventType, RunRequest, RunStatus
+from netra_resilience.engine._tools import Tool, ToolFn, ToolsMiddleware
+from netra_resilience.telemetry import TelemetryListener
 from netra_resilience.validation import to_seconds
 
 L = TypeVar("L")
@@ -155,3 +162,78 @@ class ResilientEngine:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+@overload
+def wrap_engine(
+    engine: Engine,
+    /,
+    *,
+    hooks: Mapping[str, HookFn] | Collection[Hook] = ...,
+    tools: Mapping[str, ToolFn] | Collection[Tool] = ...,
+    middleware: Sequence[Middleware] = ...,
+    events: EventOptions | None = ...,
+    clock: Clock | None = ...,
+    random: Callable[[], float] | None = ...,
+    telemetry: TelemetryListener | None = ...,
+    hook_queue_size: int = ...,
+) -> ResilientEngine: ...
+
+
+@overload
+def wrap_engine(
+    engine: None = None,
+    /,
+    *,
+    hooks: Mapping[str, HookFn] | Collection[Hook] = ...,
+    tools: Mapping[str, ToolFn] | Collection[Tool] = ...,
+    middleware: Sequence[Middleware] = ...,
+    events: EventOptions | None = ...,
+    clock: Clock | None = ...,
+    random: Callable[[], float] | None = ...,
+    telemetry: TelemetryListener | None = ...,
+    hook_queue_size: int = ...,
+) -> Callable[[Engine], ResilientEngine]: ...
+
+
+def wrap_engine(
+    engine: Engine | None = None,
+    /,
+    *,
+    hooks: Mapping[str, HookFn] | Collection[Hook] = (),
+    tools: Mapping[str, ToolFn] | Collection[Tool] = (),
+    middleware: Sequence[Middleware] = (),
+    events: EventOptions | None = None,
+    clock: Clock | None = None,
+    random: Callable[[], float] | None = None,
+    telemetry: TelemetryListener | None = None,
+    hook_queue_size: int = 1000,
+) -> ResilientEngine | Callable[[Engine], ResilientEngine]:
+    """Wrap ``engine`` (a plain ``async def`` or an object with ``async __call__``).
+
+    ``hooks``/``tools`` take ``{"name": fn}`` for defaults or ``Hook``/``Tool`` objects to
+    tune them; ``middleware`` adds your own layers inside hooks and tools (they see
+    ``request.tools``). Without ``engine`` it returns a decorator::
+
+        @wrap_engine(hooks={"analytics": send_analytics}, tools={"search": search})
+        async def agent(request, events): ...
+    """
+    the_clock = clock or SYSTEM_CLOCK
+    stack = [
+        Middleware(
+            HooksMiddleware,
+            hooks=hooks,
+            clock=the_clock,
+            queue_size=hook_queue_size,
+            telemetry=telemetry,
+        ),
+        Middleware(
+            ToolsMiddleware, tools=tools, clock=the_clock, random=random, telemetry=telemetry
+        ),
+        *middleware,
+    ]
+
+    def wrap(target: Engine) -> ResilientEngine:
+        return ResilientEngine(target, middleware=stack, events=events, clock=the_clock)
+
+    return wrap if engine is None else wrap(engine)

@@ -9,22 +9,28 @@ Framework-free: the FastAPI/ASGI adapters live in ``netra_resilience.integration
 * :func:`health_document` renders a :class:`HealthReport` as ``application/health+json``.
 """
 
-from netra_resilience.health._dependency import BreakerLike, Dependency, HealthCheck
-from netra_resilience.health._document import (
+from netra_resilience.health._dependency import (
+    BreakerLike,
+    Criticality,
+    Dependency,
+    HealthCheck,
+    HealthStatus,
+)
+from netra_resilience.health._registry import HealthMonitor, ServiceRegistry, find_breaker
+from netra_resilience.health._report import (
     DEFAULT_STATUS_CODES,
     HEALTH_HEADERS,
     HEALTH_MEDIA_TYPE,
     LIVENESS_DOCUMENT,
+    ComponentHealth,
+    HealthReport,
+    ProbeResult,
     ServiceInfo,
     health_document,
     readiness_document,
     retry_after_header,
     status_codes,
 )
-from netra_resilience.health._monitor import HealthMonitor
-from netra_resilience.health._registry import ServiceRegistry, find_breaker
-from netra_resilience.health._report import ComponentHealth, HealthReport, ProbeResult
-from netra_resilience.health._status import Criticality, HealthStatus
 
 __all__ = [
     "DEFAULT_STATUS_CODES",

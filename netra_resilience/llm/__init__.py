@@ -5,37 +5,44 @@ Nothing here imports openai, httpx or any other SDK; the adapters in
 pieces into real clients.
 """
 
-from netra_resilience.llm._answers import DegradedAnswers, answer_cache_filter, is_complete_answer
-from netra_resilience.llm._classify import (
+from netra_resilience.llm._fallback import (
+    Alternate,
+    CannedReply,
+    DegradedAnswers,
+    FallbackChain,
+    answer_cache_filter,
+    breaker_open,
+    is_complete_answer,
+)
+from netra_resilience.llm._request import (
     LLM_BREAKER_FAILURE,
     LLM_DEPENDENCY_FAILURE,
+    NON_OUTPUT_PARAMS,
     TRANSIENT_LLM_FAILURE,
-    is_transient_failure,
-    is_transient_status,
-    llm_retry_after,
-    server_delay,
-)
-from netra_resilience.llm._errors import (
     FirstTokenTimeoutError,
+    LlmCacheKey,
+    LlmRequest,
     StreamIdleTimeoutError,
     StreamTruncatedError,
-)
-from netra_resilience.llm._fallback import Alternate, CannedReply, FallbackChain, breaker_open
-from netra_resilience.llm._keys import (
-    NON_OUTPUT_PARAMS,
-    LlmCacheKey,
+    is_transient_failure,
+    is_transient_status,
     llm_cache_key,
+    llm_retry_after,
     make_llm_cache_key,
+    report_failure,
+    request_of,
+    server_delay,
 )
-from netra_resilience.llm._report import report_failure
-from netra_resilience.llm._request import LlmRequest, request_of
-from netra_resilience.llm._stream import TRUNCATED, ResilientStream, StreamPolicy, open_stream
-from netra_resilience.llm._trackers import (
+from netra_resilience.llm._stream import (
+    TRUNCATED,
     ChatStreamTracker,
     EndOfBodyTracker,
+    ResilientStream,
     ResponsesStreamTracker,
+    StreamPolicy,
     StreamProviderError,
     StreamTracker,
+    open_stream,
     tracker_for,
 )
 

@@ -1,10 +1,21 @@
-"""``LlmRequest``: one LLM call's parameters, as the pipeline's cache key and fallbacks see them."""
+"""LLM requests: what a call asks for, its cache key, how its failures are classified.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from netra_resilience.cache import stable_key
+from netra_resilience.clock import SYSTEM_CLOCK, Clock
+from netra_resilience.context import ResilienceContext
+from netra_resilience.exceptions import ExecutionRejectedError, NetraError, TimeoutRejectedError
+from netra_resilience.hints import RetryAfterHint, parse_retry_after_headers, retry_after_of
+from netra_resilience.outcome import Outcome
+from netra_resilience.pipeline import Pipeline
+from netra_resilience.predicates import OutcomePredicate
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,3 +54,239 @@ def request_of(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> LlmRequest |
         if isinstance(value, LlmRequest):
             return value
     return None
+
+
+class StreamTruncatedError(NetraError):
+    """A stream ended before its terminal event: the answer the caller holds is incomplete.
+
+    Raised by the stream wrapper instead of ending cleanly, so an agent can never mistake a
+    cut-off answer for a whole one. ``chunks`` is how many chunks already reached the caller;
+    once it is above zero nothing may be retried or replaced (the caller has seen them), which
+    is why the error says ``transient = False`` then. ``reason`` is one of ``"error"`` (the
+    transport or provider failed mid-way; see ``__cause__``), ``"idle_timeout"``,
+    ``"incomplete"`` (the body ended without a terminal event) or ``"provider_error"`` (the
+    provider sent an error event).
+    """
+
+    def __init__(
+        self,
+        message: str = "stream truncated",
+        *,
+        reason: str,
+        chunks: int,
+        dependency: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.chunks = chunks
+        self.dependency = dependency
+        # Before the first chunk reached the caller the whole call may still be retried.
+        self.transient = chunks == 0
+
+
+class FirstTokenTimeoutError(TimeoutRejectedError):
+    """No content chunk arrived within the time-to-first-token limit (retryable)."""
+
+
+class StreamIdleTimeoutError(TimeoutRejectedError):
+    """No chunk arrived within the idle limit after the stream had started (the cause of a
+    :class:`StreamTruncatedError` with ``reason="idle_timeout"``)."""
+
+
+NON_OUTPUT_PARAMS = frozenset(
+    {
+        "timeout",
+        "extra_headers",  # transport headers (may hold credentials): never in a key
+        "idempotency_key",
+        "user",  # end-user id for abuse tracking; isolation comes from the context's scope
+        "safety_identifier",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "metadata",
+        "store",
+        "service_tier",
+    }
+)
+"""Parameters left out of the key: they never change the generated answer."""
+
+_FLOAT_PARAMS = frozenset({"temperature", "top_p", "frequency_penalty", "presence_penalty"})
+
+LlmCacheKey = Callable[[ResilienceContext, tuple[Any, ...], dict[str, Any]], str | None]
+
+
+def _is_sentinel(value: Any) -> bool:
+    # openai's NOT_GIVEN / omit (and their look-alikes in other Stainless SDKs): not sent.
+    return type(value).__name__ in ("NotGiven", "Omit") and not value
+
+
+def normalize_params(params: Mapping[str, Any], ignore: Iterable[str]) -> dict[str, Any]:
+    """Drop ignored parameters and unsent sentinels; make equal numbers hash equal."""
+    skip = frozenset(ignore)
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        if name in skip or _is_sentinel(value):
+            continue
+        if name in _FLOAT_PARAMS and isinstance(value, int) and not isinstance(value, bool):
+            out[name] = float(value)  # temperature=1 and temperature=1.0 answer alike
+        else:
+            out[name] = value
+    return out
+
+
+def make_llm_cache_key(
+    *, ignore: Iterable[str] = NON_OUTPUT_PARAMS, cache_streams: bool = False
+) -> LlmCacheKey:
+    """A ``CacheOptions.key`` for LLM calls.
+
+    The call's :class:`LlmRequest` (or, for a plain ``pipeline.execute(create, **params)``, its
+    keyword arguments) is normalised and hashed with its API kind. Streaming requests bypass
+    the cache unless ``cache_streams`` (a stream is not a value that can be stored).
+    """
+    skip = frozenset(ignore)
+
+    def key(
+        context: ResilienceContext, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> str | None:
+        request = request_of(args, kwargs)
+        kind, params = ("call", kwargs) if request is None else (request.kind, request.params)
+        if not cache_streams and params.get("stream"):
+            return None
+        return f"{kind}:{stable_key(kind, normalize_params(params, skip))}"
+
+    return key
+
+
+llm_cache_key: LlmCacheKey = make_llm_cache_key()
+"""The default LLM cache key (see :func:`make_llm_cache_key`)."""
+
+
+_TRANSIENT_STATUSES = frozenset({408, 409, 429})
+
+# Base-class names shared by the SDK families we meet under agent stacks: openai and anthropic
+# (``APIConnectionError`` -> ``APITimeoutError``; strict-mode ``APIResponseValidationError``),
+# httpx and httpx2 (``TransportError`` covers connect/read/write errors, protocol errors and
+# their ``TimeoutException``s). Matching names keeps those libraries optional.
+_TRANSIENT_CLASS_NAMES = frozenset(
+    {"APIConnectionError", "APITimeoutError", "APIResponseValidationError", "TransportError"}
+)
+
+
+def is_transient_status(status: int, headers: Mapping[str, str] | None = None) -> bool:
+    """HTTP 408, 409, 429 and 5xx are transient; ``x-should-retry`` overrides the status."""
+    if headers is not None:
+        flag = headers.get("x-should-retry")
+        if flag == "true":
+            return True
+        if flag == "false":
+            return False
+    return status in _TRANSIENT_STATUSES or status >= 500
+
+
+def _headers_of(exc: BaseException) -> Mapping[str, str] | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    return headers if isinstance(headers, Mapping) else None
+
+
+def is_transient_failure(exc: BaseException) -> bool:
+    """True when retrying ``exc`` (an attempt's failure) may succeed.
+
+    * our own rejections are not (an open breaker, a full bulkhead), except timeouts;
+    * an explicit boolean ``transient`` attribute decides when present;
+    * an integer ``status_code`` decides by :func:`is_transient_status`;
+    * connection errors, timeouts, and a body that does not parse as JSON are transient;
+    * everything else (4xx, programming errors) is not.
+    """
+    if not isinstance(exc, Exception):
+        return False  # CancelledError and friends are never retried
+    if isinstance(exc, ExecutionRejectedError):
+        return isinstance(exc, TimeoutRejectedError)
+    flag = getattr(exc, "transient", None)
+    if isinstance(flag, bool):
+        return flag
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and not isinstance(status, bool):
+        return is_transient_status(status, _headers_of(exc))
+    if isinstance(exc, ConnectionError | TimeoutError | json.JSONDecodeError):
+        return True
+    return any(cls.__name__ in _TRANSIENT_CLASS_NAMES for cls in type(exc).__mro__)
+
+
+def _transient_outcome(outcome: Outcome[Any]) -> bool:
+    exc = outcome.exception
+    return exc is not None and is_transient_failure(exc)
+
+
+TRANSIENT_LLM_FAILURE = OutcomePredicate(_transient_outcome, "transient LLM/HTTP failure")
+"""Retry predicate for LLM and HTTP calls (see :func:`is_transient_failure`)."""
+
+
+def server_delay(headers: Mapping[str, str] | None, clock: Clock = SYSTEM_CLOCK) -> float | None:
+    """Seconds the server asked us to wait (``retry-after-ms``, then ``Retry-After``)."""
+    if headers is None:
+        return None
+    return parse_retry_after_headers(headers, clock.now())
+
+
+def llm_retry_after(clock: Clock | None = None) -> RetryAfterHint:
+    """A :data:`RetryAfterHint` for LLM/HTTP failures, reading HTTP-dates on ``clock``.
+
+    A ``retry_after`` attribute (our ``UpstreamStatusError``) wins; otherwise the headers of
+    the exception's ``response`` (openai's ``APIStatusError``) are parsed.
+    """
+    source = clock or SYSTEM_CLOCK
+
+    def hint(outcome: Outcome[Any]) -> float | None:
+        seconds = retry_after_of(outcome)
+        if seconds is not None:
+            return seconds
+        exc = outcome.exception
+        if exc is None or isinstance(exc, ExecutionRejectedError):
+            return None
+        return server_delay(_headers_of(exc), source)
+
+    return hint
+
+
+def _breaker_failure(outcome: Outcome[Any]) -> bool:
+    exc = outcome.exception
+    if exc is None:
+        return False
+    # A stream cut after its first chunk is not retryable, but it is the dependency failing.
+    return isinstance(exc, StreamTruncatedError) or is_transient_failure(exc)
+
+
+def _dependency_failure(outcome: Outcome[Any]) -> bool:
+    exc = outcome.exception
+    return isinstance(exc, ExecutionRejectedError) or _breaker_failure(outcome)
+
+
+LLM_BREAKER_FAILURE = OutcomePredicate(_breaker_failure, "LLM dependency failure")
+"""Breaker predicate: transient failures plus streams truncated mid-way (never a 4xx)."""
+
+LLM_DEPENDENCY_FAILURE = OutcomePredicate(_dependency_failure, "LLM unavailable")
+"""Fallback/stale-cache predicate: the dependency failed or the pipeline refused the call
+(open breaker, timeout, rate limit, full bulkhead). A 4xx is the caller's to see."""
+
+
+async def _failed(context: ResilienceContext, state: Any) -> Outcome[Any]:
+    return Outcome(None, state)
+
+
+async def report_failure(
+    pipeline: Pipeline | None, error: BaseException, context: ResilienceContext | None = None
+) -> None:
+    """Count ``error`` as a failed call in every closed/half-open breaker of ``pipeline``.
+
+    The replay runs in a throw-away context: it must not mark the request's degradation (the
+    caller already marks the truncation itself).
+    """
+    if pipeline is None:
+        return
+    for strategy in pipeline.strategies:
+        if strategy.kind != "circuit_breaker":
+            continue
+        if str(getattr(strategy, "state", "")) in ("open", "isolated"):
+            continue  # already refusing calls: nothing to learn
+        key = context.operation_key if context is not None else pipeline.name
+        await strategy.execute(_failed, ResilienceContext(key), error)

@@ -10,32 +10,31 @@
 * ``integrations.routing_httpx.EndpointRoutingTransport`` routes httpx/httpx2 requests.
 """
 
-from netra_resilience.routing._breaker import EndpointBreaker
 from netra_resilience.routing._endpoint import (
+    AllOpenPolicy,
     Endpoint,
+    EndpointBreaker,
+    EndpointPoolOptions,
     EndpointResolutionError,
-    NoHealthyEndpointError,
-)
-from netra_resilience.routing._member import PoolMember
-from netra_resilience.routing._options import AllOpenPolicy, EndpointPoolOptions
-from netra_resilience.routing._pool import EndpointPool
-from netra_resilience.routing._prober import EndpointCheck, EndpointProber
-from netra_resilience.routing._resolution import ResolutionCache
-from netra_resilience.routing._selection import (
     LatencyWeighted,
     LeastInFlight,
+    NoHealthyEndpointError,
+    PoolMember,
     RoundRobin,
     Selection,
     Selector,
 )
-from netra_resilience.routing._sources import (
+from netra_resilience.routing._pool import (
     DiscoveryEndpoints,
     DnsEndpoints,
+    EndpointPool,
     EndpointSource,
+    ResolutionCache,
     Resolver,
     StaticEndpoints,
     getaddrinfo_resolver,
 )
+from netra_resilience.routing._prober import EndpointCheck, EndpointProber
 
 __all__ = [
     "AllOpenPolicy",

@@ -15,8 +15,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 
 from netra_resilience.exceptions import InvalidOptionsError
-from netra_resilience.routing._endpoint import Endpoint
-from netra_resilience.routing._member import PoolMember
+from netra_resilience.routing._endpoint import Endpoint, PoolMember
 from netra_resilience.routing._pool import EndpointPool
 
 EndpointCheck = Callable[[Endpoint], Awaitable[bool | None] | bool | None]

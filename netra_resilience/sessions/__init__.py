@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from netra_resilience.sessions._gate import BackendGate
 from netra_resilience.sessions._memory import InMemorySessionBackend
-from netra_resilience.sessions._reconcile import ReconcileReport
-from netra_resilience.sessions._record import (
+from netra_resilience.sessions._store import (
     FallbackSessionBackend,
+    ReconcileReport,
     SessionBackend,
     SessionRecord,
+    SessionStore,
     SessionStoreUnavailableError,
 )
-from netra_resilience.sessions._store import SessionStore
 
 __all__ = [
     "BackendGate",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from netra_resilience.sessions._record import SessionRecord
+from netra_resilience.sessions._store import SessionRecord
 
 
 class InMemorySessionBackend:

@@ -1,19 +1,359 @@
-"""``SessionStore``: sessions with TTL on a primary backend, a fallback while it is down."""
+"""Session store: a primary backend with a fallback, versioned write-back after an outage.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
-from netra_resilience.context import ResilienceContext
+from netra_resilience.context import ResilienceContext, current_context
+from netra_resilience.degradation import DegradationReason
+from netra_resilience.exceptions import NetraError
 from netra_resilience.sessions._gate import BackendGate
-from netra_resilience.sessions._reconcile import ReconcileReport
-from netra_resilience.sessions._record import FallbackSessionBackend, SessionBackend, SessionRecord
-from netra_resilience.sessions._routing import StoreRouting
 from netra_resilience.validation import Seconds, duration, integer
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """One stored version of a session.
+
+    ``version`` orders writes (microseconds of wall time, strictly increasing per store), so a
+    backend keeps a record only when it is newer than the one it holds: that is what stops a
+    replayed outage write from overwriting a later one. ``data is None`` is a *tombstone*: the
+    session was deleted at ``version``, and older writes must not bring it back.
+    ``expires_at`` is wall time in seconds since the epoch (``None`` = never).
+    """
+
+    key: str
+    version: int
+    data: bytes | None
+    expires_at: float | None = None
+
+    @property
+    def deleted(self) -> bool:
+        return self.data is None
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+    def ttl(self, now: float) -> float | None:
+        """Seconds left (``None`` = no expiry); zero or less means already expired."""
+        return None if self.expires_at is None else self.expires_at - now
+
+
+@runtime_checkable
+class SessionBackend(Protocol):
+    """Where sessions live: Redis, a SQL table, memory. Versioned, compare-and-set writes."""
+
+    async def load(self, key: str) -> SessionRecord | None:
+        """The stored record (tombstones included), or ``None`` if the key is unknown."""
+        ...
+
+    async def save(self, record: SessionRecord, now: float) -> bool:
+        """Store ``record`` unless a record with the same or a newer version is there.
+
+        ``now`` is the store's wall time (seconds since the epoch), for backends that expire
+        keys relative to it (Redis ``PX``). Returns whether the record was stored. Must be
+        atomic (one Lua script, one upsert statement).
+        """
+        ...
+
+    async def ping(self) -> None:
+        """Raise if the backend cannot serve requests right now (used by health checks)."""
+        ...
+
+
+@runtime_checkable
+class FallbackSessionBackend(SessionBackend, Protocol):
+    """A backend that can stand in for the primary and lists what it holds for write-back.
+
+    Records written here wait as *pending* until the store has copied them to the primary;
+    then they are marked *synced* and stay readable for a grace period, for processes that
+    still read from the fallback because they have not yet noticed the primary is back.
+    A newer write to a synced record makes it pending again.
+    """
+
+    async def pending(self, *, after: str, limit: int) -> Sequence[SessionRecord]:
+        """Up to ``limit`` pending records with ``key > after``, ordered by key."""
+        ...
+
+    async def has_pending(self) -> bool:
+        """Whether any record is waiting to be written back."""
+        ...
+
+    async def mark_synced(self, key: str, version: int, now: float) -> None:
+        """Mark ``key`` written back at ``now`` if it still holds ``version``."""
+        ...
+
+    async def purge_synced(self, before: float) -> int:
+        """Delete records synced before ``before``; returns how many."""
+        ...
+
+
+class SessionStoreUnavailableError(NetraError):
+    """Neither the primary nor the fallback backend could serve the operation."""
+
+    def __init__(self, message: str = "session store unavailable", *, operation: str = "") -> None:
+        super().__init__(message)
+        self.operation = operation
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileReport:
+    """What one write-back pass did.
+
+    ``moved``: records written to the primary. ``superseded``: records the primary already
+    held in a newer version (a write after recovery), dropped. ``expired``: records past their
+    TTL, dropped. ``complete``: the pass reached the end (false when a backend failed midway;
+    the rest stays in the fallback for the next pass).
+    """
+
+    moved: int = 0
+    superseded: int = 0
+    expired: int = 0
+    complete: bool = True
+
+
+async def write_back(
+    primary: SessionBackend,
+    fallback: FallbackSessionBackend,
+    *,
+    primary_gate: BackendGate,
+    fallback_gate: BackendGate,
+    now: float,
+    batch: int,
+    grace: float,
+) -> ReconcileReport:
+    """One pass over the fallback's pending records in key order, then a purge.
+
+    Each record goes to the primary with a compare-and-set on its version, then is marked
+    synced only if the fallback still holds that same version. So a write that lands in the
+    fallback during the pass is never lost, and an older outage write never overwrites a newer
+    session (or resurrects a deleted one: deletions are tombstones with versions too). Synced
+    records older than ``grace`` seconds are deleted at the end.
+    """
+    moved = superseded = expired = 0
+    after = ""
+    try:
+        while True:
+            rows = await fallback_gate.call(
+                functools.partial(fallback.pending, after=after, limit=batch)
+            )
+            for record in rows:
+                if record.expired(now):
+                    expired += 1
+                elif await primary_gate.call(functools.partial(primary.save, record, now)):
+                    moved += 1
+                else:
+                    superseded += 1
+                await fallback_gate.call(
+                    functools.partial(fallback.mark_synced, record.key, record.version, now)
+                )
+            if len(rows) < batch:
+                break
+            after = rows[-1].key
+        await fallback_gate.call(functools.partial(fallback.purge_synced, now - grace))
+    except Exception:
+        return ReconcileReport(moved, superseded, expired, complete=False)
+    return ReconcileReport(moved, superseded, expired, complete=True)
+
+
+class StoreSync:
+    """The state and write-back half of :class:`SessionStore` (which sets these attributes).
+
+    ``_pending`` is true while the fallback may hold writes not yet written back: reads then
+    consult both backends. ``_fallback_writes`` counts fallback writes, so a write-back pass
+    that raced with a new one does not clear ``_pending``.
+    """
+
+    reconcile_interval: float
+    sync_grace: float
+    primary_gate: BackendGate
+    fallback_gate: BackendGate
+    last_reconcile: ReconcileReport | None
+    _clock: Clock
+    _primary: SessionBackend
+    _fallback: FallbackSessionBackend | None
+    _batch: int
+    _pending: bool
+    _fallback_writes: int
+    _next_sync: float
+    _sync_task: asyncio.Task[None] | None
+    _reconcile_lock: asyncio.Lock
+
+    async def reconcile(self) -> ReconcileReport:
+        """Write back what the fallback holds to the primary now (also runs automatically)."""
+        fallback = self._fallback
+        if fallback is None:
+            return ReconcileReport()
+        # Only into a primary that the gate routes reads to: records moved while reads still
+        # went to the fallback would look missing until the gate closed.
+        if not await self.primary_gate.probe_now():
+            return ReconcileReport(complete=False)
+        async with self._reconcile_lock:
+            writes = self._fallback_writes
+            report = await write_back(
+                self._primary,
+                fallback,
+                primary_gate=self.primary_gate,
+                fallback_gate=self.fallback_gate,
+                now=self._wall(),
+                batch=self._batch,
+                grace=self.sync_grace,
+            )
+            if report.complete and writes == self._fallback_writes:
+                self._pending = False
+            self.last_reconcile = report
+            return report
+
+    @property
+    def pending(self) -> bool:
+        """Whether outage writes may still wait in the fallback (reads then consult both)."""
+        return self._pending
+
+    def _wall(self) -> float:
+        return self._clock.now().timestamp()
+
+    def _on_primary_recovered(self) -> None:
+        if self._fallback is not None:
+            self._pending = True
+            self._next_sync = 0.0
+            self._maybe_sync()
+
+    def _maybe_sync(self) -> None:
+        if self._sync_task is not None or self._fallback is None:
+            return
+        now = self._clock.monotonic()
+        if now < self._next_sync:
+            return
+        interval = self.primary_gate.retry_interval if self._pending else self.reconcile_interval
+        self._next_sync = now + interval
+        self._sync_task = asyncio.get_running_loop().create_task(self._sync())
+
+    async def _sync(self) -> None:
+        try:
+            fallback = self._fallback
+            if fallback is None or not self.primary_gate.available:
+                return
+            if not self._pending:
+                if not await self.fallback_gate.call(fallback.has_pending):
+                    return
+                self._pending = True
+            await self.reconcile()
+        except Exception:
+            return  # the gates recorded it; the next due sync tries again
+        finally:
+            self._sync_task = None
+
+
+T = TypeVar("T")
+
+
+def _newest(a: SessionRecord | None, b: SessionRecord | None) -> SessionRecord | None:
+    if a is None or (b is not None and b.version > a.version):
+        return b
+    return a
+
+
+class StoreRouting(StoreSync):
+    """The routing half of :class:`SessionStore`: each call to the primary, or the fallback."""
+
+    dependency: str
+
+    def _mark(self, context: ResilienceContext | None, reason: DegradationReason) -> None:
+        ctx = context if context is not None else current_context()
+        if ctx is not None:
+            ctx.degradation.mark(self.dependency, reason)
+
+    async def _load(self, key: str, context: ResilienceContext | None) -> SessionRecord | None:
+        if self.primary_gate.allows():
+            self._maybe_sync()
+            if self._pending and self._fallback is not None:
+                return await self._load_both(key, context)
+            try:
+                return await self.primary_gate.call(functools.partial(self._primary.load, key))
+            except Exception as exc:
+                return await self._from_fallback(
+                    functools.partial(self._load_fallback, key), context, "get", exc
+                )
+        record = await self._from_fallback(
+            functools.partial(self._load_fallback, key), context, "get", None
+        )
+        if record is None and self.primary_gate.probing and await self.primary_gate.probe_now():
+            # A miss while the primary may be back: its write-back may already have moved
+            # the session there. Worth waiting for the (bounded) probe, once.
+            return await self._load(key, context)
+        return record
+
+    async def _load_fallback(self, key: str) -> SessionRecord | None:
+        assert self._fallback is not None
+        return await self._fallback.load(key)
+
+    async def _load_both(self, key: str, context: ResilienceContext | None) -> SessionRecord | None:
+        assert self._fallback is not None
+        if not self.fallback_gate.allows():
+            try:
+                return await self.primary_gate.call(functools.partial(self._primary.load, key))
+            except Exception as exc:
+                self._mark(context, DegradationReason.UNAVAILABLE)
+                raise SessionStoreUnavailableError(operation="get") from exc
+        primary, fallback = await asyncio.gather(
+            self.primary_gate.call(functools.partial(self._primary.load, key)),
+            self.fallback_gate.call(functools.partial(self._fallback.load, key)),
+            return_exceptions=True,
+        )
+        if isinstance(primary, BaseException):
+            if isinstance(fallback, BaseException):
+                self._mark(context, DegradationReason.UNAVAILABLE)
+                raise SessionStoreUnavailableError(operation="get") from fallback
+            self._mark(context, DegradationReason.FALLBACK_DATABASE)
+            return fallback
+        # The fallback failing here costs nothing visible: the primary answered.
+        return _newest(primary, None if isinstance(fallback, BaseException) else fallback)
+
+    async def _save(self, record: SessionRecord, context: ResilienceContext | None) -> None:
+        error: Exception | None = None
+        if self.primary_gate.allows():
+            self._maybe_sync()
+            try:
+                await self.primary_gate.call(
+                    functools.partial(self._primary.save, record, self._wall())
+                )
+                return
+            except Exception as exc:
+                error = exc
+        await self._from_fallback(
+            functools.partial(self._save_fallback, record), context, "put", error
+        )
+
+    async def _save_fallback(self, record: SessionRecord) -> None:
+        assert self._fallback is not None
+        self._pending = True
+        self._fallback_writes += 1
+        await self._fallback.save(record, self._wall())
+
+    async def _from_fallback(
+        self,
+        fn: Callable[[], Awaitable[T]],
+        context: ResilienceContext | None,
+        operation: str,
+        error: Exception | None,
+    ) -> T:
+        if self._fallback is None or not self.fallback_gate.allows():
+            self._mark(context, DegradationReason.UNAVAILABLE)
+            raise SessionStoreUnavailableError(operation=operation) from error
+        try:
+            result = await self.fallback_gate.call(fn)
+        except Exception as exc:
+            self._mark(context, DegradationReason.UNAVAILABLE)
+            raise SessionStoreUnavailableError(operation=operation) from exc
+        self._mark(context, DegradationReason.FALLBACK_DATABASE)
+        return result
 
 
 def _dumps(value: Any) -> bytes:

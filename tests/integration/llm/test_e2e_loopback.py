@@ -20,7 +20,7 @@ from netra_resilience import ResilienceContext, use_context
 from netra_resilience.integrations.aiocache import AiocacheBackend
 from netra_resilience.integrations.openai import ResilientOpenAI, resilient_async_openai
 from netra_resilience.llm import ResilientStream, StreamPolicy, StreamTruncatedError
-from netra_resilience.presets import standard_llm_pipeline
+from netra_resilience.llm._presets import standard_llm_pipeline
 from netra_resilience.retry import RetryOptions
 from netra_resilience.testing import FakeClock, advance_until_done
 from tests.integration.llm.helpers import (

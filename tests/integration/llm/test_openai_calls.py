@@ -31,8 +31,8 @@ from netra_resilience.integrations.openai import (
     openai_alternate,
 )
 from netra_resilience.llm import LLM_BREAKER_FAILURE, Alternate
+from netra_resilience.llm._presets import standard_llm_pipeline
 from netra_resilience.pipeline import Pipeline
-from netra_resilience.presets import standard_llm_pipeline
 from netra_resilience.rate_limiter import RateLimiterOptions, TokenBucketLimiter
 from netra_resilience.retry import RetryOptions
 from netra_resilience.testing import FakeClock, advance_until_done

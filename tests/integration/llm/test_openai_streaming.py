@@ -22,7 +22,7 @@ from netra_resilience.llm import (
     StreamPolicy,
     StreamTruncatedError,
 )
-from netra_resilience.presets import standard_llm_pipeline
+from netra_resilience.llm._presets import standard_llm_pipeline
 from netra_resilience.retry import RetryOptions
 from netra_resilience.testing import FakeClock, advance_until_done
 from tests.integration.llm.helpers import (

@@ -9,7 +9,7 @@ import pytest
 
 from netra_resilience import InvalidOptionsError, PipelineBuilder
 from netra_resilience.health import Criticality, Dependency, ServiceRegistry
-from tests.unit.health._fakes import FakeBreaker, Switch
+from tests.unit.health._fakes import FakeBreaker
 
 
 async def ok() -> None:
@@ -96,123 +96,19 @@ def test_registry_resolves_pipeline_and_breaker() -> None:
 
 
 # -- from settings ---------------------------------------------------------------------
-def test_from_settings_happy_path() -> None:
-    switch = Switch()
-    registry = ServiceRegistry.from_settings(
-        {
-            "probe_interval": "5",
-            "check_timeout": 1,
-            "dependencies": {
-                "postgres": "critical",
-                "redis": {
-                    "criticality": "important",
-                    "check_timeout": 0.5,
-                    "component_type": "datastore",
-                },
-            },
-        },
-        checks={"postgres": switch},
-    )
-    assert registry.probe_interval == 5.0 and registry.check_timeout == 1.0
-    assert registry["postgres"].check is switch
-    assert registry["redis"].check_timeout == 0.5
-    assert registry["redis"].component_type == "datastore"
 
 
-def test_from_settings_accepts_pydantic_style_objects() -> None:
-    class Settings:
-        def model_dump(self) -> dict[str, Any]:
-            return {"dependencies": [{"name": "db", "criticality": "critical"}]}
-
-    assert ServiceRegistry.from_settings(Settings())["db"].criticality is Criticality.CRITICAL
 
 
-@pytest.mark.parametrize(
-    ("settings", "field"),
-    [
-        ({"dependencies": {"redis": "vital"}}, "settings.dependencies.redis.criticality"),
-        (
-            {"dependencies": {"redis": {"check_timeout": 1}}},
-            "settings.dependencies.redis.criticality",
-        ),
-        ({"probe_interval": 0}, "settings.probe_interval"),
-        ({"probe_interval": "soon"}, "settings.probe_interval"),
-        ({"check_timeout": -1}, "settings.check_timeout"),
-        ({"probe_intervall": 3}, "settings.probe_intervall"),
-        (
-            {"dependencies": {"redis": {"criticality": "optional", "ttl": 3}}},
-            "settings.dependencies.redis.ttl",
-        ),
-        (
-            {
-                "dependencies": [
-                    {"name": "db", "criticality": "critical"},
-                    {"name": "db", "criticality": "optional"},
-                ]
-            },
-            "settings.dependencies",
-        ),
-        ({"dependencies": {"bad name": "critical"}}, "settings.dependencies.bad name"),
-        (
-            {"dependencies": {"db": {"criticality": "critical", "failure_threshold": "x"}}},
-            "settings.dependencies.db.failure_threshold",
-        ),
-        (
-            {"dependencies": {"db": {"criticality": "critical", "probe_interval": 0}}},
-            "settings.dependencies.db.probe_interval",
-        ),
-        ({"dependencies": 3}, "settings.dependencies"),
-    ],
-)
-def test_from_settings_errors_name_the_field(settings: dict[str, Any], field: str) -> None:
-    with pytest.raises(InvalidOptionsError) as err:
-        ServiceRegistry.from_settings(settings)
-    assert str(err.value).startswith(field + " "), str(err.value)
 
 
-def test_from_settings_refuses_code_for_undeclared_dependency() -> None:
-    with pytest.raises(InvalidOptionsError, match=r"from_settings\.checks names 'pg'"):
-        ServiceRegistry.from_settings({"dependencies": {"postgres": "critical"}}, checks={"pg": ok})
 
 
 # -- from the environment --------------------------------------------------------------
-def test_from_env_happy_path() -> None:
-    registry = ServiceRegistry.from_env(
-        {
-            "NETRA_DEPENDENCIES": "postgres=critical, redis=Important,analytics=optional,",
-            "NETRA_PROBE_INTERVAL": "15",
-            "NETRA_CHECK_TIMEOUT": "3",
-        },
-        checks={"postgres": ok},
-    )
-    assert list(registry) == ["postgres", "redis", "analytics"]
-    assert registry["redis"].criticality is Criticality.IMPORTANT
-    assert registry.probe_interval == 15.0 and registry.check_timeout == 3.0
 
 
-def test_from_env_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("APP_DEPENDENCIES", "db=critical")
-    assert list(ServiceRegistry.from_env(prefix="APP_")) == ["db"]
 
 
-@pytest.mark.parametrize(
-    ("environ", "variable", "fragment"),
-    [
-        ({"NETRA_DEPENDENCIES": "redis=vital"}, "NETRA_DEPENDENCIES", "'redis'"),
-        ({"NETRA_DEPENDENCIES": "redis=optional,redis=critical"}, "NETRA_DEPENDENCIES", "twice"),
-        ({"NETRA_DEPENDENCIES": "redis"}, "NETRA_DEPENDENCIES", "name=criticality"),
-        ({"NETRA_PROBE_INTERVAL": "0"}, "NETRA_PROBE_INTERVAL", "> 0"),
-        ({"NETRA_PROBE_INTERVAL": "-5"}, "NETRA_PROBE_INTERVAL", "> 0"),
-        ({"NETRA_CHECK_TIMEOUT": "abc"}, "NETRA_CHECK_TIMEOUT", "number of seconds"),
-    ],
-)
-def test_from_env_errors_name_the_variable(
-    environ: dict[str, str], variable: str, fragment: str
-) -> None:
-    with pytest.raises(InvalidOptionsError) as err:
-        ServiceRegistry.from_env(environ)
-    assert str(err.value).startswith(f"environment.{variable} "), str(err.value)
-    assert fragment in str(err.value)
 
 
 async def test_registry_builds_strategies_and_fallback_outermost() -> None:
@@ -247,9 +143,3 @@ def test_core_health_imports_no_web_framework() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.mark.parametrize("threshold", [None, [1], {}, float("inf")])
-def test_a_failure_threshold_of_the_wrong_type_is_a_named_error(threshold: Any) -> None:
-    settings = {"dependencies": {"db": {"criticality": "critical", "failure_threshold": threshold}}}
-    with pytest.raises(InvalidOptionsError) as err:
-        ServiceRegistry.from_settings(settings)
-    assert str(err.value).startswith("settings.dependencies.db.failure_threshold ")

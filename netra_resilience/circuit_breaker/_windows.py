@@ -1,9 +1,4 @@
-"""Health windows: failure and slow-call counts over time (Polly) or over the last N calls (r4j).
-
-Both windows are O(1) per record and allocate nothing on a success. ``add(now, ...)`` takes
-the time from the caller, so one ``monotonic()`` read serves the window and slow-call timing
-alike; ``add_success()``, the hot path, reads the injected clock itself (one call fewer) and
-the count window reads no clock at all.
+"""Health windows: failure and slow-call ratios over time buckets or the last N calls.
 """
 
 from __future__ import annotations

@@ -1,10 +1,4 @@
-"""``standard_llm_pipeline``: the LLM pipeline we recommend, with defaults and cross-checks.
-
-Outermost first: cache (stale answer when everything below fails) -> fallback chain ->
-rate limiter -> bulkhead -> total timeout -> retry -> circuit breaker -> attempt timeout.
-It is Microsoft's standard HTTP resilience pipeline (``AddStandardResilienceHandler``) with
-LLM-sized timeouts, LLM failure classification, and the cache/fallback layers on top; its
-cross-field rules come from ``HttpStandardResilienceOptionsCustomValidator``.
+"""``standard_llm_pipeline``: the LLM preset with its defaults and cross-field rules.
 """
 
 from __future__ import annotations
@@ -13,16 +7,17 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from netra_resilience._llm_preset_defaults import default_llm_breaker, standard_llm_retry
-from netra_resilience._llm_preset_rules import optional_seconds, validate_llm_pipeline
 from netra_resilience.bulkhead import BulkheadOptions
 from netra_resilience.cache import CacheBackend, CacheKey, CacheOptions
 from netra_resilience.circuit_breaker import CircuitBreakerOptions, CircuitStateStore
 from netra_resilience.clock import Clock
+from netra_resilience.exceptions import InvalidOptionsError
 from netra_resilience.fallback import FallbackOptions
 from netra_resilience.hints import retry_after_of
 from netra_resilience.llm import (
+    LLM_BREAKER_FAILURE,
     LLM_DEPENDENCY_FAILURE,
+    TRANSIENT_LLM_FAILURE,
     Alternate,
     CannedReply,
     DegradedAnswers,
@@ -34,12 +29,118 @@ from netra_resilience.llm import (
 from netra_resilience.outcome import Outcome
 from netra_resilience.pipeline import Pipeline, PipelineBuilder
 from netra_resilience.rate_limiter import RateLimiterOptions
-from netra_resilience.retry import RetryOptions
+from netra_resilience.retry import Backoff, RetryOptions, compute_delay
 from netra_resilience.telemetry import TelemetryListener
 from netra_resilience.timeout import TimeoutOptions
-from netra_resilience.validation import Seconds, to_seconds
+from netra_resilience.validation import Seconds, duration, to_seconds
 
-__all__ = ["standard_llm_pipeline", "standard_llm_retry", "validate_llm_pipeline"]
+BREAKER_TIMEOUT_MULTIPLIER = 2
+"""A time-window breaker samples at least this many attempt timeouts."""
+
+
+def standard_llm_retry(clock: Clock | None = None, **overrides: Any) -> RetryOptions:
+    """The preset's retry: 3 attempts, exponential backoff from 1 s with jitter (computed
+    delays capped at 10 s), transient LLM failures only, server ``Retry-After`` honoured up
+    to 60 s (above that it gives up rather than hold a request for minutes)."""
+    settings: dict[str, Any] = {
+        "max_attempts": 3,
+        "backoff": Backoff.EXPONENTIAL,
+        "delay": 1.0,
+        "max_delay": 10.0,
+        "use_jitter": True,
+        "should_handle": TRANSIENT_LLM_FAILURE,
+        "retry_after": llm_retry_after(clock),
+        "max_server_delay": 60.0,
+    }
+    settings.update(overrides)
+    return RetryOptions(**settings)
+
+
+def default_llm_breaker(
+    clock: Clock | None, attempt_timeout: float | None, store: CircuitStateStore | None
+) -> CircuitBreakerOptions:
+    """Opens at a 50 % failure ratio over >= 10 calls in max(120 s, 2 x attempt timeout),
+    for 30 s (or the provider's ``Retry-After``)."""
+    return CircuitBreakerOptions(
+        failure_ratio=0.5,
+        minimum_throughput=10,
+        sampling_duration=max(120.0, BREAKER_TIMEOUT_MULTIPLIER * (attempt_timeout or 0.0)),
+        break_duration=30.0,
+        should_handle=LLM_BREAKER_FAILURE,
+        retry_after=llm_retry_after(clock),
+        store=store,
+    )
+
+
+_OWNER = "standard_llm_pipeline"
+
+
+def _retry_budget(retry: RetryOptions) -> float | None:
+    """Sum of the computed delays without jitter (MS ``GetAggregatedDelay``), when knowable."""
+    if retry.stop is not None or retry.wait is not None or retry.delay_generator is not None:
+        return None
+    total = 0.0
+    state = 0.0
+    for attempt in range(retry.max_attempts - 1):
+        delay, state = compute_delay(
+            retry.backoff,
+            attempt,
+            to_seconds(retry.delay),
+            use_jitter=False,
+            random=lambda: 0.5,
+            previous_state=state,
+            max_delay=to_seconds(retry.max_delay),
+        )
+        total += delay
+    return total
+
+
+def validate_llm_pipeline(
+    *,
+    total_timeout: float | None,
+    attempt_timeout: float | None,
+    retry: RetryOptions | None,
+    circuit_breaker: CircuitBreakerOptions | None,
+) -> None:
+    """The cross-field rules (each raises :class:`InvalidOptionsError` naming the field):
+
+    * the attempt timeout must not exceed the total timeout;
+    * a time-window breaker must sample at least twice the attempt timeout, or one slow
+      attempt outlives the window that should count it;
+    * the retry's cumulative computed delay must fit in the total timeout.
+    """
+    if (
+        total_timeout is not None
+        and attempt_timeout is not None
+        and attempt_timeout > total_timeout
+    ):
+        raise InvalidOptionsError(
+            _OWNER,
+            "attempt_timeout",
+            f"must be <= total_timeout ({total_timeout} s), got {attempt_timeout} s",
+        )
+    if circuit_breaker is not None and attempt_timeout is not None:
+        sampling = to_seconds(circuit_breaker.sampling_duration)
+        needed = attempt_timeout * _BREAKER_TIMEOUT_MULTIPLIER
+        if circuit_breaker.window == "time" and sampling < needed:
+            raise InvalidOptionsError(
+                _OWNER,
+                "circuit_breaker.sampling_duration",
+                f"must be >= 2 x attempt_timeout ({needed} s), got {sampling} s",
+            )
+    if retry is not None and total_timeout is not None:
+        budget = _retry_budget(retry)
+        if budget is not None and budget > total_timeout:
+            raise InvalidOptionsError(
+                _OWNER,
+                "retry",
+                f"cumulative retry delay ({budget} s) must fit in total_timeout "
+                f"({total_timeout} s)",
+            )
+
+
+def optional_seconds(field: str, value: Seconds | None) -> float | None:
+    return None if value is None else duration(_OWNER, field, value)
 
 
 def standard_llm_pipeline(
@@ -134,3 +235,5 @@ def standard_llm_pipeline(
     if attempt is not None:
         builder.add_timeout(TimeoutOptions(timeout=attempt))
     return builder.build()
+
+_BREAKER_TIMEOUT_MULTIPLIER = BREAKER_TIMEOUT_MULTIPLIER

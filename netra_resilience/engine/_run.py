@@ -1,0 +1,647 @@
+"""An agent run: its request, events and delivery to the sink, its result, the tools it may
+call, and the engine layers it passes through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeAlias, TypeVar
+
+from netra_resilience.clock import Clock
+from netra_resilience.context import ResilienceContext
+from netra_resilience.degradation import Degradation, DegradationEntry, DegradationReason
+from netra_resilience.exceptions import (
+        BrokenCircuitError,
+        BulkheadRejectedError,
+        ExecutionRejectedError,
+        RateLimitRejectedError,
+        TimeoutRejectedError,
+)
+from netra_resilience.hints import retry_after_of
+from netra_resilience.outcome import Outcome
+from netra_resilience.validation import Seconds, duration, integer, set_field, to_seconds
+
+if TYPE_CHECKING:
+        from netra_resilience.engine._tools import RegisteredTool
+
+
+EventSink = Callable[[dict[str, Any]], Awaitable[None]]
+"""Where a run's events go, e.g. ``websocket.send_json``. Receives one JSON-ready dict per event."""
+
+
+class EventType(StrEnum):
+    """The five agent events, plus the notice sent when a run first degrades."""
+
+    AGENT_STARTED = "agent_started"
+    AGENT_THINKING = "agent_thinking"
+    TOOL_EXECUTING = "tool_executing"
+    TOOL_COMPLETED = "tool_completed"
+    AGENT_COMPLETED = "agent_completed"
+    AGENT_DEGRADED = "agent_degraded"
+
+
+class RunStatus(StrEnum):
+    """The ``status`` of the final ``agent_completed`` event."""
+
+    OK = "ok"
+    DEGRADED = "degraded"
+    FAILED = "failed"
+
+
+def _run_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _no_tools() -> RunTools:
+
+    return RunTools({}, None)
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    """One agent run: the user's input and who asked.
+
+    ``tools`` is filled in by :class:`~netra_resilience.engine.ToolsMiddleware`; an engine calls
+    ``await request.tools.call("search", query=...)`` and gets a typed result back (without
+    that middleware every name is an unknown tool).
+    """
+
+    input: Any = None
+    user_id: str | None = field(default=None, kw_only=True)
+    tenant_id: str | None = field(default=None, kw_only=True)
+    run_id: str = field(default_factory=_run_id, kw_only=True)
+    metadata: Mapping[str, Any] = field(default_factory=dict, kw_only=True)
+    tools: RunTools = field(default_factory=_no_tools, kw_only=True, repr=False, compare=False)
+
+    def with_tools(self, tools: RunTools) -> RunRequest:
+        return replace(self, tools=tools)
+
+
+class Engine(Protocol):
+    """What users write and what every middleware is: ``await engine(request, events)``.
+
+    A plain ``async def engine(request, events)`` satisfies it, and so does an object with an
+    ``async def __call__(self, request, events)``.
+    """
+
+    async def __call__(self, request: RunRequest, events: RunEvents, /) -> Any: ...
+
+
+EngineFn = Callable[[RunRequest, "RunEvents"], Awaitable[Any]]
+"""The callable form of :class:`Engine` (what ``wrap_engine`` accepts)."""
+
+
+_OWNER = "EventOptions"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventOptions:
+    """Delivery bounds for one run's events.
+
+    * ``send_timeout``: the most one sink call may take; a timed-out or failed send is retried
+      once, and an event that fails twice marks the sink dead for the rest of the run (later
+      events are counted as undelivered instead of each waiting out the timeout again).
+    * ``queue_size``: events buffered per run while the sink is slow. When full, the oldest
+      *intermediate* event (``agent_thinking``, ``tool_*``) is dropped and counted; the
+      ``agent_started``, ``agent_degraded`` and final ``agent_completed`` events are never dropped.
+    * ``flush_timeout``: how long finishing a run may wait for queued events to be sent.
+    * ``include_output``: put the engine's answer in ``agent_completed`` when it is JSON-shaped.
+    """
+
+    send_timeout: Seconds = 2.0
+    queue_size: int = 256
+    flush_timeout: Seconds = 5.0
+    include_output: bool = True
+
+    def __post_init__(self) -> None:
+        set_field(self, "send_timeout", duration(_OWNER, "send_timeout", self.send_timeout))
+        set_field(self, "flush_timeout", duration(_OWNER, "flush_timeout", self.flush_timeout))
+        integer(_OWNER, "queue_size", self.queue_size, minimum=1, maximum=1_000_000)
+
+
+ESSENTIAL_EVENTS = frozenset(
+    {EventType.AGENT_STARTED, EventType.AGENT_DEGRADED, EventType.AGENT_COMPLETED}
+)
+"""Events the full queue never drops: they frame the run and tell the user what degraded."""
+
+
+@dataclass(slots=True)
+class DeliveryStats:
+    """What happened to one run's events (returned in :class:`RunResult`)."""
+
+    emitted: int = 0
+    sent: int = 0
+    retried: int = 0
+    dropped: int = 0
+    """Dropped by the full queue (oldest intermediate event first)."""
+    failed: int = 0
+    """Sent twice without success (timeout or error); the sink is then treated as dead."""
+    undelivered: int = 0
+    """Still queued when the sink was dead or the flush timed out."""
+
+
+class EventDelivery:
+    """Orders, buffers and sends one run's events; see :class:`EventOptions` for the bounds."""
+
+    __slots__ = (
+        "_clock",
+        "_closed",
+        "_dead",
+        "_max",
+        "_queue",
+        "_ready",
+        "_send_timeout",
+        "_sink",
+        "_task",
+        "stats",
+    )
+
+    def __init__(self, sink: EventSink | None, clock: Clock, options: EventOptions) -> None:
+        self._sink = sink
+        self._clock = clock
+        self._send_timeout = to_seconds(options.send_timeout)
+        self._max = options.queue_size
+        self._queue: deque[dict[str, Any]] = deque()
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._dead = False
+        self.stats = DeliveryStats()
+
+    def put(self, event: dict[str, Any]) -> None:
+        """Queue ``event`` without waiting (called on the agent's path)."""
+        self.stats.emitted += 1
+        if self._sink is None or self._closed:
+            return
+        queue = self._queue
+        if len(queue) >= self._max and not self._make_room(event):
+            self.stats.dropped += 1
+            return
+        queue.append(event)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._send_all())
+        self._ready.set()
+
+    def _make_room(self, incoming: dict[str, Any]) -> bool:
+        """Drop the oldest intermediate event; essentials may exceed the bound (at most 3)."""
+        queue = self._queue
+        for index, queued in enumerate(queue):
+            if queued["type"] not in ESSENTIAL_EVENTS:
+                del queue[index]
+                self.stats.dropped += 1
+                return True
+        return incoming["type"] in ESSENTIAL_EVENTS
+
+    def close(self) -> None:
+        """No more events; the sender finishes what is queued, then stops."""
+        self._closed = True
+        self._ready.set()
+
+    async def _send_all(self) -> None:
+        queue = self._queue
+        try:
+            while True:
+                if not queue:
+                    if self._closed:
+                        return
+                    self._ready.clear()
+                    await self._ready.wait()
+                    continue
+                event = queue.popleft()
+                final = event["type"] == EventType.AGENT_COMPLETED
+                if self._dead and not final:
+                    self.stats.undelivered += 1
+                    continue
+                if not await self._send(event, attempts=1 if self._dead else 2):
+                    self.stats.failed += 1
+                    self._dead = True
+        finally:
+            self.stats.undelivered += len(queue)
+            queue.clear()
+
+    async def _send(self, event: dict[str, Any], *, attempts: int) -> bool:
+        sink = self._sink
+        assert sink is not None
+        for attempt in range(attempts):
+            if attempt:
+                self.stats.retried += 1
+            try:
+                async with self._clock.timeout(self._send_timeout):
+                    await sink(event)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    self.stats.undelivered += 1  # the event in flight
+                    raise  # our own flush deadline (or shutdown): stop
+                continue  # the sink raised CancelledError by itself (a closing socket)
+            except Exception:  # includes our own TimeoutError; the sink's errors stay here
+                continue
+            self.stats.sent += 1
+            return True
+        return False
+
+    async def flush(self, within: float) -> None:
+        """Wait (at most ``within`` seconds on the clock) for queued events to be sent, then stop.
+
+        If the caller is cancelled meanwhile, the sender keeps going (shielded) so the caller
+        can hand a fresh :meth:`flush` to a background task: the final event still goes out.
+        """
+        self.close()
+        task = self._task
+        if task is None or task.done():
+            return
+        try:
+            async with self._clock.timeout(within):
+                await asyncio.shield(task)
+        except TimeoutError:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+RESERVED_EVENTS = frozenset(
+    {EventType.AGENT_STARTED, EventType.AGENT_COMPLETED, EventType.AGENT_DEGRADED}
+)
+"""Emitted by the stack itself, so each appears exactly once where it belongs."""
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+class EventObserver(Protocol):
+    """Sees every event of a run (hooks use this). Implementations must not raise."""
+
+    def notify(self, event: Mapping[str, Any]) -> None:
+        """Non-blocking; called for every event, even the final one of a cancelled run."""
+
+    async def observe(self, event: Mapping[str, Any]) -> None:
+        """Awaited on the run's own path after ``notify`` (never after a cancellation)."""
+
+
+class RunEvents:
+    """The engine's side of event delivery: ``await events("agent_thinking", text="...")``.
+
+    Each event is a dict ``{"type", "run_id", "seq", "degraded", "degradation", "data"}``:
+    ``seq`` rises by one per event of the run (so a client can spot a gap and, later, resume),
+    and ``degradation`` is a snapshot of the run's flags when the event was emitted. The first
+    time each dependency degrades, an ``agent_degraded`` notice (``{"dependency", "reason"}``)
+    follows at once. Emitting only queues the event, so it never waits for the user's sink.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_delivery",
+        "_noticed",
+        "_observers",
+        "_seq",
+        "_unsubscribe",
+        "clock",
+        "context",
+    )
+
+    def __init__(self, context: ResilienceContext, delivery: EventDelivery, clock: Clock) -> None:
+        self.context = context
+        self.clock = clock
+        self._delivery = delivery
+        self._observers: list[EventObserver] = []
+        self._seq = 0
+        self._closed = False
+        self._noticed: set[str] = set()
+        self._unsubscribe = context.degradation.subscribe(self._on_mark)
+
+    @property
+    def run_id(self) -> str:
+        return self.context.run_id or ""
+
+    @property
+    def degradation(self) -> Degradation:
+        return self.context.degradation
+
+    @property
+    def closed(self) -> bool:
+        """True once the final event is out (or the run was cancelled): emits are ignored."""
+        return self._closed
+
+    def add_observer(self, observer: EventObserver) -> None:
+        self._observers.append(observer)
+
+    async def __call__(self, event_type: str, /, **data: Any) -> None:
+        """Emit one event; ``data`` becomes its ``"data"`` field."""
+        if event_type in RESERVED_EVENTS:
+            raise ValueError(f"{event_type!r} is emitted by the engine stack itself")
+        if _cancelling():
+            return  # the run is being cancelled: only the final event may still go out
+        event = self.emit_nowait(event_type, data)
+        if event is not None:
+            await self.observe(event)
+
+    async def thinking(self, text: str, **data: Any) -> None:
+        await self(EventType.AGENT_THINKING, text=text, **data)
+
+    def emit_nowait(self, event_type: str, data: dict[str, Any]) -> dict[str, Any] | None:
+        """Build, number and queue an event; notify observers. ``None`` after close."""
+        if self._closed:
+            return None
+        self._seq += 1
+        degradation = self.context.degradation
+        event = {
+            "type": str(event_type),
+            "run_id": self.context.run_id,
+            "seq": self._seq,
+            "degraded": bool(degradation),
+            "degradation": degradation.as_dict(),
+            "data": data,
+        }
+        self._delivery.put(event)
+        for observer in self._observers:
+            try:
+                observer.notify(event)
+            except Exception:
+                continue
+        return event
+
+    async def observe(self, event: Mapping[str, Any]) -> None:
+        """Run the observers' inline part for ``event`` (hooks awaited on the golden path)."""
+        for observer in self._observers:
+            try:
+                await observer.observe(event)
+            except Exception:  # an observer must never break the run it watches
+                continue
+
+    def _on_mark(self, degradation: Degradation, entry: DegradationEntry) -> None:
+        if entry.dependency in self._noticed or _cancelling():
+            return
+        self._noticed.add(entry.dependency)
+        self.emit_nowait(
+            EventType.AGENT_DEGRADED, {"dependency": entry.dependency, "reason": entry.reason}
+        )
+
+    def close(self, final_type: str, data: dict[str, Any]) -> dict[str, Any] | None:
+        """Emit the final event and refuse every later one."""
+        event = self.emit_nowait(final_type, data)
+        self._closed = True
+        self._unsubscribe()
+        self._delivery.close()
+        return event
+
+
+FAILED_MESSAGE = "The agent could not complete this run."
+CANCELLED_MESSAGE = "The run was cancelled."
+
+
+def public_error(exc: BaseException) -> dict[str, str]:
+    """What a user may see about a failure: the exception's type name and a generic message.
+
+    Never the message text or the traceback: those routinely carry API keys, URLs with
+    tokens, prompts and internal paths.
+    """
+    return {"type": type(exc).__name__, "message": FAILED_MESSAGE}
+
+
+def is_json_shaped(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool | list | dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """How a run ended. The engine's exception stays here (for your logs), never in events."""
+
+    run_id: str
+    status: RunStatus
+    output: Any = None
+    degradation: dict[str, str] = field(default_factory=dict)
+    error_type: str | None = None
+    events: DeliveryStats = field(default_factory=DeliveryStats)
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        """True unless the run failed (a degraded run still answered)."""
+        return self.status is not RunStatus.FAILED
+
+    def unwrap(self) -> Any:
+        """The engine's answer, or raise the engine's exception."""
+        if self.exception is not None:
+            raise self.exception
+        return self.output
+
+
+T = TypeVar("T")
+
+
+class ToolErrorReason(StrEnum):
+    RATE_LIMITED = "rate_limited"
+    CIRCUIT_OPEN = "circuit_open"
+    TIMEOUT = "timeout"
+    BULKHEAD_FULL = "bulkhead_full"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    UNKNOWN_TOOL = "unknown_tool"
+
+
+_MESSAGES = {
+    ToolErrorReason.RATE_LIMITED: "The tool is rate limited; try again later.",
+    ToolErrorReason.CIRCUIT_OPEN: "The tool is temporarily unavailable.",
+    ToolErrorReason.TIMEOUT: "The tool did not answer in time.",
+    ToolErrorReason.BULKHEAD_FULL: "The tool is busy.",
+    ToolErrorReason.REJECTED: "The tool call was not attempted.",
+    ToolErrorReason.FAILED: "The tool call failed.",
+    ToolErrorReason.UNKNOWN_TOOL: "No tool with this name is available.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOk(Generic[T]):
+    """A tool's answer."""
+
+    tool: str
+    value: T
+    call_id: str = ""
+    ok: ClassVar[Literal[True]] = True
+
+
+@dataclass(frozen=True, slots=True)
+class ToolError:
+    """Why a tool gave no answer, in words safe to show a user or feed back to the LLM.
+
+    ``message`` is generic per ``reason`` (never the exception's text, which may carry
+    secrets); ``error_type`` is the exception's class name; ``retry_after`` the seconds after
+    which trying again may work, when known.
+    """
+
+    tool: str
+    reason: ToolErrorReason
+    message: str
+    retry_after: float | None = None
+    error_type: str | None = None
+    call_id: str = ""
+    ok: ClassVar[Literal[False]] = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready form, e.g. the content of the tool message sent back to the model."""
+        data: dict[str, Any] = {"tool": self.tool, "ok": False, "error": self.reason.value}
+        data["message"] = self.message
+        if self.retry_after is not None:
+            data["retry_after"] = round(self.retry_after, 3)
+        return data
+
+    @classmethod
+    def unknown(cls, tool: str, call_id: str = "") -> ToolError:
+        reason = ToolErrorReason.UNKNOWN_TOOL
+        return cls(tool, reason, _MESSAGES[reason], call_id=call_id)
+
+    @classmethod
+    def from_outcome(cls, tool: str, outcome: Outcome[Any], call_id: str = "") -> ToolError:
+        exc = outcome.exception
+        assert exc is not None
+        if isinstance(exc, ExecutionRejectedError):
+            reason = _reason_of(exc)
+            retry_after = exc.retry_after
+        else:
+            reason = ToolErrorReason.FAILED
+            retry_after = retry_after_of(outcome)  # an upstream hint (a 429's Retry-After)
+        return cls(tool, reason, _MESSAGES[reason], retry_after, type(exc).__name__, call_id)
+
+
+def _reason_of(exc: ExecutionRejectedError) -> ToolErrorReason:
+    if isinstance(exc, RateLimitRejectedError):
+        return ToolErrorReason.RATE_LIMITED
+    if isinstance(exc, BrokenCircuitError):
+        return ToolErrorReason.CIRCUIT_OPEN
+    if isinstance(exc, TimeoutRejectedError):
+        return ToolErrorReason.TIMEOUT
+    if isinstance(exc, BulkheadRejectedError):
+        return ToolErrorReason.BULKHEAD_FULL
+    return ToolErrorReason.REJECTED
+
+
+ToolResult: TypeAlias = ToolOk[Any] | ToolError
+"""What ``request.tools.call(...)`` returns; ``if result.ok:`` narrows it to :class:`ToolOk`."""
+
+
+class RunTools:
+    """One run's tools: ``await request.tools.call("search", query="...")`` -> ToolResult.
+
+    Emits ``tool_executing`` and ``tool_completed`` around each call. Never raises for a
+    failed, rejected or unknown tool: the agent gets a :class:`ToolError` to reason about.
+    """
+
+    __slots__ = ("_calls", "_events", "_tools")
+
+    def __init__(self, tools: Mapping[str, RegisteredTool], events: RunEvents | None) -> None:
+        self._tools = tools
+        self._events = events
+        self._calls = 0
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._tools)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    async def call(self, name: str, /, *args: Any, **kwargs: Any) -> ToolResult:
+        """Call tool ``name`` with ``args``/``kwargs`` (a kwarg named ``context`` is reserved)."""
+        self._calls += 1
+        call_id = f"{name}-{self._calls}"
+        events = self._events
+        if events is not None:
+            await events(EventType.TOOL_EXECUTING, tool=name, call_id=call_id)
+        entry = self._tools.get(name)
+        result: ToolResult
+        if entry is None or events is None:
+            result = ToolError.unknown(name, call_id)
+        else:
+            context = events.context
+            outcome = await entry.pipeline.execute_outcome(
+                entry.tool.fn, *args, context=context, **kwargs
+            )
+            if outcome.exception is None:
+                result = ToolOk(name, outcome.result, call_id)
+            else:
+                if not isinstance(outcome.exception, ExecutionRejectedError):
+                    context.degradation.mark(name, DegradationReason.ERROR)
+                result = ToolError.from_outcome(name, outcome, call_id)
+        if events is not None:
+            data: dict[str, Any] = {"tool": name, "call_id": call_id, "ok": result.ok}
+            if isinstance(result, ToolError):
+                data["error"] = result.reason.value
+                if result.retry_after is not None:
+                    data["retry_after"] = round(result.retry_after, 3)
+            await events(EventType.TOOL_COMPLETED, **data)
+        return result
+
+
+class Middleware:
+    """A recipe for one layer: ``cls(app, **options)`` is built once per stack, not per run.
+
+    Built once so that what a layer owns (a hook's breaker, a tool's rate limiter) is shared by
+    every run and every user that goes through the stack.
+    """
+
+    __slots__ = ("cls", "options")
+
+    def __init__(self, cls: Callable[..., Engine], /, **options: Any) -> None:
+        if not callable(cls):
+            raise TypeError(f"Middleware needs a class or factory, got {type(cls).__name__}")
+        self.cls = cls
+        self.options = options
+
+    def build(self, app: Engine) -> Engine:
+        return self.cls(app, **self.options)
+
+    def __repr__(self) -> str:
+        name = getattr(self.cls, "__name__", repr(self.cls))
+        opts = ", ".join(f"{key}=..." for key in self.options)
+        return f"Middleware({name}{', ' if opts else ''}{opts})"
+
+
+class EngineMiddleware:
+    """Optional base class: stores ``app`` and passes runs through; override ``__call__``.
+
+    ``aclose()`` is called on every layer when the stack shuts down (drain queues there).
+    """
+
+    def __init__(self, app: Engine) -> None:
+        self.app = app
+
+    async def __call__(self, request: RunRequest, events: RunEvents, /) -> Any:
+        return await self.app(request, events)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class Start:
+    """The innermost layer: ``agent_started`` goes out once every middleware has set up
+    (registered its hooks), right before the engine runs."""
+
+    __slots__ = ("engine",)
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def __call__(self, request: RunRequest, events: RunEvents, /) -> Any:
+        started = events.emit_nowait(EventType.AGENT_STARTED, {})
+        if started is not None:
+            await events.observe(started)
+        return await self.engine(request, events)
+
+
+def build_stack(engine: Engine, middleware: Sequence[Middleware]) -> tuple[Engine, list[Engine]]:
+    """Wrap ``engine`` in ``middleware`` (first = outermost); return the entry and the layers."""
+    app = engine
+    layers: list[Engine] = []
+    for recipe in reversed(middleware):
+        if not isinstance(recipe, Middleware):
+            raise TypeError(f"expected Middleware(cls, **options), got {type(recipe).__name__}")
+        app = recipe.build(app)
+        layers.append(app)
+    layers.reverse()
+    return app, layers
