@@ -35,9 +35,9 @@ import openai
 from bench._harness import RunFn, Variant, measure, print_rows, version
 from netra_resilience import PipelineBuilder, ResilienceContext, use_context
 from netra_resilience.circuit_breaker import CircuitBreakerOptions, CircuitBreakerStrategy
-from netra_resilience.integrations import httpx as nhttpx
-from netra_resilience.integrations import httpx2 as nhttpx2
 from netra_resilience.integrations.aiocache import AiocacheBackend
+from netra_resilience.integrations.http import httpx as nhttpx
+from netra_resilience.integrations.http import httpx2 as nhttpx2
 from netra_resilience.integrations.openai import (
     ResilientOpenAI,
     canned_reply,

@@ -23,11 +23,12 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from netra_resilience.integrations.redis_client import redis_client
-from netra_resilience.integrations.redis_limiter import RedisRateLimiter
-from netra_resilience.integrations.redis_sessions import RedisSessionBackend
-from netra_resilience.integrations.sessions_sql import SqlSessionBackend
-from netra_resilience.integrations.sqlalchemy import PoolBulkhead, create_pooled_engine
+from netra_resilience.integrations.redis import RedisRateLimiter, RedisSessionBackend, redis_client
+from netra_resilience.integrations.sqlalchemy import (
+    PoolBulkhead,
+    SqlSessionBackend,
+    create_pooled_engine,
+)
 from netra_resilience.sessions import SessionStore
 from tests.servers import PostgresServer, RedisServer
 

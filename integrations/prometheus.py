@@ -23,27 +23,89 @@ each (gauges do not aggregate across processes in multiprocess mode).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, make_asgi_app
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
+from netra_resilience.context import ResilienceContext
 from netra_resilience.health import ServiceRegistry
-from netra_resilience.integrations._metrics_common import (
+from netra_resilience.integrations._metrics import (
     REJECTION_EVENTS,
     TRANSITION_EVENTS,
+    breaker_states,
     criticality,
+    error_type,
     event_error_type,
+    health_statuses,
 )
-from netra_resilience.integrations._prometheus_state import _StateCollector
-
-# The strategy class lived here before the split; keep it importable from this module.
-from netra_resilience.integrations._prometheus_timing import (  # noqa: F401
-    PrometheusTimingOptions,
-    PrometheusTimingStrategy,
-)
+from netra_resilience.outcome import Outcome
+from netra_resilience.strategy import BuildContext, Callback, Strategy
 from netra_resilience.telemetry import TelemetryEvent
 
-__all__ = ["PrometheusListener", "PrometheusTimingOptions", "metrics_app"]
+
+class _StateCollector(Collector):
+    """Breaker states and health, computed from the registry when Prometheus scrapes."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.services: ServiceRegistry | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        services = self.services
+        if services is None:
+            return
+        breakers = GaugeMetricFamily(
+            f"{self.namespace}_circuit_breaker_state",
+            "1 for the breaker's current state, 0 for the others",
+            labels=["dependency", "state"],
+        )
+        for name, state, value in breaker_states(services):
+            breakers.add_metric([name, state], value)
+        yield breakers
+        health = GaugeMetricFamily(
+            f"{self.namespace}_health_status",
+            "1 for the current health status; dependency='' is the aggregate",
+            labels=["dependency", "status"],
+        )
+        for name, status, value in health_statuses(services):
+            health.add_metric([name, status], value)
+        yield health
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrometheusTimingOptions:
+    histogram: Histogram
+
+    def create_strategy(self, build: BuildContext) -> PrometheusTimingStrategy:
+        return PrometheusTimingStrategy(self.histogram, build)
+
+
+class PrometheusTimingStrategy(Strategy):
+    """Observes each call's duration with its dependency and ``error_type`` ("" on success)."""
+
+    kind = "prometheus_timing"
+
+    def __init__(self, histogram: Histogram, build: BuildContext) -> None:
+        self._histogram = histogram
+        self._clock = build.clock
+        self._name = build.name
+
+    async def execute(
+        self, callback: Callback, context: ResilienceContext, state: Any
+    ) -> Outcome[Any]:
+        started = self._clock.monotonic()
+        outcome = await callback(context, state)
+        failure = error_type(outcome.exception) or ""
+        self._histogram.labels(self._name, failure).observe(self._clock.monotonic() - started)
+        return outcome
+
+
+# The strategy class lived here before the split; keep it importable from this module.
+
 
 DURATION_BUCKETS = (
     0.001,
@@ -138,3 +200,9 @@ class PrometheusListener:
 def metrics_app(registry: CollectorRegistry | None = None) -> Any:
     """An ASGI app serving the exposition format; ``app.mount("/metrics", metrics_app(...))``."""
     return make_asgi_app(registry=registry if registry is not None else REGISTRY)
+
+__all__ = [
+    "PrometheusListener",
+    "PrometheusTimingOptions",
+    "metrics_app",
+]

@@ -37,8 +37,11 @@ from netra_resilience.chaos import ChaosControl, ChaosOptions
 from netra_resilience.circuit_breaker import CircuitBreakerOptions
 from netra_resilience.fallback import FallbackArgs, FallbackOptions
 from netra_resilience.integrations.openai import canned_reply
-from netra_resilience.integrations.sessions_sql import SqlSessionBackend
-from netra_resilience.integrations.sqlalchemy import PoolBulkhead, create_pooled_engine
+from netra_resilience.integrations.sqlalchemy import (
+    PoolBulkhead,
+    SqlSessionBackend,
+    create_pooled_engine,
+)
 from netra_resilience.llm import (
     LLM_BREAKER_FAILURE,
     LlmRequest,
@@ -278,8 +281,7 @@ def session_store(
     if settings.redis_url == "memory://":
         primary = InMemorySessionBackend()
     else:
-        from netra_resilience.integrations.redis_client import redis_client
-        from netra_resilience.integrations.redis_sessions import RedisSessionBackend
+        from netra_resilience.integrations.redis import RedisSessionBackend, redis_client
 
         primary = RedisSessionBackend(redis_client(settings.redis_url))
     store = SessionStore(

@@ -7,7 +7,8 @@
   :class:`DiscoveryEndpoints`, cached with a TTL; a failing resolution keeps serving the
   last-known-good set (flagged ``discovery=stale_endpoints``) until ``max_stale``.
 * :class:`EndpointProber` takes endpoints out of rotation on failed probes and back in.
-* ``integrations.routing_httpx.EndpointRoutingTransport`` routes httpx/httpx2 requests.
+* ``netra_resilience.integrations.http.routing.EndpointRoutingTransport`` routes httpx and
+  httpx2 requests.
 """
 
 from netra_resilience.routing._endpoint import (

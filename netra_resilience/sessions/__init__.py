@@ -1,8 +1,8 @@
 """Session / conversation storage with TTL that survives its primary backend failing.
 
 :class:`SessionStore` is framework-free: backends are injected. Redis
-(``netra_resilience.integrations.redis_sessions``) and SQLAlchemy
-(``netra_resilience.integrations.sessions_sql``: PostgreSQL via asyncpg, SQLite via aiosqlite)
+(``netra_resilience.integrations.redis._sessions``) and SQLAlchemy
+(``netra_resilience.integrations.sqlalchemy``: PostgreSQL via asyncpg, SQLite via aiosqlite)
 implement the protocols; :class:`InMemorySessionBackend` is for tests.
 """
 

@@ -13,8 +13,8 @@ from fastapi import FastAPI, Request
 from netra_resilience import BrokenCircuitError, IsolatedCircuitError
 from netra_resilience.circuit_breaker import CircuitBreakerOptions
 from netra_resilience.health import Dependency, ServiceInfo, ServiceRegistry
-from netra_resilience.integrations.asgi import RejectionPolicy
 from netra_resilience.integrations.fastapi import get_registry, health_router, install
+from netra_resilience.integrations.fastapi._middleware import RejectionPolicy
 from netra_resilience.testing import FakeClock
 from tests.unit.health._fakes import Switch
 

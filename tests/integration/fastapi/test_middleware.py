@@ -23,8 +23,8 @@ from netra_resilience import (
     current_degradation,
 )
 from netra_resilience.health import Dependency, ServiceRegistry
-from netra_resilience.integrations.asgi import ResilienceMiddleware
 from netra_resilience.integrations.fastapi import CurrentDegradation, get_degradation, install
+from netra_resilience.integrations.fastapi._middleware import ResilienceMiddleware
 
 FAKE_KEY = "sk-proj-FAKE0123456789abcdefSECRET"
 

@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 
-from netra_resilience.integrations.httpx import ResilientAsyncTransport
+from netra_resilience.integrations.http.httpx import ResilientAsyncTransport
 from netra_resilience.testing import FakeClock, advance_until_done
 from tests.integration.llm.helpers import http_pipeline
 

@@ -14,7 +14,7 @@ from netra_resilience import BrokenCircuitError, PipelineBuilder, ResilienceCont
 from netra_resilience.cache import CacheOptions, InMemoryTTLCache
 from netra_resilience.circuit_breaker import CircuitBreakerStrategy, CircuitState
 from netra_resilience.exceptions import TimeoutRejectedError
-from netra_resilience.integrations.httpx import (
+from netra_resilience.integrations.http.httpx import (
     TRANSIENT_HTTPX_FAILURE,
     ResilientAsyncTransport,
     UpstreamStatusError,

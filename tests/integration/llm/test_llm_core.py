@@ -16,7 +16,7 @@ from netra_resilience import (
 )
 from netra_resilience.circuit_breaker import CircuitBreakerOptions, CircuitBreakerStrategy
 from netra_resilience.fallback import FallbackArgs, FallbackOptions
-from netra_resilience.integrations._http_common import UpstreamStatusError
+from netra_resilience.integrations.http._common import UpstreamStatusError
 from netra_resilience.llm import (
     LLM_DEPENDENCY_FAILURE,
     Alternate,

@@ -12,7 +12,7 @@ import pytest
 
 from netra_resilience import BrokenCircuitError, InvalidOptionsError, ResilienceContext, use_context
 from netra_resilience.circuit_breaker import CircuitBreakerStrategy, CircuitState
-from netra_resilience.integrations.httpx2 import ResilientAsyncTransport
+from netra_resilience.integrations.http.httpx2 import ResilientAsyncTransport
 from netra_resilience.integrations.openai import (
     OPENAI_TRANSIENT,
     make_resilient,

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from netra_resilience.circuit_breaker import CircuitBreakerOptions, CircuitState
-from netra_resilience.integrations.routing_httpx import (
+from netra_resilience.integrations.http.routing import (
     EndpointRoutingTransport,
     http_server_failure,
 )

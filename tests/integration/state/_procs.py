@@ -13,9 +13,11 @@ from typing import Any
 
 from netra_resilience import BrokenCircuitError, Pipeline, PipelineBuilder
 from netra_resilience.circuit_breaker import CircuitBreakerOptions
-from netra_resilience.integrations.redis_breaker import RedisCircuitStateStore
-from netra_resilience.integrations.redis_client import redis_client
-from netra_resilience.integrations.redis_limiter import RedisRateLimiter
+from netra_resilience.integrations.redis import (
+    RedisCircuitStateStore,
+    RedisRateLimiter,
+    redis_client,
+)
 
 BREAKER: dict[str, Any] = {"minimum_throughput": 4, "failure_ratio": 0.5, "break_duration": 30.0}
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from netra_resilience.integrations.redis_client import redis_client
-from netra_resilience.integrations.redis_sessions import RedisSessionBackend
-from netra_resilience.integrations.sessions_sql import SqlSessionBackend
-from netra_resilience.integrations.sqlalchemy import PoolBulkhead, create_pooled_engine
+from netra_resilience.integrations.redis import RedisSessionBackend, redis_client
+from netra_resilience.integrations.sqlalchemy import (
+    PoolBulkhead,
+    SqlSessionBackend,
+    create_pooled_engine,
+)
 from netra_resilience.sessions import SessionStore
 
 

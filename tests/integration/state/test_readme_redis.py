@@ -11,13 +11,14 @@ from netra_resilience import (
     SessionStore,
     standard_llm_pipeline,
 )
-from netra_resilience.integrations.redis_breaker import RedisCircuitStateStore
-from netra_resilience.integrations.redis_cache import RedisCacheBackend
-from netra_resilience.integrations.redis_client import redis_client
-from netra_resilience.integrations.redis_limiter import RedisRateLimiter
-from netra_resilience.integrations.redis_sessions import RedisSessionBackend
-from netra_resilience.integrations.sessions_sql import SqlSessionBackend
-from netra_resilience.integrations.sqlalchemy import create_pooled_engine
+from netra_resilience.integrations.redis import (
+    RedisCacheBackend,
+    RedisCircuitStateStore,
+    RedisRateLimiter,
+    RedisSessionBackend,
+    redis_client,
+)
+from netra_resilience.integrations.sqlalchemy import SqlSessionBackend, create_pooled_engine
 from tests.servers import RedisServer
 
 

@@ -21,8 +21,7 @@ from netra_resilience.circuit_breaker import (
     Permit,
 )
 from netra_resilience.context import ResilienceContext
-from netra_resilience.integrations.redis_breaker import RedisCircuitStateStore
-from netra_resilience.integrations.redis_client import redis_client
+from netra_resilience.integrations.redis import RedisCircuitStateStore, redis_client
 from netra_resilience.testing import FakeClock
 from tests.integration.state import _procs
 from tests.servers import RedisServer

@@ -10,7 +10,7 @@ import pytest
 from netra_resilience import Pipeline, PipelineBuilder
 from netra_resilience.cache import CacheOptions
 from netra_resilience.context import ResilienceContext
-from netra_resilience.integrations.redis_cache import RedisCacheBackend
+from netra_resilience.integrations.redis import RedisCacheBackend
 from tests.servers import RedisServer
 
 # aiocache 0.12 calls redis-py's setex/close, which redis-py 8 marks deprecated.

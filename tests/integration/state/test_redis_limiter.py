@@ -13,8 +13,7 @@ import pytest
 
 from netra_resilience import PipelineBuilder, RateLimitRejectedError
 from netra_resilience.context import ResilienceContext
-from netra_resilience.integrations.redis_client import redis_client
-from netra_resilience.integrations.redis_limiter import RedisRateLimiter
+from netra_resilience.integrations.redis import RedisRateLimiter, redis_client
 from netra_resilience.rate_limiter import RateLimiterOptions
 from netra_resilience.testing import FakeClock
 from tests.integration.state import _procs

@@ -11,9 +11,8 @@ import pytest
 
 from netra_resilience.context import ResilienceContext
 from netra_resilience.health import Dependency, ServiceRegistry
-from netra_resilience.integrations.redis_client import redis_client
-from netra_resilience.integrations.redis_sessions import RedisSessionBackend
-from netra_resilience.integrations.sessions_sql import SqlSessionBackend
+from netra_resilience.integrations.redis import RedisSessionBackend, redis_client
+from netra_resilience.integrations.sqlalchemy import SqlSessionBackend
 from netra_resilience.sessions import (
     SessionBackend,
     SessionRecord,

@@ -9,7 +9,7 @@ import httpx2
 import pytest
 
 from netra_resilience.circuit_breaker import CircuitBreakerOptions, CircuitState
-from netra_resilience.integrations.routing_httpx import (
+from netra_resilience.integrations.http.routing import (
     EndpointRoutingTransport,
     Httpx2EndpointRoutingTransport,
     http_server_failure,
@@ -48,7 +48,7 @@ async def test_routes_requests_and_opens_on_5xx(clock: FakeClock, lib: Any) -> N
 
 
 async def test_retry_goes_to_another_endpoint(clock: FakeClock) -> None:
-    from netra_resilience.integrations.httpx import ResilientAsyncTransport
+    from netra_resilience.integrations.http.httpx import ResilientAsyncTransport
 
     hosts: list[str] = []
 

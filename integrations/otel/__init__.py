@@ -25,17 +25,15 @@ Only ``opentelemetry-api`` is used: with no SDK configured everything is a no-op
 
 from __future__ import annotations
 
-from netra_resilience.integrations._otel_common import SCOPE  # noqa: F401  (re-exported)
-from netra_resilience.integrations._otel_gen_ai import (  # noqa: F401  (the bucket bounds are re-exported)
+from netra_resilience.integrations.otel._gen_ai import (  # noqa: F401  (the bucket bounds are re-exported)  # noqa: F401  (DB_BUCKETS is re-exported)
+    DB_BUCKETS,
     GEN_AI_DURATION_BUCKETS,
     GEN_AI_TOKEN_BUCKETS,
+    SCOPE,
     GenAI,
-)
-from netra_resilience.integrations._otel_listener import OpenTelemetryListener
-from netra_resilience.integrations._otel_strategy import (  # noqa: F401  (DB_BUCKETS is re-exported)
-    DB_BUCKETS,
     OpenTelemetryOptions,
     OpenTelemetryStrategy,
 )
+from netra_resilience.integrations.otel._listener import OpenTelemetryListener
 
 __all__ = ["GenAI", "OpenTelemetryListener", "OpenTelemetryOptions", "OpenTelemetryStrategy"]

@@ -8,7 +8,7 @@ from typing import Any
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from netra_resilience.health import ServiceRegistry
-from netra_resilience.integrations._metrics_common import (
+from netra_resilience.integrations._metrics import (
     REJECTION_EVENTS,
     TRANSITION_EVENTS,
     breaker_states,
@@ -16,7 +16,7 @@ from netra_resilience.integrations._metrics_common import (
     event_error_type,
     health_statuses,
 )
-from netra_resilience.integrations._otel_common import meter_of
+from netra_resilience.integrations.otel._gen_ai import meter_of
 from netra_resilience.telemetry import TelemetryEvent
 
 

@@ -1,48 +1,48 @@
-"""Resilient transport for ``httpx`` (openai 2.x and most tool SDKs are built on httpx).
+"""Resilient transport for ``httpx2`` (openai 3.x is built on httpx2).
 
-    transport = ResilientAsyncTransport(httpx.AsyncHTTPTransport(), pipeline)
-    async with httpx.AsyncClient(transport=transport) as client: ...
+    transport = ResilientAsyncTransport(httpx2.AsyncHTTPTransport(), pipeline)
+    async with httpx2.AsyncClient(transport=transport) as client: ...
 
 Each request runs through ``pipeline`` (one retry owner: leave ``AsyncHTTPTransport(retries=)``
-at 0). The rules live in :mod:`._http_common`; this module only binds them to httpx's types.
+at 0). The rules live in :mod:`._http_common`; this module only binds them to httpx2's types.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import httpx
+import httpx2
 
 from netra_resilience.clock import Clock
 from netra_resilience.exceptions import TimeoutRejectedError
-from netra_resilience.integrations._http_common import (
+from netra_resilience.integrations.http._common import (
     HttpResilience,
     MalformedResponseError,
     ReportingStream,
     StatusClassifier,
     UpstreamStatusError,
-    is_transient_status,
 )
+from netra_resilience.llm import is_transient_status
 from netra_resilience.outcome import Outcome
 from netra_resilience.pipeline import Pipeline
 from netra_resilience.predicates import OutcomePredicate
 
 __all__ = [
-    "TRANSIENT_HTTPX_FAILURE",
+    "TRANSIENT_HTTPX2_FAILURE",
     "MalformedResponseError",
     "ResilientAsyncTransport",
     "UpstreamStatusError",
 ]
 
 
-class _ReportingStream(ReportingStream, httpx.AsyncByteStream):
+class _ReportingStream(ReportingStream, httpx2.AsyncByteStream):
     pass
 
 
-class ResilientAsyncTransport(httpx.AsyncBaseTransport):
-    """An ``httpx.AsyncBaseTransport`` that sends every request through a pipeline.
+class ResilientAsyncTransport(httpx2.AsyncBaseTransport):
+    """An ``httpx2.AsyncBaseTransport`` that sends every request through a pipeline.
 
-    ``inner`` does the I/O (``httpx.AsyncHTTPTransport()``, or ``httpx.MockTransport`` in
+    ``inner`` does the I/O (``httpx2.AsyncHTTPTransport()``, or ``httpx2.MockTransport`` in
     tests) and is closed with this transport. ``clock`` reads HTTP-date ``Retry-After``
     values (pass the pipeline's clock). ``validate_json=True`` treats a 2xx JSON response
     whose body does not parse as a transient failure (it reads such bodies eagerly).
@@ -50,7 +50,7 @@ class ResilientAsyncTransport(httpx.AsyncBaseTransport):
 
     def __init__(
         self,
-        inner: httpx.AsyncBaseTransport,
+        inner: httpx2.AsyncBaseTransport,
         pipeline: Pipeline,
         *,
         clock: Clock | None = None,
@@ -68,15 +68,15 @@ class ResilientAsyncTransport(httpx.AsyncBaseTransport):
         self._inner = inner
 
     @property
-    def inner(self) -> httpx.AsyncBaseTransport:
+    def inner(self) -> httpx2.AsyncBaseTransport:
         return self._inner
 
     @property
     def pipeline(self) -> Pipeline:
         return self._core.pipeline
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response: httpx.Response = await self._core.handle(request)
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response: httpx2.Response = await self._core.handle(request)
         return response
 
     async def aclose(self) -> None:
@@ -87,9 +87,9 @@ def _transient(outcome: Outcome[Any]) -> bool:
     exc = outcome.exception
     if isinstance(exc, UpstreamStatusError):
         return exc.transient
-    return isinstance(exc, httpx.TransportError | TimeoutRejectedError)
+    return isinstance(exc, httpx2.TransportError | TimeoutRejectedError)
 
 
-TRANSIENT_HTTPX_FAILURE = OutcomePredicate(_transient, "transient httpx failure")
-"""Retry predicate for a pipeline behind this transport: transient statuses, httpx transport
+TRANSIENT_HTTPX2_FAILURE = OutcomePredicate(_transient, "transient httpx2 failure")
+"""Retry predicate for a pipeline behind this transport: transient statuses, httpx2 transport
 errors (connect, read, protocol, timeouts) and attempt timeouts."""

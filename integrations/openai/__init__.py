@@ -14,18 +14,15 @@ Two layers, use one or both:
 Do not put a retry in both layers: nested retries multiply.
 """
 
-from netra_resilience.integrations.openai_calls import (
-    ResilientOpenAI,
-    canned_reply,
+from netra_resilience.integrations.openai._calls import ResilientOpenAI, canned_reply
+from netra_resilience.integrations.openai._client import (
+    OPENAI_TRANSIENT,
     decode_answer,
     encode_answer,
     invoke_openai,
-    openai_alternate,
-)
-from netra_resilience.integrations.openai_client import (
-    OPENAI_TRANSIENT,
     is_openai_transient,
     make_resilient,
+    openai_alternate,
     openai_retry_after,
     openai_should_handle,
     resilient_async_openai,

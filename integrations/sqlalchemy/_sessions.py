@@ -33,7 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.expression import Executable
 
-from netra_resilience.integrations.sqlalchemy import PoolBulkhead
+from netra_resilience.integrations.sqlalchemy._engine import PoolBulkhead
 from netra_resilience.sessions import SessionRecord
 
 __all__ = ["SqlSessionBackend", "session_table"]

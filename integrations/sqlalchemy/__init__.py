@@ -23,11 +23,17 @@ from __future__ import annotations
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from netra_resilience.integrations._sqlalchemy_bulkhead import PoolBulkhead
-from netra_resilience.integrations._sqlalchemy_engine import create_pooled_engine
+from netra_resilience.integrations.sqlalchemy._engine import PoolBulkhead, create_pooled_engine
+from netra_resilience.integrations.sqlalchemy._sessions import SqlSessionBackend, session_table
 from netra_resilience.predicates import OutcomePredicate, handle_exception
 
-__all__ = ["PoolBulkhead", "create_pooled_engine", "sqlalchemy_should_handle"]
+__all__ = [
+    "PoolBulkhead",
+    "SqlSessionBackend",
+    "create_pooled_engine",
+    "session_table",
+    "sqlalchemy_should_handle",
+]
 
 
 def _transient(exc: BaseException) -> bool:

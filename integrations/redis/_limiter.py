@@ -21,18 +21,127 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
+from netra_resilience.context import current_context
+from netra_resilience.degradation import DegradationReason
 from netra_resilience.exceptions import RateLimitRejectedError
-from netra_resilience.integrations._redis_limiter_lua import SCRIPT
-from netra_resilience.integrations._redis_limiter_shared import SharedBucketSteps
 from netra_resilience.rate_limiter import TokenBucketLimiter
 from netra_resilience.sessions import BackendGate
 from netra_resilience.validation import Seconds, duration, integer, number, to_seconds
 
-__all__ = ["RedisRateLimiter"]
+# KEYS[1] bucket. ARGV: op ("take"/"pause"), now ('' = Redis TIME), interval, burst_time,
+# permits | pause seconds, max_wait. Returns {granted, wait, paused_for} (seconds as text).
+SCRIPT = r"""
+local now = tonumber(ARGV[2])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local function f(x) return string.format('%.17g', x) end
+local interval, burst_time = tonumber(ARGV[3]), tonumber(ARGV[4])
+local state = redis.call('HMGET', KEYS[1], 'e', 'p')
+local empty_at = tonumber(state[1]) or (now - burst_time)
+local paused = tonumber(state[2]) or 0
+if ARGV[1] == 'pause' then
+  local untl = now + tonumber(ARGV[5])
+  if untl > paused then paused = untl end
+  if untl > empty_at then empty_at = untl end
+  redis.call('HSET', KEYS[1], 'e', f(empty_at), 'p', f(paused))
+  redis.call('PEXPIRE', KEYS[1], math.ceil((empty_at - now + burst_time) * 1000) + 1000)
+  return {1, '0', f(paused - now)}
+end
+local base = math.max(empty_at, now - burst_time)
+local taken = base + tonumber(ARGV[5]) * interval
+local wait = taken - now
+if wait <= 0.000001 then wait = 0 end
+local granted = 0
+if wait <= tonumber(ARGV[6]) + 0.000001 then
+  granted = 1
+  redis.call('HSET', KEYS[1], 'e', f(taken))
+  redis.call('PEXPIRE', KEYS[1], math.ceil((taken - now + burst_time) * 1000) + 1000)
+end
+return {granted, f(wait), f(math.max(paused - now, 0))}
+"""
+
+
+class SharedBucketSteps:
+    """The Redis half of :class:`RedisRateLimiter` (whose ``__init__`` sets these)."""
+
+    client: Redis
+    key: str
+    dependency: str
+    local: TokenBucketLimiter
+    gate: BackendGate
+    _clock: Clock
+    _redis_time: bool
+    _interval: float
+    _burst_time: float
+    _script: AsyncScript
+    _paused_until: float
+    _unsent_pause: float
+    _tasks: set[asyncio.Task[None]]
+
+    async def _ping(self) -> None:
+        await self.client.ping()
+
+    async def _call(self, op: str, amount: float, max_wait: float) -> tuple[bool, float, float]:
+        now = "" if self._redis_time else repr(self._clock.now().timestamp())
+        args = [op, now, repr(self._interval), repr(self._burst_time), repr(amount), repr(max_wait)]
+        granted, wait, paused = await self._script(keys=[self.key], args=args)
+        return bool(granted), float(wait), float(paused)
+
+    def _mark(self) -> None:
+        ctx = current_context()
+        if ctx is not None:
+            ctx.degradation.mark(self.dependency, DegradationReason.FALLBACK_MEMORY)
+
+    def pause(self, seconds: Seconds) -> None:
+        """Pause every process (an upstream 429): locally at once, in Redis in the background."""
+        pause = to_seconds(seconds)
+        if not pause > 0:
+            return
+        self.local.pause(pause)
+        self._paused_until = max(self._paused_until, self._clock.monotonic() + pause)
+        self._unsent_pause = max(self._unsent_pause, self._clock.now().timestamp() + pause)
+        if self.gate.available:
+            self._spawn(self._send_pause())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send_pause(self) -> None:
+        remaining = self._unsent_pause - self._clock.now().timestamp()
+        if remaining <= 0:
+            return
+        try:
+            await self.gate.call(functools.partial(self._call, "pause", remaining, 0.0))
+        except Exception:
+            return  # sent after recovery
+        self._unsent_pause = 0.0
+
+    def _on_recovered(self) -> None:
+        if self._unsent_pause:
+            self._spawn(self._send_pause())
+
+    async def drain(self) -> None:
+        """Wait until background Redis writes (shared pauses) have finished."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Stop background work (the client belongs to the caller)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.gate.aclose()
+
 
 _EPSILON = 1e-6
 _REMOTE = 1e-9  # try_acquire's answer while Redis decides: "ask acquire()"

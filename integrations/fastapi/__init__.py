@@ -35,12 +35,12 @@ from netra_resilience.health import (
     ServiceInfo,
     ServiceRegistry,
 )
-from netra_resilience.integrations._fastapi_health import (
+from netra_resilience.integrations.fastapi._health import (
     DetailAccess,
     health_router,
     monitor_lifespan,
 )
-from netra_resilience.integrations.asgi import (
+from netra_resilience.integrations.fastapi._middleware import (
     DEFAULT_HEADER,
     STATE_DEGRADATION,
     RejectionPolicy,
