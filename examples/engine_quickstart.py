@@ -6,7 +6,7 @@ Run it with ``python examples/engine_quickstart.py`` (no server, no API key). It
 * an analytics hook that is down: the answer does not change, the hook is skipped once its
   breaker opens, and the user is told ``analytics=skipped``;
 * a tool whose upstream answers 429 with Retry-After: the call waits it out once, while other
-  callers get a typed ``ToolError`` instead of hammering the upstream;
+  callers get a typed ``ToolFailure`` instead of hammering the upstream;
 * an engine that crashes with a secret in its message: the user still gets a final
   ``agent_completed`` with ``status=failed`` and no secret.
 """
@@ -24,7 +24,7 @@ from netra_resilience.engine import (
     RunEvents,
     RunRequest,
     Tool,
-    ToolError,
+    ToolFailure,
     wrap_engine,
 )
 
@@ -61,7 +61,7 @@ tools = [Tool("weather", weather, rate=20, burst=5, timeout=2.0)]
 async def assistant(request: RunRequest, events: RunEvents) -> str:
     await events.thinking("checking the weather")
     result = await request.tools.call("weather", request.input)
-    if isinstance(result, ToolError):  # a failed tool is a value the agent can reason about
+    if isinstance(result, ToolFailure):  # a failed tool is a value the agent can reason about
         return f"I can't reach the weather service right now ({result.reason})."
     return f"It is {result.value}."
 

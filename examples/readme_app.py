@@ -10,16 +10,10 @@ from typing import Any
 from fastapi import FastAPI
 from openai import AsyncOpenAI
 
-from netra_resilience import (
-    Clock,
-    Dependency,
-    Hook,
-    RunEvents,
-    RunRequest,
-    ServiceRegistry,
-    standard_llm_pipeline,
-    wrap_engine,
-)
+from netra_resilience import Dependency, Hook, RunRequest, standard_llm_pipeline, wrap_engine
+from netra_resilience.clock import Clock
+from netra_resilience.engine import RunEvents
+from netra_resilience.health import ServiceRegistry
 from netra_resilience.integrations.aiocache import AiocacheBackend
 from netra_resilience.integrations.fastapi import CurrentDegradation, install
 from netra_resilience.integrations.openai import ResilientOpenAI, canned_reply

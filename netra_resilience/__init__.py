@@ -1,55 +1,22 @@
-"""netra-resilience: keep LLM agent backends answering when their dependencies fail."""
+"""netra-resilience: keep LLM agent backends answering when their dependencies fail.
+
+The root holds what an application touches: the runtime object, pipelines and their options,
+the errors, the per-request degradation, the LLM preset and the engine wrapper. Everything
+else lives in its area's namespace: ``netra_resilience.circuit_breaker``, ``.retry``,
+``.timeout``, ``.rate_limiter``, ``.bulkhead``, ``.cache``, ``.fallback``, ``.chaos``,
+``.engine``, ``.health``, ``.llm``, ``.routing``, ``.sessions``, ``.telemetry``, ``.testing``,
+and the third-party adapters under ``netra_resilience.integrations``.
+"""
 
 from __future__ import annotations
 
-from netra_resilience.bulkhead import BulkheadOptions, BulkheadStrategy, ConcurrencyLimiter
-from netra_resilience.cache import (
-    CacheBackend,
-    CacheEntry,
-    CacheOptions,
-    CacheStrategy,
-    InMemoryTTLCache,
-    stable_key,
-)
-from netra_resilience.chaos import ChaosControl, ChaosOptions, ChaosStrategy
-from netra_resilience.circuit_breaker import (
-    CircuitBreakerControl,
-    CircuitBreakerOptions,
-    CircuitBreakerStateProvider,
-    CircuitBreakerStrategy,
-    CircuitState,
-    CircuitStateStore,
-    InMemoryCircuitStateStore,
-)
-from netra_resilience.clock import SYSTEM_CLOCK, Clock, SystemClock
-from netra_resilience.context import (
-    ResilienceContext,
-    ResilienceKey,
-    ResilienceProperties,
-    bind_context,
-    current_context,
-    current_degradation,
-    unbind_context,
-    use_context,
-)
-from netra_resilience.degradation import Degradation, DegradationEntry, DegradationReason
-from netra_resilience.engine import (
-    EngineMiddleware,
-    EventOptions,
-    Hook,
-    Middleware,
-    ResilientEngine,
-    RunEvents,
-    RunRequest,
-    RunResult,
-    RunStatus,
-    Tool,
-    ToolError,
-    ToolErrorReason,
-    ToolOk,
-    ToolResult,
-    wrap_engine,
-)
+from netra_resilience.bulkhead import BulkheadOptions
+from netra_resilience.cache import CacheOptions
+from netra_resilience.chaos import ChaosOptions
+from netra_resilience.circuit_breaker import CircuitBreakerOptions
+from netra_resilience.context import ResilienceContext, current_degradation, use_context
+from netra_resilience.degradation import Degradation, DegradationReason
+from netra_resilience.engine import Hook, RunRequest, Tool, wrap_engine
 from netra_resilience.exceptions import (
     BrokenCircuitError,
     BulkheadRejectedError,
@@ -60,179 +27,49 @@ from netra_resilience.exceptions import (
     RateLimitRejectedError,
     TimeoutRejectedError,
 )
-from netra_resilience.fallback import FallbackArgs, FallbackOptions, FallbackStrategy
-from netra_resilience.health import (
-    HEALTH_MEDIA_TYPE,
-    ComponentHealth,
-    Criticality,
-    Dependency,
-    HealthMonitor,
-    HealthReport,
-    HealthStatus,
-    ServiceInfo,
-    ServiceRegistry,
-    health_document,
-)
-from netra_resilience.llm._presets import standard_llm_pipeline
+from netra_resilience.fallback import FallbackOptions
+from netra_resilience.health import Criticality, Dependency
+from netra_resilience.llm import standard_llm_pipeline
 from netra_resilience.outcome import Outcome
-from netra_resilience.pipeline import EMPTY_PIPELINE, Pipeline, PipelineBuilder
-from netra_resilience.predicates import (
-    ANY_EXCEPTION,
-    TRANSIENT_EXCEPTION,
-    OutcomePredicate,
-    handle,
-    handle_exception,
-    handle_result,
-)
-from netra_resilience.rate_limiter import (
-    PartitionedRateLimiter,
-    RateLimiter,
-    RateLimiterOptions,
-    RateLimiterStrategy,
-    TokenBucketLimiter,
-)
-from netra_resilience.registry import PipelineRegistry
-from netra_resilience.replay import ReplayBuffer
-from netra_resilience.retry import (
-    Backoff,
-    OnRetryArgs,
-    RetryDelayArgs,
-    RetryOptions,
-    RetryStrategy,
-    compute_delay,
-)
-from netra_resilience.routing import (
-    AllOpenPolicy,
-    EndpointPool,
-    EndpointPoolOptions,
-    NoHealthyEndpointError,
-)
-from netra_resilience.sessions import BackendGate, SessionStore, SessionStoreUnavailableError
-from netra_resilience.strategy import BuildContext, Callback, Strategy, StrategyOptions
-from netra_resilience.telemetry import (
-    CompositeListener,
-    LoggingListener,
-    Severity,
-    TelemetryEvent,
-    TelemetryListener,
-    TelemetrySource,
-)
-from netra_resilience.timeout import OnTimeoutArgs, TimeoutOptions, TimeoutStrategy
+from netra_resilience.pipeline import Pipeline, PipelineBuilder
+from netra_resilience.rate_limiter import RateLimiterOptions
+from netra_resilience.retry import RetryOptions
+from netra_resilience.runtime import Resilience
+from netra_resilience.timeout import TimeoutOptions
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
-    "ANY_EXCEPTION",
-    "EMPTY_PIPELINE",
-    "HEALTH_MEDIA_TYPE",
-    "SYSTEM_CLOCK",
-    "TRANSIENT_EXCEPTION",
-    "AllOpenPolicy",
-    "BackendGate",
-    "Backoff",
     "BrokenCircuitError",
-    "BuildContext",
     "BulkheadOptions",
     "BulkheadRejectedError",
-    "BulkheadStrategy",
-    "CacheBackend",
-    "CacheEntry",
     "CacheOptions",
-    "CacheStrategy",
-    "Callback",
-    "ChaosControl",
     "ChaosOptions",
-    "ChaosStrategy",
-    "CircuitBreakerControl",
     "CircuitBreakerOptions",
-    "CircuitBreakerStateProvider",
-    "CircuitBreakerStrategy",
-    "CircuitState",
-    "CircuitStateStore",
-    "Clock",
-    "ComponentHealth",
-    "CompositeListener",
-    "ConcurrencyLimiter",
     "Criticality",
     "Degradation",
-    "DegradationEntry",
     "DegradationReason",
     "Dependency",
-    "EndpointPool",
-    "EndpointPoolOptions",
-    "EngineMiddleware",
-    "EventOptions",
     "ExecutionRejectedError",
-    "FallbackArgs",
     "FallbackOptions",
-    "FallbackStrategy",
-    "HealthMonitor",
-    "HealthReport",
-    "HealthStatus",
     "Hook",
-    "InMemoryCircuitStateStore",
-    "InMemoryTTLCache",
     "InvalidOptionsError",
     "IsolatedCircuitError",
-    "LoggingListener",
-    "Middleware",
     "NetraError",
-    "NoHealthyEndpointError",
-    "OnRetryArgs",
-    "OnTimeoutArgs",
     "Outcome",
-    "OutcomePredicate",
-    "PartitionedRateLimiter",
     "Pipeline",
     "PipelineBuilder",
-    "PipelineRegistry",
     "RateLimitRejectedError",
-    "RateLimiter",
     "RateLimiterOptions",
-    "RateLimiterStrategy",
-    "ReplayBuffer",
+    "Resilience",
     "ResilienceContext",
-    "ResilienceKey",
-    "ResilienceProperties",
-    "ResilientEngine",
-    "RetryDelayArgs",
     "RetryOptions",
-    "RetryStrategy",
-    "RunEvents",
     "RunRequest",
-    "RunResult",
-    "RunStatus",
-    "ServiceInfo",
-    "ServiceRegistry",
-    "SessionStore",
-    "SessionStoreUnavailableError",
-    "Severity",
-    "Strategy",
-    "StrategyOptions",
-    "SystemClock",
-    "TelemetryEvent",
-    "TelemetryListener",
-    "TelemetrySource",
     "TimeoutOptions",
     "TimeoutRejectedError",
-    "TimeoutStrategy",
-    "TokenBucketLimiter",
     "Tool",
-    "ToolError",
-    "ToolErrorReason",
-    "ToolOk",
-    "ToolResult",
-    "bind_context",
-    "compute_delay",
-    "current_context",
     "current_degradation",
-    "handle",
-    "handle_exception",
-    "handle_result",
-    "health_document",
-    "stable_key",
     "standard_llm_pipeline",
-    "unbind_context",
     "use_context",
     "wrap_engine",
 ]

@@ -5,53 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Generic, TypeVar, cast, overload
+from typing import Any
 
 from netra_resilience.degradation import Degradation
 
-T = TypeVar("T")
-D = TypeVar("D")
-
-
-class ResilienceKey(Generic[T]):
-    """A typed key for :class:`ResilienceProperties` (identity-compared)."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"ResilienceKey({self.name!r})"
-
-
-class ResilienceProperties:
-    """Typed property bag: ``props.set(KEY, value)``, ``props.get(KEY)``."""
-
-    __slots__ = ("_values",)
-
-    def __init__(self) -> None:
-        self._values: dict[ResilienceKey[Any], Any] = {}
-
-    def set(self, key: ResilienceKey[T], value: T) -> None:
-        self._values[key] = value
-
-    @overload
-    def get(self, key: ResilienceKey[T]) -> T | None: ...
-    @overload
-    def get(self, key: ResilienceKey[T], default: D) -> T | D: ...
-    def get(self, key: ResilienceKey[T], default: object = None) -> object:
-        return self._values.get(key, default)
-
-    def pop(self, key: ResilienceKey[T]) -> T | None:
-        return cast("T | None", self._values.pop(key, None))
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._values
-
 
 class ResilienceContext:
-    """Per-execution context: operation key, caller scope, typed properties, degradation.
+    """Per-execution context: operation key, caller scope, properties, degradation.
 
     One context usually spans a whole request or agent run, so every pipeline called inside it
     marks the same :class:`Degradation`. ``user_id`` / ``tenant_id`` form the caller scope that
@@ -68,7 +28,7 @@ class ResilienceContext:
         tenant_id: str | None = None,
         run_id: str | None = None,
         degradation: Degradation | None = None,
-        properties: ResilienceProperties | None = None,
+        properties: dict[str, Any] | None = None,
     ) -> None:
         self.operation_key = operation_key
         self.user_id = user_id
@@ -87,10 +47,12 @@ class ResilienceContext:
         return d
 
     @property
-    def properties(self) -> ResilienceProperties:
+    def properties(self) -> dict[str, Any]:
+        """Values a caller hands to strategies for this execution (e.g. a weighted permit
+        count read by a rate limiter's ``permits``); shared with child contexts."""
         p = self._properties
         if p is None:
-            p = self._properties = ResilienceProperties()
+            p = self._properties = {}
         return p
 
     @property

@@ -20,14 +20,6 @@ class Outcome(Generic[T]):
         self.result = result
         self.exception = exception
 
-    @classmethod
-    def from_result(cls, result: T) -> Outcome[T]:
-        return cls(result)
-
-    @classmethod
-    def from_exception(cls, exception: BaseException) -> Outcome[T]:
-        return cls(None, exception)
-
     @property
     def succeeded(self) -> bool:
         return self.exception is None

@@ -132,9 +132,6 @@ class Pipeline:
                 return strategy
         return None
 
-    def find_all(self, kind: type[S]) -> list[S]:
-        return [s for s in self.strategies if isinstance(s, kind)]
-
     def __repr__(self) -> str:
         kinds = ", ".join(s.kind for s in self.strategies)
         return f"Pipeline({self.name!r}, [{kinds}])"

@@ -167,10 +167,6 @@ class FakeClock:
         self._now = target
         await self.settle()
 
-    def set_wall(self, wall: datetime) -> None:
-        """Change the wall clock without moving monotonic time (for HTTP-date tests)."""
-        self._wall = wall - timedelta(seconds=self._now - self._start)
-
 
 async def advance_until_done(
     clock: FakeClock,

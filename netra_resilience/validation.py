@@ -24,10 +24,6 @@ def to_seconds(value: Seconds) -> float:
     return float(value)
 
 
-def is_finite_number(value: float) -> bool:
-    return not (math.isnan(value) or math.isinf(value))
-
-
 def duration(
     owner: str,
     field: str,

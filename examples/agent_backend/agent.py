@@ -2,7 +2,7 @@
 
 It reads the conversation, calls the external tool when asked to, asks the LLM and stores
 the turn. Every dependency call already carries its resilience (see ``wiring.py``); failures
-come back as values (``ToolError``), stale answers or degradation flags, never as crashes.
+come back as values (``ToolFailure``), stale answers or degradation flags, never as crashes.
 """
 
 from __future__ import annotations

@@ -39,17 +39,18 @@ from examples.agent_backend.wiring import (
     session_store,
     tool_pool,
 )
-from netra_resilience import Clock, Degradation, ExecutionRejectedError, current_degradation
+from netra_resilience import Degradation, ExecutionRejectedError, current_degradation
 from netra_resilience.chaos import ChaosControl
 from netra_resilience.circuit_breaker import CircuitBreakerOptions
+from netra_resilience.clock import Clock
 from netra_resilience.engine import (
     Hook,
-    HooksMiddleware,
+    HooksLayer,
     ResilientEngine,
     RunRequest,
     RunResult,
     Tool,
-    ToolsMiddleware,
+    ToolsLayer,
     wrap_engine,
 )
 from netra_resilience.health import Dependency, ServiceInfo, ServiceRegistry
@@ -181,10 +182,10 @@ def build_backend(settings: Settings, *, clock: Clock | None = None) -> Backend:
     engine = wrap_engine(Agent(llm, conversations), hooks=hooks, tools=tools, clock=the_clock)
 
     auth = AuthService(clock=the_clock, chaos=chaos_pipeline("auth", chaos, the_clock))
-    hook_layer = engine.layer(HooksMiddleware)
+    hook_layer = engine.layer(HooksLayer)
     dependencies = [
         Dependency("llm", "important", pipeline=llm.pipeline),
-        Dependency("tool", "optional", pipeline=engine.layer(ToolsMiddleware).pipeline("tool")),
+        Dependency("tool", "optional", pipeline=engine.layer(ToolsLayer).pipeline("tool")),
         Dependency("database", "critical", check=pool.check, component_type="datastore"),
         Dependency("auth", "critical", strategies=auth.strategies(settings)),
         Dependency("analytics", "optional", breaker=hook_layer.breaker("analytics")),

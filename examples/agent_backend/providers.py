@@ -14,8 +14,9 @@ from typing import Any, Protocol
 
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from netra_resilience import Pipeline, current_context
+from netra_resilience import Pipeline
 from netra_resilience.clock import Clock
+from netra_resilience.context import current_context
 from netra_resilience.integrations.openai import invoke_openai
 from netra_resilience.llm import (
     LlmRequest,

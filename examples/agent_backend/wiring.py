@@ -23,9 +23,6 @@ from typing import Any
 from examples.agent_backend.config import Settings
 from examples.agent_backend.providers import LlmProvider, answer_text, delta_text
 from netra_resilience import (
-    ANY_EXCEPTION,
-    SYSTEM_CLOCK,
-    Clock,
     DegradationReason,
     ExecutionRejectedError,
     Pipeline,
@@ -35,6 +32,7 @@ from netra_resilience import (
 from netra_resilience.cache import InMemoryTTLCache
 from netra_resilience.chaos import ChaosControl, ChaosOptions
 from netra_resilience.circuit_breaker import CircuitBreakerOptions
+from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.fallback import FallbackArgs, FallbackOptions
 from netra_resilience.integrations.openai import canned_reply
 from netra_resilience.integrations.sqlalchemy import (
@@ -50,6 +48,7 @@ from netra_resilience.llm import (
     llm_retry_after,
 )
 from netra_resilience.llm._presets import standard_llm_pipeline, standard_llm_retry
+from netra_resilience.predicates import ANY_EXCEPTION
 from netra_resilience.routing import (
     Endpoint,
     EndpointPool,

@@ -23,8 +23,6 @@ from netra_resilience.integrations.openai._client import (
     is_openai_transient,
     make_resilient,
     openai_alternate,
-    openai_retry_after,
-    openai_should_handle,
     resilient_async_openai,
 )
 
@@ -38,7 +36,5 @@ __all__ = [
     "is_openai_transient",
     "make_resilient",
     "openai_alternate",
-    "openai_retry_after",
-    "openai_should_handle",
     "resilient_async_openai",
 ]

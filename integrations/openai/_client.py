@@ -19,7 +19,6 @@ from openai.types.responses import Response
 from netra_resilience.clock import Clock
 from netra_resilience.context import current_context
 from netra_resilience.exceptions import InvalidOptionsError, TimeoutRejectedError
-from netra_resilience.hints import RetryAfterHint
 from netra_resilience.integrations.http._common import UpstreamStatusError
 from netra_resilience.integrations.http.httpx2 import ResilientAsyncTransport
 from netra_resilience.llm import (
@@ -28,7 +27,6 @@ from netra_resilience.llm import (
     StreamPolicy,
     StreamTruncatedError,
     is_transient_status,
-    llm_retry_after,
     open_stream,
     report_failure,
     request_of,
@@ -158,15 +156,6 @@ def _transient(outcome: Outcome[Any]) -> bool:
 
 OPENAI_TRANSIENT = OutcomePredicate(_transient, "transient openai failure")
 """Predicate for ``RetryOptions.should_handle`` / ``CircuitBreakerOptions.should_handle``."""
-
-openai_should_handle = OPENAI_TRANSIENT
-
-
-def openai_retry_after(clock: Clock | None = None) -> RetryAfterHint:
-    """A ``RetryAfterHint`` reading ``retry-after-ms`` / ``Retry-After`` from the headers of an
-    openai ``APIStatusError`` (HTTP-dates are read on ``clock``)."""
-    return llm_retry_after(clock)
-
 
 def _check_retries(owner: str, kwargs: dict[str, Any]) -> None:
     retries = kwargs.pop("max_retries", 0)

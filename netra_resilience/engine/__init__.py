@@ -5,33 +5,33 @@
 tools behind their own pipelines. See ``examples/engine_quickstart.py``.
 """
 
-from netra_resilience.engine._hooks import Hook, HookFn, HookQueue, HooksMiddleware
+from netra_resilience.engine._hooks import Hook, HookFn, HookQueue, HooksLayer
 from netra_resilience.engine._run import (
     DeliveryStats,
     Engine,
-    EngineMiddleware,
+    EngineLayer,
     EventObserver,
     EventOptions,
     EventSink,
     EventType,
-    Middleware,
+    PassThroughLayer,
     RunEvents,
     RunRequest,
     RunResult,
     RunStatus,
     RunTools,
-    ToolError,
-    ToolErrorReason,
+    ToolFailure,
+    ToolFailureReason,
     ToolOk,
     ToolResult,
 )
 from netra_resilience.engine._runner import ResilientEngine, wrap_engine
-from netra_resilience.engine._tools import Tool, ToolFn, ToolsMiddleware
+from netra_resilience.engine._tools import Tool, ToolFn, ToolsLayer
 
 __all__ = [
     "DeliveryStats",
     "Engine",
-    "EngineMiddleware",
+    "EngineLayer",
     "EventObserver",
     "EventOptions",
     "EventSink",
@@ -39,8 +39,8 @@ __all__ = [
     "Hook",
     "HookFn",
     "HookQueue",
-    "HooksMiddleware",
-    "Middleware",
+    "HooksLayer",
+    "PassThroughLayer",
     "ResilientEngine",
     "RunEvents",
     "RunRequest",
@@ -48,11 +48,11 @@ __all__ = [
     "RunStatus",
     "RunTools",
     "Tool",
-    "ToolError",
-    "ToolErrorReason",
+    "ToolFailure",
+    "ToolFailureReason",
     "ToolFn",
     "ToolOk",
     "ToolResult",
-    "ToolsMiddleware",
+    "ToolsLayer",
     "wrap_engine",
 ]

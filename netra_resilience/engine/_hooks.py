@@ -20,7 +20,7 @@ from netra_resilience.circuit_breaker import (
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.context import ResilienceContext
 from netra_resilience.degradation import DegradationReason
-from netra_resilience.engine._run import Engine, EngineMiddleware, RunEvents, RunRequest
+from netra_resilience.engine._run import Engine, PassThroughLayer, RunEvents, RunRequest
 from netra_resilience.exceptions import (
     BrokenCircuitError,
     InvalidOptionsError,
@@ -243,7 +243,7 @@ class _RunHooks:
 
     __slots__ = ("_context", "_failed", "_owner")
 
-    def __init__(self, owner: HooksMiddleware, context: ResilienceContext) -> None:
+    def __init__(self, owner: HooksLayer, context: ResilienceContext) -> None:
         self._owner = owner
         self._context = context
         self._failed: set[str] = set()
@@ -278,8 +278,8 @@ class _RunHooks:
                 self._failed.add(hook.hook.name)
 
 
-class HooksMiddleware(EngineMiddleware):
-    """``Middleware(HooksMiddleware, hooks=[Hook("analytics", send)], clock=clock)``.
+class HooksLayer(PassThroughLayer):
+    """``EngineLayer(HooksLayer, hooks=[Hook("analytics", send)], clock=clock)``.
 
     Hooks see every event of every run (filtered by ``Hook.events``). Background hooks share
     one bounded :class:`HookQueue`; ``aclose()`` drains it (at most ``drain_timeout``).

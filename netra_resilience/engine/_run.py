@@ -66,7 +66,7 @@ def _no_tools() -> RunTools:
 class RunRequest:
     """One agent run: the user's input and who asked.
 
-    ``tools`` is filled in by :class:`~netra_resilience.engine.ToolsMiddleware`; an engine calls
+    ``tools`` is filled in by :class:`~netra_resilience.engine.ToolsLayer`; an engine calls
     ``await request.tools.call("search", query=...)`` and gets a typed result back (without
     that middleware every name is an unknown tool).
     """
@@ -435,7 +435,7 @@ class RunResult:
 T = TypeVar("T")
 
 
-class ToolErrorReason(StrEnum):
+class ToolFailureReason(StrEnum):
     RATE_LIMITED = "rate_limited"
     CIRCUIT_OPEN = "circuit_open"
     TIMEOUT = "timeout"
@@ -446,13 +446,13 @@ class ToolErrorReason(StrEnum):
 
 
 _MESSAGES = {
-    ToolErrorReason.RATE_LIMITED: "The tool is rate limited; try again later.",
-    ToolErrorReason.CIRCUIT_OPEN: "The tool is temporarily unavailable.",
-    ToolErrorReason.TIMEOUT: "The tool did not answer in time.",
-    ToolErrorReason.BULKHEAD_FULL: "The tool is busy.",
-    ToolErrorReason.REJECTED: "The tool call was not attempted.",
-    ToolErrorReason.FAILED: "The tool call failed.",
-    ToolErrorReason.UNKNOWN_TOOL: "No tool with this name is available.",
+    ToolFailureReason.RATE_LIMITED: "The tool is rate limited; try again later.",
+    ToolFailureReason.CIRCUIT_OPEN: "The tool is temporarily unavailable.",
+    ToolFailureReason.TIMEOUT: "The tool did not answer in time.",
+    ToolFailureReason.BULKHEAD_FULL: "The tool is busy.",
+    ToolFailureReason.REJECTED: "The tool call was not attempted.",
+    ToolFailureReason.FAILED: "The tool call failed.",
+    ToolFailureReason.UNKNOWN_TOOL: "No tool with this name is available.",
 }
 
 
@@ -467,7 +467,7 @@ class ToolOk(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True)
-class ToolError:
+class ToolFailure:
     """Why a tool gave no answer, in words safe to show a user or feed back to the LLM.
 
     ``message`` is generic per ``reason`` (never the exception's text, which may carry
@@ -476,7 +476,7 @@ class ToolError:
     """
 
     tool: str
-    reason: ToolErrorReason
+    reason: ToolFailureReason
     message: str
     retry_after: float | None = None
     error_type: str | None = None
@@ -492,36 +492,36 @@ class ToolError:
         return data
 
     @classmethod
-    def unknown(cls, tool: str, call_id: str = "") -> ToolError:
-        reason = ToolErrorReason.UNKNOWN_TOOL
+    def unknown(cls, tool: str, call_id: str = "") -> ToolFailure:
+        reason = ToolFailureReason.UNKNOWN_TOOL
         return cls(tool, reason, _MESSAGES[reason], call_id=call_id)
 
     @classmethod
-    def from_outcome(cls, tool: str, outcome: Outcome[Any], call_id: str = "") -> ToolError:
+    def from_outcome(cls, tool: str, outcome: Outcome[Any], call_id: str = "") -> ToolFailure:
         exc = outcome.exception
         assert exc is not None
         if isinstance(exc, ExecutionRejectedError):
             reason = _reason_of(exc)
             retry_after = exc.retry_after
         else:
-            reason = ToolErrorReason.FAILED
+            reason = ToolFailureReason.FAILED
             retry_after = retry_after_of(outcome)  # an upstream hint (a 429's Retry-After)
         return cls(tool, reason, _MESSAGES[reason], retry_after, type(exc).__name__, call_id)
 
 
-def _reason_of(exc: ExecutionRejectedError) -> ToolErrorReason:
+def _reason_of(exc: ExecutionRejectedError) -> ToolFailureReason:
     if isinstance(exc, RateLimitRejectedError):
-        return ToolErrorReason.RATE_LIMITED
+        return ToolFailureReason.RATE_LIMITED
     if isinstance(exc, BrokenCircuitError):
-        return ToolErrorReason.CIRCUIT_OPEN
+        return ToolFailureReason.CIRCUIT_OPEN
     if isinstance(exc, TimeoutRejectedError):
-        return ToolErrorReason.TIMEOUT
+        return ToolFailureReason.TIMEOUT
     if isinstance(exc, BulkheadRejectedError):
-        return ToolErrorReason.BULKHEAD_FULL
-    return ToolErrorReason.REJECTED
+        return ToolFailureReason.BULKHEAD_FULL
+    return ToolFailureReason.REJECTED
 
 
-ToolResult: TypeAlias = ToolOk[Any] | ToolError
+ToolResult: TypeAlias = ToolOk[Any] | ToolFailure
 """What ``request.tools.call(...)`` returns; ``if result.ok:`` narrows it to :class:`ToolOk`."""
 
 
@@ -529,7 +529,7 @@ class RunTools:
     """One run's tools: ``await request.tools.call("search", query="...")`` -> ToolResult.
 
     Emits ``tool_executing`` and ``tool_completed`` around each call. Never raises for a
-    failed, rejected or unknown tool: the agent gets a :class:`ToolError` to reason about.
+    failed, rejected or unknown tool: the agent gets a :class:`ToolFailure` to reason about.
     """
 
     __slots__ = ("_calls", "_events", "_tools")
@@ -556,7 +556,7 @@ class RunTools:
         entry = self._tools.get(name)
         result: ToolResult
         if entry is None or events is None:
-            result = ToolError.unknown(name, call_id)
+            result = ToolFailure.unknown(name, call_id)
         else:
             context = events.context
             outcome = await entry.pipeline.execute_outcome(
@@ -567,10 +567,10 @@ class RunTools:
             else:
                 if not isinstance(outcome.exception, ExecutionRejectedError):
                     context.degradation.mark(name, DegradationReason.ERROR)
-                result = ToolError.from_outcome(name, outcome, call_id)
+                result = ToolFailure.from_outcome(name, outcome, call_id)
         if events is not None:
             data: dict[str, Any] = {"tool": name, "call_id": call_id, "ok": result.ok}
-            if isinstance(result, ToolError):
+            if isinstance(result, ToolFailure):
                 data["error"] = result.reason.value
                 if result.retry_after is not None:
                     data["retry_after"] = round(result.retry_after, 3)
@@ -578,7 +578,7 @@ class RunTools:
         return result
 
 
-class Middleware:
+class EngineLayer:
     """A recipe for one layer: ``cls(app, **options)`` is built once per stack, not per run.
 
     Built once so that what a layer owns (a hook's breaker, a tool's rate limiter) is shared by
@@ -589,7 +589,7 @@ class Middleware:
 
     def __init__(self, cls: Callable[..., Engine], /, **options: Any) -> None:
         if not callable(cls):
-            raise TypeError(f"Middleware needs a class or factory, got {type(cls).__name__}")
+            raise TypeError(f"EngineLayer needs a class or factory, got {type(cls).__name__}")
         self.cls = cls
         self.options = options
 
@@ -599,10 +599,10 @@ class Middleware:
     def __repr__(self) -> str:
         name = getattr(self.cls, "__name__", repr(self.cls))
         opts = ", ".join(f"{key}=..." for key in self.options)
-        return f"Middleware({name}{', ' if opts else ''}{opts})"
+        return f"EngineLayer({name}{', ' if opts else ''}{opts})"
 
 
-class EngineMiddleware:
+class PassThroughLayer:
     """Optional base class: stores ``app`` and passes runs through; override ``__call__``.
 
     ``aclose()`` is called on every layer when the stack shuts down (drain queues there).
@@ -634,13 +634,13 @@ class Start:
         return await self.engine(request, events)
 
 
-def build_stack(engine: Engine, middleware: Sequence[Middleware]) -> tuple[Engine, list[Engine]]:
+def build_stack(engine: Engine, middleware: Sequence[EngineLayer]) -> tuple[Engine, list[Engine]]:
     """Wrap ``engine`` in ``middleware`` (first = outermost); return the entry and the layers."""
     app = engine
     layers: list[Engine] = []
     for recipe in reversed(middleware):
-        if not isinstance(recipe, Middleware):
-            raise TypeError(f"expected Middleware(cls, **options), got {type(recipe).__name__}")
+        if not isinstance(recipe, EngineLayer):
+            raise TypeError(f"expected EngineLayer(cls, **options), got {type(recipe).__name__}")
         app = recipe.build(app)
         layers.append(app)
     layers.reverse()

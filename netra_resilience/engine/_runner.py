@@ -16,15 +16,15 @@ from netra_resilience.context import (
     current_context,
     unbind_context,
 )
-from netra_resilience.engine._hooks import Hook, HookFn, HooksMiddleware
+from netra_resilience.engine._hooks import Hook, HookFn, HooksLayer
 from netra_resilience.engine._run import (
     CANCELLED_MESSAGE,
     Engine,
+    EngineLayer,
     EventDelivery,
     EventOptions,
     EventSink,
     EventType,
-    Middleware,
     RunEvents,
     RunRequest,
     RunResult,
@@ -34,7 +34,7 @@ from netra_resilience.engine._run import (
     is_json_shaped,
     public_error,
 )
-from netra_resilience.engine._tools import Tool, ToolFn, ToolsMiddleware
+from netra_resilience.engine._tools import Tool, ToolFn, ToolsLayer
 from netra_resilience.telemetry import TelemetryListener
 from netra_resilience.validation import to_seconds
 
@@ -42,14 +42,14 @@ L = TypeVar("L")
 
 
 class ResilientEngine:
-    """Your engine plus middleware; ``await stack.run(request, sink)`` never raises for a
+    """Your engine plus its layers; ``await stack.run(request, sink)`` never raises for a
     failed engine (it returns ``status=failed``) and re-raises only cancellation."""
 
     def __init__(
         self,
         engine: Engine,
         *,
-        middleware: Sequence[Middleware] = (),
+        layers: Sequence[EngineLayer] = (),
         events: EventOptions | None = None,
         clock: Clock | None = None,
         operation_key: str = "agent_run",
@@ -58,12 +58,12 @@ class ResilientEngine:
         self.clock = clock or SYSTEM_CLOCK
         self.options = events or EventOptions()
         self.operation_key = operation_key
-        self._app, self.layers = build_stack(Start(engine), middleware)
+        self._app, self.layers = build_stack(Start(engine), layers)
         self._flush_timeout = to_seconds(self.options.flush_timeout)
         self._detached: set[asyncio.Task[None]] = set()
 
     def layer(self, kind: type[L]) -> L:
-        """The first middleware layer of class ``kind`` (e.g. ``HooksMiddleware``)."""
+        """The first layer of class ``kind`` (e.g. ``HooksLayer``)."""
         for layer in self.layers:
             if isinstance(layer, kind):
                 return layer
@@ -171,7 +171,7 @@ def wrap_engine(
     *,
     hooks: Mapping[str, HookFn] | Collection[Hook] = ...,
     tools: Mapping[str, ToolFn] | Collection[Tool] = ...,
-    middleware: Sequence[Middleware] = ...,
+    layers: Sequence[EngineLayer] = ...,
     events: EventOptions | None = ...,
     clock: Clock | None = ...,
     random: Callable[[], float] | None = ...,
@@ -187,7 +187,7 @@ def wrap_engine(
     *,
     hooks: Mapping[str, HookFn] | Collection[Hook] = ...,
     tools: Mapping[str, ToolFn] | Collection[Tool] = ...,
-    middleware: Sequence[Middleware] = ...,
+    layers: Sequence[EngineLayer] = ...,
     events: EventOptions | None = ...,
     clock: Clock | None = ...,
     random: Callable[[], float] | None = ...,
@@ -202,7 +202,7 @@ def wrap_engine(
     *,
     hooks: Mapping[str, HookFn] | Collection[Hook] = (),
     tools: Mapping[str, ToolFn] | Collection[Tool] = (),
-    middleware: Sequence[Middleware] = (),
+    layers: Sequence[EngineLayer] = (),
     events: EventOptions | None = None,
     clock: Clock | None = None,
     random: Callable[[], float] | None = None,
@@ -212,7 +212,7 @@ def wrap_engine(
     """Wrap ``engine`` (a plain ``async def`` or an object with ``async __call__``).
 
     ``hooks``/``tools`` take ``{"name": fn}`` for defaults or ``Hook``/``Tool`` objects to
-    tune them; ``middleware`` adds your own layers inside hooks and tools (they see
+    tune them; ``layers`` adds your own layers inside hooks and tools (they see
     ``request.tools``). Without ``engine`` it returns a decorator::
 
         @wrap_engine(hooks={"analytics": send_analytics}, tools={"search": search})
@@ -220,20 +220,20 @@ def wrap_engine(
     """
     the_clock = clock or SYSTEM_CLOCK
     stack = [
-        Middleware(
-            HooksMiddleware,
+        EngineLayer(
+            HooksLayer,
             hooks=hooks,
             clock=the_clock,
             queue_size=hook_queue_size,
             telemetry=telemetry,
         ),
-        Middleware(
-            ToolsMiddleware, tools=tools, clock=the_clock, random=random, telemetry=telemetry
+        EngineLayer(
+            ToolsLayer, tools=tools, clock=the_clock, random=random, telemetry=telemetry
         ),
-        *middleware,
+        *layers,
     ]
 
     def wrap(target: Engine) -> ResilientEngine:
-        return ResilientEngine(target, middleware=stack, events=events, clock=the_clock)
+        return ResilientEngine(target, layers=stack, events=events, clock=the_clock)
 
     return wrap if engine is None else wrap(engine)

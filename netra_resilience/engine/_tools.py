@@ -10,7 +10,7 @@ from typing import Any
 
 from netra_resilience.circuit_breaker import CircuitBreakerOptions
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
-from netra_resilience.engine._run import Engine, EngineMiddleware, RunEvents, RunRequest, RunTools
+from netra_resilience.engine._run import Engine, PassThroughLayer, RunEvents, RunRequest, RunTools
 from netra_resilience.pipeline import Pipeline, PipelineBuilder
 from netra_resilience.predicates import TRANSIENT_EXCEPTION, OutcomePredicate
 from netra_resilience.rate_limiter import (
@@ -183,8 +183,8 @@ def build_tool_pipeline(
     return RegisteredTool(tool, builder.build(), limiter)
 
 
-class ToolsMiddleware(EngineMiddleware):
-    """``Middleware(ToolsMiddleware, tools=[Tool("search", search, rate=5)], clock=clock)``.
+class ToolsLayer(PassThroughLayer):
+    """``EngineLayer(ToolsLayer, tools=[Tool("search", search, rate=5)], clock=clock)``.
 
     Pipelines (and so breakers and limiters) are built once and shared by every run.
     """

@@ -10,6 +10,8 @@ Framework-free: the FastAPI/ASGI adapters live in ``netra_resilience.integration
 """
 
 from netra_resilience.health._dependency import (
+    DEFAULT_CHECK_TIMEOUT,
+    DEFAULT_PROBE_INTERVAL,
     BreakerLike,
     Criticality,
     Dependency,
@@ -33,6 +35,8 @@ from netra_resilience.health._report import (
 )
 
 __all__ = [
+    "DEFAULT_CHECK_TIMEOUT",
+    "DEFAULT_PROBE_INTERVAL",
     "DEFAULT_STATUS_CODES",
     "HEALTH_HEADERS",
     "HEALTH_MEDIA_TYPE",

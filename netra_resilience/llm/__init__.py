@@ -14,6 +14,7 @@ from netra_resilience.llm._fallback import (
     breaker_open,
     is_complete_answer,
 )
+from netra_resilience.llm._presets import standard_llm_pipeline, standard_llm_retry
 from netra_resilience.llm._request import (
     LLM_BREAKER_FAILURE,
     LLM_DEPENDENCY_FAILURE,
@@ -80,5 +81,7 @@ __all__ = [
     "report_failure",
     "request_of",
     "server_delay",
+    "standard_llm_pipeline",
+    "standard_llm_retry",
     "tracker_for",
 ]

@@ -14,15 +14,17 @@ from netra_resilience.clock import Clock
 from netra_resilience.exceptions import InvalidOptionsError
 from netra_resilience.fallback import FallbackOptions
 from netra_resilience.hints import retry_after_of
-from netra_resilience.llm import (
-    LLM_BREAKER_FAILURE,
-    LLM_DEPENDENCY_FAILURE,
-    TRANSIENT_LLM_FAILURE,
+from netra_resilience.llm._fallback import (
     Alternate,
     CannedReply,
     DegradedAnswers,
     FallbackChain,
     answer_cache_filter,
+)
+from netra_resilience.llm._request import (
+    LLM_BREAKER_FAILURE,
+    LLM_DEPENDENCY_FAILURE,
+    TRANSIENT_LLM_FAILURE,
     llm_cache_key,
     llm_retry_after,
 )

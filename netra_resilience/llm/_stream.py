@@ -253,10 +253,6 @@ class ResilientStream(Generic[T]):
         return self._source
 
     @property
-    def chunks_delivered(self) -> int:
-        return self._delivered
-
-    @property
     def completed(self) -> bool:
         """True once the stream ended with its terminal event."""
         return self._done and self.truncation is None and self._tracker.complete

@@ -19,9 +19,9 @@ from netra_resilience import (
     Degradation,
     IsolatedCircuitError,
     RateLimitRejectedError,
-    current_context,
     current_degradation,
 )
+from netra_resilience.context import current_context
 from netra_resilience.health import Dependency, ServiceRegistry
 from netra_resilience.integrations.fastapi import CurrentDegradation, get_degradation, install
 from netra_resilience.integrations.fastapi._middleware import ResilienceMiddleware

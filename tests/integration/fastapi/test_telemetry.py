@@ -19,11 +19,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import CollectorRegistry, generate_latest
 
-from netra_resilience import BrokenCircuitError, CompositeListener, LoggingListener
+from netra_resilience import BrokenCircuitError
 from netra_resilience.circuit_breaker import CircuitBreakerOptions
 from netra_resilience.health import Dependency, ServiceRegistry
 from netra_resilience.integrations.otel import GenAI, OpenTelemetryListener, OpenTelemetryOptions
 from netra_resilience.integrations.prometheus import PrometheusListener, metrics_app
+from netra_resilience.telemetry import CompositeListener, LoggingListener
 from netra_resilience.testing import FakeClock
 
 FAKE_KEY = "sk-proj-FAKE0123456789abcdefSECRET"

@@ -16,9 +16,9 @@ from netra_resilience.integrations.http.httpx2 import ResilientAsyncTransport
 from netra_resilience.integrations.openai import (
     OPENAI_TRANSIENT,
     make_resilient,
-    openai_retry_after,
     resilient_async_openai,
 )
+from netra_resilience.llm import llm_retry_after
 from netra_resilience.outcome import Outcome
 from netra_resilience.telemetry import LoggingListener, Severity
 from netra_resilience.testing import FakeClock, advance_until_done
@@ -208,7 +208,7 @@ def test_openai_classification_and_hint() -> None:
     assert all(OPENAI_TRANSIENT(Outcome(None, e)) for e in handled)
     assert not any(OPENAI_TRANSIENT(Outcome(None, e)) for e in not_handled)
     clock = FakeClock()
-    hint = openai_retry_after(clock)
+    hint = llm_retry_after(clock)
     limited = status_error(openai.RateLimitError, 429, **{"retry-after-ms": "750"})
     assert hint(Outcome(None, limited)) == 0.75
 

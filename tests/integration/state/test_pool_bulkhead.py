@@ -151,7 +151,7 @@ async def test_kept_connections_survive_a_database_restart(
         fault_postgres.stop()
         with pytest.raises((OperationalError, OSError)) as info:
             await bulkhead.check()
-        assert sqlalchemy_should_handle(Outcome.from_exception(info.value))
+        assert sqlalchemy_should_handle(Outcome(None, info.value))
         fault_postgres.start()
         await asyncio.gather(*(bulkhead.check() for _ in range(3)))
     finally:
@@ -161,5 +161,5 @@ async def test_kept_connections_survive_a_database_restart(
 
 def test_should_handle_matches_connection_errors_only() -> None:
     lost = OperationalError("SELECT 1", {}, ConnectionResetError())
-    assert sqlalchemy_should_handle(Outcome.from_exception(lost))
-    assert not sqlalchemy_should_handle(Outcome.from_exception(ValueError("bug")))
+    assert sqlalchemy_should_handle(Outcome(None, lost))
+    assert not sqlalchemy_should_handle(Outcome(None, ValueError("bug")))

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from netra_resilience import (
-    CircuitBreakerStrategy,
-    CircuitState,
-    RateLimiterOptions,
-    SessionStore,
-    standard_llm_pipeline,
-)
+from netra_resilience import RateLimiterOptions, standard_llm_pipeline
+from netra_resilience.circuit_breaker import CircuitBreakerStrategy, CircuitState
 from netra_resilience.integrations.redis import (
     RedisCacheBackend,
     RedisCircuitStateStore,
@@ -19,6 +14,7 @@ from netra_resilience.integrations.redis import (
     redis_client,
 )
 from netra_resilience.integrations.sqlalchemy import SqlSessionBackend, create_pooled_engine
+from netra_resilience.sessions import SessionStore
 from tests.servers import RedisServer
 
 

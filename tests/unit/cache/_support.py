@@ -5,14 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from netra_resilience import (
-    BrokenCircuitError,
-    Callback,
-    Outcome,
-    ResilienceContext,
-    Strategy,
-)
+from netra_resilience import BrokenCircuitError, Outcome, ResilienceContext
 from netra_resilience.cache import CacheEntry, stable_key
+from netra_resilience.strategy import Callback, Strategy
 
 
 def by_arguments(context: ResilienceContext, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from netra_resilience import InvalidOptionsError, PipelineBuilder, ResilienceContext, handle
+from netra_resilience import InvalidOptionsError, PipelineBuilder, ResilienceContext
 from netra_resilience.cache import CacheOptions, CacheStrategy, InMemoryTTLCache, stable_key
 from netra_resilience.fallback import FallbackArgs, FallbackOptions
+from netra_resilience.predicates import handle
 from netra_resilience.testing import FakeClock
 from tests.unit.cache._support import Upstream, by_arguments
 

@@ -7,15 +7,9 @@ from typing import Any
 
 import pytest
 
-from netra_resilience import (
-    BrokenCircuitError,
-    Outcome,
-    PipelineBuilder,
-    ResilienceContext,
-    handle,
-    handle_result,
-)
+from netra_resilience import BrokenCircuitError, Outcome, PipelineBuilder, ResilienceContext
 from netra_resilience.cache import CacheEntry, CacheOptions, CacheStrategy, InMemoryTTLCache
+from netra_resilience.predicates import handle, handle_result
 from netra_resilience.testing import FakeClock, RecordingListener, advance_until_done
 from tests.unit.cache._support import (
     BrokenBackend,

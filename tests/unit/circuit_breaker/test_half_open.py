@@ -105,7 +105,7 @@ async def test_single_probe_any_handled_failure_reopens(clock: FakeClock) -> Non
 
 
 async def test_unhandled_exception_in_a_probe_counts_as_success(clock: FakeClock) -> None:
-    from netra_resilience import handle
+    from netra_resilience.predicates import handle
 
     pipeline, breaker = build(clock, minimum_throughput=2, should_handle=handle(ConnectionError))
     await fail(pipeline, 2)

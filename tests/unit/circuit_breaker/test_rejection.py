@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from netra_resilience import (
-    BrokenCircuitError,
-    IsolatedCircuitError,
-    ResilienceContext,
-    Severity,
-)
+from netra_resilience import BrokenCircuitError, IsolatedCircuitError, ResilienceContext
 from netra_resilience.circuit_breaker import CircuitBreakerStrategy
+from netra_resilience.telemetry import Severity
 from netra_resilience.testing import FakeClock, RecordingListener
 from tests.unit.circuit_breaker.helpers import SECRET, build, call, fail, ok
 

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from netra_resilience import BrokenCircuitError, handle, handle_result
+from netra_resilience import BrokenCircuitError
 from netra_resilience.circuit_breaker import CircuitState
+from netra_resilience.predicates import handle, handle_result
 from netra_resilience.testing import FakeClock, RecordingListener, advance_until_done
 from tests.unit.circuit_breaker.helpers import Gate, build, fail, succeed
 

@@ -12,11 +12,11 @@ from netra_resilience.circuit_breaker import CircuitState
 from netra_resilience.engine import (
     EventOptions,
     Hook,
-    HooksMiddleware,
+    HooksLayer,
     RunEvents,
     RunRequest,
     Tool,
-    ToolsMiddleware,
+    ToolsLayer,
     wrap_engine,
 )
 from netra_resilience.testing import FakeClock, advance_until_done
@@ -73,9 +73,9 @@ async def test_cancelled_run_releases_everything_and_only_the_final_event_follow
     # released: no timers, no tasks, no permits held, cancellation not counted as a failure
     assert clock.pending == 0
     assert not _other_tasks()
-    tools = stack.layer(ToolsMiddleware)
+    tools = stack.layer(ToolsLayer)
     assert tools.limiter("search").try_acquire(1) == 0.0
-    assert stack.layer(HooksMiddleware).breaker("analytics").state is CircuitState.CLOSED
+    assert stack.layer(HooksLayer).breaker("analytics").state is CircuitState.CLOSED
 
 
 async def test_cancel_with_a_dead_sink_returns_at_once_and_delivery_stays_bounded(
@@ -124,5 +124,5 @@ async def test_cancel_during_an_inline_hook_is_not_a_hook_failure(clock: FakeClo
         await run
     await stack.aclose()
     assert sink.types() == ["agent_started", "agent_completed"]
-    assert stack.layer(HooksMiddleware).breaker("audit").health.failures == 0
+    assert stack.layer(HooksLayer).breaker("audit").health.failures == 0
     assert clock.pending == 0

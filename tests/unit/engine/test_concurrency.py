@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from netra_resilience import current_context, current_degradation
+from netra_resilience import current_degradation
+from netra_resilience.context import current_context
 from netra_resilience.engine import RunEvents, RunRequest, RunStatus, Tool, wrap_engine
 from netra_resilience.testing import FakeClock, advance_until_done
 from tests.unit.engine.helpers import Recorder

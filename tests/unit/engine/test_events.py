@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from netra_resilience import InvalidOptionsError, current_context, current_degradation
+from netra_resilience import InvalidOptionsError, current_degradation
+from netra_resilience.context import current_context
 from netra_resilience.engine import (
     EventOptions,
     ResilientEngine,

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from netra_resilience import InvalidOptionsError, current_context
+from netra_resilience import InvalidOptionsError
 from netra_resilience.circuit_breaker import CircuitBreakerOptions, CircuitState
+from netra_resilience.context import current_context
 from netra_resilience.engine import (
     Hook,
-    HooksMiddleware,
+    HooksLayer,
     ResilientEngine,
     RunRequest,
     RunStatus,
@@ -67,7 +68,7 @@ async def test_inline_hook_hanging_adds_at_most_its_timeout_then_nothing(
     assert all(r.status is RunStatus.DEGRADED for _, r in runs)
     assert all(r.degradation == {name: "skipped"} for _, r in runs)
     assert hook.calls == 3  # skipped, not awaited, once the breaker opened
-    assert stack.layer(HooksMiddleware).breaker(name).state is CircuitState.OPEN
+    assert stack.layer(HooksLayer).breaker(name).state is CircuitState.OPEN
     await stack.aclose()
 
 
@@ -99,7 +100,7 @@ async def test_background_hook_down_costs_the_run_nothing(
         result = await stack.run(RunRequest(i), Recorder())
         assert clock.monotonic() == start and result.output == f"answer to {i}"
     await clock.advance(5.0)  # the workers time the queued hook calls out; the breaker opens
-    assert stack.layer(HooksMiddleware).breaker(name).state is CircuitState.OPEN
+    assert stack.layer(HooksLayer).breaker(name).state is CircuitState.OPEN
     calls = hook.calls
     assert calls <= 4  # the rest of the queue was skipped once the breaker opened
 
@@ -145,7 +146,7 @@ async def test_isolated_hook_is_skipped_without_being_called(clock: FakeClock) -
         calls.append(event["type"])
 
     stack = wrap_engine(simple_engine, hooks={"analytics": analytics}, clock=clock)
-    await stack.layer(HooksMiddleware).breaker("analytics").isolate()
+    await stack.layer(HooksLayer).breaker("analytics").isolate()
     result = await stack.run(RunRequest("q"))
     await stack.aclose()
     assert calls == [] and result.degradation == {"analytics": "skipped"}

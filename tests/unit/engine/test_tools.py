@@ -14,11 +14,11 @@ from netra_resilience.engine import (
     RunRequest,
     RunStatus,
     Tool,
-    ToolError,
-    ToolErrorReason,
+    ToolFailure,
+    ToolFailureReason,
     ToolOk,
     ToolResult,
-    ToolsMiddleware,
+    ToolsLayer,
     wrap_engine,
 )
 from netra_resilience.rate_limiter import TokenBucketLimiter
@@ -53,7 +53,7 @@ async def test_429_with_retry_after_pauses_the_limiter_for_everyone_no_retry_sto
         return f"results for {query}"
 
     stack = wrap_engine(tool_engine, tools=[Tool("search", search, rate=10, burst=10)], clock=clock)
-    limiter = stack.layer(ToolsMiddleware).limiter("search")
+    limiter = stack.layer(ToolsLayer).limiter("search")
     first = asyncio.ensure_future(stack.run(RunRequest(("search", ["a"]), user_id="u0")))
     await clock.settle()  # the first call got the 429 and is waiting out Retry-After
     assert upstream_calls == 1
@@ -69,7 +69,7 @@ async def test_429_with_retry_after_pauses_the_limiter_for_everyone_no_retry_sto
     assert upstream_calls == 1  # nobody else reached the upstream during the pause
     for result, sink in zip(others, sinks, strict=True):
         error = result.output
-        assert isinstance(error, ToolError) and error.reason is ToolErrorReason.RATE_LIMITED
+        assert isinstance(error, ToolFailure) and error.reason is ToolFailureReason.RATE_LIMITED
         assert error.retry_after is not None and 5.0 <= error.retry_after <= 5.2
         completed = next(e for e in sink.events if e["type"] == "tool_completed")["data"]
         assert completed["ok"] is False and completed["error"] == "rate_limited"
@@ -95,7 +95,7 @@ async def test_open_breaker_gives_the_agent_a_typed_error(clock: FakeClock) -> N
     async def agent(request: RunRequest, events: RunEvents) -> str:
         result = await request.tools.call("crm", "acme")
         seen.append(result)
-        if isinstance(result, ToolError):  # the agent reasons about the failure
+        if isinstance(result, ToolFailure):  # the agent reasons about the failure
             return f"I could not reach the CRM ({result.reason})."
         return "found"
 
@@ -112,9 +112,9 @@ async def test_open_breaker_gives_the_agent_a_typed_error(clock: FakeClock) -> N
     ]
     assert calls == 2  # the third call never reached the CRM
     last = seen[-1]
-    assert isinstance(last, ToolError) and last.retry_after == pytest.approx(60.0)
+    assert isinstance(last, ToolFailure) and last.retry_after == pytest.approx(60.0)
     assert last.message == "The tool is temporarily unavailable."
-    assert isinstance(seen[0], ToolError) and seen[0].error_type == "ConnectionError"
+    assert isinstance(seen[0], ToolFailure) and seen[0].error_type == "ConnectionError"
     assert results[2].degradation == {"crm": "circuit_open"}
     assert sinks[2].types() == [
         "agent_started",
@@ -154,8 +154,8 @@ async def test_transient_failure_is_retried_and_a_hung_tool_times_out(clock: Fak
     start = clock.monotonic()
     timed_out = await advance_until_done(clock, stack.run(RunRequest(("hung", []))))
     assert clock.monotonic() - start == pytest.approx(2.0)
-    assert isinstance(timed_out.output, ToolError)
-    assert timed_out.output.reason is ToolErrorReason.TIMEOUT
+    assert isinstance(timed_out.output, ToolFailure)
+    assert timed_out.output.reason is ToolFailureReason.TIMEOUT
     assert timed_out.degradation == {"hung": "timeout"}
 
 
@@ -171,7 +171,7 @@ async def test_per_user_limit_keeps_users_apart(clock: FakeClock) -> None:
 
     assert (await call("alice")).ok
     second = await call("alice")
-    assert isinstance(second, ToolError) and second.reason is ToolErrorReason.RATE_LIMITED
+    assert isinstance(second, ToolFailure) and second.reason is ToolFailureReason.RATE_LIMITED
     assert (await call("bob")).ok
     await clock.advance(1.0)
     assert (await call("alice")).ok
@@ -180,8 +180,8 @@ async def test_per_user_limit_keeps_users_apart(clock: FakeClock) -> None:
 async def test_unknown_tool_and_no_tools_middleware(clock: FakeClock) -> None:
     stack = wrap_engine(tool_engine, clock=clock)
     result = await stack.run(RunRequest(("nope", [])))
-    assert isinstance(result.output, ToolError)
-    assert result.output.reason is ToolErrorReason.UNKNOWN_TOOL
+    assert isinstance(result.output, ToolFailure)
+    assert result.output.reason is ToolFailureReason.UNKNOWN_TOOL
     assert result.output.as_dict() == {
         "tool": "nope",
         "ok": False,
@@ -189,7 +189,7 @@ async def test_unknown_tool_and_no_tools_middleware(clock: FakeClock) -> None:
         "message": "No tool with this name is available.",
     }
     bare = await RunRequest().tools.call("search")
-    assert isinstance(bare, ToolError) and not bare.ok
+    assert isinstance(bare, ToolFailure) and not bare.ok
 
 
 async def test_a_shared_limiter_can_be_passed_in(clock: FakeClock) -> None:
@@ -207,7 +207,7 @@ async def test_a_shared_limiter_can_be_passed_in(clock: FakeClock) -> None:
     )
     assert (await stack.run(RunRequest(("a", [])))).output.ok
     blocked = (await stack.run(RunRequest(("b", [])))).output
-    assert isinstance(blocked, ToolError) and blocked.reason is ToolErrorReason.RATE_LIMITED
+    assert isinstance(blocked, ToolFailure) and blocked.reason is ToolFailureReason.RATE_LIMITED
 
 
 def test_tool_options_are_validated() -> None:

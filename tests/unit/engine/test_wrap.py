@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 
 from netra_resilience.engine import (
-    EngineMiddleware,
-    Middleware,
+    EngineLayer,
+    PassThroughLayer,
     ResilientEngine,
     RunEvents,
     RunRequest,
     RunStatus,
     Tool,
-    ToolsMiddleware,
+    ToolsLayer,
     wrap_engine,
 )
 from netra_resilience.testing import FakeClock
@@ -71,13 +71,13 @@ async def test_function_engine_with_the_decorator(clock: FakeClock) -> None:
     assert isinstance(agent, ResilientEngine)
     result = await agent("Oslo")  # a bare input becomes RunRequest("Oslo")
     assert result.output == "done"
-    assert agent.layer(ToolsMiddleware).limiter("weather").rate == 2
+    assert agent.layer(ToolsLayer).limiter("weather").rate == 2
 
 
 async def test_middleware_onion_order_and_a_custom_layer(clock: FakeClock) -> None:
     order: list[str] = []
 
-    class Trace(EngineMiddleware):
+    class Trace(PassThroughLayer):
         def __init__(self, app: Any, *, label: str) -> None:
             super().__init__(app)
             self.label = label
@@ -99,15 +99,15 @@ async def test_middleware_onion_order_and_a_custom_layer(clock: FakeClock) -> No
 
     stack = ResilientEngine(
         engine,
-        middleware=[Middleware(Trace, label="outer"), Middleware(Trace, label="inner")],
+        layers=[EngineLayer(Trace, label="outer"), EngineLayer(Trace, label="inner")],
         clock=clock,
     )
     await stack.run(RunRequest())
     assert order == ["outer>", "inner>", "engine", "<inner", "<outer"]
     await stack.aclose()
     assert all(layer.closed for layer in stack.layers)  # type: ignore[attr-defined]
-    assert "Trace" in repr(Middleware(Trace, label="x"))
+    assert "Trace" in repr(EngineLayer(Trace, label="x"))
     with pytest.raises(LookupError):
-        stack.layer(ToolsMiddleware)
+        stack.layer(ToolsLayer)
     with pytest.raises(TypeError):
-        ResilientEngine(engine, middleware=[Trace])  # type: ignore[list-item]
+        ResilientEngine(engine, layers=[Trace])  # type: ignore[list-item]

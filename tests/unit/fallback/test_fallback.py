@@ -7,15 +7,9 @@ from typing import Any
 
 import pytest
 
-from netra_resilience import (
-    InvalidOptionsError,
-    Outcome,
-    PipelineBuilder,
-    ResilienceContext,
-    handle,
-    handle_result,
-)
+from netra_resilience import InvalidOptionsError, Outcome, PipelineBuilder, ResilienceContext
 from netra_resilience.fallback import FallbackArgs, FallbackOptions, FallbackStrategy
+from netra_resilience.predicates import handle, handle_result
 from netra_resilience.testing import RecordingListener
 
 
@@ -83,7 +77,7 @@ async def test_result_predicate_triggers_the_fallback() -> None:
 
 
 async def test_action_may_return_an_outcome() -> None:
-    pipeline = build(action=lambda args: Outcome.from_result("wrapped"))
+    pipeline = build(action=lambda args: Outcome("wrapped"))
     assert await pipeline.execute(fail) == "wrapped"
 
 

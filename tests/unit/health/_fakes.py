@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from netra_resilience import Callback, Outcome, ResilienceContext, Strategy
+from netra_resilience import Outcome, ResilienceContext
+from netra_resilience.strategy import Callback, Strategy
 
 
 class FakeBreaker(Strategy):

@@ -8,8 +8,9 @@ import logging
 
 import pytest
 
-from netra_resilience import LoggingListener, PipelineBuilder
+from netra_resilience import PipelineBuilder
 from netra_resilience.health import Dependency, HealthStatus, ServiceRegistry, health_document
+from netra_resilience.telemetry import LoggingListener
 from netra_resilience.testing import FakeClock, RecordingListener
 from tests.unit.health._fakes import FakeBreaker, Switch
 

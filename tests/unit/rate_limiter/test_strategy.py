@@ -14,7 +14,6 @@ from netra_resilience import (
     PipelineBuilder,
     RateLimitRejectedError,
     ResilienceContext,
-    ResilienceKey,
 )
 from netra_resilience.rate_limiter import (
     OnRateLimiterRejectedArgs,
@@ -25,7 +24,7 @@ from netra_resilience.rate_limiter import (
 )
 from netra_resilience.testing import FakeClock, RecordingListener, advance_until_done
 
-TOKENS: ResilienceKey[int] = ResilienceKey("tokens")
+TOKENS = "tokens"
 
 
 class UpstreamRateLimited(Exception):
@@ -186,7 +185,7 @@ async def test_token_weighted_permits(clock: FakeClock) -> None:
 
     def ctx(tokens: int) -> ResilienceContext:
         context = ResilienceContext("chat")
-        context.properties.set(TOKENS, tokens)
+        context.properties[TOKENS] = tokens
         return context
 
     assert await pipeline.execute(ok, context=ctx(80)) == 1

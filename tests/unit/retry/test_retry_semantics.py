@@ -10,20 +10,17 @@ import tenacity
 
 from netra_resilience import (
     BrokenCircuitError,
-    BuildContext,
     BulkheadRejectedError,
-    Callback,
     IsolatedCircuitError,
     Outcome,
     PipelineBuilder,
     RateLimitRejectedError,
     ResilienceContext,
-    Strategy,
     TimeoutRejectedError,
-    handle_result,
 )
-from netra_resilience.predicates import ANY_EXCEPTION
+from netra_resilience.predicates import ANY_EXCEPTION, handle_result
 from netra_resilience.retry import OnRetryArgs, RetryOptions
+from netra_resilience.strategy import BuildContext, Callback, Strategy
 from netra_resilience.testing import (
     FakeClock,
     RecordingListener,

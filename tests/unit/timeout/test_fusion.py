@@ -8,17 +8,15 @@ from typing import Any, ClassVar
 import pytest
 
 from netra_resilience import (
-    BuildContext,
-    Callback,
     Outcome,
     Pipeline,
     PipelineBuilder,
     ResilienceContext,
-    Strategy,
     TimeoutRejectedError,
-    handle_result,
 )
+from netra_resilience.predicates import handle_result
 from netra_resilience.retry import Backoff, RetryOptions
+from netra_resilience.strategy import BuildContext, Callback, Strategy
 from netra_resilience.testing import FakeClock, RecordingListener, advance_until_done
 from netra_resilience.timeout import DEADLINE, TimeoutOptions, TimeoutStrategy
 from tests.unit.retry._support import HANG, Response, Script, Upstream
