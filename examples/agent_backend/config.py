@@ -1,41 +1,37 @@
 """Configuration from environment variables (all optional: the defaults need no key, no server).
 
-=====================  ==========================================================================
-``OPENAI_API_KEY``     real openai SDK when set; the built-in simulated provider otherwise
-``OPENAI_BASE_URL``    any OpenAI-compatible endpoint (used with the real SDK)
-``NETRA_LLM_MODEL``    model name (default ``gpt-4o-mini``)
-``NETRA_LLM_TIMEOUT``  seconds per LLM attempt (default 10)
-``NETRA_REDIS_URL``    sessions on Redis with the database as fallback; ``memory://`` is an
-                       in-process stand-in for Redis (demos and drills); absent: no Redis
-``NETRA_DATABASE_URL`` SQLite file by default (``sqlite:///netra_demo.db``); PostgreSQL accepted
-``NETRA_TOOL_URL``     base URL of the external HTTP tool (GET, JSON); simulated when absent
-``PORT``               listening port (default 8000)
-``NETRA_DEMO``         ``1`` turns on demo mode: the fault switches under ``/demo/faults``
+=========================  ======================================================================
+``OPENAI_API_KEY``         real openai SDK when set; the built-in simulated provider otherwise
+``OPENAI_BASE_URL``        any OpenAI-compatible endpoint (used with the real SDK)
+``NETRA_LLM_MODEL``        model name (default ``gpt-4o-mini``)
+``NETRA_LLM_TIMEOUT``      seconds per LLM attempt (default 10)
+``NETRA_REDIS_URL``        sessions on Redis with the database as fallback; ``memory://`` is an
+                           in-process stand-in for Redis (demos and drills); absent: no Redis
+``NETRA_DATABASE_URL``     SQLite file by default (``sqlite:///netra_demo.db``); PostgreSQL accepted
+``NETRA_TOOL_URL``         base URL of the external HTTP tool (GET, JSON); simulated when absent
+``PORT``                   listening port (default 8000)
+``NETRA_DEMO``             ``1`` turns on demo mode: the fault switches under ``/demo/faults``
 ``NETRA_BREAKER_SECONDS``  how long an open breaker stays open (default 15)
 ``NETRA_BREAKER_WINDOW``   seconds of calls a breaker judges the failure ratio over (10)
-=====================  ==========================================================================
+=========================  ======================================================================
+
+Parsed by pydantic-settings: every other field is ``NETRA_<FIELD>`` too (e.g.
+``NETRA_DISCOVERY_TTL``); an empty variable counts as unset; a bad value fails at startup with a
+``ValidationError`` naming the field (the value itself is not echoed: it may be a credential).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from typing import Any
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-
-
-def _float(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0, got {raw!r}")
-    return value
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 
 def database_url(raw: str) -> str:
@@ -48,44 +44,67 @@ def database_url(raw: str) -> str:
     return raw
 
 
-@dataclass(frozen=True, kw_only=True)
-class Settings:
-    """The backend's settings. ``openai_api_key`` is kept out of ``repr`` (logs)."""
+class Settings(BaseSettings):
+    """The backend's settings: :meth:`from_env` reads the environment (the table above).
 
-    openai_api_key: str | None = field(default=None, repr=False)
-    openai_base_url: str | None = None
+    ``Settings(**values)`` takes only the values given, never the process environment: tests
+    and the drill build it that way, and a developer's exported ``OPENAI_API_KEY`` must not turn
+    them into paid calls. Credentials (``openai_api_key``, ``redis_url``) are kept out of
+    ``repr`` (logs).
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="NETRA_",
+        env_ignore_empty=True,
+        extra="ignore",  # the environment holds much more than our variables
+        frozen=True,
+        validate_by_name=True,  # Settings(port=...) as well as the PORT alias
+        hide_input_in_errors=True,
+    )
+
+    openai_api_key: str | None = Field(default=None, repr=False, validation_alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
     llm_model: str = "gpt-4o-mini"
-    llm_timeout: float = 10.0
-    redis_url: str | None = field(default=None, repr=False)
+    llm_timeout: float = Field(default=10.0, gt=0)
+    redis_url: str | None = Field(default=None, repr=False)
     database_url: str = "sqlite+aiosqlite:///netra_demo.db"
     tool_url: str | None = None
-    port: int = 8000
-    demo_mode: bool = False
-    breaker_seconds: float = 15.0
-    breaker_window: float = 10.0
-    discovery_ttl: float = 5.0
-    simulated_latency: float = 0.005
-    retry_delay: float = 0.2  # first backoff of the LLM and tool retries (tests use 0)
+    port: int = Field(default=8000, gt=0, lt=65536, validation_alias="PORT")
+    demo_mode: bool = Field(default=False, validation_alias="NETRA_DEMO")
+    breaker_seconds: float = Field(default=15.0, gt=0)
+    breaker_window: float = Field(default=10.0, gt=0)
+    discovery_ttl: float = Field(default=5.0, gt=0)
+    simulated_latency: float = Field(default=0.005, ge=0)
+    retry_delay: float = Field(
+        default=0.2, ge=0
+    )  # first backoff of the LLM and tool retries (tests: 0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        return database_url(value)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Explicit values only; the environment is read by from_env (see the class doc).
+        return (init_settings,)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        port_raw = env.get("PORT", "").strip() or "8000"
-        if not port_raw.isdigit() or not 0 < int(port_raw) < 65536:
-            raise ValueError(f"PORT must be a TCP port number, got {port_raw!r}")
-        return cls(
-            openai_api_key=env.get("OPENAI_API_KEY") or None,
-            openai_base_url=env.get("OPENAI_BASE_URL") or None,
-            llm_model=env.get("NETRA_LLM_MODEL") or "gpt-4o-mini",
-            llm_timeout=_float(env, "NETRA_LLM_TIMEOUT", 10.0),
-            redis_url=env.get("NETRA_REDIS_URL") or None,
-            database_url=database_url(env.get("NETRA_DATABASE_URL") or "sqlite:///netra_demo.db"),
-            tool_url=env.get("NETRA_TOOL_URL") or None,
-            port=int(port_raw),
-            demo_mode=env.get("NETRA_DEMO", "").strip().lower() in _TRUE,
-            breaker_seconds=_float(env, "NETRA_BREAKER_SECONDS", 15.0),
-            breaker_window=_float(env, "NETRA_BREAKER_WINDOW", 10.0),
-        )
+        """The settings from ``environ`` (default: the process environment)."""
+        source = EnvSettingsSource(cls)
+        if environ is not None:
+            # The same source over another mapping: keys case-insensitive, empty = unset.
+            source.env_vars = {k.lower(): v for k, v in environ.items() if v}
+        values: dict[str, Any] = source()
+        return cls(**values)
 
     @property
     def simulated_llm(self) -> bool:
