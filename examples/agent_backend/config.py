@@ -75,9 +75,8 @@ class Settings(BaseSettings):
     breaker_window: float = Field(default=10.0, gt=0)
     discovery_ttl: float = Field(default=5.0, gt=0)
     simulated_latency: float = Field(default=0.005, ge=0)
-    retry_delay: float = Field(
-        default=0.2, ge=0
-    )  # first backoff of the LLM and tool retries (tests: 0)
+    # the first backoff of the LLM and tool retries (tests use 0)
+    retry_delay: float = Field(default=0.2, ge=0)
 
     @field_validator("database_url")
     @classmethod
