@@ -23,7 +23,7 @@ def create_app(client: AsyncOpenAI, send_analytics: Any, clock: Clock | None = N
     llm_pipeline = standard_llm_pipeline(
         "llm", clock=clock, cache=AiocacheBackend(), canned_reply=canned_reply("Busy, retry.")
     )
-    llm = ResilientOpenAI(client, llm_pipeline, clock=clock)  # SDK retries off: one owner
+    llm = ResilientOpenAI(client, llm_pipeline)  # SDK retries off: one owner
     registry = ServiceRegistry([Dependency("llm", "important", pipeline=llm_pipeline)])
 
     @wrap_engine(hooks=[Hook("analytics", send_analytics, timeout=0.5)], clock=clock)

@@ -6,17 +6,17 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from netra_resilience.cache import call_arguments
 from netra_resilience.context import ResilienceContext
 from netra_resilience.degradation import DegradationReason, safe_token
 from netra_resilience.exceptions import InvalidOptionsError
 from netra_resilience.outcome import Outcome
-from netra_resilience.predicates import ANY_EXCEPTION
+from netra_resilience.predicates import ANY_EXCEPTION, ShouldHandle, as_predicate
 from netra_resilience.strategy import BuildContext, Callback, Strategy
 from netra_resilience.telemetry import Severity
-from netra_resilience.validation import callable_or_none
+from netra_resilience.validation import callable_or_none, set_field
 
 if TYPE_CHECKING:
         from netra_resilience.strategy import BuildContext
@@ -58,7 +58,7 @@ class FallbackOptions:
     """
 
     action: FallbackAction
-    should_handle: Callable[[Outcome[Any]], bool] = ANY_EXCEPTION
+    should_handle: ShouldHandle = ANY_EXCEPTION
     reason: str = DegradationReason.FALLBACK
     on_fallback: OnFallback | None = None
 
@@ -67,8 +67,7 @@ class FallbackOptions:
             raise InvalidOptionsError(
                 _OWNER, "action", f"must be callable, got {type(self.action).__name__}"
             )
-        if not callable(self.should_handle):
-            raise InvalidOptionsError(_OWNER, "should_handle", "must be callable")
+        set_field(self, "should_handle", as_predicate(_OWNER, "should_handle", self.should_handle))
         if not isinstance(self.reason, str) or not self.reason:
             raise InvalidOptionsError(_OWNER, "reason", "must be a non-empty string")
         callable_or_none(_OWNER, "on_fallback", self.on_fallback)
@@ -100,7 +99,7 @@ class FallbackStrategy(Strategy):
     def __init__(self, options: FallbackOptions, build: BuildContext) -> None:
         self._action = options.action
         self._is_async = inspect.iscoroutinefunction(options.action)
-        self._should_handle = options.should_handle
+        self._should_handle = cast("Callable[[Outcome[Any]], bool]", options.should_handle)
         self._reason = options.reason
         self._on_fallback = options.on_fallback
         self._name = build.name

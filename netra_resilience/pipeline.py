@@ -1,29 +1,27 @@
-"""``Pipeline``: strategies composed once, outermost first; ``PipelineBuilder`` collects them.
-"""
+"""``Pipeline``: strategies composed once, outermost first; ``PipelineBuilder`` collects them."""
 
 from __future__ import annotations
 
 import functools
 import random as _random
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar
+from datetime import timedelta
+from typing import Any, ParamSpec, Self, TypeVar
 
+from netra_resilience.bulkhead import BulkheadOptions
+from netra_resilience.cache import CacheOptions
+from netra_resilience.chaos import ChaosOptions
+from netra_resilience.circuit_breaker import CircuitBreakerOptions
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.context import ResilienceContext, _current
+from netra_resilience.exceptions import InvalidOptionsError
+from netra_resilience.fallback import FallbackOptions
 from netra_resilience.outcome import Outcome
+from netra_resilience.rate_limiter import RateLimiterOptions
+from netra_resilience.retry import RetryOptions
 from netra_resilience.strategy import BuildContext, Callback, Strategy, StrategyOptions
 from netra_resilience.telemetry import TelemetryListener
-
-if TYPE_CHECKING:
-        from netra_resilience.bulkhead import BulkheadOptions
-        from netra_resilience.cache import CacheOptions
-        from netra_resilience.chaos import ChaosOptions
-        from netra_resilience.circuit_breaker import CircuitBreakerOptions
-        from netra_resilience.fallback import FallbackOptions
-        from netra_resilience.rate_limiter import RateLimiterOptions
-        from netra_resilience.retry import RetryOptions
-        from netra_resilience.timeout import TimeoutOptions
-
+from netra_resilience.timeout import TimeoutOptions
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -56,12 +54,21 @@ class _Link:
 class Pipeline:
     """Runs callables through its strategies. Built by :class:`PipelineBuilder`, reused freely."""
 
-    __slots__ = ("_entry", "instance", "name", "strategies")
+    __slots__ = ("_entry", "build_context", "instance", "name", "strategies")
 
-    def __init__(self, name: str, instance: str, strategies: tuple[Strategy, ...]) -> None:
+    def __init__(
+        self,
+        name: str,
+        instance: str,
+        strategies: tuple[Strategy, ...],
+        build_context: BuildContext | None = None,
+    ) -> None:
         self.name = name
         self.instance = instance
         self.strategies = strategies
+        self.build_context = build_context or BuildContext(name=name, instance=instance)
+        """Clock, randomness and telemetry it was built with: adapters wrapping this pipeline
+        (HTTP transports, the openai facade) take their clock from here."""
         entry: Callback = _invoke
         for strategy in reversed(strategies):
             entry = _Link(strategy, entry)
@@ -132,6 +139,10 @@ class Pipeline:
                 return strategy
         return None
 
+    @property
+    def clock(self) -> Clock:
+        return self.build_context.clock
+
     def __repr__(self) -> str:
         kinds = ", ".join(s.kind for s in self.strategies)
         return f"Pipeline({self.name!r}, [{kinds}])"
@@ -139,6 +150,9 @@ class Pipeline:
 
 EMPTY_PIPELINE = Pipeline("empty", "", ())
 """A pipeline with no strategies (stateless, safe to share)."""
+
+
+_OWNER = "PipelineBuilder"
 
 
 class PipelineBuilder:
@@ -158,7 +172,7 @@ class PipelineBuilder:
         telemetry: TelemetryListener | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
-            raise ValueError("PipelineBuilder.name must be a non-empty string")
+            raise InvalidOptionsError(_OWNER, "name", "must be a non-empty string")
         self._build = BuildContext(
             name=name,
             instance=instance,
@@ -176,40 +190,71 @@ class PipelineBuilder:
     def add(self, options: StrategyOptions) -> Self:
         """Add any options object that implements ``create_strategy(build)``."""
         if not isinstance(options, StrategyOptions):
-            raise TypeError(f"{type(options).__name__} does not implement create_strategy()")
+            raise InvalidOptionsError(
+                _OWNER, "add", f"{type(options).__name__} does not implement create_strategy()"
+            )
         self._items.append(options)
         return self
 
     def add_strategy(self, strategy: Strategy) -> Self:
         """Add an already-built strategy instance (e.g. one breaker shared by two pipelines)."""
         if not isinstance(strategy, Strategy):
-            raise TypeError(f"{type(strategy).__name__} is not a Strategy")
+            raise InvalidOptionsError(
+                _OWNER, "add_strategy", f"{type(strategy).__name__} is not a Strategy"
+            )
         self._items.append(strategy)
         return self
 
-    def add_timeout(self, options: TimeoutOptions) -> Self:
+    def _add_typed(
+        self, method: str, kind: type[Any], options: object, fields: dict[str, Any]
+    ) -> Self:
+        # One shape for every add_x: its own options object, or the options' keyword fields.
+        if options is None:
+            return self.add(kind(**fields))
+        if fields:
+            raise InvalidOptionsError(
+                _OWNER, method, "takes an options object or keywords, not both"
+            )
+        if not isinstance(options, kind):
+            raise InvalidOptionsError(
+                _OWNER, method, f"expects {kind.__name__}, got {type(options).__name__}"
+            )
         return self.add(options)
 
-    def add_retry(self, options: RetryOptions) -> Self:
-        return self.add(options)
+    def add_timeout(
+        self, timeout: TimeoutOptions | float | timedelta | None = None, /, **fields: Any
+    ) -> Self:
+        """``add_timeout(5)``, ``add_timeout(timedelta(seconds=5))`` or
+        ``add_timeout(TimeoutOptions(...))``."""
+        if isinstance(timeout, int | float | timedelta) and not isinstance(timeout, bool):
+            return self._add_typed(
+                "add_timeout", TimeoutOptions, None, {"timeout": timeout, **fields}
+            )
+        return self._add_typed("add_timeout", TimeoutOptions, timeout, fields)
 
-    def add_circuit_breaker(self, options: CircuitBreakerOptions) -> Self:
-        return self.add(options)
+    def add_retry(self, options: RetryOptions | None = None, /, **fields: Any) -> Self:
+        """``add_retry(max_attempts=3, delay=0.5)`` or ``add_retry(RetryOptions(...))``."""
+        return self._add_typed("add_retry", RetryOptions, options, fields)
 
-    def add_rate_limiter(self, options: RateLimiterOptions) -> Self:
-        return self.add(options)
+    def add_circuit_breaker(
+        self, options: CircuitBreakerOptions | None = None, /, **fields: Any
+    ) -> Self:
+        return self._add_typed("add_circuit_breaker", CircuitBreakerOptions, options, fields)
 
-    def add_bulkhead(self, options: BulkheadOptions) -> Self:
-        return self.add(options)
+    def add_rate_limiter(self, options: RateLimiterOptions | None = None, /, **fields: Any) -> Self:
+        return self._add_typed("add_rate_limiter", RateLimiterOptions, options, fields)
 
-    def add_fallback(self, options: FallbackOptions) -> Self:
-        return self.add(options)
+    def add_bulkhead(self, options: BulkheadOptions | None = None, /, **fields: Any) -> Self:
+        return self._add_typed("add_bulkhead", BulkheadOptions, options, fields)
 
-    def add_cache(self, options: CacheOptions) -> Self:
-        return self.add(options)
+    def add_fallback(self, options: FallbackOptions | None = None, /, **fields: Any) -> Self:
+        return self._add_typed("add_fallback", FallbackOptions, options, fields)
 
-    def add_chaos(self, options: ChaosOptions) -> Self:
-        return self.add(options)
+    def add_cache(self, options: CacheOptions | None = None, /, **fields: Any) -> Self:
+        return self._add_typed("add_cache", CacheOptions, options, fields)
+
+    def add_chaos(self, options: ChaosOptions | None = None, /, **fields: Any) -> Self:
+        return self._add_typed("add_chaos", ChaosOptions, options, fields)
 
     def build(self) -> Pipeline:
         if self._used:
@@ -221,4 +266,4 @@ class PipelineBuilder:
         )
         for position, strategy in enumerate(strategies):
             strategy.on_pipeline_built(position, strategies)
-        return Pipeline(self._build.name, self._build.instance, strategies)
+        return Pipeline(self._build.name, self._build.instance, strategies, self._build)

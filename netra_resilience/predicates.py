@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from netra_resilience.exceptions import ExecutionRejectedError, TimeoutRejectedError
+from netra_resilience.exceptions import (
+    ExecutionRejectedError,
+    InvalidOptionsError,
+    TimeoutRejectedError,
+)
 from netra_resilience.outcome import Outcome
 
 
@@ -75,6 +79,29 @@ def _transient_exception(outcome: Outcome[Any]) -> bool:
     # Rejections are not transient (retrying spins against an open breaker), except an
     # attempt timeout, which the next attempt may well beat.
     return not isinstance(exc, ExecutionRejectedError) or isinstance(exc, TimeoutRejectedError)
+
+
+ShouldHandle = (
+    Callable[[Outcome[Any]], bool] | type[BaseException] | tuple[type[BaseException], ...]
+)
+"""What ``should_handle=`` takes: a predicate over the outcome, an exception class, or a tuple
+of them (``should_handle=ConnectionError`` is ``handle(ConnectionError)``)."""
+
+
+def as_predicate(owner: str, field: str, value: object) -> Callable[[Outcome[Any]], bool]:
+    """Normalise a ``should_handle``-style option; anything else names the field."""
+    if isinstance(value, type) and issubclass(value, BaseException):
+        return handle(value)
+    if isinstance(value, tuple):
+        if value and all(isinstance(t, type) and issubclass(t, BaseException) for t in value):
+            return handle(*value)
+        raise InvalidOptionsError(owner, field, "a tuple must hold exception classes only")
+    if callable(value):
+        return value
+    kind = type(value).__name__
+    raise InvalidOptionsError(
+        owner, field, f"must be an exception class, a tuple of them or a predicate, got {kind}"
+    )
 
 
 ANY_EXCEPTION = OutcomePredicate(_any_exception, "any Exception")

@@ -21,7 +21,12 @@ from netra_resilience.exceptions import (
 )
 from netra_resilience.hints import RetryAfterHint, retry_after_of
 from netra_resilience.outcome import Outcome
-from netra_resilience.predicates import TRANSIENT_EXCEPTION, OutcomePredicate
+from netra_resilience.predicates import (
+    TRANSIENT_EXCEPTION,
+    OutcomePredicate,
+    ShouldHandle,
+    as_predicate,
+)
 from netra_resilience.strategy import BuildContext, Callback, Strategy
 from netra_resilience.telemetry import Severity
 from netra_resilience.timeout import DEADLINE, Budget
@@ -267,7 +272,7 @@ class RetryOptions:
     delay: Seconds = 1.0
     max_delay: Seconds = 30.0
     use_jitter: bool = True
-    should_handle: Callable[[Outcome[Any]], bool] = TRANSIENT_EXCEPTION
+    should_handle: ShouldHandle = TRANSIENT_EXCEPTION
     delay_generator: DelayGenerator | None = None
     retry_after: RetryAfterHint | None = retry_after_of
     max_server_delay: Seconds = 120.0
@@ -300,8 +305,7 @@ class RetryOptions:
             raise InvalidOptionsError(
                 _OWNER, "use_jitter", f"must be a bool, got {self.use_jitter!r}"
             )
-        if not callable(self.should_handle):
-            raise InvalidOptionsError(_OWNER, "should_handle", "must be callable")
+        set_field(self, "should_handle", as_predicate(_OWNER, "should_handle", self.should_handle))
         for name in ("delay_generator", "retry_after", "stop", "wait", "on_retry"):
             callable_or_none(_OWNER, name, getattr(self, name))
 
@@ -435,7 +439,8 @@ class RetryStrategy(Strategy):
     may_block: ClassVar[bool] = True  # it sleeps; only a fused total timeout's partner is safe
 
     def __init__(self, options: RetryOptions, build: BuildContext) -> None:
-        self._should_handle = _unwrapped(options.should_handle)
+        handles = cast("Callable[[Outcome[Any]], bool]", options.should_handle)  # normalised
+        self._should_handle = _unwrapped(handles)
         self._delays = DelayPolicy(options, build.random)
         self._on_retry = options.on_retry
         self._on_retry_async = is_async(options.on_retry)

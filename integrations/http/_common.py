@@ -28,7 +28,6 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
-from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.context import ResilienceContext, current_context
 from netra_resilience.exceptions import NetraError
 from netra_resilience.llm import is_transient_status, report_failure, server_delay
@@ -178,7 +177,6 @@ class HttpResilience:
         inner: _Transport,
         pipeline: Pipeline,
         *,
-        clock: Clock | None = None,
         classify_status: StatusClassifier = is_transient_status,
         validate_json: bool = False,
         error_body_limit: int = MAX_ERROR_BODY,
@@ -188,7 +186,7 @@ class HttpResilience:
             raise TypeError(f"pipeline must be a Pipeline, got {type(pipeline).__name__}")
         self._inner = inner
         self._pipeline = pipeline
-        self._clock = clock or SYSTEM_CLOCK
+        self._clock = pipeline.clock  # HTTP-date Retry-After is read on the pipeline's clock
         self._classify = classify_status
         self._validate_json = validate_json
         self._error_body_limit = error_body_limit

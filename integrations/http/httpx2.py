@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx2
 
-from netra_resilience.clock import Clock
 from netra_resilience.exceptions import TimeoutRejectedError
 from netra_resilience.integrations.http._common import (
     HttpResilience,
@@ -43,8 +42,8 @@ class ResilientAsyncTransport(httpx2.AsyncBaseTransport):
     """An ``httpx2.AsyncBaseTransport`` that sends every request through a pipeline.
 
     ``inner`` does the I/O (``httpx2.AsyncHTTPTransport()``, or ``httpx2.MockTransport`` in
-    tests) and is closed with this transport. ``clock`` reads HTTP-date ``Retry-After``
-    values (pass the pipeline's clock). ``validate_json=True`` treats a 2xx JSON response
+    tests) and is closed with this transport. HTTP-date ``Retry-After`` values are read on
+    the pipeline's clock. ``validate_json=True`` treats a 2xx JSON response
     whose body does not parse as a transient failure (it reads such bodies eagerly).
     """
 
@@ -53,14 +52,12 @@ class ResilientAsyncTransport(httpx2.AsyncBaseTransport):
         inner: httpx2.AsyncBaseTransport,
         pipeline: Pipeline,
         *,
-        clock: Clock | None = None,
         classify_status: StatusClassifier = is_transient_status,
         validate_json: bool = False,
     ) -> None:
         self._core = HttpResilience(
             inner,
             pipeline,
-            clock=clock,
             classify_status=classify_status,
             validate_json=validate_json,
             stream_wrapper=_ReportingStream,

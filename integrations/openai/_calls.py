@@ -137,7 +137,7 @@ class ResilientOpenAI:
     run through ``pipeline``.
 
     The client's own retries are turned off (a copy with ``max_retries=0``): the pipeline is
-    the one retry owner. ``clock`` must be the pipeline's clock (stream timeouts use it).
+    the one retry owner. Stream timeouts run on the pipeline's clock.
     Give a plain client and a full pipeline (``standard_llm_pipeline``), or a client from
     :func:`resilient_async_openai` and a pipeline holding only cache and fallback.
     """
@@ -149,14 +149,13 @@ class ResilientOpenAI:
         client: openai.AsyncOpenAI,
         pipeline: Pipeline,
         *,
-        clock: Clock | None = None,
         stream_policy: StreamPolicy = DEFAULT_STREAM_POLICY,
     ) -> None:
         if not isinstance(pipeline, Pipeline):
             raise TypeError(f"pipeline must be a Pipeline, got {type(pipeline).__name__}")
         self._client = without_retries(client)
         self._pipeline = pipeline
-        self._clock = clock or SYSTEM_CLOCK
+        self._clock = pipeline.clock  # stream timeouts run on the pipeline's clock
         self._policy = stream_policy
         self.chat = _Chat(self)
         self.responses = _Endpoint(self, "responses")

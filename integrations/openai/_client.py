@@ -168,7 +168,6 @@ def _check_retries(owner: str, kwargs: dict[str, Any]) -> None:
 def resilient_async_openai(
     pipeline: Pipeline,
     *,
-    clock: Clock | None = None,
     inner_transport: httpx2.AsyncBaseTransport | None = None,
     validate_json: bool = True,
     **client_kwargs: Any,
@@ -189,7 +188,7 @@ def resilient_async_openai(
             "pass inner_transport= (or use make_resilient(client, ...)), not http_client="
         )
     inner = inner_transport or httpx2.AsyncHTTPTransport(limits=openai.DEFAULT_CONNECTION_LIMITS)
-    transport = ResilientAsyncTransport(inner, pipeline, clock=clock, validate_json=validate_json)
+    transport = ResilientAsyncTransport(inner, pipeline, validate_json=validate_json)
     http_client = openai.DefaultAsyncHttpxClient(transport=transport)
     return openai.AsyncOpenAI(max_retries=0, http_client=http_client, **client_kwargs)
 
@@ -207,7 +206,6 @@ def make_resilient(
     client: openai.AsyncOpenAI,
     pipeline: Pipeline,
     *,
-    clock: Clock | None = None,
     inner_transport: httpx2.AsyncBaseTransport | None = None,
     validate_json: bool = True,
 ) -> openai.AsyncOpenAI:
@@ -221,6 +219,6 @@ def make_resilient(
     transport built with ``proxy=`` as ``inner_transport`` instead.
     """
     inner = inner_transport or _inner_transport_of(client)
-    transport = ResilientAsyncTransport(inner, pipeline, clock=clock, validate_json=validate_json)
+    transport = ResilientAsyncTransport(inner, pipeline, validate_json=validate_json)
     http_client = openai.DefaultAsyncHttpxClient(transport=transport, timeout=client.timeout)
     return client.with_options(max_retries=0, http_client=http_client)

@@ -11,6 +11,7 @@ from netra_resilience import (
     BrokenCircuitError,
     Degradation,
     ExecutionRejectedError,
+    InvalidOptionsError,
     Outcome,
     PipelineBuilder,
     ResilienceContext,
@@ -90,10 +91,11 @@ async def test_builder_is_single_use_and_rejects_non_options() -> None:
     builder.build()
     with pytest.raises(RuntimeError):
         builder.build()
-    with pytest.raises(TypeError):
+    with pytest.raises(InvalidOptionsError, match=r"PipelineBuilder\.add object does not"):
         PipelineBuilder("dep").add(object())  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="name"):
+    with pytest.raises(InvalidOptionsError, match=r"PipelineBuilder\.name") as err:
         PipelineBuilder("")
+    assert err.value.field == "name"
 
 
 async def test_explicit_context_is_bound_while_the_callable_runs() -> None:

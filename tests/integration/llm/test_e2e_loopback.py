@@ -134,7 +134,6 @@ async def test_transport_level_client_over_real_sockets(
     client = warm(
         resilient_async_openai(
             http_pipeline(clock, attempts=4, minimum_throughput=50),
-            clock=clock,
             api_key=FAKE_KEY,
             base_url=provider.base_url,
         )
@@ -164,7 +163,7 @@ async def test_call_level_streams_and_stale_cache_over_real_sockets(
     )
     sdk = warm(openai.AsyncOpenAI(api_key=FAKE_KEY, base_url=provider.base_url))
     policy = StreamPolicy(first_token_timeout=None, idle_timeout=None)
-    llm = ResilientOpenAI(sdk, pipeline, clock=clock, stream_policy=policy)
+    llm = ResilientOpenAI(sdk, pipeline, stream_policy=policy)
     ctx = ResilienceContext("chat", user_id="alice")
 
     async def collect() -> tuple[list[str], BaseException | None]:

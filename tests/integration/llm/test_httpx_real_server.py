@@ -39,7 +39,7 @@ async def test_retry_after_from_a_real_server_is_honoured_and_the_body_replayed(
     port = server.sockets[0].getsockname()[1]
     clock = FakeClock()
     transport = ResilientAsyncTransport(
-        httpx.AsyncHTTPTransport(), http_pipeline(clock, breaker=False), clock=clock
+        httpx.AsyncHTTPTransport(), http_pipeline(clock, breaker=False)
     )
     try:
         async with httpx.AsyncClient(transport=transport) as client:

@@ -28,7 +28,7 @@ URL = "https://api.example.test/v1/items"
 
 def make_client(clock: FakeClock, **kwargs) -> tuple[httpx.AsyncClient, ResilientAsyncTransport]:
     pipeline = http_pipeline(clock, **kwargs)
-    transport = ResilientAsyncTransport(httpx.AsyncHTTPTransport(), pipeline, clock=clock)
+    transport = ResilientAsyncTransport(httpx.AsyncHTTPTransport(), pipeline)
     return httpx.AsyncClient(transport=transport), transport
 
 
@@ -158,7 +158,7 @@ async def test_failed_attempts_release_their_connection_before_the_retry(clock: 
         await original_sleep(seconds)
 
     clock.sleep = spying_sleep  # type: ignore[method-assign]
-    transport = ResilientAsyncTransport(httpx.MockTransport(handler), pipeline, clock=clock)
+    transport = ResilientAsyncTransport(httpx.MockTransport(handler), pipeline)
     async with httpx.AsyncClient(transport=transport) as client:
         response = await advance_until_done(clock, client.get(URL))
     assert response.json() == {"n": 2}
@@ -186,7 +186,7 @@ async def test_attempt_timeout_fires_on_the_fake_clock_and_is_retried(clock: Fak
         return httpx.Response(200, json={"attempt": state["n"]})
 
     pipeline = http_pipeline(clock, attempt_timeout=5.0, minimum_throughput=10)
-    transport = ResilientAsyncTransport(httpx.MockTransport(handler), pipeline, clock=clock)
+    transport = ResilientAsyncTransport(httpx.MockTransport(handler), pipeline)
     async with httpx.AsyncClient(transport=transport) as client:
         response = await advance_until_done(clock, client.get(URL))
     assert response.json() == {"attempt": 2}
@@ -208,7 +208,7 @@ async def test_malformed_json_is_a_retryable_failure_when_validated(clock: FakeC
         ]
     )
     transport = ResilientAsyncTransport(
-        httpx.AsyncHTTPTransport(), http_pipeline(clock), clock=clock, validate_json=True
+        httpx.AsyncHTTPTransport(), http_pipeline(clock), validate_json=True
     )
     async with httpx.AsyncClient(transport=transport) as client:
         response = await advance_until_done(clock, client.get(URL))
@@ -223,7 +223,7 @@ async def test_breaker_opens_fails_fast_with_stale_cache_then_half_open_probe_cl
     """Call level: a cache around a function using the resilient client answers stale."""
     route = respx.get(URL).mock(return_value=httpx.Response(200, json={"v": "fresh"}))
     inner = http_pipeline(clock, attempts=1, minimum_throughput=4, break_duration=30.0)
-    transport = ResilientAsyncTransport(httpx.AsyncHTTPTransport(), inner, clock=clock)
+    transport = ResilientAsyncTransport(httpx.AsyncHTTPTransport(), inner)
     breaker = inner.find(CircuitBreakerStrategy)
     assert breaker is not None
     outer = (
@@ -289,7 +289,7 @@ async def test_a_mid_stream_read_error_reaches_the_breaker(clock: FakeClock) -> 
     pipeline = http_pipeline(clock, attempts=1, minimum_throughput=10)
     breaker = pipeline.find(CircuitBreakerStrategy)
     assert breaker is not None
-    transport = ResilientAsyncTransport(httpx.MockTransport(handler), pipeline, clock=clock)
+    transport = ResilientAsyncTransport(httpx.MockTransport(handler), pipeline)
     async with (
         httpx.AsyncClient(transport=transport) as client,
         client.stream("GET", URL) as response,
@@ -324,7 +324,7 @@ async def test_deeply_nested_json_is_a_handled_malformed_body_not_a_crash(
         ]
     )
     transport = ResilientAsyncTransport(
-        httpx.AsyncHTTPTransport(), http_pipeline(clock), clock=clock, validate_json=True
+        httpx.AsyncHTTPTransport(), http_pipeline(clock), validate_json=True
     )
     async with httpx.AsyncClient(transport=transport) as client:
         response = await advance_until_done(clock, client.get(URL))

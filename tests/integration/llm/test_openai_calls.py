@@ -90,7 +90,6 @@ async def test_sdk_retries_are_off_and_the_pipeline_is_the_one_retry_owner(
     llm = ResilientOpenAI(
         client,
         llm_pipeline(clock, attempts=3, circuit_breaker=breaker_options(minimum_throughput=50)),
-        clock=clock,
     )
     assert warm(llm.client).max_retries == 0  # ...turned off on the wrapped copy
     with pytest.raises(openai.InternalServerError):
@@ -106,7 +105,7 @@ async def test_breaker_opens_then_stale_cache_answers_fast_and_probe_closes(
     pipeline = llm_pipeline(clock, cache=AiocacheBackend())
     breaker = pipeline.find(CircuitBreakerStrategy)
     assert breaker is not None
-    llm = ResilientOpenAI(plain_client(upstream), pipeline, clock=clock)
+    llm = ResilientOpenAI(plain_client(upstream), pipeline)
     assert await chat(llm, clock) == "fresh answer"
     assert len(upstream.calls) == 1
 
@@ -148,7 +147,7 @@ async def test_user_b_never_gets_user_a_answer_unless_sharing_is_configured(
     for shared in (False, True):
         upstream = Upstream(completion("alice's private answer"))
         pipeline = llm_pipeline(clock, cache=AiocacheBackend(), share_cache_across_users=shared)
-        llm = ResilientOpenAI(plain_client(upstream), pipeline, clock=clock)
+        llm = ResilientOpenAI(plain_client(upstream), pipeline)
         assert await chat(llm, clock, as_user="alice") == "alice's private answer"
         upstream.script(httpx2.Response(500, json={}))
         if shared:
@@ -187,7 +186,7 @@ async def test_cache_key_covers_every_field_that_changes_the_answer(
 ) -> None:
     upstream = Upstream(completion("cached"))
     llm = ResilientOpenAI(
-        plain_client(upstream), llm_pipeline(clock, cache=AiocacheBackend()), clock=clock
+        plain_client(upstream), llm_pipeline(clock, cache=AiocacheBackend())
     )
     assert await chat(llm, clock, temperature=0.2) == "cached"
     upstream.script(httpx2.Response(500, json={}))
@@ -202,7 +201,7 @@ async def test_cache_key_covers_every_field_that_changes_the_answer(
 async def test_equal_numbers_and_dict_order_share_a_key(clock: FakeClock) -> None:
     upstream = Upstream(completion("cached"))
     llm = ResilientOpenAI(
-        plain_client(upstream), llm_pipeline(clock, cache=AiocacheBackend()), clock=clock
+        plain_client(upstream), llm_pipeline(clock, cache=AiocacheBackend())
     )
     first = [{"role": "user", "content": "hi"}]
     assert await chat(llm, clock, temperature=1, messages=first) == "cached"
@@ -221,7 +220,7 @@ async def test_equal_numbers_and_dict_order_share_a_key(clock: FakeClock) -> Non
 async def test_refusals_are_never_cached(clock: FakeClock, bad_answer: dict[str, Any]) -> None:
     upstream = Upstream(bad_answer)
     llm = ResilientOpenAI(
-        plain_client(upstream), llm_pipeline(clock, cache=AiocacheBackend()), clock=clock
+        plain_client(upstream), llm_pipeline(clock, cache=AiocacheBackend())
     )
     await chat(llm, clock)
     upstream.script(httpx2.Response(500, json={}))
@@ -235,7 +234,6 @@ async def test_malformed_json_is_a_handled_failure(clock: FakeClock) -> None:
     llm = ResilientOpenAI(
         plain_client(upstream),
         llm_pipeline(clock, attempts=2, cache=AiocacheBackend()),
-        clock=clock,
     )
     assert await chat(llm, clock) == "second try"  # retried
     assert len(upstream.calls) == 2
@@ -270,7 +268,7 @@ async def test_fallback_chain_skips_open_breakers_and_marks_every_step(clock: Fa
         clock=clock,
     )
     pipeline = llm_pipeline(clock, alternates=[eu, mini])
-    llm = ResilientOpenAI(plain_client(primary), pipeline, clock=clock)
+    llm = ResilientOpenAI(plain_client(primary), pipeline)
 
     with use_context(ResilienceContext("chat")) as ctx:
         reply = await advance_until_done(
@@ -306,7 +304,7 @@ async def test_canned_reply_is_the_last_resort_after_stale_and_never_cached(
         canned_reply=canned_reply("The assistant is busy, please retry shortly.", clock=clock),
         circuit_breaker=breaker_options(minimum_throughput=100),
     )
-    llm = ResilientOpenAI(plain_client(upstream), pipeline, clock=clock)
+    llm = ResilientOpenAI(plain_client(upstream), pipeline)
     assert await chat(llm, clock, as_user="alice") == "good answer"
     upstream.script(httpx2.Response(500, json={}))
 
@@ -343,7 +341,6 @@ async def test_alternate_answers_are_not_cached_as_the_primary(clock: FakeClock)
             alternates=[alt],
             circuit_breaker=breaker_options(minimum_throughput=100),
         ),
-        clock=clock,
     )
     assert await chat(llm, clock) == "backup answer"
     backup.script(httpx2.Response(500, json={}))
@@ -373,7 +370,7 @@ async def test_responses_api_is_cached_and_served_stale(clock: FakeClock) -> Non
     }
     upstream = Upstream(answer)
     llm = ResilientOpenAI(
-        plain_client(upstream), llm_pipeline(clock, cache=AiocacheBackend()), clock=clock
+        plain_client(upstream), llm_pipeline(clock, cache=AiocacheBackend())
     )
     with use_context(ResilienceContext("r", user_id="u")):
         first = await advance_until_done(clock, llm.responses.create(model="gpt-x", input="hi"))
@@ -394,7 +391,7 @@ async def test_a_shared_cache_with_a_json_codec(clock: FakeClock) -> None:
         SimpleMemoryCache(serializer=JsonSerializer()), encode=encode_answer, decode=decode_answer
     )
     upstream = Upstream(completion("serialised"))
-    llm = ResilientOpenAI(plain_client(upstream), llm_pipeline(clock, cache=backend), clock=clock)
+    llm = ResilientOpenAI(plain_client(upstream), llm_pipeline(clock, cache=backend))
     assert await chat(llm, clock) == "serialised"
     upstream.script(httpx2.Response(500, json={}))
     assert await chat(llm, clock) == "serialised"
@@ -402,7 +399,7 @@ async def test_a_shared_cache_with_a_json_codec(clock: FakeClock) -> None:
 
 async def test_generator_messages_are_replayed_on_every_attempt(clock: FakeClock) -> None:
     upstream = Upstream(httpx2.Response(500, json={}), completion("ok"))
-    llm = ResilientOpenAI(plain_client(upstream), llm_pipeline(clock, attempts=2), clock=clock)
+    llm = ResilientOpenAI(plain_client(upstream), llm_pipeline(clock, attempts=2))
     messages = (m for m in MESSAGES)
     assert await chat(llm, clock, messages=messages) == "ok"
     assert [b["messages"] for b in upstream.bodies()] == [MESSAGES, MESSAGES]
@@ -441,7 +438,6 @@ async def test_a_provider_429_pauses_the_rate_limiter_for_everyone(clock: FakeCl
     llm = ResilientOpenAI(
         plain_client(upstream),
         llm_pipeline(clock, rate_limiter=RateLimiterOptions(limiter=limiter, max_wait=0)),
-        clock=clock,
     )
     with pytest.raises(openai.RateLimitError):
         await chat(llm, clock)
@@ -461,7 +457,7 @@ def test_alternate_needs_a_name() -> None:
 
 async def test_rejection_without_cache_is_raised_as_a_broken_circuit(clock: FakeClock) -> None:
     upstream = Upstream(httpx2.Response(500, json={}))
-    llm = ResilientOpenAI(plain_client(upstream), llm_pipeline(clock), clock=clock)
+    llm = ResilientOpenAI(plain_client(upstream), llm_pipeline(clock))
     for _ in range(4):
         with pytest.raises(openai.InternalServerError):
             await chat(llm, clock)

@@ -58,7 +58,6 @@ def make_llm(
     return ResilientOpenAI(
         plain_client(upstream),
         pipeline,
-        clock=clock,
         stream_policy=policy or StreamPolicy(first_token_timeout=10.0, idle_timeout=5.0),
     )
 

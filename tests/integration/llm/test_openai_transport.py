@@ -39,7 +39,6 @@ def client_for(upstream: Upstream, clock: FakeClock, **pipeline_kwargs) -> opena
     return warm(
         resilient_async_openai(
             pipeline,
-            clock=clock,
             inner_transport=upstream.transport(),
             api_key=FAKE_KEY,
             base_url=BASE_URL,
@@ -164,7 +163,7 @@ async def test_make_resilient_wraps_an_existing_client_once(clock: FakeClock) ->
         http_client=httpx2.AsyncClient(transport=upstream.transport()),
     )
     pipeline = http_pipeline(clock)
-    client = warm(make_resilient(original, pipeline, clock=clock))
+    client = warm(make_resilient(original, pipeline))
     assert client.max_retries == 0
     assert original.max_retries == 5  # the original is untouched
     assert await ask(client, clock) == "wrapped"
@@ -172,7 +171,7 @@ async def test_make_resilient_wraps_an_existing_client_once(clock: FakeClock) ->
     assert upstream.calls[-1].headers["x-team"] == "agents"
     assert upstream.calls[-1].headers["authorization"] == f"Bearer {FAKE_KEY}"
 
-    again = make_resilient(client, http_pipeline(clock, name="llm2"), clock=clock)
+    again = make_resilient(client, http_pipeline(clock, name="llm2"))
     transport = again._client._transport
     assert isinstance(transport, ResilientAsyncTransport)
     assert not isinstance(transport.inner, ResilientAsyncTransport)  # never stacked

@@ -64,7 +64,7 @@ async def test_retry_goes_to_another_endpoint(clock: FakeClock) -> None:
         .build()
     )
     routing = EndpointRoutingTransport(httpx.MockTransport(handler), _pool(clock))
-    transport = ResilientAsyncTransport(routing, pipeline, clock=clock)
+    transport = ResilientAsyncTransport(routing, pipeline)
     async with httpx.AsyncClient(transport=transport, base_url="http://a:1") as client:
         response = await advance_until_done(clock, client.get("/v1/chat"))
     assert response.status_code == 200
