@@ -1,6 +1,6 @@
 """A :class:`~netra_resilience.cache.CacheBackend` over any aiocache cache.
 
-    backend = AiocacheBackend()                      # SimpleMemoryCache, per process
+    backend = AiocacheBackend()                      # SimpleMemoryCache, at most 10 000 entries
     backend = AiocacheBackend(RedisCache(serializer=JsonSerializer(), ...),
                               encode=encode_answer, decode=decode_answer)  # shared
 
@@ -8,17 +8,25 @@ aiocache expires keys on its own timer (wall time); the entry itself carries its
 deadlines, which the cache strategy checks on the injected clock, so a backend that keeps a
 key slightly longer never serves it past its time. Errors propagate: the cache strategy turns
 any backend error or slow operation into a miss, never into a failed request.
+
+aiocache's memory backend (0.12) is a plain dict with no size bound, and an LLM cache keyed per
+user with a day of ``stale_ttl`` would grow with traffic for a day: over a memory cache this
+adapter keeps at most ``max_entries`` and evicts the least recently used. The core's
+:class:`~netra_resilience.cache.InMemoryTTLCache` does the same without aiocache.
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from aiocache import SimpleMemoryCache
+from aiocache.backends.memory import SimpleMemoryBackend
 
 from netra_resilience.cache import CacheEntry
+from netra_resilience.validation import integer
 
 __all__ = ["AiocacheBackend"]
 
@@ -37,9 +45,13 @@ class AiocacheBackend:
       in your process, so prefer a codec).
     * ``namespace``: passed to aiocache on every call (the strategy's keys are already
       namespaced by pipeline name and hashed).
+    * ``max_entries``: over an aiocache memory cache (``SimpleMemoryBackend``), the most
+      entries this backend keeps there; writing one more evicts the least recently used.
+      ``None`` is the explicit opt-in to an unbounded dict. Caches on a server (Redis,
+      memcached) are bounded by the server's own eviction policy and ignore it.
     """
 
-    __slots__ = ("_cache", "_decode", "_encode", "_namespace")
+    __slots__ = ("_bound", "_cache", "_decode", "_encode", "_namespace", "_order")
 
     def __init__(
         self,
@@ -48,21 +60,43 @@ class AiocacheBackend:
         encode: Callable[[Any], Any] | None = None,
         decode: Callable[[Any], Any] | None = None,
         namespace: str | None = None,
+        max_entries: int | None = 10_000,
     ) -> None:
         if (encode is None) != (decode is None):
             raise ValueError("AiocacheBackend needs both encode and decode, or neither")
+        if max_entries is not None:
+            integer("AiocacheBackend", "max_entries", max_entries)
         self._cache = cache if cache is not None else SimpleMemoryCache()
         self._encode = encode
         self._decode = decode
         self._namespace = namespace
+        self._bound = max_entries or 0
+        # Our keys, least recently used first: aiocache's memory backend has no bound of its
+        # own, so this one is enforced here (only for it: a server evicts for itself).
+        self._order: OrderedDict[str, None] | None = (
+            OrderedDict()
+            if max_entries is not None and isinstance(self._cache, SimpleMemoryBackend)
+            else None
+        )
 
     @property
     def cache(self) -> Any:
         """The wrapped aiocache cache."""
         return self._cache
 
+    @property
+    def max_entries(self) -> int | None:
+        """The bound this backend enforces, ``None`` when it enforces none."""
+        return self._bound if self._order is not None else None
+
     async def get(self, key: str) -> CacheEntry | None:
         raw = await self._cache.get(key, namespace=self._namespace)
+        order = self._order
+        if order is not None:
+            if raw is None:
+                order.pop(key, None)  # expired on aiocache's own timer
+            elif key in order:
+                order.move_to_end(key)
         if raw is None:
             return None
         if isinstance(raw, CacheEntry):
@@ -88,8 +122,18 @@ class AiocacheBackend:
         # Whole seconds, rounded up: memcached only takes integers, and keeping a key a little
         # longer is harmless (the entry's own deadlines decide what is served).
         await self._cache.set(key, value, ttl=max(1, math.ceil(ttl)), namespace=self._namespace)
+        order = self._order
+        if order is None:
+            return
+        order[key] = None
+        order.move_to_end(key)
+        while len(order) > self._bound:
+            oldest, _ = order.popitem(last=False)
+            await self._cache.delete(oldest, namespace=self._namespace)
 
     async def delete(self, key: str) -> None:
+        if self._order is not None:
+            self._order.pop(key, None)
         await self._cache.delete(key, namespace=self._namespace)
 
     async def close(self) -> None:
