@@ -53,12 +53,14 @@ def plain_app() -> FastAPI:
 
 def netra_app() -> FastAPI:
     """The same application with netra-resilience installed."""
-    from netra_resilience.health import Dependency, ServiceRegistry
+    from netra_resilience import Dependency, Resilience
     from netra_resilience.integrations.fastapi import install
 
     app = _app()
-    registry = ServiceRegistry([Dependency("postgres", "critical"), Dependency("llm", "important")])
-    install(app, registry)
+    resilience = Resilience(
+        dependencies=[Dependency("postgres", "critical"), Dependency("llm", "important")]
+    )
+    install(app, resilience)
     return app
 
 

@@ -1,6 +1,7 @@
-"""The README's integration example: middleware + registry + wrapped engine + resilient openai.
+"""The README's integration example: one runtime, a resilient openai client, a wrapped agent.
 
-Run: ``OPENAI_API_KEY=... uvicorn examples.readme_app:app`` (tests build it with a fake client).
+Run: ``OPENAI_API_KEY=... uvicorn examples.readme_app:app`` (tests build it with a fake client
+and a fake clock).
 """
 
 from __future__ import annotations
@@ -10,35 +11,28 @@ from typing import Any
 from fastapi import FastAPI
 from openai import AsyncOpenAI
 
-from netra_resilience import Dependency, Hook, RunRequest, standard_llm_pipeline, wrap_engine
-from netra_resilience.clock import Clock
-from netra_resilience.engine import RunEvents
-from netra_resilience.health import ServiceRegistry
-from netra_resilience.integrations.aiocache import AiocacheBackend
+from netra_resilience import Hook, Resilience
 from netra_resilience.integrations.fastapi import CurrentDegradation, install
 from netra_resilience.integrations.openai import ResilientOpenAI, canned_reply
 
 
-def create_app(client: AsyncOpenAI, send_analytics: Any, clock: Clock | None = None) -> FastAPI:
-    llm_pipeline = standard_llm_pipeline(
-        "llm", clock=clock, cache=AiocacheBackend(), canned_reply=canned_reply("Busy, retry.")
-    )
-    llm = ResilientOpenAI(client, llm_pipeline)  # SDK retries off: one owner
-    registry = ServiceRegistry([Dependency("llm", "important", pipeline=llm_pipeline)])
+def create_app(client: AsyncOpenAI, send_analytics: Any, resilience: Resilience) -> FastAPI:
+    # Timeouts, retries honouring Retry-After, a breaker, last good answers served stale.
+    llm = ResilientOpenAI(client, resilience.llm(canned_reply=canned_reply("Busy, retry.")))
 
-    @wrap_engine(hooks=[Hook("analytics", send_analytics, timeout=0.5)], clock=clock)
-    async def agent(request: RunRequest, events: RunEvents) -> str:
+    @resilience.engine(hooks=[Hook("analytics", send_analytics, timeout=0.5)])
+    async def agent(request: Any, events: Any) -> str:
         await events.thinking("asking the model")
         messages = [{"role": "user", "content": request.input}]
         reply = await llm.chat.completions.create(model="gpt-4o-mini", messages=messages)
         return str(reply.choices[0].message.content)
 
     app = FastAPI()
-    install(app, registry)  # Netra-Degraded header, 503 for critical rejections, /health*
+    install(app, resilience)  # Netra-Degraded header, 503 on critical rejections, /health
 
     @app.post("/chat")
     async def chat(body: dict[str, str], degradation: CurrentDegradation) -> dict[str, Any]:
-        result = await agent.run(RunRequest(body["message"], user_id=body["user_id"]))
+        result = await agent.run(body["message"], user_id=body["user_id"])
         return {"answer": result.output, "status": result.status, "degraded": degradation.as_dict()}
 
     return app
@@ -50,5 +44,5 @@ async def _no_analytics(*_: Any) -> None:
 
 def __getattr__(name: str) -> FastAPI:  # ``uvicorn examples.readme_app:app`` with a real key
     if name == "app":
-        return create_app(AsyncOpenAI(), _no_analytics)
+        return create_app(AsyncOpenAI(), _no_analytics, Resilience())
     raise AttributeError(name)

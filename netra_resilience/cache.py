@@ -366,6 +366,11 @@ class CacheStrategy(Strategy):
             self._telemetry,
         )
 
+    @property
+    def backend(self) -> CacheBackend:
+        """The backend this cache reads and writes (as configured, without the error guard)."""
+        return self._backend._backend
+
     def key_for(
         self, context: ResilienceContext, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> str | None:

@@ -16,6 +16,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol, Self, TypeVar, overload
 
 from netra_resilience.cache import InMemoryTTLCache
+from netra_resilience.chaos import ChaosControl
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.engine import (
     Engine,
@@ -89,6 +90,10 @@ class Resilience:
             random=self.random,
             telemetry=telemetry,
         )
+        self.chaos = ChaosControl()
+        """The runtime's fault switchboard for drills and demos: a pipeline with
+        ``add_chaos(control=resilience.chaos)`` fails or slows down on command (one dict
+        lookup per call while nothing is switched on)."""
         self._closers: list[SupportsAclose] = []
         self._entered = 0
         self._closed = False

@@ -2,18 +2,19 @@
 
 ::
 
-    registry = ServiceRegistry([
+    resilience = Resilience(dependencies=[
         Dependency("postgres", "critical", check=ping_db, strategies=[CircuitBreakerOptions()]),
         Dependency("analytics", "optional", strategies=[CircuitBreakerOptions()]),
     ])
     app = FastAPI(lifespan=my_lifespan)
-    install(app, registry, details=lambda request: request.headers.get("x-ops") == TOKEN)
+    install(app, resilience, details=lambda request: request.headers.get("x-ops") == TOKEN)
 
     @app.get("/chat")
     async def chat(degradation: CurrentDegradation) -> dict[str, str]: ...
 
-``install`` composes with the application's own lifespan: the health monitor starts after the
-application's startup (so checks can use the pools it creates) and stops before its shutdown.
+``install`` composes with the application's own lifespan: the runtime (health probes) starts
+after the application's startup (so checks can use the pools it creates) and closes (draining
+engines' hook queues, closing what it holds) before the application's shutdown runs.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import Depends, FastAPI
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.websockets import WebSocket
@@ -35,26 +36,23 @@ from netra_resilience.health import (
     ServiceInfo,
     ServiceRegistry,
 )
-from netra_resilience.integrations.fastapi._health import (
-    DetailAccess,
-    health_router,
-    monitor_lifespan,
-)
+from netra_resilience.integrations.fastapi._health import DetailAccess, health_router
 from netra_resilience.integrations.fastapi._middleware import (
     DEFAULT_HEADER,
     STATE_DEGRADATION,
     RejectionPolicy,
     ResilienceMiddleware,
 )
+from netra_resilience.runtime import Resilience
 
 __all__ = [
     "CurrentDegradation",
     "DetailAccess",
+    "ResilienceMiddleware",
     "get_degradation",
     "get_registry",
     "health_router",
     "install",
-    "monitor_lifespan",
     "rejection_handler",
 ]
 
@@ -106,7 +104,7 @@ def rejection_handler(
 
 def install(
     app: FastAPI,
-    registry: ServiceRegistry,
+    resilience: Resilience,
     *,
     header_name: str = DEFAULT_HEADER,
     health_path: str | None = "/health",
@@ -117,13 +115,19 @@ def install(
     default_retry_after: float = 5.0,
     problem_type: str = "about:blank",
 ) -> HealthMonitor:
-    """Wire netra-resilience into ``app``; returns the registry's health monitor.
+    """Wire the runtime into ``app``; returns its health monitor.
 
     Adds :class:`ResilienceMiddleware` (call ``install`` after your other ``add_middleware``
     calls so it is outermost), the rejection exception handler, the health routes (unless
-    ``health_path`` is ``None``) and a lifespan that runs the monitor inside yours. The
-    registry is kept on ``app.state.netra_registry``.
+    ``health_path`` is ``None``), and runs the runtime inside the app's lifespan (also when
+    the app was made with ``FastAPI(lifespan=resilience.lifespan)``: entering is counted).
+    The runtime's registry is kept on ``app.state.netra_registry``.
     """
+    given: object = resilience
+    if not isinstance(given, Resilience):
+        kind = type(given).__name__
+        raise TypeError(f"install() takes the application's Resilience runtime, got {kind}")
+    registry = resilience.registry
     policy = RejectionPolicy(
         registry, default_retry_after=default_retry_after, problem_type=problem_type
     )
@@ -133,12 +137,19 @@ def install(
     )
     # Typed as HTTPConnection: Starlette calls it with a Request or a WebSocket.
     app.add_exception_handler(ExecutionRejectedError, cast(Any, rejection_handler(policy)))
-    monitor = registry.monitor
-    if health_path is None:  # no routes, but the monitor still runs in the lifespan
-        app.include_router(APIRouter(lifespan=monitor_lifespan(monitor)))
-        return monitor
-    router = health_router(
-        monitor, path=health_path, details=details, service=service, codes=codes, ready_on=ready_on
-    )
-    app.include_router(router)
+    # Wrapping the router's own lifespan works on every FastAPI release (no reliance on
+    # nested-router lifespan merging) and keeps the app's startup outside the runtime's.
+    app.router.lifespan_context = resilience.around(app.router.lifespan_context)
+    monitor = resilience.monitor
+    if health_path is not None:
+        app.include_router(
+            health_router(
+                monitor,
+                path=health_path,
+                details=details,
+                service=service,
+                codes=codes,
+                ready_on=ready_on,
+            )
+        )
     return monitor

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 from fastapi import APIRouter
@@ -26,24 +25,10 @@ from netra_resilience.health import (
 )
 from netra_resilience.health._report import encode
 
-__all__ = ["DetailAccess", "health_router", "monitor_lifespan"]
+__all__ = ["DetailAccess", "health_router"]
 
 DetailAccess = bool | Callable[[Request], bool | Awaitable[bool]]
 """Who sees the health detail: ``True`` everyone, ``False`` no one, or a check per request."""
-
-
-def monitor_lifespan(monitor: HealthMonitor) -> Callable[[Any], AbstractAsyncContextManager[None]]:
-    """A lifespan that starts ``monitor`` on startup and stops it (draining) on shutdown."""
-
-    @asynccontextmanager
-    async def lifespan(app: Any) -> AsyncIterator[None]:
-        await monitor.start()
-        try:
-            yield
-        finally:
-            await monitor.stop()
-
-    return lifespan
 
 
 def _health_response(
@@ -66,7 +51,6 @@ def health_router(
     codes: Mapping[HealthStatus | str, int] | None = None,
     ready_on: Collection[Criticality | str] = (Criticality.CRITICAL,),
     include_in_schema: bool = False,
-    manage_monitor: bool = True,
 ) -> APIRouter:
     """``GET {path}/live``, ``{path}/ready`` and ``{path}`` (detail), all health+json, no-store.
 
@@ -75,12 +59,13 @@ def health_router(
       or while draining at shutdown.
     * detail: criticality-weighted ``pass``/``warn``/``fail``; the ``checks`` only for
       callers that ``details`` admits (others get just ``{"status": ...}``).
-    With ``manage_monitor`` the router's lifespan starts and stops the monitor.
+    The monitor runs while the runtime that owns it is open (``install`` sees to that).
+    All three answer ``HEAD`` too (load balancers probe with it).
     """
     http_codes = status_codes(codes)
     ready_levels = frozenset(Criticality(str(c).lower()) for c in ready_on)
 
-    router = APIRouter(lifespan=monitor_lifespan(monitor) if manage_monitor else None)
+    router = APIRouter()
 
     async def allowed(request: Request) -> bool:
         if isinstance(details, bool):
@@ -109,7 +94,7 @@ def health_router(
         return _health_response(document, http_codes[report.status], retry)
 
     options: dict[str, Any] = {"include_in_schema": include_in_schema, "response_class": Response}
-    router.add_api_route(f"{path}/live", live, methods=["GET"], **options)
-    router.add_api_route(f"{path}/ready", ready, methods=["GET"], **options)
-    router.add_api_route(path, health, methods=["GET"], **options)
+    router.add_api_route(f"{path}/live", live, methods=["GET", "HEAD"], **options)
+    router.add_api_route(f"{path}/ready", ready, methods=["GET", "HEAD"], **options)
+    router.add_api_route(path, health, methods=["GET", "HEAD"], **options)
     return router

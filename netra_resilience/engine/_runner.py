@@ -69,10 +69,22 @@ class ResilientEngine:
                 return layer
         raise LookupError(f"no {kind.__name__} in this engine stack")
 
-    async def run(self, request: RunRequest | Any, sink: EventSink | None = None) -> RunResult:
-        """Run once; events go to ``sink`` (e.g. ``websocket.send_json``) if given."""
+    async def run(
+        self,
+        request: RunRequest | Any,
+        sink: EventSink | None = None,
+        *,
+        user_id: str | None = None,
+        tenant_id: str | None = None,
+    ) -> RunResult:
+        """Run once; events go to ``sink`` (e.g. ``websocket.send_json``) if given.
+
+        ``request`` is a :class:`RunRequest` or the bare input (``user_id``/``tenant_id`` then
+        name the caller: caches and limiters keep one caller's answers from another's)."""
         if not isinstance(request, RunRequest):
-            request = RunRequest(request)
+            request = RunRequest(request, user_id=user_id, tenant_id=tenant_id)
+        elif user_id is not None or tenant_id is not None:
+            raise TypeError("give user_id/tenant_id inside the RunRequest, not beside it")
         # Inside a request (the ASGI middleware bound one), the run marks the request's own
         # Degradation, so what the agent hit also reaches the Netra-Degraded header.
         outer = current_context()

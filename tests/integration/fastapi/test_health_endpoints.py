@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 
-from netra_resilience import BrokenCircuitError, IsolatedCircuitError
+from netra_resilience import BrokenCircuitError, IsolatedCircuitError, Resilience
 from netra_resilience.circuit_breaker import CircuitBreakerOptions
 from netra_resilience.health import Dependency, ServiceInfo, ServiceRegistry
 from netra_resilience.integrations.fastapi import get_registry, health_router, install
@@ -27,8 +27,8 @@ class Harness:
         self.clock = clock
         self.events: list[str] = []
         self.db, self.cache, self.metrics = Switch(), Switch(), Switch()
-        self.registry = ServiceRegistry(
-            [
+        self.resilience = Resilience(
+            dependencies=[
                 Dependency("postgres", "critical", check=self.db, component_type="datastore"),
                 Dependency(
                     "redis", "important", check=self.cache, strategies=[CircuitBreakerOptions()]
@@ -40,6 +40,7 @@ class Harness:
             check_timeout=2,
             clock=clock,
         )
+        self.registry = self.resilience.registry
 
         @asynccontextmanager
         async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -55,7 +56,7 @@ class Harness:
 
         install(
             self.app,
-            self.registry,
+            self.resilience,
             details=lambda request: request.headers.get("authorization") == f"Bearer {TOKEN}",
             service=ServiceInfo(service_id="agent-backend", version="1", release_id="1.4.2"),
             **install_kwargs,

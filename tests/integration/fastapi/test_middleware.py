@@ -19,24 +19,23 @@ from netra_resilience import (
     Degradation,
     IsolatedCircuitError,
     RateLimitRejectedError,
+    Resilience,
     current_degradation,
 )
 from netra_resilience.context import current_context
-from netra_resilience.health import Dependency, ServiceRegistry
+from netra_resilience.health import Dependency
 from netra_resilience.integrations.fastapi import CurrentDegradation, get_degradation, install
 from netra_resilience.integrations.fastapi._middleware import ResilienceMiddleware
 
 FAKE_KEY = "sk-proj-FAKE0123456789abcdefSECRET"
 
 
-def registry() -> ServiceRegistry:
-    return ServiceRegistry(
-        [
-            Dependency("postgres", "critical"),
-            Dependency("llm", "important"),
-            Dependency("analytics", "optional"),
-        ]
-    )
+def registry() -> list[Dependency]:
+    return [
+        Dependency("postgres", "critical"),
+        Dependency("llm", "important"),
+        Dependency("analytics", "optional"),
+    ]
 
 
 def client(app: Any, *, raise_app_exceptions: bool = True) -> httpx.AsyncClient:
@@ -136,7 +135,7 @@ def make_app() -> tuple[FastAPI, dict[str, Degradation]]:
 @pytest.fixture
 def app_and_seen() -> tuple[FastAPI, dict[str, Degradation]]:
     app, seen = make_app()
-    install(app, registry(), health_path=None)
+    install(app, Resilience(dependencies=registry()), health_path=None)
     return app, seen
 
 
@@ -241,7 +240,7 @@ async def test_503_passes_through_cors_when_produced_by_the_handler() -> None:
     app.add_middleware(
         CORSMiddleware, allow_origins=["https://ui.example"], expose_headers=["Netra-Degraded"]
     )
-    install(app, registry(), health_path=None)
+    install(app, Resilience(dependencies=registry()), health_path=None)
     async with client(app) as http:
         response = await http.get("/critical", headers={"Origin": "https://ui.example"})
     assert response.status_code == 503
@@ -264,7 +263,7 @@ async def test_concurrent_requests_never_share_flags() -> None:
         await asyncio.sleep(0)
         return degradation.as_dict()
 
-    install(app, registry(), health_path=None)
+    install(app, Resilience(dependencies=registry()), health_path=None)
 
     async def release() -> None:
         await asyncio.gather(*(event.wait() for event in arrived))
@@ -364,7 +363,7 @@ def test_critical_rejection_on_a_websocket_closes_with_1013() -> None:
         await websocket.accept()
         raise BrokenCircuitError(dependency="postgres")
 
-    install(app, registry(), health_path=None)
+    install(app, Resilience(dependencies=registry()), health_path=None)
     with (
         TestClient(app) as test_client,
         test_client.websocket_connect("/ws") as socket,

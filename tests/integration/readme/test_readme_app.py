@@ -12,6 +12,7 @@ import pytest
 from openai._base_client import get_platform
 
 from examples.readme_app import create_app
+from netra_resilience import Resilience
 from netra_resilience.testing import FakeClock, advance_until_done
 
 FAKE_KEY = "sk-test-readme-0123456789abcdef"
@@ -58,14 +59,16 @@ def setup() -> tuple[Provider, FakeClock, list[Any], Any]:
         analytics.append(event)
 
     clock = FakeClock()
-    return provider, clock, analytics, create_app(client, send_analytics, clock)
+    return provider, clock, analytics, create_app(client, send_analytics, Resilience(clock=clock))
 
 
 async def test_answers_then_serves_stale_with_header_while_provider_is_down(
     setup: tuple[Provider, FakeClock, list[Any], Any],
 ) -> None:
-    provider, clock, _analytics, app = setup
+    provider, clock, analytics, app = setup
     transport = httpx.ASGITransport(app=app)
+    lifespan = app.router.lifespan_context(app)
+    await lifespan.__aenter__()
     async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
         body = {"user_id": "u1", "message": "hi"}
         ok = await advance_until_done(clock, http.post("/chat", json=body))
@@ -90,3 +93,6 @@ async def test_answers_then_serves_stale_with_header_while_provider_is_down(
 
         health = await http.get("/health")
         assert health.headers["content-type"].startswith("application/health+json")
+    # Shutdown closes the runtime: the analytics hook queue is drained, not dropped.
+    await lifespan.__aexit__(None, None, None)
+    assert analytics, "hook events delivered by the time the app has shut down"
