@@ -10,7 +10,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, cast, runtime_checkable
 
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.context import ResilienceContext
@@ -430,7 +430,10 @@ class RateLimiterStrategy(Strategy):
 
     def __init__(self, options: RateLimiterOptions, build: BuildContext) -> None:
         self._name = build.name
-        self._limiter = options.limiter
+        limiter = options.limiter
+        if limiter is None and options.rate is not None and options.burst is not None:
+            limiter = TokenBucketLimiter(rate=options.rate, burst=options.burst, clock=build.clock)
+        self._limiter = limiter
         self._partitioned = options.partitioned
         self._partition_key = options.partition_key or _scope_key
         permits = options.permits
@@ -550,7 +553,11 @@ _OWNER = "RateLimiterOptions"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RateLimiterOptions:
-    """Options of the rate-limiter strategy. Give exactly one of ``limiter`` / ``partitioned``.
+    """Options of the rate-limiter strategy: ``rate``/``burst``, or exactly one of
+    ``limiter`` / ``partitioned``.
+
+    * ``rate`` + ``burst``: a token bucket of its own, built on the pipeline's clock
+      (``add_rate_limiter(rate=5, burst=10)``).
 
     * ``limiter``: one limiter shared by every call of the pipeline (e.g. a provider's RPM).
     * ``partitioned`` + ``partition_key``: one limiter per key; the key defaults to the
@@ -562,6 +569,8 @@ class RateLimiterOptions:
       the limiter for every caller (``None`` turns that off).
     """
 
+    rate: float | None = None
+    burst: int | None = None
     limiter: RateLimiter | None = None
     partitioned: PartitionedRateLimiter | None = None
     partition_key: Callable[[ResilienceContext], str] | None = None
@@ -571,9 +580,16 @@ class RateLimiterOptions:
     on_rejected: OnRateLimiterRejected | None = None
 
     def __post_init__(self) -> None:
-        if (self.limiter is None) == (self.partitioned is None):
+        if (self.rate is None) != (self.burst is None):
+            raise InvalidOptionsError(_OWNER, "rate", "and burst= go together")
+        if self.rate is not None:
+            if self.limiter is not None or self.partitioned is not None:
+                raise InvalidOptionsError(_OWNER, "rate", "excludes limiter= and partitioned=")
+            number(_OWNER, "rate", self.rate)
+            integer(_OWNER, "burst", cast(int, self.burst), minimum=1)
+        elif (self.limiter is None) == (self.partitioned is None):
             raise InvalidOptionsError(
-                _OWNER, "limiter", "needs exactly one of limiter= or partitioned="
+                _OWNER, "limiter", "needs rate=/burst=, or exactly one of limiter= or partitioned="
             )
         if self.limiter is not None and not isinstance(self.limiter, RateLimiter):
             raise InvalidOptionsError(
@@ -590,12 +606,10 @@ class RateLimiterOptions:
         callable_or_none(_OWNER, "on_rejected", self.on_rejected)
         if not callable(self.permits):
             integer(_OWNER, "permits", self.permits, minimum=1)
-            if self.limiter is not None and self.permits > self.limiter.burst:
-                raise InvalidOptionsError(
-                    _OWNER,
-                    "permits",
-                    f"must be <= the limiter's burst ({self.limiter.burst}), got {self.permits}",
-                )
+            burst = self.burst if self.limiter is None else self.limiter.burst
+            if burst is not None and self.permits > burst:
+                message = f"must be <= the limiter's burst ({burst}), got {self.permits}"
+                raise InvalidOptionsError(_OWNER, "permits", message)
         set_field(
             self, "max_wait", optional_duration(_OWNER, "max_wait", self.max_wait, allow_zero=True)
         )

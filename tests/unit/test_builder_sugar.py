@@ -11,6 +11,8 @@ from netra_resilience import (
     FallbackOptions,
     InvalidOptionsError,
     PipelineBuilder,
+    RateLimiterOptions,
+    RateLimitRejectedError,
     RetryOptions,
     TimeoutOptions,
     TimeoutRejectedError,
@@ -114,3 +116,28 @@ async def test_should_handle_takes_exception_classes_and_tuples() -> None:
 def test_bad_should_handle_names_the_field(value: Any) -> None:
     with pytest.raises(InvalidOptionsError, match=r"RetryOptions\.should_handle"):
         RetryOptions(should_handle=value)
+
+
+async def test_rate_limiter_shorthand_builds_a_bucket_on_the_pipeline_clock() -> None:
+    clock = FakeClock()
+    pipeline = PipelineBuilder("tool", clock=clock).add_rate_limiter(rate=1, burst=1).build()
+
+    async def call() -> str:
+        return "ok"
+
+    assert await pipeline.execute(call) == "ok"
+    with pytest.raises(RateLimitRejectedError) as err:
+        await pipeline.execute(call)
+    assert err.value.retry_after == pytest.approx(1.0)
+    await clock.advance(1.0)
+    assert await pipeline.execute(call) == "ok"  # refilled on the fake clock
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [({"rate": 5}, "rate"), ({"rate": 5, "burst": 0}, "burst"), ({"rate": -1, "burst": 2}, "rate")],
+)
+def test_rate_limiter_shorthand_is_validated(fields: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidOptionsError) as err:
+        RateLimiterOptions(**fields)
+    assert err.value.field == field
