@@ -2,7 +2,7 @@
 
 Plain ASGI (no Starlette import, never ``BaseHTTPMiddleware``): that would run the app in
 another task, so context variables set downstream would not propagate and streaming and
-background tasks would suffer (anchors/architecture.md §3.1).
+background tasks would suffer.
 
 For each HTTP or WebSocket connection the middleware
 

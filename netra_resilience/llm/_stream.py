@@ -12,6 +12,7 @@ from typing import Any, Generic, Protocol, Self, TypeVar
 
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.context import ResilienceContext
+from netra_resilience.exceptions import NetraError
 from netra_resilience.llm._request import (
     FirstTokenTimeoutError,
     StreamIdleTimeoutError,
@@ -41,7 +42,7 @@ def field(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
-class StreamProviderError(Exception):
+class StreamProviderError(NetraError):
     """The provider reported an error inside the stream (an SSE ``error`` event)."""
 
     def __init__(self, kind: str) -> None:
