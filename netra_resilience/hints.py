@@ -8,6 +8,7 @@ from the outcome's exception, and HTTP integrations supply one that parses heade
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -18,15 +19,22 @@ from netra_resilience.outcome import Outcome
 
 RetryAfterHint = Callable[[Outcome[Any]], float | None]
 
-# A hint longer than this is treated as malformed rather than obeyed (a day).
-MAX_SANE_HINT = 86_400.0
+# RFC 9110 delay-seconds are ASCII digits; a decimal fraction is tolerated (some servers send
+# "1.5"). Nothing else: float() would also take "inf", "1e9", "1_0" and non-ASCII digits.
+_DECIMAL = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,9})?", re.ASCII)
 
 
 def _seconds(value: object) -> float | None:
+    """A hint in seconds: any finite non-negative number, however large.
+
+    A large hint is not malformed: it is the upstream asking for a long back-off, and each
+    consumer applies its own cap (retry gives up above ``max_server_delay``, a breaker breaks
+    for at most ``max_break_duration``, a limiter pauses for at most ``max_pause``).
+    """
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     seconds = float(value)
-    if math.isnan(seconds) or seconds < 0 or seconds > MAX_SANE_HINT:
+    if not math.isfinite(seconds) or seconds < 0:
         return None
     return seconds
 
@@ -47,14 +55,8 @@ def parse_retry_after_value(value: str, now: datetime) -> float | None:
     text = value.strip()
     if not text or len(text) > 64:
         return None
-    if text.isascii() and text.isdigit():  # "²".isdigit() is True; int() rejects it
-        return _seconds(int(text))
-    try:
-        seconds = float(text)  # some servers send "1.5" although the RFC says integers
-    except ValueError:
-        pass
-    else:
-        return _seconds(seconds)
+    if _DECIMAL.fullmatch(text):
+        return _seconds(float(text))
     try:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -68,13 +70,9 @@ def parse_retry_after_headers(headers: Mapping[str, str], now: datetime) -> floa
     """``retry-after-ms`` (milliseconds, as OpenAI sends it) wins over ``Retry-After``."""
     millis = headers.get("retry-after-ms")
     if millis is not None:
-        try:
-            ms = float(millis.strip()[:32])
-        except ValueError:
-            ms = math.nan
-        seconds = _seconds(ms / 1000.0) if not math.isnan(ms) else None
-        if seconds is not None:
-            return seconds
+        text = millis.strip()
+        if _DECIMAL.fullmatch(text):
+            return _seconds(float(text) / 1000.0)
     value = headers.get("retry-after")
     if value is None:
         return None

@@ -16,7 +16,7 @@ from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.context import ResilienceContext
 from netra_resilience.degradation import DegradationReason
 from netra_resilience.exceptions import InvalidOptionsError, RateLimitRejectedError
-from netra_resilience.hints import MAX_SANE_HINT, RetryAfterHint, retry_after_of
+from netra_resilience.hints import RetryAfterHint, retry_after_of
 from netra_resilience.outcome import Outcome
 from netra_resilience.strategy import BuildContext, Callback, Strategy
 from netra_resilience.telemetry import Severity
@@ -414,6 +414,7 @@ class RateLimiterStrategy(Strategy):
         "_hint",
         "_hint_results",
         "_limiter",
+        "_max_pause",
         "_max_wait",
         "_name",
         "_on_rejected",
@@ -441,6 +442,7 @@ class RateLimiterStrategy(Strategy):
         self._permits = permits if isinstance(permits, int) else 1
         self._max_wait = options.max_wait
         self._hint = options.pause_hint
+        self._max_pause = to_seconds(options.max_pause)
         # The default hint reads exceptions only: skip it on successes (decided once, here).
         self._hint_results = self._hint is not None and self._hint is not retry_after_of
         self._on_rejected = options.on_rejected
@@ -536,9 +538,10 @@ class RateLimiterStrategy(Strategy):
         if self._hint is None or limiter is None:
             return
         try:
-            seconds = self._hint(outcome)
-            if seconds is None or not 0.0 < seconds <= MAX_SANE_HINT:
+            hinted = self._hint(outcome)
+            if hinted is None or not hinted > 0.0:  # NaN compares False: ignored
                 return
+            seconds = min(hinted, self._max_pause)
             limiter.pause(seconds)
         except Exception:  # a broken hint or a remote limiter's error must not fail the call
             return
@@ -566,7 +569,7 @@ class RateLimiterOptions:
       TPM limits); must stay within the limiter's ``burst``.
     * ``max_wait``: how long a call may queue (``None``: the limiter's own default).
     * ``pause_hint``: after a call, an upstream ``Retry-After`` read from its outcome pauses
-      the limiter for every caller (``None`` turns that off).
+      the limiter for every caller (``None`` turns that off), for at most ``max_pause``.
     """
 
     rate: float | None = None
@@ -577,6 +580,7 @@ class RateLimiterOptions:
     permits: int | Callable[[ResilienceContext], int] = 1
     max_wait: Seconds | None = None
     pause_hint: RetryAfterHint | None = retry_after_of
+    max_pause: Seconds = 300.0
     on_rejected: OnRateLimiterRejected | None = None
 
     def __post_init__(self) -> None:
@@ -603,6 +607,7 @@ class RateLimiterOptions:
             raise InvalidOptionsError(_OWNER, "partition_key", "needs partitioned=")
         callable_or_none(_OWNER, "partition_key", self.partition_key)
         callable_or_none(_OWNER, "pause_hint", self.pause_hint)
+        set_field(self, "max_pause", duration(_OWNER, "max_pause", self.max_pause))
         callable_or_none(_OWNER, "on_rejected", self.on_rejected)
         if not callable(self.permits):
             integer(_OWNER, "permits", self.permits, minimum=1)
