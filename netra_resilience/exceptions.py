@@ -37,11 +37,24 @@ class ExecutionRejectedError(NetraError):
         dependency: str | None = None,
     ) -> None:
         # BaseException.__new__ already stored the positional message in args; skipping the
-        # super().__init__ call keeps a fast-fail rejection cheap.
-        if message is None:
-            self.args = (self.default_message,)
+        # super().__init__ call keeps a fast-fail rejection cheap (the text is built lazily).
+        self.args = (self.default_message if message is None else message,)
         self.retry_after = retry_after
         self.dependency = dependency
+
+    def __str__(self) -> str:
+        # Defined here, not inherited: TimeoutError (an OSError) would print "" for a message
+        # whose OSError.__init__ never ran. Only names and numbers are added, never upstream text.
+        text = str(self.args[0]) if self.args and self.args[0] else self.default_message
+        details = []
+        if self.dependency:
+            details.append(f"dependency {self.dependency}")
+        timeout = getattr(self, "timeout", None)
+        if isinstance(timeout, int | float):
+            details.append(f"after {timeout:g} s")
+        if isinstance(self.retry_after, int | float):
+            details.append(f"retry after {self.retry_after:g} s")
+        return f"{text} ({', '.join(details)})" if details else text
 
 
 class BrokenCircuitError(ExecutionRejectedError):

@@ -223,10 +223,11 @@ class BucketQueue:
         self._wake_head()  # the head re-computes its (longer) sleep
 
 
-def _seconds_arg(name: str, value: Seconds) -> float:
+def _seconds_arg(method: str, field: str, value: Seconds) -> float:
     seconds = to_seconds(value)
     if math.isnan(seconds) or seconds < 0:
-        raise ValueError(f"{name} must be >= 0 seconds, got {seconds!r}")
+        owner = f"TokenBucketLimiter.{method}"
+        raise InvalidOptionsError(owner, field, f"must be >= 0, got {seconds!r}")
     return seconds
 
 
@@ -306,7 +307,9 @@ class TokenBucketLimiter(BucketQueue):
         return wait if wait > EPSILON else EPSILON
 
     async def acquire(self, permits: int = 1, *, max_wait: Seconds | None = None) -> None:
-        limit = self._max_wait if max_wait is None else _seconds_arg("max_wait", max_wait)
+        limit = (
+            self._max_wait if max_wait is None else _seconds_arg("acquire", "max_wait", max_wait)
+        )
         wait = self.try_acquire(permits)
         if wait == 0.0:
             return
@@ -323,7 +326,7 @@ class TokenBucketLimiter(BucketQueue):
         await self._wait(permits, self._monotonic() + limit)
 
     def pause(self, seconds: Seconds) -> None:
-        pause = _seconds_arg("pause seconds", seconds)
+        pause = _seconds_arg("pause", "seconds", seconds)
         if pause > 0:
             self._pause_until(self._monotonic() + pause)
 

@@ -79,9 +79,11 @@ class Hook:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise ValueError("Hook.name must be a non-empty string")
+            raise InvalidOptionsError("Hook", "name", "must be a non-empty string")
         if not callable(self.fn):
-            raise ValueError(f"Hook.fn must be an async callable, got {type(self.fn).__name__}")
+            raise InvalidOptionsError(
+                "Hook", "fn", f"must be an async callable, got {type(self.fn).__name__}"
+            )
         set_field(self, "timeout", duration(_OWNER, "timeout", self.timeout))
         set_field(self, "events", frozenset(str(e) for e in self.events))
         set_field(self, "criticality", _criticality(self.criticality))
@@ -101,7 +103,7 @@ def as_hooks(hooks: Mapping[str, HookFn] | Collection[Hook]) -> tuple[Hook, ...]
     )
     names = [hook.name for hook in items]
     if len(set(names)) != len(names):
-        raise ValueError(f"hook names must be unique, got {names}")
+        raise InvalidOptionsError("wrap_engine", "hooks", f"names must be unique, got {names}")
     return items
 
 

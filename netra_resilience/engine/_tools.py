@@ -11,6 +11,7 @@ from typing import Any
 from netra_resilience.circuit_breaker import CircuitBreakerOptions
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.engine._run import Engine, PassThroughLayer, RunEvents, RunRequest, RunTools
+from netra_resilience.exceptions import InvalidOptionsError
 from netra_resilience.pipeline import Pipeline, PipelineBuilder
 from netra_resilience.predicates import TRANSIENT_EXCEPTION, OutcomePredicate
 from netra_resilience.rate_limiter import (
@@ -79,13 +80,15 @@ class Tool:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise ValueError("Tool.name must be a non-empty string")
+            raise InvalidOptionsError("Tool", "name", "must be a non-empty string")
         if not callable(self.fn):
-            raise ValueError(f"Tool.fn must be an async callable, got {type(self.fn).__name__}")
+            raise InvalidOptionsError(
+                "Tool", "fn", f"must be an async callable, got {type(self.fn).__name__}"
+            )
         if self.rate is not None:
             number(_OWNER, "rate", self.rate)
             if self.limiter is not None:
-                raise ValueError("Tool: give rate= or limiter=, not both")
+                raise InvalidOptionsError("Tool", "rate", "excludes limiter=: give one of them")
         if self.burst is not None:
             integer(_OWNER, "burst", self.burst, minimum=1)
         if self.per_user_rate is not None:
@@ -116,7 +119,7 @@ def as_tools(tools: Mapping[str, ToolFn] | Collection[Tool]) -> tuple[Tool, ...]
     )
     names = [tool.name for tool in items]
     if len(set(names)) != len(names):
-        raise ValueError(f"tool names must be unique, got {names}")
+        raise InvalidOptionsError("wrap_engine", "tools", f"names must be unique, got {names}")
     return items
 
 

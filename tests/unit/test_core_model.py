@@ -199,3 +199,13 @@ def test_retry_after_parsing_is_bounded() -> None:
     assert retry_after_of(Outcome(None, Hinted())) == 3.0
     assert retry_after_of(Outcome(None, BrokenCircuitError(retry_after=5))) is None
     assert retry_after_of(Outcome(1)) is None
+
+
+def test_every_rejection_has_a_readable_message() -> None:
+    assert str(TimeoutRejectedError(timeout=5, dependency="llm")) == (
+        "operation timed out (dependency llm, after 5 s)"
+    )
+    assert str(TimeoutRejectedError("attempt deadline")) == "attempt deadline"
+    assert str(BrokenCircuitError(retry_after=2.5)) == "circuit is open (retry after 2.5 s)"
+    for error in (ExecutionRejectedError(), TimeoutRejectedError(), BrokenCircuitError()):
+        assert str(error), type(error).__name__

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from netra_resilience import Hook, InvalidOptionsError
 from netra_resilience.circuit_breaker import CircuitBreakerOptions
 from netra_resilience.engine import (
     RunEvents,
@@ -218,7 +219,24 @@ def test_tool_options_are_validated() -> None:
         Tool("t", fn, rate=0)
     with pytest.raises(ValueError, match=r"Tool\.max_attempts"):
         Tool("t", fn, max_attempts=0)
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(InvalidOptionsError, match=r"Tool\.rate excludes limiter="):
         Tool("t", fn, rate=1, limiter=TokenBucketLimiter(rate=1, burst=1))
-    with pytest.raises(ValueError, match="unique"):
+    with pytest.raises(InvalidOptionsError, match=r"wrap_engine\.tools names must be unique"):
         wrap_engine(tool_engine, tools=[Tool("t", fn), Tool("t", fn)])
+    with pytest.raises(InvalidOptionsError, match=r"Tool\.name") as err:
+        Tool("", fn)
+    assert err.value.field == "name"
+    with pytest.raises(InvalidOptionsError, match=r"Tool\.fn must be an async callable"):
+        Tool("t", "not callable")  # type: ignore[arg-type]
+
+    async def hook(event: object) -> None:
+        return None
+
+    with pytest.raises(InvalidOptionsError, match=r"Hook\.name") as err:
+        Hook("", hook)
+    assert err.value.field == "name"
+    with pytest.raises(InvalidOptionsError, match=r"wrap_engine\.hooks names must be unique"):
+        wrap_engine(tool_engine, hooks=[Hook("h", hook), Hook("h", hook)])
+    with pytest.raises(InvalidOptionsError, match=r"TokenBucketLimiter\.pause\.seconds") as err:
+        TokenBucketLimiter(rate=1, burst=1).pause(-1)
+    assert err.value.field == "seconds"
