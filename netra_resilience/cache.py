@@ -191,7 +191,8 @@ class CacheOptions:
     * ``key`` must cover everything that changes the output (model, messages, tools,
       temperature, ...). The stored key is a hash of ``namespace`` (default: pipeline name),
       that key and, unless ``include_scope=False``, the caller's scope (tenant/user): sharing
-      answers across users is an explicit opt-in.
+      answers across users is an explicit opt-in. A call with no caller scope (no user nor
+      tenant on its context) bypasses a per-caller cache: it is neither read nor written.
     * ``ttl``: fresh lifetime (``0`` = never serve fresh, keep only for stale-on-error);
       ``stale_ttl``: extra lifetime during which a failure matched by ``stale_on`` (by default
       any exception, rejections such as an open breaker included) is answered from the entry,
@@ -375,10 +376,14 @@ class CacheStrategy(Strategy):
         self, context: ResilienceContext, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> str | None:
         """The backend key for this call (namespaced, hashed, scoped), or ``None`` to bypass."""
+        scope = context.scope if self._scoped else None
+        if scope == "":
+            # Anonymous caller of a per-caller cache: no scope to keep one caller's answers
+            # from another's, so no caching at all (share with include_scope=False).
+            return None
         raw = self._key(context, args, kwargs)
         if raw is None:
             return None
-        scope = context.scope if self._scoped else None
         return f"{self._namespace}:{stable_key(raw, scope)}"
 
     async def lookup_stale(

@@ -40,6 +40,7 @@ from netra_resilience.integrations.fastapi._health import DetailAccess, health_r
 from netra_resilience.integrations.fastapi._middleware import (
     DEFAULT_HEADER,
     STATE_DEGRADATION,
+    Identify,
     RejectionPolicy,
     ResilienceMiddleware,
 )
@@ -114,6 +115,7 @@ def install(
     ready_on: Collection[Criticality | str] = (Criticality.CRITICAL,),
     default_retry_after: float = 5.0,
     problem_type: str = "about:blank",
+    identify: Identify | None = None,
 ) -> HealthMonitor:
     """Wire the runtime into ``app``; returns its health monitor.
 
@@ -121,7 +123,9 @@ def install(
     calls so it is outermost), the rejection exception handler, the health routes (unless
     ``health_path`` is ``None``), and runs the runtime inside the app's lifespan (also when
     the app was made with ``FastAPI(lifespan=resilience.lifespan)``: entering is counted).
-    The runtime's registry is kept on ``app.state.netra_registry``.
+    ``identify(scope)`` names the caller of each request (see :class:`ResilienceMiddleware`):
+    without it, per-caller caches are bypassed for calls made outside an engine run. The
+    runtime's registry is kept on ``app.state.netra_registry``.
     """
     given: object = resilience
     if not isinstance(given, Resilience):
@@ -133,7 +137,11 @@ def install(
     )
     app.state.netra_registry = registry
     app.add_middleware(
-        ResilienceMiddleware, registry=registry, header_name=header_name, policy=policy
+        ResilienceMiddleware,
+        registry=registry,
+        header_name=header_name,
+        policy=policy,
+        identify=identify,
     )
     # Typed as HTTPConnection: Starlette calls it with a Request or a WebSocket.
     app.add_exception_handler(ExecutionRejectedError, cast(Any, rejection_handler(policy)))

@@ -39,6 +39,8 @@ from netra_resilience.health import Criticality, ServiceRegistry, retry_after_he
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
+Identify = Callable[[Scope], str | None]
+"""``identify(scope) -> user id | None``: who is calling (see :class:`ResilienceMiddleware`)."""
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -116,6 +118,11 @@ class ResilienceMiddleware:
     header reaches every response. Register the FastAPI exception handler too
     (``integrations.fastapi.install`` does) so a 503 produced inside the app also passes
     through CORS and the other middlewares.
+
+    ``identify(scope)`` names the caller (a user id, or ``None`` for anonymous) from what your
+    authentication put on the connection scope: caches and limiters inside the request keep
+    that caller's answers and quota apart. Without it every request is anonymous, and
+    per-caller caches neither serve nor store anything for it.
     """
 
     def __init__(
@@ -126,11 +133,22 @@ class ResilienceMiddleware:
         header_name: str = DEFAULT_HEADER,
         policy: RejectionPolicy | None = None,
         operation_key: str = "",
+        identify: Identify | None = None,
     ) -> None:
         self.app = app
+        self.identify = identify
         self.header = safe_token(header_name).lower().encode("latin-1")
         self.policy = policy or RejectionPolicy(registry)
         self.operation_key = operation_key
+
+    def _caller(self, scope: Scope) -> str | None:
+        if self.identify is None:
+            return None
+        try:
+            caller = self.identify(scope)
+        except Exception:  # an identity hook that fails leaves the caller anonymous
+            return None
+        return caller if isinstance(caller, str) and caller else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -138,7 +156,9 @@ class ResilienceMiddleware:
             await self.app(scope, receive, send)
             return
         degradation = Degradation()
-        context = ResilienceContext(self.operation_key, degradation=degradation)
+        context = ResilienceContext(
+            self.operation_key, degradation=degradation, user_id=self._caller(scope)
+        )
         state = scope.get("state")
         if state is None:
             state = scope["state"] = {}

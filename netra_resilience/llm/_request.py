@@ -138,9 +138,10 @@ def make_llm_cache_key(
 ) -> LlmCacheKey:
     """A ``CacheOptions.key`` for LLM calls.
 
-    The call's :class:`LlmRequest` (or, for a plain ``pipeline.execute(create, **params)``, its
-    keyword arguments) is normalised and hashed with its API kind. Streaming requests bypass
-    the cache unless ``cache_streams`` (a stream is not a value that can be stored).
+    The call's :class:`LlmRequest` (or, for a plain ``pipeline.execute(fn, *args, **params)``,
+    all its arguments, positional and keyword) is normalised and hashed with its API kind.
+    Streaming requests bypass the cache unless ``cache_streams`` (a stream is not a value
+    that can be stored).
     """
     skip = frozenset(ignore)
 
@@ -148,10 +149,15 @@ def make_llm_cache_key(
         context: ResilienceContext, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> str | None:
         request = request_of(args, kwargs)
-        kind, params = ("call", kwargs) if request is None else (request.kind, request.params)
+        if request is None:
+            # A plain callable: every argument can change the answer, positional ones too.
+            if not cache_streams and kwargs.get("stream"):
+                return None
+            return f"call:{stable_key('call', list(args), normalize_params(kwargs, skip))}"
+        params = request.params
         if not cache_streams and params.get("stream"):
             return None
-        return f"{kind}:{stable_key(kind, normalize_params(params, skip))}"
+        return f"{request.kind}:{stable_key(request.kind, normalize_params(params, skip))}"
 
     return key
 

@@ -24,6 +24,7 @@ def cached(backend: RedisCacheBackend) -> Pipeline:
         ttl=600,
         stale_ttl=3600,
         backend_timeout=1.0,  # the backend's own 0.1 s gate timeout is the one that acts
+        include_scope=False,  # anonymous test calls: one shared cache
     )
     return PipelineBuilder("llm").add_cache(options).build()
 

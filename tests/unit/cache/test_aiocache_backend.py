@@ -49,7 +49,9 @@ async def test_many_callers_keep_the_memory_cache_at_its_bound(clock: FakeClock)
     upstream = Upstream()
     pipeline = (
         PipelineBuilder("llm", clock=clock)
-        .add_cache(CacheOptions(backend=backend, key=by_arguments, ttl=3600.0, serve_fresh=True))
+        .add_cache(CacheOptions(
+                backend=backend, key=by_arguments, ttl=3600.0, serve_fresh=True, include_scope=False
+            ))
         .build()
     )
     for n in range(500):  # one key per prompt, as per-user answers are

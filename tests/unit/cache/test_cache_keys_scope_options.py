@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from netra_resilience import InvalidOptionsError, PipelineBuilder, ResilienceContext
+from netra_resilience import InvalidOptionsError, PipelineBuilder, ResilienceContext, use_context
 from netra_resilience.cache import CacheOptions, CacheStrategy, InMemoryTTLCache, stable_key
 from netra_resilience.fallback import FallbackArgs, FallbackOptions
 from netra_resilience.predicates import handle
@@ -65,6 +65,22 @@ async def test_tenants_are_isolated_too(clock) -> None:
     assert upstream.calls == 2
 
 
+async def test_an_anonymous_caller_is_never_served_nor_stored_by_a_per_caller_cache(
+    clock,
+) -> None:
+    upstream = Upstream()
+    backend = InMemoryTTLCache(clock=clock)
+    pipeline = pipeline_for(clock, backend)
+    upstream.answer = "u1-private"
+    await pipeline.execute(upstream, "my balance?", context=ResilienceContext("chat"))
+    assert len(backend) == 0  # nothing stored without a caller scope
+    upstream.error = ConnectionError("down")
+    anonymous = ResilienceContext("chat")
+    with pytest.raises(ConnectionError):
+        await pipeline.execute(upstream, "my balance?", context=anonymous)
+    assert not anonymous.degradation
+
+
 async def test_sharing_across_users_is_an_explicit_opt_in(clock) -> None:
     upstream = Upstream()
     pipeline = pipeline_for(clock, InMemoryTTLCache(clock=clock), include_scope=False)
@@ -77,8 +93,8 @@ async def test_sharing_across_users_is_an_explicit_opt_in(clock) -> None:
 async def test_key_is_stable_across_dict_ordering(clock) -> None:
     upstream = Upstream()
     pipeline = pipeline_for(clock, InMemoryTTLCache(clock=clock))
-    await pipeline.execute(upstream, "hi", params={"model": "m", "temperature": 0.0})
-    await pipeline.execute(upstream, "hi", params={"temperature": 0.0, "model": "m"})
+    await pipeline.execute(upstream, "hi", params={"model": "m", "temperature": 0.0}, context=ALICE)
+    await pipeline.execute(upstream, "hi", params={"temperature": 0.0, "model": "m"}, context=ALICE)
     assert upstream.calls == 1
     strategy = pipeline.find(CacheStrategy)
     assert strategy is not None
@@ -91,10 +107,11 @@ async def test_key_is_stable_across_dict_ordering(clock) -> None:
 async def test_namespace_defaults_to_the_pipeline_name(clock) -> None:
     backend = InMemoryTTLCache(clock=clock)
     upstream = Upstream()
-    await pipeline_for(clock, backend, "llm-a").execute(upstream, "hi")
-    await pipeline_for(clock, backend, "llm-b").execute(upstream, "hi")
+    await pipeline_for(clock, backend, "llm-a").execute(upstream, "hi", context=fresh(ALICE))
+    await pipeline_for(clock, backend, "llm-b").execute(upstream, "hi", context=fresh(ALICE))
     assert upstream.calls == 2
-    await pipeline_for(clock, backend, "llm-c", namespace="llm-a").execute(upstream, "hi")
+    named = pipeline_for(clock, backend, "llm-c", namespace="llm-a")
+    await named.execute(upstream, "hi", context=fresh(ALICE))
     assert upstream.calls == 2
 
 
@@ -108,8 +125,9 @@ async def test_key_function_sees_the_wrapped_functions_arguments(clock) -> None:
     pipeline = pipeline_for(clock, InMemoryTTLCache(clock=clock), key=key)
     upstream = Upstream()
     ask = pipeline.wrap(upstream)
-    assert await ask("hi", model="m") == "answer:hi"
-    assert await ask("hi", model="m") == "answer:hi"
+    with use_context(fresh(ALICE)):
+        assert await ask("hi", model="m") == "answer:hi"
+        assert await ask("hi", model="m") == "answer:hi"
     assert upstream.calls == 1
     assert seen[0] == (("hi",), {"model": "m"})
 

@@ -32,6 +32,8 @@ def cache_pipeline(
     options.setdefault("ttl", 60)
     options.setdefault("stale_ttl", 600)
     options.setdefault("key", by_arguments)
+    # these tests are about the strategy, not isolation: one shared cache, anonymous callers
+    options.setdefault("include_scope", False)
     backend = backend if backend is not None else InMemoryTTLCache(clock=clock)
     builder = PipelineBuilder(name, clock=clock, telemetry=listener)
     builder.add_cache(CacheOptions(backend=backend, **options))

@@ -193,6 +193,7 @@ async def test_chaos_inside_a_cache_exercises_stale_on_error(clock) -> None:
             CacheOptions(
                 backend=InMemoryTTLCache(clock=clock),
                 key=lambda ctx, args, kwargs: stable_key(args),
+                include_scope=False,
                 ttl=1,
                 stale_ttl=60,
             )
