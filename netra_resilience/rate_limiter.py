@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+import random as _random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -337,6 +338,79 @@ class TokenBucketLimiter(BucketQueue):
         )
 
 
+class PauseGate:
+    """A :class:`RateLimiter` with no rate of its own: it only holds everyone back while an
+    upstream has asked for a pause (a 429's ``Retry-After``).
+
+    The LLM preset puts one in front of the provider by default, so one caller's 429 slows
+    the provider down for every caller instead of each request honouring it alone. During a
+    pause a call is rejected at once (``max_wait=0``, the default: the fallback chain answers
+    it) or waits for at most ``max_wait``; waiters resume spread over ``resume_spread`` times the
+    pause length (with the injected randomness), so they do not return in one wave.
+    """
+
+    __slots__ = ("_clock", "_max_wait", "_paused_for", "_paused_until", "_random", "_spread")
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        random: Callable[[], float] | None = None,
+        max_wait: Seconds = 0.0,
+        resume_spread: float = 0.5,
+    ) -> None:
+        owner = "PauseGate"
+        self._clock = clock or SYSTEM_CLOCK
+        self._random = random or _random.Random().random
+        self._max_wait = duration(owner, "max_wait", max_wait, allow_zero=True)
+        self._spread = number(owner, "resume_spread", resume_spread, exclusive=False)
+        self._paused_until = 0.0
+        self._paused_for = 0.0
+
+    @property
+    def max_wait(self) -> float:
+        return self._max_wait
+
+    @property
+    def rate(self) -> float:
+        return math.inf
+
+    @property
+    def burst(self) -> int:
+        return 2**31
+
+    @property
+    def paused_until(self) -> float | None:
+        until = self._paused_until
+        return until if until > self._clock.monotonic() else None
+
+    def try_acquire(self, permits: int = 1) -> float:
+        wait = self._paused_until - self._clock.monotonic()
+        return wait if wait > EPSILON else 0.0
+
+    async def acquire(self, permits: int = 1, *, max_wait: Seconds | None = None) -> None:
+        limit = self._max_wait if max_wait is None else _seconds_arg("wait", "max_wait", max_wait)
+        wait = self.try_acquire(permits)
+        if wait == 0.0:
+            return
+        if wait > limit + EPSILON:
+            raise RateLimitRejectedError("paused by the upstream", retry_after=wait)
+        # Each waiter resumes at its own point in the spread window (no synchronised wave),
+        # but never later than its own max_wait allows.
+        jitter = self._random() * self._spread * self._paused_for
+        await self._clock.sleep(min(wait + jitter, limit))
+
+    def pause(self, seconds: Seconds) -> None:
+        pause = _seconds_arg("pause", "seconds", seconds)
+        until = self._clock.monotonic() + pause
+        if until > self._paused_until:
+            self._paused_until = until
+            self._paused_for = pause
+
+    def __repr__(self) -> str:
+        return f"PauseGate(paused_until={self.paused_until})"
+
+
 class PartitionedRateLimiter:
     """Hands out one :class:`RateLimiter` per partition key, created on first use.
 
@@ -427,10 +501,10 @@ class RateLimiterStrategy(Strategy):
         "_permits_of",
         "_telemetry",
         "_try_acquire",
+        "may_block",
     )
 
     kind: ClassVar[str] = "rate_limiter"
-    may_block: ClassVar[bool] = True
 
     def __init__(self, options: RateLimiterOptions, build: BuildContext) -> None:
         self._name = build.name
@@ -453,6 +527,12 @@ class RateLimiterStrategy(Strategy):
         fixed = self._limiter is not None and self._permits_of is None
         self._try_acquire = self._limiter.try_acquire if fixed and self._limiter else None
         self._telemetry = build.telemetry(self.kind)
+        # A limiter that rejects instead of waiting never blocks: a total timeout outside a
+        # retry may then still fuse with the attempt timeout across it.
+        wait = options.max_wait
+        if wait is None:
+            wait = getattr(limiter, "max_wait", None)
+        self.may_block = not (limiter is not None and wait == 0)
 
     @property
     def limiter(self) -> RateLimiter | None:
@@ -629,6 +709,7 @@ __all__ = [
     "OnRateLimiterRejected",
     "OnRateLimiterRejectedArgs",
     "PartitionedRateLimiter",
+    "PauseGate",
     "RateLimiter",
     "RateLimiterOptions",
     "RateLimiterStrategy",

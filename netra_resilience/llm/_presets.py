@@ -30,7 +30,7 @@ from netra_resilience.llm._request import (
 )
 from netra_resilience.outcome import Outcome
 from netra_resilience.pipeline import Pipeline, PipelineBuilder
-from netra_resilience.rate_limiter import RateLimiterOptions
+from netra_resilience.rate_limiter import PauseGate, RateLimiterOptions
 from netra_resilience.retry import Backoff, RetryOptions, compute_delay
 from netra_resilience.telemetry import TelemetryListener
 from netra_resilience.timeout import TimeoutOptions
@@ -158,6 +158,7 @@ def standard_llm_pipeline(
     circuit_breaker: CircuitBreakerOptions | None = None,
     breaker_store: CircuitStateStore | None = None,
     rate_limiter: RateLimiterOptions | None = None,
+    shared_pause: bool = True,
     bulkhead: BulkheadOptions | None = None,
     cache: CacheBackend | None = None,
     cache_ttl: Seconds = 0.0,
@@ -176,6 +177,9 @@ def standard_llm_pipeline(
       50 % failure ratio over >= 10 calls in max(120 s, 2 x attempt timeout), for 30 s (or
       the provider's ``Retry-After``), counting transient failures and truncated streams;
       ``breaker_store`` puts that default breaker's state in a shared store (e.g. Redis).
+    * ``shared_pause`` (default on): a :class:`PauseGate` inside the retry, so the first
+      429 ``Retry-After`` pauses every caller (they get the stale/canned answer at once
+      instead of hammering the provider and coming back in one retry wave).
     * ``rate_limiter`` / ``bulkhead``: added only when given; a rate limiter with the stock
       ``pause_hint`` gets the LLM one, so a provider's 429 ``Retry-After`` pauses it.
     * ``cache``: a :class:`CacheBackend` (e.g. ``AiocacheBackend()``). By default it only
@@ -233,6 +237,12 @@ def standard_llm_pipeline(
     if total is not None:
         builder.add_timeout(TimeoutOptions(timeout=total))
     builder.add_retry(retry_options)
+    if shared_pause:
+        # Inside the retry, so the first attempt that gets a 429 pauses every caller at
+        # once; their attempts are rejected (never retried: the fallback chain answers)
+        # until the hinted time, while the caller that got the 429 retries after it.
+        gate = PauseGate(clock=clock, random=random)
+        builder.add_rate_limiter(limiter=gate, pause_hint=llm_retry_after(clock))
     builder.add_circuit_breaker(breaker)
     if attempt is not None:
         builder.add_timeout(TimeoutOptions(timeout=attempt))

@@ -425,6 +425,7 @@ async def test_preset_cross_field_validation() -> None:
         "cache",
         "timeout",
         "retry",
+        "rate_limiter",  # the shared pause gate
         "circuit_breaker",
         "timeout",
     ]

@@ -68,7 +68,19 @@ async def test_rejection_is_an_outcome_marked_rate_limited(
     with pytest.raises(RateLimitRejectedError):
         await pipeline.execute(ok, context=ctx)
     assert pipeline.strategies[0].kind == "rate_limiter"
-    assert RateLimiterStrategy.may_block is True
+
+
+@pytest.mark.parametrize(
+    ("max_wait", "blocks"), [(None, False), (0.0, False), (0.5, True), (None, True)]
+)
+def test_a_limiter_blocks_only_when_it_may_wait(max_wait: float | None, blocks: bool) -> None:
+    # (None, True): the limiter's own default wait is 1 s
+    limiter_wait = 1.0 if blocks and max_wait is None else 0.0
+    limiter = TokenBucketLimiter(rate=1, burst=1, max_wait=limiter_wait)
+    options = RateLimiterOptions(limiter=limiter, max_wait=max_wait)
+    strategy = PipelineBuilder("x").add_rate_limiter(options).build().strategies[0]
+    assert isinstance(strategy, RateLimiterStrategy)
+    assert strategy.may_block is blocks
 
 
 async def test_fast_path_touches_no_timer(clock: FakeClock) -> None:
