@@ -18,12 +18,12 @@ from netra_resilience.health import (
     HealthMonitor,
     HealthStatus,
     ServiceInfo,
+    encode_document,
     health_document,
     readiness_document,
     retry_after_header,
     status_codes,
 )
-from netra_resilience.health._report import encode
 
 __all__ = ["DetailAccess", "health_router"]
 
@@ -38,7 +38,7 @@ def _health_response(
     if retry_after is not None:
         headers["Retry-After"] = retry_after
     return Response(
-        encode(document), status_code=status, media_type=HEALTH_MEDIA_TYPE, headers=headers
+        encode_document(document), status_code=status, media_type=HEALTH_MEDIA_TYPE, headers=headers
     )
 
 

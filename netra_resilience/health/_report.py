@@ -280,5 +280,6 @@ def retry_after_header(seconds: float | None) -> str | None:
     return str(max(1, math.ceil(min(seconds, 86_400.0))))
 
 
-def encode(document: Mapping[str, Any]) -> bytes:
+def encode_document(document: Mapping[str, Any]) -> bytes:
+    """A health document as compact UTF-8 JSON (the body of an ``application/health+json``)."""
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
