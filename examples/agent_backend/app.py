@@ -39,7 +39,7 @@ from examples.agent_backend.wiring import (
     session_store,
     tool_pool,
 )
-from netra_resilience import Degradation, ExecutionRejectedError, current_degradation
+from netra_resilience import Degradation, ExecutionRejectedError, Resilience, current_degradation
 from netra_resilience.chaos import ChaosControl
 from netra_resilience.circuit_breaker import CircuitBreakerOptions
 from netra_resilience.clock import Clock
@@ -80,6 +80,7 @@ class Backend:
     settings: Settings
     clock: Clock
     chaos: ChaosControl
+    resilience: Resilience
     registry: ServiceRegistry
     engine: ResilientEngine
     auth: AuthService
@@ -195,12 +196,20 @@ def build_backend(settings: Settings, *, clock: Clock | None = None) -> Backend:
         dependencies.append(
             Dependency("redis", "optional", check=store.check_primary, component_type="datastore")
         )
-    registry = ServiceRegistry(dependencies, probe_interval=2.0, check_timeout=1.5, clock=the_clock)
+    resilience = Resilience(
+        clock=the_clock, dependencies=dependencies, probe_interval=2.0, check_timeout=1.5
+    )
+    # The runtime closes these on shutdown, in reverse order (the engine drains its hooks).
+    for closer in [*closers, database, engine]:
+        if hasattr(closer, "aclose"):
+            resilience.closing(closer)
+    registry = resilience.registry
     auth.pipeline = registry.pipeline("auth")
     return Backend(
         settings=settings,
         clock=the_clock,
         chaos=chaos,
+        resilience=resilience,
         registry=registry,
         engine=engine,
         auth=auth,
@@ -251,14 +260,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             create = getattr(closer, "create_schema", None)
             if create is not None:
                 await create()
-        try:
-            yield
-        finally:
-            await backend.engine.aclose()
-            for closer in reversed(backend.closers):
-                close = getattr(closer, "aclose", None)
-                if close is not None:
-                    await close()
+        yield  # install() runs the runtime inside: it closes what it holds on shutdown
 
     app = FastAPI(title="netra-resilience example agent backend", lifespan=lifespan)
     app.state.backend = backend
@@ -338,7 +340,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 
     install(
         app,
-        backend.registry,
+        backend.resilience,
         details=settings.demo_mode,
         service=ServiceInfo(service_id="netra-agent-backend", description="example"),
     )
