@@ -46,8 +46,9 @@ from netra_resilience.llm import (
     StreamPolicy,
     StreamTruncatedError,
     llm_retry_after,
+    standard_llm_pipeline,
+    standard_llm_retry,
 )
-from netra_resilience.llm._presets import standard_llm_pipeline, standard_llm_retry
 from netra_resilience.predicates import ANY_EXCEPTION
 from netra_resilience.routing import (
     Endpoint,
