@@ -9,8 +9,11 @@ from typing import Any
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from netra_resilience.cache import call_arguments
 from netra_resilience.context import ResilienceContext
+from netra_resilience.exceptions import ExecutionRejectedError, TimeoutRejectedError
 from netra_resilience.integrations._metrics import error_type
+from netra_resilience.llm import request_of
 from netra_resilience.outcome import Outcome
 from netra_resilience.strategy import BuildContext, Callback, Strategy
 
@@ -32,8 +35,9 @@ GEN_AI_TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))  # 1 ... 67108864
 class GenAI:
     """GenAI semantic-convention facts about an LLM pipeline.
 
-    ``request_model`` defaults to the call's ``model=`` keyword argument (the openai SDK's
-    ``create(model=...)``), else the pipeline instance (``("llm", "gpt-4o")`` -> ``gpt-4o``).
+    ``request_model`` defaults to the call's model (its ``LlmRequest``, as ``ResilientOpenAI``
+    passes it, or a ``model=`` keyword argument), else the pipeline instance
+    (``("llm", "gpt-4o")`` -> ``gpt-4o``).
     """
 
     provider: str
@@ -86,6 +90,8 @@ class GenAiMetrics:
                     span.set_attribute(f"gen_ai.usage.{token_type}_tokens", count)
 
 
+_ANSWERED_WITHOUT_PROVIDER = frozenset({"stale_cache", "canned_reply", "fallback"})
+
 MAX_MODEL_NAME = 128
 """Upstream model names are cut to this length before they become a metric attribute."""
 
@@ -137,11 +143,11 @@ class OpenTelemetryStrategy(Strategy):
         assert self._gen_ai is not None
         if self._gen_ai.request_model:
             return self._gen_ai.request_model
-        try:
-            model = state[2].get("model")
-        except (TypeError, IndexError, AttributeError):
-            model = None
-        return model if isinstance(model, str) else (self._instance or None)
+        args, kwargs = call_arguments(state)
+        # ResilientOpenAI passes an LlmRequest positionally; a plain call passes model=.
+        request = request_of(args, kwargs)
+        model = request.params.get("model") if request is not None else kwargs.get("model")
+        return model[:MAX_MODEL_NAME] if isinstance(model, str) else (self._instance or None)
 
     async def execute(
         self, callback: Callback, context: ResilienceContext, state: Any
@@ -173,6 +179,16 @@ class OpenTelemetryStrategy(Strategy):
             self._record(outcome, started, attributes, context, span)
         return outcome
 
+    def _reached_provider(self, outcome: Outcome[Any], context: ResilienceContext) -> bool:
+        """Only provider operations are GenAI operations: a rejection (open breaker, rate
+        limit, full bulkhead) and a degraded answer (stale, canned, fallback) are ``netra.*``
+        facts, and counting them would skew the provider's latency and error rate."""
+        exc = outcome.exception
+        if isinstance(exc, ExecutionRejectedError) and not isinstance(exc, TimeoutRejectedError):
+            return False
+        degraded = context.degradation.reason(self._name) if context.degraded else None
+        return degraded not in _ANSWERED_WITHOUT_PROVIDER
+
     def _record(
         self,
         outcome: Outcome[Any],
@@ -194,7 +210,7 @@ class OpenTelemetryStrategy(Strategy):
         self._duration.record(
             elapsed, {**self._base, **({"error.type": failure} if failure else {})}
         )
-        if self._gen_ai_metrics is not None:
+        if self._gen_ai_metrics is not None and self._reached_provider(outcome, context):
             self._gen_ai_metrics.record(elapsed, attributes, result, span)
         if span is not None:
             for key, value in attributes.items():

@@ -103,6 +103,8 @@ async def test_opentelemetry_metrics_spans_and_gen_ai(clock: FakeClock) -> None:
     ]
     assert all(p.attributes["netra.dependency.criticality"] == "important" for p in durations)
     gen_ai = found["gen_ai.client.operation.duration"]
+    # the open-breaker rejection is a netra.* fact, not a provider operation
+    assert sorted(p.attributes.get("error.type", "") for p in gen_ai) == ["", "PermissionError"]
     ok = next(p for p in gen_ai if "error.type" not in p.attributes)
     assert dict(ok.attributes) == {
         "gen_ai.operation.name": "chat",
