@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry  # the asyncio one: the sync class warns on every start
 from redis.backoff import NoBackoff
 from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
-from redis.retry import Retry
 
 from netra_resilience.predicates import OutcomePredicate, handle
 
