@@ -3,25 +3,38 @@
 Failure-ratio (and optional slow-call-ratio) over a time or count window with a minimum
 throughput; lazy open -> half-open; exactly ``permitted_calls_in_half_open`` probes; a
 cancelled or hung probe re-opens; manual isolate/close; ordered state-change events.
+
+One strategy, :class:`CircuitBreakerStrategy`, whatever holds its state: the process
+(``store=None``) or a :class:`CircuitStateStore` shared by every replica (Redis).
+
+Parts: ``_options`` (options, manual control, state provider), ``_strategy`` (the strategy),
+``_state`` (its state backends), ``_controller`` (the state machine and break timing),
+``_windows`` (health windows), ``_store`` (the store protocol and the in-memory store),
+``_events`` (states and ordered change events).
 """
 
-from netra_resilience.circuit_breaker._breaker import (
+from netra_resilience.circuit_breaker._controller import (
     BreakDurationArgs,
-    CallReport,
+    CircuitPolicy,
+    CircuitSnapshot,
+)
+from netra_resilience.circuit_breaker._events import (
+    CircuitState,
+    CircuitStateChange,
+    StateListener,
+)
+from netra_resilience.circuit_breaker._options import (
     CircuitBreakerControl,
     CircuitBreakerOptions,
     CircuitBreakerStateProvider,
-    CircuitBreakerStrategy,
-    CircuitPolicy,
-    CircuitSnapshot,
-    CircuitState,
-    CircuitStateChange,
+)
+from netra_resilience.circuit_breaker._store import (
+    CallReport,
     CircuitStateStore,
     InMemoryCircuitStateStore,
     Permit,
-    SharedCircuitBreakerStrategy,
-    StateListener,
 )
+from netra_resilience.circuit_breaker._strategy import CircuitBreakerStrategy
 from netra_resilience.circuit_breaker._windows import (
     CountWindow,
     HealthInfo,
@@ -46,7 +59,6 @@ __all__ = [
     "InMemoryCircuitStateStore",
     "Permit",
     "RollingTimeWindow",
-    "SharedCircuitBreakerStrategy",
     "StateListener",
     "time_window",
 ]

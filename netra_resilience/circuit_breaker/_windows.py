@@ -1,4 +1,5 @@
-"""Health windows: failure and slow-call ratios over time buckets or the last N calls.
+"""Health windows: failure and slow-call ratios over time buckets or the last N calls, or the
+current run of consecutive failures.
 """
 
 from __future__ import annotations
@@ -164,7 +165,33 @@ class CountWindow:
         self._index = self._total = self._failures = self._slow = 0
 
 
-HealthWindow = RollingTimeWindow | CountWindow
+class ConsecutiveWindow:
+    """The current run of failures in a row; any success ends it (a backend breaker's window).
+
+    Its ``health`` reports the run as both throughput and failures, so the controller's usual
+    rule (``throughput >= minimum_throughput`` and ``failure_ratio >= failure_ratio``) trips
+    at ``minimum_throughput`` consecutive failures. Slow calls are not tracked.
+    """
+
+    __slots__ = ("_run",)
+
+    def __init__(self) -> None:
+        self._run = 0
+
+    def add_success(self) -> None:
+        self._run = 0
+
+    def add(self, now: float, failed: bool, slow: bool) -> None:
+        self._run = self._run + 1 if failed else 0
+
+    def health(self, now: float) -> HealthInfo:
+        return HealthInfo.of(self._run, self._run)
+
+    def reset(self, now: float) -> None:
+        self._run = 0
+
+
+HealthWindow = RollingTimeWindow | CountWindow | ConsecutiveWindow
 
 
 def time_window(sampling_duration: float, monotonic: Callable[[], float]) -> RollingTimeWindow:

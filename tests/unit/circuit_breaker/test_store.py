@@ -21,7 +21,6 @@ from netra_resilience.circuit_breaker import (
     CircuitStateStore,
     InMemoryCircuitStateStore,
     Permit,
-    SharedCircuitBreakerStrategy,
 )
 from netra_resilience.testing import FakeClock, RecordingListener
 from tests.unit.circuit_breaker.helpers import Gate, build, call, fail, succeed
@@ -29,7 +28,7 @@ from tests.unit.circuit_breaker.helpers import Gate, build, call, fail, succeed
 
 def shared(clock: FakeClock, store: Any, listener: RecordingListener | None = None, **kw: Any):
     pipeline, breaker = build(clock, listener, store=store, **kw)
-    assert isinstance(breaker, SharedCircuitBreakerStrategy)
+    assert isinstance(breaker, CircuitBreakerStrategy)
     return pipeline, breaker
 
 
@@ -52,7 +51,7 @@ async def test_breakers_sharing_a_store_share_one_circuit(
     assert a.state is CircuitState.OPEN and a.retry_after == 15.0
     assert a.last_failure_type is None  # the trip happened in the other breaker
     assert b.last_failure_type == "UpstreamError"
-    assert isinstance(first.find(CircuitBreakerStrategy), SharedCircuitBreakerStrategy)
+    assert first.find(CircuitBreakerStrategy) is a
     await clock.advance(15)
     assert (await call(second)).succeeded
     assert (await call(first)).succeeded
