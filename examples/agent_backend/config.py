@@ -58,7 +58,7 @@ class Settings(BaseSettings):
         env_ignore_empty=True,
         extra="ignore",  # the environment holds much more than our variables
         frozen=True,
-        validate_by_name=True,  # Settings(port=...) as well as the PORT alias
+        populate_by_name=True,  # Settings(port=...) as well as the PORT alias (any pydantic 2)
         hide_input_in_errors=True,
     )
 
