@@ -22,8 +22,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from aiocache import SimpleMemoryCache
-from aiocache.backends.memory import SimpleMemoryBackend
+from netra_resilience.integrations import missing_extra
+
+try:
+    from aiocache import SimpleMemoryCache
+    from aiocache.backends.memory import SimpleMemoryBackend
+except ImportError as error:  # the extra is not installed
+    raise missing_extra("aiocache", error) from error
 
 from netra_resilience.cache import CacheEntry
 from netra_resilience.validation import integer

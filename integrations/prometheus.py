@@ -27,9 +27,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, make_asgi_app
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from netra_resilience.integrations import missing_extra
+
+try:
+    from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, make_asgi_app
+    from prometheus_client.core import GaugeMetricFamily, Metric
+    from prometheus_client.registry import Collector
+except ImportError as error:  # the extra is not installed
+    raise missing_extra("prometheus", error) from error
 
 from netra_resilience.context import ResilienceContext
 from netra_resilience.health import ServiceRegistry

@@ -22,10 +22,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Annotated, Any, cast
 
-from fastapi import Depends, FastAPI
-from starlette.requests import HTTPConnection
-from starlette.responses import Response
-from starlette.websockets import WebSocket
+from netra_resilience.integrations import missing_extra
+
+try:
+    from fastapi import Depends, FastAPI
+    from starlette.requests import HTTPConnection
+    from starlette.responses import Response
+    from starlette.websockets import WebSocket
+except ImportError as error:  # the extra is not installed
+    raise missing_extra("fastapi", error) from error
 
 from netra_resilience.degradation import Degradation
 from netra_resilience.exceptions import ExecutionRejectedError

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
+from netra_resilience.integrations import missing_extra
+
+try:
+    import httpx
+except ImportError as error:  # the extra is not installed
+    raise missing_extra("httpx", error) from error
 
 from netra_resilience.exceptions import TimeoutRejectedError
 from netra_resilience.integrations.http._common import (

@@ -14,17 +14,24 @@ Two layers, use one or both:
 Do not put a retry in both layers: nested retries multiply.
 """
 
-from netra_resilience.integrations.openai._calls import ResilientOpenAI, canned_reply
-from netra_resilience.integrations.openai._client import (
-    OPENAI_TRANSIENT,
-    decode_answer,
-    encode_answer,
-    invoke_openai,
-    is_openai_transient,
-    make_resilient,
-    openai_alternate,
-    resilient_async_openai,
-)
+from netra_resilience.integrations import missing_extra
+
+try:
+    from netra_resilience.integrations.openai._calls import ResilientOpenAI, canned_reply
+    from netra_resilience.integrations.openai._client import (
+        OPENAI_TRANSIENT,
+        decode_answer,
+        encode_answer,
+        invoke_openai,
+        is_openai_transient,
+        make_resilient,
+        openai_alternate,
+        resilient_async_openai,
+    )
+except ImportError as error:
+    if error.name not in ("openai", "httpx2"):
+        raise
+    raise missing_extra("openai", error) from error
 
 __all__ = [
     "OPENAI_TRANSIENT",

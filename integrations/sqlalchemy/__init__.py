@@ -20,8 +20,13 @@ proxy idle timeout.
 
 from __future__ import annotations
 
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from netra_resilience.integrations import missing_extra
+
+try:
+    from sqlalchemy.exc import DBAPIError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+except ImportError as error:  # the extra is not installed
+    raise missing_extra("sqlalchemy", error) from error
 
 from netra_resilience.integrations.sqlalchemy._engine import PoolBulkhead, create_pooled_engine
 from netra_resilience.integrations.sqlalchemy._sessions import SqlSessionBackend, session_table
