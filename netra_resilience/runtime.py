@@ -244,3 +244,23 @@ class Resilience:
     async def _lifespan(self) -> AsyncIterator[None]:
         async with self:
             yield
+
+    def on_close(self, callback: Callable[[], Awaitable[object]]) -> None:
+        """Await ``callback()`` when the runtime closes, in the same reverse order as
+        :meth:`closing`: for resources whose close has another name (``AsyncEngine.dispose``,
+        ``AsyncOpenAI.close``)."""
+        if not callable(callback):
+            raise TypeError(f"on_close() takes an async callable, got {type(callback).__name__}")
+        self._closers.append(_CloseCallback(callback))
+
+
+class _CloseCallback:
+    """Adapts ``callback()`` to ``aclose()`` (the closers' one protocol)."""
+
+    __slots__ = ("_callback",)
+
+    def __init__(self, callback: Callable[[], Awaitable[object]]) -> None:
+        self._callback = callback
+
+    async def aclose(self) -> None:
+        await self._callback()

@@ -122,3 +122,19 @@ def test_run_refuses_a_caller_beside_a_request() -> None:
     engine = resilience.engine(agent)
     with pytest.raises(TypeError, match="inside the RunRequest"):
         engine.run(RunRequest("x"), user_id="u").send(None)
+
+
+async def test_on_close_awaits_callbacks_in_the_same_reverse_order_as_closing() -> None:
+    log: list[str] = []
+
+    async def dispose() -> None:
+        log.append("engine disposed")
+
+    resilience = Resilience(clock=FakeClock())
+    resilience.on_close(dispose)  # registered first: closed last
+    resilience.closing(Closer("pool", log))
+    async with resilience:
+        pass
+    assert log == ["pool", "engine disposed"]
+    with pytest.raises(TypeError, match="async callable"):
+        resilience.on_close("dispose")  # type: ignore[arg-type]
