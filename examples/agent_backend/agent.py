@@ -8,15 +8,17 @@ come back as values (``ToolFailure``), stale answers or degradation flags, never
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from examples.agent_backend.wiring import LlmService
-from netra_resilience import DegradationReason, current_degradation
-from netra_resilience.engine import RunEvents, RunRequest, ToolOk
+from netra_resilience import DegradationReason, RunRequest, current_degradation
+from netra_resilience.engine import RunEvents, ToolOk
 from netra_resilience.sessions import SessionStore
 
 TOOL_WORD = re.compile(r"\btool\b", re.IGNORECASE)
 HISTORY_TURNS = 20
+
+Turn = dict[str, str]
+"""``{"user": ..., "assistant": ...}``: one exchange of the conversation."""
 
 
 class Conversations:
@@ -30,15 +32,17 @@ class Conversations:
         if degradation is not None:
             degradation.mark("database", DegradationReason.UNAVAILABLE)
 
-    async def history(self, user_id: str) -> list[Any]:
+    async def history(self, user_id: str) -> list[Turn]:
         try:
-            turns = await self.store.get(f"conversation:{user_id}")
+            stored = await self.store.get(f"conversation:{user_id}")
         except Exception:  # the store marks what it fell back to; here both were down
             self._unavailable()
             return []
-        return turns if isinstance(turns, list) else []
+        if not isinstance(stored, list):
+            return []
+        return [turn for turn in stored if isinstance(turn, dict)]
 
-    async def append(self, user_id: str, turns: list[Any], message: str, answer: str) -> None:
+    async def append(self, user_id: str, turns: list[Turn], message: str, answer: str) -> None:
         turns = [*turns, {"user": message, "assistant": answer}][-HISTORY_TURNS:]
         try:
             await self.store.put(f"conversation:{user_id}", turns)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
@@ -21,42 +21,26 @@ from pydantic import BaseModel, Field, ValidationError
 from examples.agent_backend.agent import Agent, Conversations
 from examples.agent_backend.config import Settings
 from examples.agent_backend.faults import faults_router
-from examples.agent_backend.providers import (
-    HttpTool,
-    LlmProvider,
-    OpenAIProvider,
-    SimulatedLlm,
-    SimulatedTool,
-)
 from examples.agent_backend.wiring import (
-    SIMULATED_TOOL_ENDPOINTS,
     AuthService,
+    HookSinks,
     LlmService,
-    chaos_pipeline,
-    clock_or_default,
-    hook_sender,
-    llm_pipeline,
+    event_hooks,
+    external_tool,
+    llm_service,
+    register_engine_dependencies,
     session_store,
-    tool_pool,
 )
-from netra_resilience import Degradation, ExecutionRejectedError, Resilience, current_degradation
-from netra_resilience.chaos import ChaosControl
-from netra_resilience.circuit_breaker import CircuitBreakerOptions
-from netra_resilience.clock import Clock
-from netra_resilience.engine import (
-    Hook,
-    HooksLayer,
-    ResilientEngine,
+from netra_resilience import (
+    Degradation,
+    ExecutionRejectedError,
+    Resilience,
     RunRequest,
-    RunResult,
-    Tool,
-    ToolsLayer,
-    wrap_engine,
+    current_degradation,
 )
-from netra_resilience.health import Dependency, ServiceInfo, ServiceRegistry
+from netra_resilience.engine import ResilientEngine, RunResult
 from netra_resilience.integrations.fastapi import CurrentDegradation, install
-from netra_resilience.llm import StreamPolicy
-from netra_resilience.routing import EndpointPool
+from netra_resilience.integrations.sqlalchemy import SqlSessionBackend
 
 FAILED_MESSAGE = "Sorry, I could not answer this time. Please try again."
 
@@ -73,152 +57,32 @@ class ChatResponse(BaseModel):
     events: list[dict[str, Any]]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Backend:
     """Everything the app owns (no globals): reachable as ``app.state.backend``."""
 
     settings: Settings
-    clock: Clock
-    chaos: ChaosControl
     resilience: Resilience
-    registry: ServiceRegistry
     engine: ResilientEngine
     auth: AuthService
     llm: LlmService
-    conversations: Conversations
-    closers: list[Any] = field(default_factory=list)
-    analytics_events: list[Mapping[str, Any]] = field(default_factory=list)
-    monitoring_events: list[Mapping[str, Any]] = field(default_factory=list)
+    database: SqlSessionBackend
+    hook_sinks: HookSinks
 
 
-def build_backend(settings: Settings, *, clock: Clock | None = None) -> Backend:
-    """Wire every dependency behind its resilience (see ``wiring.py`` for the table)."""
-    the_clock = clock_or_default(clock)
-    chaos = ChaosControl(enabled=settings.demo_mode)
-
-    provider: LlmProvider
-    closers: list[Any] = []
-    if settings.openai_api_key is not None:
-        openai_provider = OpenAIProvider(
-            api_key=settings.openai_api_key, base_url=settings.openai_base_url, clock=the_clock
-        )
-        closers.append(openai_provider)
-        provider = openai_provider
-    else:
-        provider = SimulatedLlm(
-            clock=the_clock,
-            latency=settings.simulated_latency,
-            between_chunks=chaos_pipeline("llm_stream", chaos, the_clock),
-        )
-    llm = LlmService(
-        provider,
-        llm_pipeline(settings, the_clock),
-        chaos_pipeline("llm", chaos, the_clock),
-        settings.llm_model,
-        stream_policy=StreamPolicy(
-            first_token_timeout=settings.llm_timeout, idle_timeout=settings.llm_timeout
-        ),
-    )
-
-    store, database, pool = session_store(settings, chaos, the_clock)
-    closers.append(store)
-    closers.append(pool)
-
-    if settings.tool_url is None:
-        tool_backend: Any = SimulatedTool(clock=the_clock, latency=settings.simulated_latency)
-        endpoints: list[Any] = list(SIMULATED_TOOL_ENDPOINTS)
-    else:
-        tool_backend = HttpTool(settings.tool_url)
-        closers.append(tool_backend)
-        endpoints = [tool_backend.endpoint]
-    endpoints_pool: EndpointPool = tool_pool(endpoints, settings, chaos, the_clock)
-    tool_chaos = chaos_pipeline("tool", chaos, the_clock)
-
-    async def call_tool(query: str) -> Any:
-        async def on(endpoint: Any) -> Any:
-            return await tool_chaos.execute(tool_backend.fetch, endpoint, query)
-
-        return await endpoints_pool.execute(on)
-
-    analytics_events: list[Mapping[str, Any]] = []
-    # Hooks and the tool: open after half of at least 3 calls in the window failed, for the
-    # configured break (NETRA_BREAKER_WINDOW, NETRA_BREAKER_SECONDS).
-    breaker = CircuitBreakerOptions(
-        failure_ratio=0.5,
-        minimum_throughput=3,
-        sampling_duration=settings.breaker_window,
-        break_duration=settings.breaker_seconds,
-    )
-    monitoring_events: list[Mapping[str, Any]] = []
-    hooks = [
-        Hook(
-            "analytics",
-            hook_sender(chaos_pipeline("analytics", chaos, the_clock), analytics_events),
-            timeout=0.5,
-            criticality="optional",
-            breaker=breaker,
-        ),
-        Hook(
-            "monitoring",
-            hook_sender(chaos_pipeline("monitoring", chaos, the_clock), monitoring_events),
-            timeout=0.5,
-            criticality="monitoring",
-            breaker=breaker,
-        ),
-    ]
-    tools = [
-        Tool(
-            "tool",
-            call_tool,
-            rate=20,
-            burst=20,
-            timeout=3.0,
-            max_attempts=2,
-            retry_delay=settings.retry_delay,
-            retry_after_cap=1.0,
-            breaker=breaker,
-        )
-    ]
-    conversations = Conversations(store)
-    engine = wrap_engine(Agent(llm, conversations), hooks=hooks, tools=tools, clock=the_clock)
-
-    auth = AuthService(clock=the_clock, chaos=chaos_pipeline("auth", chaos, the_clock))
-    hook_layer = engine.layer(HooksLayer)
-    dependencies = [
-        Dependency("llm", "important", pipeline=llm.pipeline),
-        Dependency("tool", "optional", pipeline=engine.layer(ToolsLayer).pipeline("tool")),
-        Dependency("database", "critical", check=pool.check, component_type="datastore"),
-        Dependency("auth", "critical", strategies=auth.strategies(settings)),
-        Dependency("analytics", "optional", breaker=hook_layer.breaker("analytics")),
-        Dependency("monitoring", "monitoring", breaker=hook_layer.breaker("monitoring")),
-    ]
-    if settings.redis_url is not None:
-        dependencies.append(
-            Dependency("redis", "optional", check=store.check_primary, component_type="datastore")
-        )
-    resilience = Resilience(
-        clock=the_clock, dependencies=dependencies, probe_interval=2.0, check_timeout=1.5
-    )
-    # The runtime closes these on shutdown, in reverse order (the engine drains its hooks).
-    for closer in [*closers, database, engine]:
-        if hasattr(closer, "aclose"):
-            resilience.closing(closer)
-    registry = resilience.registry
-    auth.pipeline = registry.pipeline("auth")
-    return Backend(
-        settings=settings,
-        clock=the_clock,
-        chaos=chaos,
-        resilience=resilience,
-        registry=registry,
-        engine=engine,
-        auth=auth,
-        llm=llm,
-        conversations=conversations,
-        closers=[*closers, database],
-        analytics_events=analytics_events,
-        monitoring_events=monitoring_events,
-    )
+def build_backend(settings: Settings, resilience: Resilience) -> Backend:
+    """Every dependency behind its resilience, registered with ``resilience`` with its
+    criticality (``/health`` weighs them; the runtime closes them on shutdown)."""
+    resilience.chaos.enabled = settings.demo_mode  # fault switches: demo mode only
+    llm = llm_service(settings, resilience)  # llm: important
+    store, database = session_store(settings, resilience)  # database: critical, redis: optional
+    auth = AuthService(settings, resilience)  # auth: critical
+    sinks = HookSinks()
+    hooks = event_hooks(settings, resilience, sinks)  # analytics: optional, monitoring: monitoring
+    tool = external_tool(settings, resilience)  # tool: optional
+    engine = resilience.engine(Agent(llm, Conversations(store)), hooks=hooks, tools=[tool])
+    register_engine_dependencies(resilience, engine, hooks, tool)
+    return Backend(settings, resilience, engine, auth, llm, database, sinks)
 
 
 def client_event(event: Mapping[str, Any], outer: Degradation | None) -> dict[str, Any]:
@@ -249,17 +113,19 @@ def outcome_of(result: RunResult, degradation: Degradation) -> tuple[str, str]:
     return result.output, "degraded" if degradation else "ok"
 
 
-def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
-    """The example agent backend (demo switches only when ``settings.demo_mode``)."""
+def create_app(
+    settings: Settings | None = None, *, resilience: Resilience | None = None
+) -> FastAPI:
+    """The example agent backend (demo switches only when ``settings.demo_mode``).
+
+    ``resilience``: the runtime to build on (tests pass ``Resilience(clock=FakeClock())``,
+    the one place a clock is given); a new one by default."""
     settings = settings or Settings.from_env()
-    backend = build_backend(settings, clock=clock)
+    backend = build_backend(settings, resilience or Resilience())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        for closer in backend.closers:
-            create = getattr(closer, "create_schema", None)
-            if create is not None:
-                await create()
+        await backend.database.create_schema()
         yield  # install() runs the runtime inside: it closes what it holds on shutdown
 
     app = FastAPI(title="netra-resilience example agent backend", lifespan=lifespan)
@@ -336,12 +202,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         await backend.engine.run(request, send)
 
     if settings.demo_mode:
-        app.include_router(faults_router(backend.chaos))
+        app.include_router(faults_router(backend.resilience))
 
-    install(
-        app,
-        backend.resilience,
-        details=settings.demo_mode,
-        service=ServiceInfo(service_id="netra-agent-backend", description="example"),
-    )
+    install(app, backend.resilience, details=settings.demo_mode)
     return app

@@ -1,8 +1,9 @@
 """Configuration from environment variables (all optional: the defaults need no key, no server).
 
 =========================  ======================================================================
-``OPENAI_API_KEY``         real openai SDK when set; the built-in simulated provider otherwise
-``OPENAI_BASE_URL``        any OpenAI-compatible endpoint (used with the real SDK)
+``OPENAI_API_KEY``         the openai SDK calls the real API when set; otherwise the same SDK
+                           calls a simulated OpenAI-compatible provider served in-process
+``OPENAI_BASE_URL``        any OpenAI-compatible endpoint (with ``OPENAI_API_KEY``)
 ``NETRA_LLM_MODEL``        model name (default ``gpt-4o-mini``)
 ``NETRA_LLM_TIMEOUT``      seconds per LLM attempt (default 10)
 ``NETRA_REDIS_URL``        sessions on Redis with the database as fallback; ``memory://`` is an

@@ -1,228 +1,165 @@
 """The two external dependencies the agent talks to: an LLM provider and an HTTP tool.
 
-Each has a real implementation (the openai SDK; an HTTP GET with httpx) and a simulated one
-that needs no key and no server. The agent does not know which one it got.
+Each has a real implementation and a simulated one that needs no key and no server:
+
+* the LLM is always reached with the openai SDK. Without ``OPENAI_API_KEY`` the SDK's HTTP
+  client talks to :class:`SimulatedOpenAI`, an OpenAI-compatible endpoint served in-process
+  through ``httpx2.MockTransport``, so the simulated and the real provider share one path;
+* the tool is :class:`HttpTool` (``GET`` with httpx) or :class:`SimulatedTool`.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from email.utils import parsedate_to_datetime
+from typing import Any
 
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+import httpx
+import httpx2
+import openai
 
-from netra_resilience import Pipeline
-from netra_resilience.clock import Clock
-from netra_resilience.context import current_context
-from netra_resilience.integrations.openai import invoke_openai
-from netra_resilience.llm import (
-    LlmRequest,
-    StreamPolicy,
-    StreamTruncatedError,
-    open_stream,
-    report_failure,
-    tracker_for,
-)
 from netra_resilience.routing import Endpoint
+
+SIMULATED_BASE_URL = "http://simulated-llm.invalid/v1"
+"""Where the SDK sends requests for the simulated provider (never resolved: MockTransport)."""
 
 
 class MalformedResponseError(Exception):
-    """The provider answered something that is not a usable completion.
-
-    ``transient`` tells the retry and the breaker to treat it like a provider failure (a
-    proxy's HTML error page, a truncated body): a retry may well get a proper answer.
-    """
-
-    transient = True
+    """The provider answered something that is not a usable answer."""
 
 
-class LlmProvider(Protocol):
-    """``complete(request)``: a completion, or for ``stream=True`` a :class:`ResilientStream`
-    already holding its first answer chunk (see :func:`~netra_resilience.llm.open_stream`)."""
+def answer_text(completion: object) -> str:
+    """The assistant's text, or :class:`MalformedResponseError` when there is none."""
+    choices = getattr(completion, "choices", None)
+    if not choices:
+        raise MalformedResponseError("completion without choices")
+    content = getattr(getattr(choices[0], "message", None), "content", None)
+    if not isinstance(content, str) or not content.strip():
+        raise MalformedResponseError("completion without text")
+    return content
 
-    async def complete(self, request: LlmRequest) -> Any: ...
 
-    def bind(self, pipeline: Pipeline, policy: StreamPolicy) -> None:
-        """The LLM pipeline (a stream cut after its first chunk counts in its breaker) and
-        the stream time limits."""
-
-
-def delta_text(chunk: Any) -> str:
+def delta_text(chunk: object) -> str:
     """The text a chat-completion chunk adds (empty for role-only or final chunks)."""
-    choices = getattr(chunk, "choices", None) or ()
-    for choice in choices:
+    for choice in getattr(chunk, "choices", None) or ():
         content = getattr(getattr(choice, "delta", None), "content", None)
         if isinstance(content, str):
             return content
     return ""
 
 
-def answer_text(completion: Any) -> str:
-    """The assistant's text, or :class:`MalformedResponseError` when there is none."""
-    choices = getattr(completion, "choices", None)
-    if not choices:
-        raise MalformedResponseError("completion without choices")
-    message = getattr(choices[0], "message", None)
-    content = getattr(message, "content", None)
-    if not isinstance(content, str) or not content.strip():
-        raise MalformedResponseError("completion without text")
-    return content
+# -- the LLM -----------------------------------------------------------------------------------
+class SimulatedOpenAI:
+    """``POST /v1/chat/completions`` as an ``httpx2.MockTransport`` handler, OpenAI-compatible.
 
-
-def last_user_message(request: LlmRequest) -> str:
-    messages = request.params.get("messages") or []
-    for message in reversed(list(messages)):
-        if isinstance(message, Mapping) and message.get("role") == "user":
-            return str(message.get("content", ""))
-    return ""
-
-
-class SimulatedLlm:
-    """A stand-in provider: answers after ``latency`` seconds, shaped like the openai SDK's.
-
-    Streams word by word; ``between_chunks`` (the demo's ``llm_stream`` fault switch) runs
-    before every chunk after the first, so an injected latency stalls a stream mid-answer.
+    Answers after ``latency`` seconds (on ``sleep``, the runtime's clock): a JSON completion,
+    or for ``stream: true`` an SSE stream with one word per chunk and ``[DONE]`` at the end.
+    The answer echoes the question and the tool result the system prompt carries.
     """
 
-    def __init__(
-        self, *, clock: Clock, latency: float = 0.005, between_chunks: Pipeline | None = None
-    ) -> None:
-        self._clock = clock
+    def __init__(self, *, sleep: Callable[[float], Awaitable[None]], latency: float) -> None:
+        self._sleep = sleep
         self._latency = latency
-        self._between = between_chunks
-        self._pipeline: Pipeline | None = None
-        self._policy = StreamPolicy()
         self.calls = 0
 
-    def bind(self, pipeline: Pipeline, policy: StreamPolicy) -> None:
-        self._pipeline = pipeline
-        self._policy = policy
+    def transport(self) -> httpx2.MockTransport:
+        return httpx2.MockTransport(self)
 
-    async def complete(self, request: LlmRequest) -> Any:
+    async def __call__(self, request: httpx2.Request) -> httpx2.Response:
         self.calls += 1
         if self._latency:
-            await self._clock.sleep(self._latency)
-        completion = self._completion(request)
-        if not request.stream:
-            return completion
-        context = current_context()
-        pipeline = self._pipeline
-
-        async def on_truncated(error: StreamTruncatedError) -> None:
-            await report_failure(pipeline, error, context)
-
-        async def start() -> AsyncIterator[ChatCompletionChunk]:
-            return self._chunks(answer_text(completion), completion.model)
-
-        return await open_stream(
-            start,
-            policy=self._policy,
-            clock=self._clock,
-            tracker=tracker_for("chat"),
-            dependency="llm",
-            context=context,
-            on_truncated=on_truncated,
-        )
-
-    async def _chunks(self, text: str, model: str) -> AsyncIterator[ChatCompletionChunk]:
-        words = text.split(" ")
-        for index, word in enumerate(words):
-            if index and self._between is not None:
-                await self._between.execute(_nothing)
-            last = index == len(words) - 1
-            yield ChatCompletionChunk.construct(
-                id=f"sim-{self.calls}",
-                object="chat.completion.chunk",
-                created=int(time.time()),
-                model=model,
-                choices=[
-                    {
-                        "index": 0,
-                        "finish_reason": "stop" if last else None,
-                        "delta": {"content": word if last else word + " "},
-                    }
-                ],
+            await self._sleep(self._latency)
+        if request.method != "POST" or not request.url.path.endswith("/chat/completions"):
+            return httpx2.Response(404, json={"error": {"message": "unknown endpoint"}})
+        params = json.loads(request.content)
+        model = str(params.get("model") or "simulated")
+        text = simulated_answer(params.get("messages") or [], model)
+        completion_id = f"sim-{self.calls}"
+        if params.get("stream"):
+            return httpx2.Response(
+                200,
+                headers={"content-type": "text/event-stream"},
+                content=_sse_words(text, model, completion_id),
             )
+        message = {"role": "assistant", "content": text}
+        choice = {"index": 0, "finish_reason": "stop", "message": message}
+        return httpx2.Response(200, json=_envelope(completion_id, "chat.completion", model, choice))
 
-    def _completion(self, request: LlmRequest) -> ChatCompletion:
-        text = last_user_message(request)
-        system = ""
-        for message in request.params.get("messages") or []:
-            if isinstance(message, Mapping) and message.get("role") == "system":
+
+def simulated_answer(messages: list[Any], model: str) -> str:
+    question = system = ""
+    for message in messages:
+        if isinstance(message, Mapping):
+            if message.get("role") == "user":
+                question = str(message.get("content", ""))
+            elif message.get("role") == "system":
                 system = str(message.get("content", ""))
-        used = re.search(r"Tool result: (.*)$", system)
-        answer = f"(simulated {request.model}) You said: {text!r}."
-        if used:
-            answer += f" The tool says: {used.group(1)}"
-        return ChatCompletion.construct(
-            id=f"sim-{self.calls}",
-            object="chat.completion",
-            created=int(time.time()),
-            model=request.model or "simulated",
-            choices=[
-                {
-                    "index": 0,
-                    "finish_reason": "stop",
-                    "message": {"role": "assistant", "content": answer},
-                }
-            ],
-        )
+    answer = f"(simulated {model}) You said: {question!r}."
+    used = re.search(r"Tool result: (.*)$", system)
+    if used:
+        answer += f" The tool says: {used.group(1)}"
+    return answer
 
 
-async def _nothing() -> None:
-    return None
+def _envelope(completion_id: str, kind: str, model: str, choice: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": completion_id,
+        "object": kind,
+        "created": int(time.time()),
+        "model": model,
+        "choices": [choice],
+    }
 
 
-class OpenAIProvider:
-    """The real openai SDK (``max_retries=0``: the pipeline is the one retry owner)."""
+async def _sse_words(text: str, model: str, completion_id: str) -> AsyncIterator[bytes]:
+    words = text.split(" ")
+    for index, word in enumerate(words):
+        last = index == len(words) - 1
+        delta = {"role": "assistant", "content": word if last else word + " "}
+        choice = {"index": 0, "finish_reason": "stop" if last else None, "delta": delta}
+        chunk = _envelope(completion_id, "chat.completion.chunk", model, choice)
+        yield f"data: {json.dumps(chunk)}\n\n".encode()
+    yield b"data: [DONE]\n\n"
 
-    def __init__(self, *, api_key: str, base_url: str | None, clock: Clock) -> None:
-        import openai
 
-        self.client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
-        self._clock = clock
-        self._pipeline: Pipeline | None = None
-        self._policy = StreamPolicy()
-
-    def bind(self, pipeline: Pipeline, policy: StreamPolicy) -> None:
-        self._pipeline = pipeline
-        self._policy = policy
-
-    async def complete(self, request: LlmRequest) -> Any:
-        return await invoke_openai(
-            self.client, request, policy=self._policy, clock=self._clock, pipeline=self._pipeline
-        )
-
-    async def aclose(self) -> None:
-        await self.client.close()
+def openai_client(
+    transport: httpx2.AsyncBaseTransport, *, api_key: str, base_url: str | None
+) -> openai.AsyncOpenAI:
+    """The SDK client on ``transport``; its own retries off (the LLM preset owns retries)."""
+    return openai.AsyncOpenAI(
+        api_key=api_key,
+        base_url=base_url,
+        max_retries=0,
+        http_client=openai.DefaultAsyncHttpxClient(transport=transport),
+    )
 
 
 # -- the external tool ---------------------------------------------------------------------
-class ToolBackend(Protocol):
-    async def fetch(self, endpoint: Endpoint, query: str) -> dict[str, Any]: ...
-
-
 class SimulatedTool:
     """A stand-in for an external HTTP API (weather, search, ...), one answer per query."""
 
-    def __init__(self, *, clock: Clock, latency: float = 0.002) -> None:
-        self._clock = clock
+    def __init__(self, *, sleep: Callable[[float], Awaitable[None]], latency: float) -> None:
+        self._sleep = sleep
         self._latency = latency
         self.calls = 0
 
     async def fetch(self, endpoint: Endpoint, query: str) -> dict[str, Any]:
         self.calls += 1
         if self._latency:
-            await self._clock.sleep(self._latency)
+            await self._sleep(self._latency)
         return {"result": f"{len(query.split())} words looked up", "served_by": endpoint.host}
+
+    async def aclose(self) -> None:
+        return None
 
 
 class HttpToolError(Exception):
-    """The tool answered with an error status. Carries ``status_code`` and ``retry_after`` so
-    the tool's retry, limiter and breaker classify it (429/5xx transient, others not)."""
+    """The tool answered with an error status. ``retry_after`` (seconds) is what the tool's
+    retry waits and what pauses its limiter for every caller after a 429."""
 
     def __init__(self, status_code: int, retry_after: float | None) -> None:
         super().__init__(f"tool answered HTTP {status_code}")
@@ -231,18 +168,27 @@ class HttpToolError(Exception):
         self.transient = status_code in (408, 429) or status_code >= 500
 
 
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` value (delay-seconds or an HTTP-date) in seconds; ``None`` if invalid."""
+    text = (value or "").strip()
+    if text.isascii() and text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
 class HttpTool:
     """``GET {NETRA_TOOL_URL}?q=<query>`` on the endpoint the pool picked; expects JSON."""
 
     def __init__(self, url: str) -> None:
-        import httpx
-
-        from netra_resilience.hints import parse_retry_after_headers
-
-        self._parse_retry_after = parse_retry_after_headers
         self._url = httpx.URL(url)
-        # Inner retries off: the tool's pipeline owns retries and timeouts.
-        self._client = httpx.AsyncClient(timeout=None, transport=httpx.AsyncHTTPTransport())
+        # No client timeout or retries: the tool's pipeline owns both.
+        self._client = httpx.AsyncClient(timeout=None)
 
     @property
     def endpoint(self) -> Endpoint:
@@ -252,9 +198,9 @@ class HttpTool:
         url = self._url.copy_with(scheme=endpoint.scheme, host=endpoint.host, port=endpoint.port)
         response = await self._client.get(url, params={"q": query})
         if response.status_code >= 400:
-            retry_after = self._parse_retry_after(response.headers, datetime.now(UTC))
-            await response.aclose()
-            raise HttpToolError(response.status_code, retry_after)
+            raise HttpToolError(
+                response.status_code, retry_after_seconds(response.headers.get("retry-after"))
+            )
         data = response.json()
         if not isinstance(data, dict):
             raise MalformedResponseError("tool answered JSON that is not an object")

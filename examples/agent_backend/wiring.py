@@ -3,8 +3,8 @@
 One place declares every dependency with its criticality:
 
 ==============  ============  =====================================================================
-``llm``         important     ``standard_llm_pipeline``: retry, breaker, timeouts, stale answer
-                              from the cache, a canned reply as the last resort
+``llm``         important     the LLM preset (``resilience.llm``): retry, breaker, timeouts, stale
+                              answer from the cache, a canned reply as the last resort
 ``tool``        optional      rate limited, retried, behind a breaker; endpoints from discovery
 ``redis``       optional      session store primary (when configured); database as fallback
 ``database``    critical      conversations (SQLite file by default, PostgreSQL accepted)
@@ -18,23 +18,38 @@ One place declares every dependency with its criticality:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx2
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from examples.agent_backend.config import Settings
-from examples.agent_backend.providers import LlmProvider, answer_text, delta_text
+from examples.agent_backend.faults import FaultSwitchTransport, fault_point
+from examples.agent_backend.providers import (
+    SIMULATED_BASE_URL,
+    HttpTool,
+    SimulatedOpenAI,
+    SimulatedTool,
+    answer_text,
+    delta_text,
+    openai_client,
+)
 from netra_resilience import (
+    CircuitBreakerOptions,
+    Criticality,
     DegradationReason,
+    Dependency,
     ExecutionRejectedError,
+    Hook,
     Pipeline,
-    PipelineBuilder,
+    Resilience,
+    TimeoutOptions,
+    Tool,
     current_degradation,
 )
-from netra_resilience.cache import InMemoryTTLCache
-from netra_resilience.chaos import ChaosControl, ChaosOptions
-from netra_resilience.circuit_breaker import CircuitBreakerOptions
-from netra_resilience.clock import SYSTEM_CLOCK, Clock
-from netra_resilience.fallback import FallbackArgs, FallbackOptions
-from netra_resilience.integrations.openai import canned_reply
+from netra_resilience.engine import HooksLayer, ResilientEngine, ToolsLayer
+from netra_resilience.integrations.openai import ResilientOpenAI, canned_reply
 from netra_resilience.integrations.sqlalchemy import (
     PoolBulkhead,
     SqlSessionBackend,
@@ -42,14 +57,11 @@ from netra_resilience.integrations.sqlalchemy import (
 )
 from netra_resilience.llm import (
     LLM_BREAKER_FAILURE,
-    LlmRequest,
     StreamPolicy,
     StreamTruncatedError,
     llm_retry_after,
-    standard_llm_pipeline,
     standard_llm_retry,
 )
-from netra_resilience.predicates import ANY_EXCEPTION
 from netra_resilience.routing import (
     Endpoint,
     EndpointPool,
@@ -63,7 +75,8 @@ from netra_resilience.sessions import (
     SessionRecord,
     SessionStore,
 )
-from netra_resilience.timeout import TimeoutOptions
+
+T = TypeVar("T")
 
 MAX_REMEMBERED_USERS = 100_000
 
@@ -72,17 +85,40 @@ CANNED_REPLY = (
 )
 
 
-def chaos_pipeline(name: str, chaos: ChaosControl, clock: Clock) -> Pipeline:
-    """Where the demo's fault switches act: the call into the dependency itself."""
-    return PipelineBuilder(name, clock=clock).add_chaos(ChaosOptions(control=chaos)).build()
+def breaker(settings: Settings, *, minimum_throughput: int = 3) -> CircuitBreakerOptions:
+    """Open after half of the calls in the window failed, for the configured break
+    (``NETRA_BREAKER_WINDOW``, ``NETRA_BREAKER_SECONDS``)."""
+    return CircuitBreakerOptions(
+        failure_ratio=0.5,
+        minimum_throughput=minimum_throughput,
+        sampling_duration=settings.breaker_window,
+        break_duration=settings.breaker_seconds,
+    )
 
 
 # -- LLM -------------------------------------------------------------------------------------
-def llm_pipeline(settings: Settings, clock: Clock) -> Pipeline:
+def llm_service(settings: Settings, resilience: Resilience) -> LlmService:
+    """The openai SDK (real, or the simulated provider in-process) through the LLM preset."""
+    transport: httpx2.AsyncBaseTransport
+    base_url: str | None
+    if settings.openai_api_key is None:
+        simulated = SimulatedOpenAI(
+            sleep=resilience.clock.sleep, latency=settings.simulated_latency
+        )
+        transport, api_key, base_url = simulated.transport(), "simulated", SIMULATED_BASE_URL
+    else:
+        transport = httpx2.AsyncHTTPTransport()
+        api_key, base_url = settings.openai_api_key, settings.openai_base_url
+    client = openai_client(
+        FaultSwitchTransport(transport, resilience), api_key=api_key, base_url=base_url
+    )
+    resilience.on_close(client.close)
+
     attempt = settings.llm_timeout
-    return standard_llm_pipeline(
+    clock = resilience.clock  # an HTTP-date Retry-After is read on the runtime's clock
+    pipeline = resilience.llm(
         "llm",
-        clock=clock,
+        criticality=Criticality.IMPORTANT,
         attempt_timeout=attempt,
         total_timeout=attempt * 3 + 2.0,
         retry=standard_llm_retry(clock, delay=settings.retry_delay, max_delay=2.0),
@@ -94,47 +130,33 @@ def llm_pipeline(settings: Settings, clock: Clock) -> Pipeline:
             should_handle=LLM_BREAKER_FAILURE,
             retry_after=llm_retry_after(clock),
         ),
-        cache=InMemoryTTLCache(max_entries=10_000, clock=clock),
-        canned_reply=canned_reply(CANNED_REPLY, clock=clock),
+        canned_reply=canned_reply(CANNED_REPLY),
     )
+    streams = StreamPolicy(first_token_timeout=attempt, idle_timeout=attempt)
+    return LlmService(ResilientOpenAI(client, pipeline, stream_policy=streams), settings.llm_model)
 
 
 class LlmService:
-    """``answer(message, tool_result)``: one chat completion through the LLM pipeline."""
+    """``answer(message, tool_result)``: one chat completion through the LLM preset."""
 
-    def __init__(
-        self,
-        provider: LlmProvider,
-        pipeline: Pipeline,
-        chaos: Pipeline,
-        model: str,
-        *,
-        stream_policy: StreamPolicy | None = None,
-    ) -> None:
-        self.provider = provider
-        self.pipeline = pipeline
-        self._chaos = chaos
+    def __init__(self, llm: ResilientOpenAI, model: str) -> None:
+        self.llm = llm
         self.model = model
-        provider.bind(pipeline, stream_policy or StreamPolicy())
 
-    def _request(self, message: str, tool_result: str | None, *, stream: bool) -> LlmRequest:
+    def _params(self, message: str, tool_result: str | None) -> dict[str, Any]:
         system = "You are a helpful assistant."
         if tool_result is not None:
             system += f"\nTool result: {tool_result}"
-        params: dict[str, Any] = {
+        return {
             "model": self.model,
             "messages": [
                 {"role": "system", "content": system},
                 {"role": "user", "content": message},
             ],
         }
-        if stream:
-            params["stream"] = True
-        return LlmRequest("chat", params)
 
     async def answer(self, message: str, tool_result: str | None) -> str:
-        request = self._request(message, tool_result, stream=False)
-        completion = await self.pipeline.execute(self._attempt, request)
+        completion = await self.llm.chat.completions.create(**self._params(message, tool_result))
         return answer_text(completion)
 
     async def stream_answer(
@@ -144,10 +166,10 @@ class LlmService:
         on_delta: Callable[[str], Awaitable[None]],
     ) -> str:
         """Stream the answer through ``on_delta``. Before the first chunk, failures are retried
-        and fall back like any call; a stream cut later (stall, truncation) is reported to the
+        and fall back like any call; a stream cut later (stall, truncation) is counted by the
         breaker and the turn is answered again on the non-streaming path (stale/canned)."""
-        request = self._request(message, tool_result, stream=True)
-        stream = await self.pipeline.execute(self._attempt, request)
+        params = self._params(message, tool_result)
+        stream = await self.llm.chat.completions.create(**params, stream=True)
         parts: list[str] = []
         try:
             async for chunk in stream:
@@ -159,140 +181,146 @@ class LlmService:
             return await self.answer(message, tool_result)
         return "".join(parts)
 
-    async def _attempt(self, request: LlmRequest) -> Any:
-        raw = await self._chaos.execute(self.provider.complete, request)
-        if not hasattr(raw, "__aiter__"):
-            answer_text(raw)  # malformed: fails this attempt (retried, counted, not cached)
-        return raw
-
 
 # -- auth --------------------------------------------------------------------------------------
 class AuthService:
     """A simulated token check against an auth service, with its own breaker.
 
-    The backend presents its service token on each check. While the service is down, users
-    verified within ``grace`` seconds are let through on their last good verdict (marked
-    ``auth=stale_cache``); anyone else gets a 503 (auth is critical), never the error text.
+    While the service is down, users verified within ``grace`` seconds are let through on
+    their last good verdict (marked ``auth=stale_cache``); anyone else gets a 503 (auth is
+    critical), never the error text.
     """
 
-    def __init__(self, *, clock: Clock, chaos: Pipeline, grace: float = 600.0) -> None:
-        self._clock = clock
-        self._chaos = chaos
+    def __init__(self, settings: Settings, resilience: Resilience, *, grace: float = 600.0):
+        self._clock = resilience.clock
         self._grace = grace
-        self._verified: dict[str, float] = {}
-        self.pipeline: Pipeline | None = None  # set by the registry (see strategies())
-
-    def strategies(self, settings: Settings) -> list[Any]:
-        return [
-            FallbackOptions(
-                action=self._last_good_verdict,
-                should_handle=ANY_EXCEPTION,
-                reason=DegradationReason.STALE_CACHE,
-            ),
-            CircuitBreakerOptions(
-                failure_ratio=0.5,
-                minimum_throughput=5,
-                sampling_duration=settings.breaker_window,
-                break_duration=settings.breaker_seconds,
-            ),
-            TimeoutOptions(timeout=2.0),
-        ]
+        self._verified: dict[str, float] = {}  # user -> last good verdict, oldest first
+        self._remote = fault_point(resilience, "auth")
+        self.pipeline = resilience.add(
+            Dependency(
+                "auth",
+                Criticality.CRITICAL,
+                strategies=[breaker(settings, minimum_throughput=5), TimeoutOptions(timeout=2.0)],
+            )
+        )
 
     async def _check(self, user_id: str) -> bool:
         # A real deployment calls its identity provider here.
-        return await self._chaos.execute(self._remote_check, user_id)
+        return await self._remote.execute(self._remote_check, user_id)
 
     async def _remote_check(self, user_id: str) -> bool:
         return bool(user_id)
 
-    def _last_good_verdict(self, args: FallbackArgs) -> bool:
-        user_id = args.args[0] if args.args else ""
-        seen = self._verified.get(user_id)
-        if seen is not None and self._clock.monotonic() - seen < self._grace:
-            return True
-        retry_after = getattr(args.outcome.exception, "retry_after", None)
-        raise ExecutionRejectedError(
-            "authentication is unavailable", retry_after=retry_after, dependency="auth"
-        )
-
     async def verify(self, user_id: str) -> None:
         """Raise a rejection (-> 503) when the user cannot be verified."""
-        assert self.pipeline is not None
-        ok = await self.pipeline.execute(self._check, user_id)
+        try:
+            ok = await self.pipeline.execute(self._check, user_id)
+        except Exception as exc:
+            seen = self._verified.get(user_id)
+            if seen is None or self._clock.monotonic() - seen >= self._grace:
+                retry_after = getattr(exc, "retry_after", None)
+                raise ExecutionRejectedError(  # only this reaches the user, not exc's text
+                    "authentication is unavailable", retry_after=retry_after, dependency="auth"
+                ) from None
+            degradation = current_degradation()
+            if degradation is not None:
+                degradation.mark("auth", DegradationReason.STALE_CACHE)
+            return
         if not ok:
             raise ExecutionRejectedError("not authenticated", dependency="auth")
-        degradation = current_degradation()
-        if degradation is None or degradation.reason("auth") is None:
-            self._verified.pop(user_id, None)  # re-insert: the dict stays oldest-first
-            self._verified[user_id] = self._clock.monotonic()  # a fresh verdict, not a stale one
-            if len(self._verified) > MAX_REMEMBERED_USERS:
-                del self._verified[next(iter(self._verified))]
+        self._verified.pop(user_id, None)  # re-insert: the dict stays oldest-first
+        self._verified[user_id] = self._clock.monotonic()
+        if len(self._verified) > MAX_REMEMBERED_USERS:
+            del self._verified[next(iter(self._verified))]
 
 
 # -- sessions / conversations -----------------------------------------------------------------
 class ChaosPool(PoolBulkhead):
-    """The SQL pool bulkhead with the demo's fault switch *inside* the seat: injected latency
+    """The SQL pool bulkhead with the ``database`` switch *inside* the seat: injected latency
     holds a connection like a slow query does, so a burst queues in front of the pool."""
 
-    def __init__(self, engine: Any, *, chaos: Pipeline, clock: Clock, **kwargs: Any) -> None:
-        super().__init__(engine, clock=clock, name="database", **kwargs)
-        self._chaos = chaos
+    def __init__(self, engine: AsyncEngine, resilience: Resilience) -> None:
+        super().__init__(engine, clock=resilience.clock, name="database")
+        self._chaos = fault_point(resilience, "database")
 
-    async def run(self, operation: Callable[[Any], Awaitable[Any]]) -> Any:
+    async def run(self, operation: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         chaos = self._chaos
 
-        async def guarded(conn: Any) -> Any:
+        async def guarded(conn: AsyncConnection) -> T:
             return await chaos.execute(operation, conn)
 
         return await super().run(guarded)
 
 
 class ChaosSessionBackend:
-    """A session backend whose calls pass the ``redis`` fault switch (for the stand-in)."""
+    """A session backend whose calls pass the ``redis`` switch."""
 
     def __init__(self, inner: SessionBackend, chaos: Pipeline) -> None:
         self._inner = inner
         self._chaos = chaos
 
     async def load(self, key: str) -> SessionRecord | None:
-        record: SessionRecord | None = await self._chaos.execute(self._inner.load, key)
-        return record
+        return await self._chaos.execute(self._inner.load, key)
 
     async def save(self, record: SessionRecord, now: float) -> bool:
-        saved: bool = await self._chaos.execute(self._inner.save, record, now)
-        return saved
+        return await self._chaos.execute(self._inner.save, record, now)
 
     async def ping(self) -> None:
         await self._chaos.execute(self._inner.ping)
 
 
 def session_store(
-    settings: Settings, chaos: ChaosControl, clock: Clock
-) -> tuple[SessionStore, SqlSessionBackend, ChaosPool]:
+    settings: Settings, resilience: Resilience
+) -> tuple[SessionStore, SqlSessionBackend]:
+    """Conversations on Redis with the database as fallback, or on the database alone; and
+    the database backend (its table is created on startup).
+
+    Registers ``database`` (critical) and ``redis`` (optional) with their health checks."""
     engine = create_pooled_engine(settings.database_url)
-    pool = ChaosPool(engine, chaos=chaos_pipeline("database", chaos, clock), clock=clock)
+    resilience.on_close(engine.dispose)  # closed last: the pool and the store use it
+    pool = resilience.closing(ChaosPool(engine, resilience))
     database = SqlSessionBackend(pool)
+    resilience.add(
+        Dependency(
+            "database",
+            Criticality.CRITICAL,
+            check=pool.check,
+            component_type="datastore",
+            probe_interval=2.0,
+            check_timeout=1.5,
+        )
+    )
     if settings.redis_url is None:
         store = SessionStore(
-            database, None, dependency="database", clock=clock, primary_timeout=5.0
+            database, None, dependency="database", clock=resilience.clock, primary_timeout=5.0
         )
-        return store, database, pool
+        return resilience.closing(store), database
     primary: SessionBackend
     if settings.redis_url == "memory://":
         primary = InMemorySessionBackend()
     else:
         from netra_resilience.integrations.redis import RedisSessionBackend, redis_client
 
-        primary = RedisSessionBackend(redis_client(settings.redis_url))
+        primary = RedisSessionBackend(resilience.closing(redis_client(settings.redis_url)))
     store = SessionStore(
-        ChaosSessionBackend(primary, chaos_pipeline("redis", chaos, clock)),
+        ChaosSessionBackend(primary, fault_point(resilience, "redis")),
         database,
         dependency="redis",
-        clock=clock,
+        clock=resilience.clock,
         fallback_timeout=5.0,
         retry_interval=1.0,
     )
-    return store, database, pool
+    resilience.add(
+        Dependency(
+            "redis",
+            Criticality.OPTIONAL,
+            check=store.check_primary,
+            component_type="datastore",
+            probe_interval=2.0,
+            check_timeout=1.5,
+        )
+    )
+    return resilience.closing(store), database
 
 
 # -- tool endpoints --------------------------------------------------------------------------
@@ -307,16 +335,13 @@ class DiscoveredEndpoints:
         self._chaos = chaos
 
     async def resolve(self) -> Sequence[Endpoint]:
-        endpoints: Sequence[Endpoint] = await self._chaos.execute(self._inner.resolve)
-        return endpoints
+        return await self._chaos.execute(self._inner.resolve)
 
 
 def tool_pool(
-    endpoints: Sequence[Endpoint | str], settings: Settings, chaos: ChaosControl, clock: Clock
+    endpoints: Sequence[Endpoint | str], settings: Settings, resilience: Resilience
 ) -> EndpointPool:
-    source = DiscoveredEndpoints(
-        StaticEndpoints(endpoints), chaos_pipeline("discovery", chaos, clock)
-    )
+    source = DiscoveredEndpoints(StaticEndpoints(endpoints), fault_point(resilience, "discovery"))
     return EndpointPool(
         "tool_endpoints",
         source,
@@ -326,18 +351,77 @@ def tool_pool(
             max_stale=3600.0,
             discovery_flag="discovery",
         ),
-        clock=clock,
+        clock=resilience.clock,
     )
 
 
 SIMULATED_TOOL_ENDPOINTS = ("http://tool-a.internal:8080", "http://tool-b.internal:8080")
 
 
-def clock_or_default(clock: Clock | None) -> Clock:
-    return clock or SYSTEM_CLOCK
+def external_tool(settings: Settings, resilience: Resilience) -> Tool:
+    """The agent's tool: rate limited, retried once, behind its breaker, on the endpoint pool
+    (whose endpoints come from discovery, each behind its own breaker)."""
+    backend: SimulatedTool | HttpTool
+    if settings.tool_url is None:
+        backend = SimulatedTool(sleep=resilience.clock.sleep, latency=settings.simulated_latency)
+        endpoints = tool_pool(SIMULATED_TOOL_ENDPOINTS, settings, resilience)
+    else:
+        backend = resilience.closing(HttpTool(settings.tool_url))
+        endpoints = tool_pool([backend.endpoint], settings, resilience)
+    switch = fault_point(resilience, "tool")
+
+    async def call_tool(query: str) -> dict[str, Any]:
+        async def on(endpoint: Endpoint) -> dict[str, Any]:
+            return await switch.execute(backend.fetch, endpoint, query)
+
+        return await endpoints.execute(on)
+
+    return Tool(
+        "tool",
+        call_tool,
+        rate=20,
+        burst=20,
+        timeout=3.0,
+        max_attempts=2,
+        retry_delay=settings.retry_delay,
+        retry_after_cap=1.0,
+        breaker=breaker(settings),
+    )
 
 
-def hook_sender(chaos: Pipeline, sink: list[Mapping[str, Any]]) -> Callable[..., Awaitable[None]]:
+# -- hooks -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HookSinks:
+    """Where the analytics and monitoring stand-ins deliver (the last 100 events each)."""
+
+    analytics: list[Mapping[str, Any]] = field(default_factory=list)
+    monitoring: list[Mapping[str, Any]] = field(default_factory=list)
+
+
+def event_hooks(settings: Settings, resilience: Resilience, sinks: HookSinks) -> list[Hook]:
+    """Analytics (optional) and monitoring (never changes health): each behind its breaker,
+    skipped while it is open, never delaying the user."""
+    return [
+        Hook(
+            "analytics",
+            hook_sender(fault_point(resilience, "analytics"), sinks.analytics),
+            timeout=0.5,
+            criticality=Criticality.OPTIONAL,
+            breaker=breaker(settings),
+        ),
+        Hook(
+            "monitoring",
+            hook_sender(fault_point(resilience, "monitoring"), sinks.monitoring),
+            timeout=0.5,
+            criticality=Criticality.MONITORING,
+            breaker=breaker(settings),
+        ),
+    ]
+
+
+def hook_sender(
+    chaos: Pipeline, sink: list[Mapping[str, Any]]
+) -> Callable[[Mapping[str, Any]], Awaitable[None]]:
     """An analytics/monitoring client stand-in: keeps the last events it received."""
 
     async def deliver(event: Mapping[str, Any]) -> None:
@@ -348,3 +432,15 @@ def hook_sender(chaos: Pipeline, sink: list[Mapping[str, Any]]) -> Callable[...,
         await chaos.execute(deliver, event)
 
     return send
+
+
+def register_engine_dependencies(
+    resilience: Resilience, engine: ResilientEngine, hooks: Sequence[Hook], tool: Tool
+) -> None:
+    """``/health`` reads the engine's own breakers for the tool and the hooks."""
+    tools = engine.layer(ToolsLayer)
+    resilience.add(Dependency(tool.name, Criticality.OPTIONAL, pipeline=tools.pipeline(tool.name)))
+    hook_layer = engine.layer(HooksLayer)
+    for hook in hooks:
+        breaker_of_hook = hook_layer.breaker(hook.name)
+        resilience.add(Dependency(hook.name, hook.criticality, breaker=breaker_of_hook))

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from examples.agent_backend import Settings, create_app
+from netra_resilience import Resilience
 from netra_resilience.testing import FakeClock
 
 SECRET = "sk-test-NEVER-LEAK-5f3a9c0d1e2b"
@@ -35,7 +36,7 @@ def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
 @asynccontextmanager
 async def running(settings: Settings, clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
     """The app with its lifespan (schema, health monitor), reached in-process over ASGI."""
-    app = create_app(settings, clock=clock)
+    app = create_app(settings, resilience=Resilience(clock=clock))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://backend") as client:

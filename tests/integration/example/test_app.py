@@ -9,7 +9,7 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from examples.agent_backend import Settings, create_app
-from netra_resilience.engine import RunRequest
+from netra_resilience import Resilience, RunRequest
 from netra_resilience.testing import FakeClock
 from tests.integration.example.helpers import SECRET, chat, running, settings_for
 
@@ -215,10 +215,12 @@ def test_settings_from_env() -> None:
 async def test_stream_stalled_mid_answer_is_answered_again_not_cut(tmp_path: Path) -> None:
     clock = FakeClock()
     settings = settings_for(tmp_path, llm_timeout=1.0)
-    app = create_app(settings, clock=clock)
+    app = create_app(settings, resilience=Resilience(clock=clock))
     backend = app.state.backend
     async with app.router.lifespan_context(app):
-        backend.chaos.inject_latency("llm_stream", 30.0)  # every chunk after the first hangs
+        backend.resilience.chaos.inject_latency(
+            "llm_stream", 30.0
+        )  # every chunk after the first hangs
         events: list[dict[str, Any]] = []
 
         async def sink(event: dict[str, Any]) -> None:
