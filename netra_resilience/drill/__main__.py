@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from netra_resilience.drill._cli import main
+from netra_resilience.drill import main
 
 sys.exit(main(["drill", *sys.argv[1:]]))

@@ -6,7 +6,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from netra_resilience.drill._metrics import ScenarioResult
+from netra_resilience.drill._scenarios import ScenarioResult
 
 COLUMNS = (
     "scenario",

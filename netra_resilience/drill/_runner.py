@@ -1,26 +1,160 @@
-"""Runs scenarios against a target URL: warm-up, fault, recovery; users talk all along."""
+"""Drives a target: simulated users, the fault/recovery phases of a scenario, the target.
+
+* users: one chat turn over HTTP (``POST /v1/chat``) or a WebSocket, measured and checked
+  for the secret canary;
+* :class:`ScenarioRun`: warm-up, fault, recovery against a base URL while the users talk;
+* :func:`in_process_backend`: the default target, the example backend served by uvicorn
+  inside the drill's own process.
+
+Third-party libraries (httpx, websockets, uvicorn) are imported where they are used, so the
+command line can name the missing extra instead of failing on import.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
+import importlib.util
+import json
 import secrets
+import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import httpx
+from netra_resilience.drill._scenarios import HealthPoint, Outcome, Sample, Scenario, ScenarioResult
 
-from netra_resilience.drill._metrics import HealthPoint, Sample, ScenarioResult
-from netra_resilience.drill._scenarios import Scenario
-from netra_resilience.drill._users import Turn, http_turn, ws_turn
+if TYPE_CHECKING:
+    import httpx
 
+REQUEST_TIMEOUT = 30.0
 THINK_TIME = 0.02
 HEALTH_INTERVAL = 0.2
 
 
 class TargetError(RuntimeError):
-    """The target cannot be drilled (unreachable, or without demo mode)."""
+    """The target cannot be drilled (unreachable, without demo mode, or not available)."""
+
+
+def install_hint(package: str, extra: str) -> str:
+    """What to say when ``package`` (of the ``extra``) is not installed."""
+    return f'needs the {package!r} package: pip install "netra-resilience[{extra}]"'
+
+
+# -- users: one chat turn ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """What one chat turn returned, before the runner stamps it with time and phase."""
+
+    latency: float
+    outcome: Outcome
+    degraded: dict[str, str]
+    events: int
+    expected_events: int  # the final event's seq: how many the server numbered for the run
+    completed: bool
+    leaked: int
+
+
+def _outcome(status: object, answer: object) -> Outcome:
+    if not isinstance(answer, str) or not answer.strip():
+        return "failed"
+    if status == "ok":
+        return "answered"
+    if status == "degraded":
+        return "degraded"
+    return "failed"
+
+
+def _failed(started: float, leaked: int = 0) -> Turn:
+    return Turn(time.perf_counter() - started, "failed", {}, 0, 0, False, leaked)
+
+
+def _expected(final: dict[str, Any], received: int) -> int:
+    seq = final.get("seq")
+    return seq if isinstance(seq, int) and seq > 0 else received
+
+
+async def http_turn(client: httpx.AsyncClient, user_id: str, message: str, canary: str) -> Turn:
+    """``POST /v1/chat``; the reply must carry its events, ``agent_completed`` last."""
+    import httpx
+
+    started = time.perf_counter()
+    try:
+        response = await client.post(
+            "/v1/chat", json={"user_id": user_id, "message": message}, timeout=REQUEST_TIMEOUT
+        )
+    except httpx.HTTPError:
+        return _failed(started)
+    latency = time.perf_counter() - started
+    text = response.text
+    leaked = text.count(canary) + sum(v.count(canary) for v in response.headers.values())
+    if response.status_code != 200:
+        return Turn(latency, "failed", {}, 0, 0, False, leaked)
+    try:
+        body: dict[str, Any] = response.json()
+    except ValueError:
+        return Turn(latency, "failed", {}, 0, 0, False, leaked)
+    events = body.get("events") or []
+    completed = bool(events) and events[-1].get("type") == "agent_completed"
+    degraded = body.get("degraded") or {}
+    return Turn(
+        latency,
+        _outcome(body.get("status"), body.get("answer")),
+        dict(degraded),
+        len(events),
+        _expected(events[-1], len(events)) if events else 0,
+        completed,
+        leaked,
+    )
+
+
+async def ws_turn(socket: Any, user_id: str, message: str, canary: str) -> Turn:
+    """Send one message on an open WebSocket; read events until ``agent_completed``."""
+    started = time.perf_counter()
+    leaked = 0
+    events = 0
+    try:
+        await socket.send(json.dumps({"user_id": user_id, "message": message}))
+        async with asyncio.timeout(REQUEST_TIMEOUT):
+            while True:
+                frame = await socket.recv()
+                text = frame if isinstance(frame, str) else frame.decode()
+                leaked += text.count(canary)
+                event = json.loads(text)
+                if event.get("type") == "error":
+                    return _failed(started, leaked)
+                events += 1
+                if event.get("type") == "agent_completed":
+                    break
+    except (TimeoutError, OSError, ValueError):
+        return _failed(started, leaked)
+    except Exception as exc:  # websockets' ConnectionClosed and friends
+        if type(exc).__module__.startswith("websockets"):
+            return _failed(started, leaked)
+        raise
+    latency = time.perf_counter() - started
+    status = event.get("status")
+    answer = (event.get("data") or {}).get("output")
+    if status in ("ok", "degraded") and not isinstance(answer, str):
+        answer = "(streamed)"  # the final event may omit the output; the run did answer
+    return Turn(
+        latency,
+        _outcome(status, answer),
+        dict(event.get("degraded") or {}),
+        events,
+        _expected(event, events),
+        True,
+        leaked,
+    )
+
+
+# -- a scenario against a target -----------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +228,8 @@ class ScenarioRun:
             await send(message)
 
     async def _http_user(self, index: int, ready: asyncio.Barrier) -> None:
+        import httpx
+
         user_id = f"drill-user-{index}"
         messages = self.scenario.user_messages()
         churn = self.scenario.churn
@@ -151,6 +287,8 @@ class ScenarioRun:
 
     # -- control --------------------------------------------------------------------------
     async def _health(self, client: httpx.AsyncClient) -> None:
+        import httpx
+
         while not self.phase.stop.is_set():
             try:
                 response = await client.get("/health", timeout=5.0)
@@ -207,6 +345,8 @@ class ScenarioRun:
         return min(clean) - cleared if clean else None
 
     async def run(self) -> ScenarioResult:
+        import httpx
+
         options = self.options
         ws_users = (
             options.users if self.scenario.ws_only else round(options.users * options.ws_share)
@@ -276,3 +416,67 @@ async def run_scenarios(
         )
         results.append(await run.run())
     return results, canary
+
+
+# -- the default target: the example backend, in-process -----------------------------------
+
+def _import_example() -> Any:
+    """``examples.agent_backend`` from the source checkout this package runs from."""
+    root = Path(__file__).resolve().parents[2]
+    if importlib.util.find_spec("examples") is None and (root / "examples").is_dir():
+        # An editable install exposes netra_resilience only; this process is the drill's own.
+        sys.path.insert(0, str(root))
+    try:
+        return importlib.import_module("examples.agent_backend")
+    except ModuleNotFoundError as exc:
+        package = (exc.name or "examples").split(".")[0]
+        if package == "examples":
+            raise TargetError(
+                "the in-process drill needs the repository's examples/agent_backend "
+                "(run from a source checkout), or drill a running backend with --target URL"
+            ) from None
+        raise TargetError(
+            f"the in-process example backend {install_hint(package, 'demo')}"
+            " (or drill a running backend with --target URL)"
+        ) from exc
+
+
+@asynccontextmanager
+async def in_process_backend(*, llm_timeout: float = 0.3) -> AsyncIterator[str]:
+    """Serve the example backend on a free loopback port; yields its base URL."""
+    import uvicorn
+
+    example = _import_example()
+    with tempfile.TemporaryDirectory(prefix="netra-drill-") as folder:
+        settings = example.Settings(
+            database_url=f"sqlite+aiosqlite:///{Path(folder) / 'drill.db'}",
+            redis_url="memory://",
+            demo_mode=True,
+            llm_timeout=llm_timeout,
+            breaker_seconds=1.0,
+            breaker_window=2.0,
+            discovery_ttl=0.5,
+            retry_delay=0.05,
+        )
+        app = example.create_app(settings)
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            lifespan="on",
+            ws="websockets-sansio",
+        )
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        try:
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("the in-process backend stopped during startup")
+                await asyncio.sleep(0.01)
+            port = server.servers[0].sockets[0].getsockname()[1]
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+            await task

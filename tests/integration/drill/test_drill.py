@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from netra_resilience.drill import main
-from netra_resilience.drill._metrics import Sample, ScenarioResult, percentile
+from netra_resilience.drill import DRILL_PACKAGES, main
 from netra_resilience.drill._report import scorecard_rows, write_html
-from netra_resilience.drill._scenarios import SCENARIOS, select
+from netra_resilience.drill._scenarios import (
+    SCENARIOS,
+    Sample,
+    ScenarioResult,
+    percentile,
+    select,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def sample(outcome: str = "answered", **changes: object) -> Sample:
@@ -94,3 +104,46 @@ def test_small_drill_in_process_passes(tmp_path: Path) -> None:
     )
     assert code == 0
     assert "service_discovery_failure" in report.read_text()
+
+
+def run_cli(*args: str, blocked: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """The console script's entry point in a fresh interpreter, ``blocked`` made unimportable."""
+    code = (
+        "import sys\n"
+        f"for name in {blocked!r}: sys.modules[name] = None\n"
+        "from netra_resilience.drill import entry_point\n"
+        f"sys.argv = ['netra-resilience', *{args!r}]\n"
+        "entry_point()\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_without_its_packages_the_drill_says_which_extra_to_install() -> None:
+    help_text = run_cli("drill", "--help", blocked=("httpx", "rich"))
+    assert help_text.returncode == 0, help_text.stderr
+    assert "--target URL" in help_text.stdout
+    assert "netra-resilience[drill]" in help_text.stdout
+
+    target = run_cli("drill", "--target", "http://127.0.0.1:9", blocked=("httpx",))
+    assert target.returncode == 2
+    assert target.stderr.strip() == (
+        "netra-resilience drill needs the 'httpx' package: "
+        'pip install "netra-resilience[drill]"'
+    )
+    in_process = run_cli("drill", blocked=("uvicorn",))
+    assert in_process.returncode == 2
+    assert 'needs the \'uvicorn\' package: pip install "netra-resilience[demo]"' in (
+        in_process.stderr
+    )
+    assert "Traceback" not in target.stderr + in_process.stderr
+
+
+def test_the_drill_extra_is_what_the_command_checks_for() -> None:
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    names = sorted(req.split(">")[0].split("=")[0].split("[")[0] for req in extras["drill"])
+    assert names == sorted(DRILL_PACKAGES)
+    assert any(req.startswith("netra-resilience[drill") for req in extras["demo"])
