@@ -2,7 +2,8 @@
 
 Run it with ``python examples/engine_quickstart.py`` (no server, no API key). It shows:
 
-* a plain ``async def`` engine and a class-based engine, each wrapped in one call;
+* one ``Resilience`` runtime; a plain ``async def`` engine and a class-based engine, each
+  wrapped in one call (``resilience.engine``); closing the runtime drains their hook queues;
 * an analytics hook that is down: the answer does not change, the hook is skipped once its
   breaker opens, and the user is told ``analytics=skipped``;
 * a tool whose upstream answers 429 with Retry-After: the call waits it out once, while other
@@ -18,15 +19,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from netra_resilience.circuit_breaker import CircuitBreakerOptions
-from netra_resilience.engine import (
-    Hook,
-    RunEvents,
-    RunRequest,
-    Tool,
-    ToolFailure,
-    wrap_engine,
-)
+from netra_resilience import CircuitBreakerOptions, Hook, Resilience, RunRequest, Tool
+from netra_resilience.engine import RunEvents, ToolFailure
 
 
 # --- the dependencies: one analytics service that is down, one rate-limited tool ------------
@@ -51,13 +45,7 @@ class WeatherApi:
         return f"sunny in {city}"
 
 
-weather = WeatherApi()
-hooks = [Hook("analytics", send_analytics, breaker=CircuitBreakerOptions(minimum_throughput=2))]
-tools = [Tool("weather", weather, rate=20, burst=5, timeout=2.0)]
-
-
 # --- engine 1: a plain async function -----------------------------------------------------
-@wrap_engine(hooks=hooks, tools=tools)
 async def assistant(request: RunRequest, events: RunEvents) -> str:
     await events.thinking("checking the weather")
     result = await request.tools.call("weather", request.input)
@@ -78,9 +66,6 @@ class Planner:
         return f"plan for {request.input!r}"
 
 
-planner = wrap_engine(Planner("gpt-4o-mini"), hooks={"monitoring": send_analytics})
-
-
 def show(event: dict[str, Any]) -> None:
     flags = event["degradation"] or ""
     print(f"  {event['seq']:>2} {event['type']:<16} {json.dumps(event['data']):<70} {flags}")
@@ -91,26 +76,33 @@ async def sink(event: dict[str, Any]) -> None:  # in a real app: websocket.send_
 
 
 async def main() -> None:
-    print("weather runs (concurrent; the first one meets a 429 with Retry-After: 0.2):")
-    results = await asyncio.gather(
-        assistant.run(RunRequest("Paris", user_id="ann"), sink),
-        assistant.run(RunRequest("Oslo", user_id="bob"), None),
-    )
-    for result in results:
-        print(f"  -> {result.status}: {result.output}  degraded: {result.degradation}")
-    print(f"  upstream weather calls: {weather.calls} (one 429, one retry after Retry-After)\n")
+    weather = WeatherApi()
+    # One runtime per application; leaving the block drains the engines' hook queues.
+    async with Resilience() as resilience:
+        hooks = [
+            Hook("analytics", send_analytics, breaker=CircuitBreakerOptions(minimum_throughput=2))
+        ]
+        tools = [Tool("weather", weather, rate=20, burst=5, timeout=2.0)]
+        weather_agent = resilience.engine(assistant, hooks=hooks, tools=tools)
+        planner = resilience.engine(Planner("gpt-4o-mini"), hooks={"monitoring": send_analytics})
 
-    print("planner run whose engine crashes (secret in the exception message):")
-    crashed = await planner.run(RunRequest("crash", user_id="cy"), sink)
-    print(f"  -> {crashed.status}; the exception stays server-side: {crashed.error_type}\n")
+        print("weather runs (concurrent; the first one meets a 429 with Retry-After: 0.2):")
+        results = await asyncio.gather(
+            weather_agent.run(RunRequest("Paris", user_id="ann"), sink),
+            weather_agent.run(RunRequest("Oslo", user_id="bob"), None),
+        )
+        for result in results:
+            print(f"  -> {result.status}: {result.output}  degraded: {result.degradation}")
+        print(f"  upstream weather calls: {weather.calls} (one 429, one retry after it)\n")
 
-    print("a few more runs: the analytics hook is skipped once its breaker opens:")
-    for city in ("Rome", "Lima", "Kyiv"):
-        result = await assistant.run(RunRequest(city, user_id="dee"))
-        print(f"  -> {result.status}: {result.output}  degraded: {result.degradation}")
+        print("planner run whose engine crashes (secret in the exception message):")
+        crashed = await planner.run(RunRequest("crash", user_id="cy"), sink)
+        print(f"  -> {crashed.status}; the exception stays server-side: {crashed.error_type}\n")
 
-    await assistant.aclose()  # drains the background hook queue
-    await planner.aclose()
+        print("a few more runs: the analytics hook is skipped once its breaker opens:")
+        for city in ("Rome", "Lima", "Kyiv"):
+            result = await weather_agent.run(RunRequest(city, user_id="dee"))
+            print(f"  -> {result.status}: {result.output}  degraded: {result.degradation}")
 
 
 if __name__ == "__main__":
