@@ -1,11 +1,13 @@
-"""OpenTelemetry: metrics for strategy events, breaker state and health; spans and GenAI metrics.
+"""OpenTelemetry: ``netra.*`` metrics and spans for resilience, ``gen_ai.*`` for provider calls.
 
-No OpenTelemetry semantic convention covers resilience, so instruments live under ``netra.``
-(anchors/conventions.md §5.6); LLM calls also get the GenAI conventions (``gen_ai.*``, §5.7).
-Only ``opentelemetry-api`` is used: with no SDK configured everything is a no-op.
+No OpenTelemetry semantic convention covers resilience, so those instruments live under
+``netra.``; LLM provider attempts follow the GenAI conventions (``gen_ai.*``), with the names
+taken from ``opentelemetry-semantic-conventions``. Only the OpenTelemetry *API* is used (the
+``otel`` extra pulls no SDK): with no SDK configured by the application, all of it is a no-op.
 
-* :class:`OpenTelemetryListener` - a telemetry listener (give it to ``PipelineBuilder`` /
-  ``ServiceRegistry`` as ``telemetry=``, alone or in a ``CompositeListener``):
+* :class:`OpenTelemetryListener` - a telemetry listener (give it to ``Resilience`` /
+  ``PipelineBuilder`` / ``ServiceRegistry`` as ``telemetry=``, alone or in a
+  ``CompositeListener``):
 
   - ``netra.events`` counter ``{event}``: every strategy event (``netra.event.name``,
     ``netra.event.severity``, ``netra.dependency.name``, ``netra.strategy.name``, ``error.type``);
@@ -16,24 +18,58 @@ Only ``opentelemetry-api`` is used: with no SDK configured everything is a no-op
     ``netra.circuit_breaker.state`` and ``netra.health.status`` (one series per state/status,
     value 1 or 0; resilience4j's shape).
 
-* :class:`OpenTelemetryOptions` - a strategy to add *outermost* to a pipeline: the
-  ``netra.dependency.operation.duration`` histogram (s), a span per call, and with ``gen_ai=``
-  the ``gen_ai.client.operation.duration`` / ``gen_ai.client.token.usage`` metrics and
-  ``gen_ai.*`` span attributes. Errors are recorded by type only (``error.type``, span status
-  description): exception messages may carry prompts, URLs or keys and are never exported.
+* :class:`OpenTelemetryOptions` - *outermost*: per call, the
+  ``netra.dependency.operation.duration`` histogram (s; ``error.type``,
+  ``netra.degradation.reason``), the ``netra.degraded_answers`` counter (stale cache, canned
+  reply, fallback, ... by reason) and an ``INTERNAL`` span ``netra.call <pipeline>``.
+
+* :class:`GenAIOptions` - *innermost* (it refuses any other place): per provider attempt, a
+  ``CLIENT`` span ``"chat gpt-4o"`` and the ``gen_ai.client.operation.duration`` /
+  ``gen_ai.client.token.usage`` histograms. Cache hits, canned replies, fallbacks and
+  rejections (open breaker, rate limit, full bulkhead) never reach it, so they never skew the
+  provider's latency or error rate; retries are one operation each, without the backoff.
+
+* :func:`instrument` puts both around an already built pipeline (``standard_llm_pipeline``,
+  ``Resilience.llm``)::
+
+      pipeline = instrument(resilience.llm(), gen_ai=GenAIOptions(provider="openai"))
+      llm = ResilientOpenAI(AsyncOpenAI(), pipeline)
+
+With ``opentelemetry-instrumentation-openai-v2`` (the official openai instrumentation):
+``ResilientOpenAI`` turns the SDK's own retries off, so each SDK call it instruments is
+exactly one provider attempt, and it already emits the ``gen_ai.*`` span and metrics for it.
+Then leave ``gen_ai`` out - ``instrument(pipeline)`` - and this module emits ``netra.*``
+only: nothing is counted twice, and its ``chat ...`` spans nest under ``netra.call llm``.
+The ``netra.call`` span carries no ``gen_ai.*`` attribute on purpose: LLM-observability
+backends classify spans by them and would count the call as one more generation. Use one
+source of ``gen_ai.*`` per attempt, never both.
+
+Errors are recorded by type only (``error.type``, span status description): exception
+messages may carry prompts, URLs or keys and are never exported.
 """
 
 from __future__ import annotations
 
-from netra_resilience.integrations.otel._gen_ai import (  # noqa: F401  (the bucket bounds are re-exported)  # noqa: F401  (DB_BUCKETS is re-exported)
-    DB_BUCKETS,
+from netra_resilience.integrations.otel._gen_ai import (  # noqa: F401  (re-exported constants)
     GEN_AI_DURATION_BUCKETS,
     GEN_AI_TOKEN_BUCKETS,
     SCOPE,
-    GenAI,
-    OpenTelemetryOptions,
-    OpenTelemetryStrategy,
+    GenAIOptions,
+    GenAIStrategy,
 )
 from netra_resilience.integrations.otel._listener import OpenTelemetryListener
+from netra_resilience.integrations.otel._strategy import (  # noqa: F401  (DB_BUCKETS)
+    DB_BUCKETS,
+    OpenTelemetryOptions,
+    OpenTelemetryStrategy,
+    instrument,
+)
 
-__all__ = ["GenAI", "OpenTelemetryListener", "OpenTelemetryOptions", "OpenTelemetryStrategy"]
+__all__ = [
+    "GenAIOptions",
+    "GenAIStrategy",
+    "OpenTelemetryListener",
+    "OpenTelemetryOptions",
+    "OpenTelemetryStrategy",
+    "instrument",
+]

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 
 from netra_resilience.health import ServiceRegistry
 from netra_resilience.integrations._metrics import (
@@ -71,7 +72,7 @@ class OpenTelemetryListener:
             attributes["netra.operation.key"] = event.operation_key
         failure = event_error_type(event)
         if failure is not None:
-            attributes["error.type"] = failure
+            attributes[ERROR_TYPE] = failure
         self._events.add(1, attributes)
         kind = REJECTION_EVENTS.get(event.name)
         if kind is not None:

@@ -22,7 +22,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from netra_resilience import BrokenCircuitError
 from netra_resilience.circuit_breaker import CircuitBreakerOptions
 from netra_resilience.health import Dependency, ServiceRegistry
-from netra_resilience.integrations.otel import GenAI, OpenTelemetryListener, OpenTelemetryOptions
+from netra_resilience.integrations.otel import (
+    GenAIOptions,
+    OpenTelemetryListener,
+    OpenTelemetryOptions,
+)
 from netra_resilience.integrations.prometheus import PrometheusListener, metrics_app
 from netra_resilience.telemetry import CompositeListener, LoggingListener
 from netra_resilience.testing import FakeClock
@@ -73,13 +77,11 @@ async def test_opentelemetry_metrics_spans_and_gen_ai(clock: FakeClock) -> None:
     tracers.add_span_processor(SimpleSpanProcessor(spans))
     listener = OpenTelemetryListener(meter_provider=meters)
     otel = OpenTelemetryOptions(
-        meter_provider=meters,
-        tracer_provider=tracers,
-        criticality="important",
-        gen_ai=GenAI(provider="openai"),
+        meter_provider=meters, tracer_provider=tracers, criticality="important"
     )
+    per_attempt = GenAIOptions(provider="openai", meter_provider=meters, tracer_provider=tracers)
     registry = ServiceRegistry(
-        [Dependency("llm", "important", strategies=[otel, breaker()])],
+        [Dependency("llm", "important", strategies=[otel, breaker(), per_attempt])],
         clock=clock,
         telemetry=listener,
     )
@@ -145,15 +147,24 @@ async def test_opentelemetry_metrics_spans_and_gen_ai(clock: FakeClock) -> None:
     assert health[("", "warn")] == 1 and health[("llm", "fail")] == 1
 
     finished = spans.get_finished_spans()
-    assert [s.name for s in finished] == ["chat gpt-4o"] * 4
-    first, failed, rejected = finished[0], finished[1], finished[3]
-    assert first.kind is SpanKind.CLIENT
+    calls = [s for s in finished if s.name == "netra.call llm"]
+    attempts = [s for s in finished if s.name == "chat gpt-4o"]
+    assert len(calls) == 4 and len(attempts) == 3  # the rejected call reached no provider
+    assert all(s.kind is SpanKind.INTERNAL for s in calls)
+    assert all(s.kind is SpanKind.CLIENT for s in attempts)
+    # each provider attempt is a child of its call's span
+    assert [a.parent and a.parent.span_id for a in attempts] == [
+        c.context.span_id for c in calls[:3]
+    ]
+    first, failed = attempts[0], attempts[1]
     assert first.attributes is not None and first.attributes["gen_ai.usage.input_tokens"] == 12
     assert failed.status.status_code is StatusCode.ERROR
     assert failed.status.description == "PermissionError"
+    rejected = calls[3]
     assert rejected.attributes is not None
     assert rejected.attributes["error.type"] == "circuit_open"
     assert rejected.attributes["netra.degradation.reason"] == "circuit_open"
+    assert not any(k.startswith("gen_ai.") for c in calls for k in (c.attributes or {}))
     exported = repr([(s.attributes, s.events, s.status.description) for s in finished])
     assert FAKE_KEY not in exported and FAKE_KEY not in repr(reader.get_metrics_data())
 
