@@ -3,7 +3,7 @@ Redis rate limiter's acquisitions per second. Real servers on loopback, started 
 
     .venv/bin/python -m bench.state_backends [--ops 2000]
 
-Same run, same store object: Redis up, then SIGKILL (the store's gate opens, calls go to
+Same run, same store object: Redis up, then SIGKILL (the store's Redis breaker opens, calls go to
 PostgreSQL), then Redis restarted (write-back, Redis serves again). Prints median / p99 per
 operation and the down/up ratio of the medians (the target is <= 2x; the origin documents
 allow 5x). The PostgreSQL here runs with fsync off (a throwaway cluster): on a durable
@@ -23,7 +23,12 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from netra_resilience.integrations.redis import RedisRateLimiter, RedisSessionBackend, redis_client
+from netra_resilience.integrations.redis import (
+    RedisRateLimiter,
+    RedisSessionBackend,
+    redis_breaker,
+    redis_client,
+)
 from netra_resilience.integrations.sqlalchemy import (
     PoolBulkhead,
     SqlSessionBackend,
@@ -71,10 +76,11 @@ async def sessions(redis: RedisServer, pg: PostgresServer, ops: int) -> list[tup
     up = await _phase(store, ops)
     redis.kill()
     with contextlib.suppress(Exception):
-        await store.put("trip", 1)  # the first call sees the refusal; the gate opens
+        for _ in range(3):  # three refusals in a row: the store's Redis breaker opens
+            await store.put("trip", 1)
     down = await _phase(store, ops)
     redis.start()
-    await store.reconcile()  # probes, closes the gate, writes back
+    await store.reconcile()  # probes, closes the breaker, writes back
     up_again = await _phase(store, ops)
     await store.aclose()
     await client.aclose()
@@ -116,7 +122,9 @@ async def limiter(redis: RedisServer, ops: int) -> list[tuple[str, ...]]:
     client = redis_client(redis.url)
     rows: list[tuple[str, ...]] = []
     for tasks in (1, 16):
-        lim = RedisRateLimiter(client, key=f"bench{tasks}", rate=1e7, burst=1_000_000)
+        lim = RedisRateLimiter(
+            client, breaker=redis_breaker(client), key=f"bench{tasks}", rate=1e7, burst=1_000_000
+        )
         per_task = ops * 5 // tasks
 
         async def run(lim: RedisRateLimiter = lim, n: int = per_task) -> None:

@@ -1,5 +1,13 @@
-"""Redis (redis-py asyncio): one client, shared breaker state, a shared rate limiter, a
-response cache and a session backend — each degrading to local state while Redis is down.
+"""Redis (redis-py asyncio): one client and one breaker per Redis server, shared by breaker
+state, a rate limiter, a response cache and a session backend, each degrading to local state
+while that breaker is open.
+
+    redis = redis_client("redis://cache:6379/0")    # or your own redis.asyncio.Redis
+    breaker = redis_breaker(redis)                   # Dependency("redis", ..., breaker=breaker)
+    RedisCircuitStateStore(redis, breaker=breaker)
+    RedisRateLimiter(redis, breaker=breaker, key="openai", rate=50, burst=10, replicas=4)
+    RedisCacheBackend(redis, breaker=breaker)
+    SessionStore(RedisSessionBackend(redis), database, primary_breaker=breaker)
 """
 
 from __future__ import annotations
@@ -8,6 +16,7 @@ from netra_resilience.integrations.redis._breaker import RedisCircuitStateStore
 from netra_resilience.integrations.redis._cache import RedisCacheBackend
 from netra_resilience.integrations.redis._client import (
     REDIS_ERRORS,
+    redis_breaker,
     redis_client,
     redis_should_handle,
 )
@@ -20,6 +29,7 @@ __all__ = [
     "RedisCircuitStateStore",
     "RedisRateLimiter",
     "RedisSessionBackend",
+    "redis_breaker",
     "redis_client",
     "redis_should_handle",
 ]

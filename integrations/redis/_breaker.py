@@ -1,28 +1,32 @@
 """``RedisCircuitStateStore``: one circuit per key across every process, in Redis.
 
-    store = RedisCircuitStateStore(redis_client("redis://cache:6379/0"))
+    redis = redis_client("redis://cache:6379/0")
+    store = RedisCircuitStateStore(redis, breaker=redis_breaker(redis))
     CircuitBreakerOptions(store=store, ...)   # same pipeline name in every replica = one circuit
 
 Each breaker step is one Lua script (atomic): shared state, window counts, global half-open
 probe slots, epochs. Redis being down must not become an outage of the dependency the breaker
-protects, nor slow it down: every step is bounded by ``timeout`` behind the store's own
-:class:`~netra_resilience.sessions.BackendGate`, and while Redis is unreachable the store
-keeps a *local* circuit per key (:class:`InMemoryCircuitStateStore`), so each process still
-breaks on its own, marking ``redis=fallback_memory``. When Redis answers again, circuits that
-opened (or were isolated) locally are merged into the shared state and the local ones are
-dropped.
+protects, nor slow it down: every step is bounded by the timeout of the Redis server's
+:class:`~netra_resilience.circuit_breaker.BackendBreaker` (shared with everything else that
+uses that server), and while it is open the store keeps a *local* circuit per key
+(:class:`InMemoryCircuitStateStore`), so each process still breaks on its own, marking
+``<breaker name>=fallback_memory``. When Redis answers again (the breaker closes), circuits
+that opened (or were isolated) locally are merged into the shared state and the local ones
+are dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from netra_resilience.circuit_breaker import (
+    BackendBreaker,
     CallReport,
     CircuitPolicy,
     CircuitSnapshot,
@@ -35,8 +39,8 @@ from netra_resilience.circuit_breaker import (
 from netra_resilience.clock import Clock
 from netra_resilience.context import current_context
 from netra_resilience.degradation import DegradationReason
-from netra_resilience.sessions import BackendGate
-from netra_resilience.validation import Seconds
+from netra_resilience.integrations.redis._client import checked_breaker
+from netra_resilience.validation import integer
 
 
 def text(value: Any) -> str:
@@ -350,17 +354,15 @@ class RedisBreakerSteps:
 
     client: Redis
     prefix: str
-    dependency: str
-    gate: BackendGate
+    breaker: BackendBreaker
     _clock: Clock | None
+    _local_clock: Clock
     _ttl: int
     _script: AsyncScript
     _local: InMemoryCircuitStateStore
     _local_keys: dict[str, CircuitPolicy]
     _resync: asyncio.Task[None] | None
-
-    async def _ping(self) -> None:
-        await self.client.ping()
+    _unsubscribe: Callable[[], None]
 
     async def _run(self, op: str, key: str, policy: CircuitPolicy, *args: Any) -> list[Any]:
         tag = f"{{{self.prefix}{key}}}"
@@ -371,29 +373,32 @@ class RedisBreakerSteps:
 
     async def _step(self, op: str, key: str, policy: CircuitPolicy, *args: Any) -> list[Any] | None:
         """The Redis step, or ``None`` when Redis is down (then the caller goes local)."""
-        if not self.gate.allows():
+        if not self.breaker.allows():
             return None
         try:
-            return await self.gate.call(functools.partial(self._run, op, key, policy, *args))
+            result: list[Any] = await self.breaker.call(
+                functools.partial(self._run, op, key, policy, *args)
+            )
         except Exception:
             return None
+        return result
 
     def _go_local(self, key: str, policy: CircuitPolicy) -> None:
         self._local_keys[key] = policy
         ctx = current_context()
         if ctx is not None:
-            ctx.degradation.mark(self.dependency, DegradationReason.FALLBACK_MEMORY)
+            ctx.degradation.mark(self.breaker.name, DegradationReason.FALLBACK_MEMORY)
 
     # -- resync after a Redis outage ----------------------------------------------------
-    def _on_recovered(self) -> None:
-        if self._local_keys and self._resync is None:
+    def _on_breaker(self, _old: CircuitState, new: CircuitState, _: CircuitStateChange) -> None:
+        if new is CircuitState.CLOSED and self._local_keys and self._resync is None:
             self._resync = asyncio.get_running_loop().create_task(self.resync())
 
     async def resync(self) -> None:
         """Merge circuits that opened or were isolated locally into Redis; drop local state."""
         try:
             local, keys = self._local, self._local_keys
-            self._local, self._local_keys = InMemoryCircuitStateStore(clock=self._clock), {}
+            self._local, self._local_keys = InMemoryCircuitStateStore(clock=self._local_clock), {}
             for key, policy in keys.items():
                 snap = await local.snapshot(key, policy)
                 if snap.state is _ISOLATED:
@@ -412,12 +417,12 @@ class RedisBreakerSteps:
             await asyncio.shield(task)
 
     async def aclose(self) -> None:
-        """Stop the background probe and resync (the client belongs to the caller)."""
+        """Stop a running resync (the client and the breaker belong to the caller)."""
+        self._unsubscribe()
         task = self._resync
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        await self.gate.aclose()
 
 
 class RedisCircuitStateStore(RedisBreakerSteps):
@@ -425,10 +430,11 @@ class RedisCircuitStateStore(RedisBreakerSteps):
 
     * ``prefix``: key prefix; a circuit lives under ``{prefix<key>}:s`` (and ``:r`` for a
       count window), hash-tagged for Redis Cluster.
+    * ``breaker``: the Redis server's breaker (:func:`redis_breaker`), shared with its other
+      users: it bounds each step and decides when the store goes local.
     * ``clock``: ``None`` uses Redis ``TIME`` (one clock for every process: recommended); a
-      clock's wall time makes steps deterministic in tests.
-    * ``timeout`` / ``retry_interval``: bound on each Redis step, and how often to probe
-      Redis while it is down (in the background; no call waits for it).
+      clock's wall time makes steps deterministic in tests. The local fallback runs on it,
+      or on the breaker's clock.
     * ``ttl``: an idle circuit is forgotten (closed) after this long.
     """
 
@@ -436,31 +442,23 @@ class RedisCircuitStateStore(RedisBreakerSteps):
         self,
         client: Redis,
         *,
+        breaker: BackendBreaker,
         prefix: str = "netra:circuit:",
         clock: Clock | None = None,
-        timeout: Seconds = 0.1,
-        retry_interval: Seconds = 1.0,
         ttl: int = 86_400,
-        dependency: str = "redis",
     ) -> None:
         self.client = client
         self.prefix = prefix
-        self.dependency = dependency
+        self.breaker = breaker = checked_breaker("RedisCircuitStateStore", breaker)
         self._clock = clock
-        self._ttl = ttl
+        self._local_clock = clock or breaker.clock
+        self._ttl = integer("RedisCircuitStateStore", "ttl", ttl)
         self._script = client.register_script(SCRIPT)
-        self._local = InMemoryCircuitStateStore(clock=clock)
+        self._local = InMemoryCircuitStateStore(clock=self._local_clock)
         self._local_keys: dict[str, CircuitPolicy] = {}
         self._policies: dict[str, CircuitPolicy] = {}  # for set_break, which gets none
         self._resync: asyncio.Task[None] | None = None
-        self.gate = BackendGate(
-            self._ping,
-            name=dependency,
-            clock=clock,
-            timeout=timeout,
-            retry_interval=retry_interval,
-            on_recovered=self._on_recovered,
-        )
+        self._unsubscribe = breaker.add_state_listener(self._on_breaker)
 
     # -- the CircuitStateStore protocol -------------------------------------------------
     async def acquire(self, key: str, policy: CircuitPolicy) -> Permit:

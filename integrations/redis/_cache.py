@@ -1,110 +1,135 @@
-"""``RedisCacheBackend``: the LLM response cache on Redis (aiocache), in memory while it is down.
+"""``RedisCacheBackend``: the LLM response cache on your Redis client, in memory while it is down.
 
-    backend = RedisCacheBackend.from_url("redis://cache:6379/0", namespace="llm")
+    redis = redis.asyncio.Redis.from_url("rediss://app:secret@cache:6380/0")
+    backend = RedisCacheBackend(redis, breaker=redis_breaker(redis))
     CacheOptions(backend=backend, ttl=600, stale_ttl=3600, ...)
 
-Every Redis operation is bounded by ``timeout`` behind the backend's own
-:class:`~netra_resilience.sessions.BackendGate`; while Redis is unreachable, reads and writes
-go to a per-process :class:`~netra_resilience.cache.InMemoryTTLCache` and the request is
-marked ``redis=fallback_memory``. Nothing waits for Redis to come back: a background probe
-notices, and Redis serves again. A Redis miss also looks in memory, so answers cached during
-the outage keep serving until they expire.
+It runs on the client you give it, so its pool, TLS, ACL user, database and every other
+option of that client apply; it opens no connection of its own. Every Redis operation is
+bounded by the timeout of the Redis server's shared
+:class:`~netra_resilience.circuit_breaker.BackendBreaker`; while that breaker is open (or an
+operation fails), reads and writes go to a per-process, bounded
+:class:`~netra_resilience.cache.InMemoryTTLCache` and the request is marked
+``<breaker name>=fallback_memory``. Nothing waits for Redis to come back: the breaker's
+background probe notices, and Redis serves again. A Redis miss also looks in memory, so
+answers cached during the outage keep serving until they expire.
 
-Values cross Redis as JSON: the default codec passes JSON-ready values (dicts, lists, strings)
-through; give ``encode``/``decode`` for others (``model.model_dump`` / ``Model.model_validate``).
-No pickling: whoever can write to a shared Redis must not be able to run code in your process.
+An entry is one Redis string, ``{"v": encode(value), "s", "e", "u"}`` as JSON, expiring with
+``PX``. The default codec passes JSON-ready values (dicts, lists, strings) through; give
+``encode``/``decode`` for others (``model.model_dump`` / ``Model.model_validate``). No
+pickling: whoever can write to a shared Redis must not be able to run code in your process.
 """
 
 from __future__ import annotations
 
-import functools
+import json
+import math
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
-from aiocache import RedisCache
-from aiocache.serializers import JsonSerializer
-from redis.asyncio import BlockingConnectionPool
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from redis.asyncio import Redis
 
-from netra_resilience.cache import CacheBackend, CacheEntry, InMemoryTTLCache
-from netra_resilience.clock import Clock
+from netra_resilience.cache import CacheEntry, InMemoryTTLCache
+from netra_resilience.circuit_breaker import BackendBreaker
 from netra_resilience.context import current_context
 from netra_resilience.degradation import DegradationReason
-from netra_resilience.integrations.aiocache import AiocacheBackend
-from netra_resilience.sessions import BackendGate
-from netra_resilience.validation import Seconds
+from netra_resilience.exceptions import InvalidOptionsError
+from netra_resilience.integrations.redis._client import checked_breaker
 
-__all__ = ["RedisCacheBackend", "aiocache_redis"]
+__all__ = ["RedisCacheBackend"]
+
+_OWNER = "RedisCacheBackend"
+_FIELDS = ("v", "s", "e", "u")
+DEFAULT_MEMORY_ENTRIES = 1_000
+"""Bound of the default in-memory fallback (per process, used only while Redis is down)."""
 
 
 def _same(value: Any) -> Any:
     return value
 
 
-def aiocache_redis(url: str, *, max_connections: int = 64, socket_timeout: float = 1.0) -> Any:
-    """An aiocache ``RedisCache`` for ``url`` with redis-py's inner retries off, a blocking
-    pool, and no aiocache timeout (the backend's own, shorter one applies)."""
-    parts = urlsplit(url)
-    db = parts.path.strip("/") or "0"
-    return RedisCache(
-        serializer=JsonSerializer(),
-        endpoint=parts.hostname or "127.0.0.1",
-        port=parts.port or 6379,
-        db=int(db),
-        password=parts.password,
-        timeout=None,
-        pool_max_size=max_connections,
-        connection_pool_class=BlockingConnectionPool,
-        connection_pool_kwargs={
-            "retry": Retry(NoBackoff(), 0),
-            "retry_on_error": [],
-            "socket_timeout": socket_timeout,
-            "timeout": None,
-        },
-    )
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 class RedisCacheBackend:
-    """A :class:`~netra_resilience.cache.CacheBackend`: Redis first, memory as the fallback."""
+    """A :class:`~netra_resilience.cache.CacheBackend`: Redis first, memory as the fallback.
+
+    * ``client``: your ``redis.asyncio.Redis`` (``decode_responses`` either way).
+    * ``breaker``: the Redis server's breaker (:func:`redis_breaker`), shared with its users.
+    * ``prefix``: prepended to every key (the strategy's keys are already namespaced by
+      pipeline name and hashed).
+    * ``memory``: the fallback (default: ``InMemoryTTLCache(max_entries=1000)`` on the
+      breaker's clock).
+    """
+
+    __slots__ = ("_decode", "_encode", "breaker", "client", "memory", "prefix")
 
     def __init__(
         self,
-        cache: Any,
+        client: Redis,
         *,
+        breaker: BackendBreaker,
+        prefix: str = "netra:cache:",
         encode: Callable[[Any], Any] = _same,
         decode: Callable[[Any], Any] = _same,
-        namespace: str | None = None,
-        memory: CacheBackend | None = None,
-        clock: Clock | None = None,
-        timeout: Seconds = 0.1,
-        retry_interval: Seconds = 1.0,
-        dependency: str = "redis",
+        memory: InMemoryTTLCache | None = None,
     ) -> None:
-        self.remote = AiocacheBackend(cache, encode=encode, decode=decode, namespace=namespace)
-        self.memory: CacheBackend = memory or InMemoryTTLCache(clock=clock)
-        self.dependency = dependency
-        self.gate = BackendGate(
-            self._ping, name=dependency, clock=clock, timeout=timeout, retry_interval=retry_interval
+        self.breaker = checked_breaker(_OWNER, breaker)
+        for field, fn in (("encode", encode), ("decode", decode)):
+            if not callable(fn):
+                raise InvalidOptionsError(_OWNER, field, "must be callable")
+        given: object = memory  # checked at run time too: an unbounded dict must not slip in
+        if given is not None and not isinstance(given, InMemoryTTLCache):
+            kind = type(memory).__name__
+            raise InvalidOptionsError(_OWNER, "memory", f"must be an InMemoryTTLCache, got {kind}")
+        self.client = client
+        self.prefix = prefix
+        self._encode = encode
+        self._decode = decode
+        self.memory = memory or InMemoryTTLCache(
+            max_entries=DEFAULT_MEMORY_ENTRIES, clock=self.breaker.clock
         )
 
-    @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> RedisCacheBackend:
-        return cls(aiocache_redis(url), **kwargs)
+    # -- Redis, through the breaker ----------------------------------------------------
+    async def _get(self, key: str) -> CacheEntry | None:
+        raw = await self.client.get(self.prefix + key)
+        if raw is None:
+            return None
+        try:
+            data = json.loads(raw)
+            if not (isinstance(data, dict) and all(f in data for f in _FIELDS)):
+                return None  # a foreign value under our key: a miss, never a crash
+            return CacheEntry(
+                self._decode(data["v"]), float(data["s"]), float(data["e"]), float(data["u"])
+            )
+        except (ValueError, TypeError):
+            return None
 
-    async def _ping(self) -> None:
-        await self.remote.cache.client.ping()
+    async def _set(self, key: str, entry: CacheEntry, ttl: float) -> None:
+        payload = {
+            "v": self._encode(entry.value),
+            "s": entry.stored_at,
+            "e": entry.expires_at,
+            "u": entry.stale_until,
+        }
+        # Kept a little longer is harmless: the entry's own deadlines decide what is served.
+        await self.client.set(self.prefix + key, _dumps(payload), px=max(1, math.ceil(ttl * 1000)))
+
+    async def _delete(self, key: str) -> None:
+        await self.client.delete(self.prefix + key)
 
     def _mark(self) -> None:
         ctx = current_context()
         if ctx is not None:
-            ctx.degradation.mark(self.dependency, DegradationReason.FALLBACK_MEMORY)
+            ctx.degradation.mark(self.breaker.name, DegradationReason.FALLBACK_MEMORY)
 
+    # -- the CacheBackend protocol -----------------------------------------------------
     async def get(self, key: str) -> CacheEntry | None:
-        if self.gate.allows():
+        breaker = self.breaker
+        if breaker.allows():
             try:
-                entry = await self.gate.call(functools.partial(self.remote.get, key))
+                entry = await breaker.call(lambda: self._get(key))
             except Exception:
                 self._mark()
             else:
@@ -114,10 +139,16 @@ class RedisCacheBackend:
         return await self.memory.get(key)
 
     async def set(self, key: str, entry: CacheEntry, ttl: float) -> None:
-        if self.gate.allows():
+        if ttl <= 0:
+            await self.delete(key)
+            return
+        breaker = self.breaker
+        if breaker.allows():
             try:
-                await self.gate.call(functools.partial(self.remote.set, key, entry, ttl))
+                await breaker.call(lambda: self._set(key, entry, ttl))
                 return
+            except TypeError:
+                raise  # a value the codec cannot encode: the caller's bug, not an outage
             except Exception:
                 pass
         self._mark()
@@ -125,13 +156,12 @@ class RedisCacheBackend:
 
     async def delete(self, key: str) -> None:
         await self.memory.delete(key)
-        if self.gate.allows():
+        breaker = self.breaker
+        if breaker.allows():
             try:
-                await self.gate.call(functools.partial(self.remote.delete, key))
+                await breaker.call(lambda: self._delete(key))
             except Exception:
                 self._mark()
 
-    async def close(self) -> None:
-        """Stop the probe and close the Redis connections."""
-        await self.gate.aclose()
-        await self.remote.cache.client.aclose()  # aiocache's close() uses a deprecated call
+    def __repr__(self) -> str:
+        return f"RedisCacheBackend(prefix={self.prefix!r}, breaker={self.breaker!r})"

@@ -1,7 +1,7 @@
 """``RedisRateLimiter``: one GCRA token bucket shared by every process, in Redis.
 
-    limiter = RedisRateLimiter(redis_client(url), key="search-api", rate=50, burst=10,
-                               replicas=4, max_wait=2.0)
+    limiter = RedisRateLimiter(redis, breaker=redis_breaker(redis), key="search-api",
+                               rate=50, burst=10, replicas=4, max_wait=2.0)
     RateLimiterOptions(limiter=limiter)   # every replica draws from the same 50/s
 
 The bucket is one number per key, the time at which it is (or will be) empty, updated by one
@@ -11,9 +11,10 @@ in reservation order, with no polling and no retry storm. (A reservation abandon
 cancelled caller is not given back: the limit errs on the safe side.) An upstream 429
 (:meth:`pause`) empties the bucket for everyone until the pause ends.
 
-When Redis is down (bounded ``timeout``, then the store's own gate), each process falls back
-to a local :class:`~netra_resilience.rate_limiter.TokenBucketLimiter` with ``1/replicas`` of
-the rate and burst, marking ``redis=fallback_memory``.
+When Redis is down (each step bounded by the timeout of the Redis server's shared
+:class:`~netra_resilience.circuit_breaker.BackendBreaker`, then skipped while it is open), each
+process falls back to a local :class:`~netra_resilience.rate_limiter.TokenBucketLimiter` with
+``1/replicas`` of the rate and burst, marking ``<breaker name>=fallback_memory``.
 """
 
 from __future__ import annotations
@@ -21,17 +22,19 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from netra_resilience.clock import SYSTEM_CLOCK, Clock
+from netra_resilience.circuit_breaker import BackendBreaker, CircuitState, CircuitStateChange
+from netra_resilience.clock import Clock
 from netra_resilience.context import current_context
 from netra_resilience.degradation import DegradationReason
 from netra_resilience.exceptions import RateLimitRejectedError
+from netra_resilience.integrations.redis._client import checked_breaker
 from netra_resilience.rate_limiter import TokenBucketLimiter
-from netra_resilience.sessions import BackendGate
 from netra_resilience.validation import Seconds, duration, integer, number, to_seconds
 
 # KEYS[1] bucket. ARGV: op ("take"/"pause"), now ('' = Redis TIME), interval, burst_time,
@@ -74,9 +77,8 @@ class SharedBucketSteps:
 
     client: Redis
     key: str
-    dependency: str
     local: TokenBucketLimiter
-    gate: BackendGate
+    breaker: BackendBreaker
     _clock: Clock
     _redis_time: bool
     _interval: float
@@ -85,9 +87,7 @@ class SharedBucketSteps:
     _paused_until: float
     _unsent_pause: float
     _tasks: set[asyncio.Task[None]]
-
-    async def _ping(self) -> None:
-        await self.client.ping()
+    _unsubscribe: Callable[[], None]
 
     async def _call(self, op: str, amount: float, max_wait: float) -> tuple[bool, float, float]:
         now = "" if self._redis_time else repr(self._clock.now().timestamp())
@@ -98,7 +98,7 @@ class SharedBucketSteps:
     def _mark(self) -> None:
         ctx = current_context()
         if ctx is not None:
-            ctx.degradation.mark(self.dependency, DegradationReason.FALLBACK_MEMORY)
+            ctx.degradation.mark(self.breaker.name, DegradationReason.FALLBACK_MEMORY)
 
     def pause(self, seconds: Seconds) -> None:
         """Pause every process (an upstream 429): locally at once, in Redis in the background."""
@@ -108,7 +108,7 @@ class SharedBucketSteps:
         self.local.pause(pause)
         self._paused_until = max(self._paused_until, self._clock.monotonic() + pause)
         self._unsent_pause = max(self._unsent_pause, self._clock.now().timestamp() + pause)
-        if self.gate.available:
+        if self.breaker.available:
             self._spawn(self._send_pause())
 
     def _spawn(self, coro: Any) -> None:
@@ -121,13 +121,13 @@ class SharedBucketSteps:
         if remaining <= 0:
             return
         try:
-            await self.gate.call(functools.partial(self._call, "pause", remaining, 0.0))
+            await self.breaker.call(functools.partial(self._call, "pause", remaining, 0.0))
         except Exception:
             return  # sent after recovery
         self._unsent_pause = 0.0
 
-    def _on_recovered(self) -> None:
-        if self._unsent_pause:
+    def _on_breaker(self, _old: CircuitState, new: CircuitState, _: CircuitStateChange) -> None:
+        if new is CircuitState.CLOSED and self._unsent_pause:
             self._spawn(self._send_pause())
 
     async def drain(self) -> None:
@@ -136,11 +136,11 @@ class SharedBucketSteps:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def aclose(self) -> None:
-        """Stop background work (the client belongs to the caller)."""
+        """Stop background work (the client and the breaker belong to the caller)."""
+        self._unsubscribe()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.gate.aclose()
 
 
 _EPSILON = 1e-6
@@ -150,15 +150,17 @@ _REMOTE = 1e-9  # try_acquire's answer while Redis decides: "ask acquire()"
 class RedisRateLimiter(SharedBucketSteps):
     """A :class:`~netra_resilience.rate_limiter.RateLimiter` whose bucket lives in Redis.
 
-    ``clock``: sleeps and the local fallback use it; its wall time is also sent to Redis
-    when ``use_redis_time=False`` (tests with a fake clock). By default Redis ``TIME`` is
-    the one clock every process agrees on.
+    ``breaker``: the Redis server's breaker (:func:`redis_breaker`), shared with its other
+    users. ``clock`` (default: the breaker's): sleeps and the local fallback use it; its wall
+    time is also sent to Redis when ``use_redis_time=False`` (tests with a fake clock). By
+    default Redis ``TIME`` is the one clock every process agrees on.
     """
 
     def __init__(
         self,
         client: Redis,
         *,
+        breaker: BackendBreaker,
         key: str,
         rate: float,
         burst: int,
@@ -167,19 +169,16 @@ class RedisRateLimiter(SharedBucketSteps):
         prefix: str = "netra:ratelimit:",
         clock: Clock | None = None,
         use_redis_time: bool = True,
-        timeout: Seconds = 0.1,
-        retry_interval: Seconds = 1.0,
-        dependency: str = "redis",
     ) -> None:
         owner = type(self).__name__
+        self.breaker = breaker = checked_breaker(owner, breaker)
         self._rate = number(owner, "rate", rate)
         self._burst = integer(owner, "burst", burst)
         self._max_wait = duration(owner, "max_wait", max_wait, allow_zero=True)
         self.replicas = integer(owner, "replicas", replicas)
         self.client = client
         self.key = f"{prefix}{key}"
-        self.dependency = dependency
-        self._clock = clock or SYSTEM_CLOCK
+        self._clock = clock or breaker.clock
         self._redis_time = use_redis_time
         self._interval = 1.0 / self._rate
         self._burst_time = self._burst / self._rate
@@ -193,14 +192,7 @@ class RedisRateLimiter(SharedBucketSteps):
         self._paused_until = -math.inf  # monotonic, as last learned from Redis
         self._unsent_pause = 0.0  # wall time of a pause Redis has not heard of yet
         self._tasks: set[asyncio.Task[None]] = set()
-        self.gate = BackendGate(
-            self._ping,
-            name=dependency,
-            clock=self._clock,
-            timeout=timeout,
-            retry_interval=retry_interval,
-            on_recovered=self._on_recovered,
-        )
+        self._unsubscribe = breaker.add_state_listener(self._on_breaker)
 
     @property
     def rate(self) -> float:
@@ -218,7 +210,7 @@ class RedisRateLimiter(SharedBucketSteps):
     def try_acquire(self, permits: int = 1) -> float:
         if permits > self._burst:
             return math.inf
-        if self.gate.allows():
+        if self.breaker.allows():
             return _REMOTE if permits > 0 else 0.0
         self._mark()
         return self.local.try_acquire(permits)
@@ -232,10 +224,10 @@ class RedisRateLimiter(SharedBucketSteps):
             )
         if permits <= 0:
             return
-        if self.gate.allows():
+        if self.breaker.allows():
             try:
                 call = functools.partial(self._call, "take", permits, limit)
-                granted, wait, paused = await self.gate.call(call)
+                granted, wait, paused = await self.breaker.call(call)
             except Exception:
                 pass  # Redis failed now: this call already goes local
             else:

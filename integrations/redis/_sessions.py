@@ -7,6 +7,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from netra_resilience.integrations.redis._client import redis_should_handle
+from netra_resilience.predicates import OutcomePredicate
 from netra_resilience.sessions import SessionRecord
 
 __all__ = ["RedisSessionBackend"]
@@ -34,6 +36,9 @@ class RedisSessionBackend:
     with a Redis TTL; a deletion keeps a tombstone hash (no ``d``) until it expires, so an
     outage write-back of an older version cannot resurrect the session.
     """
+
+    unavailable: OutcomePredicate = redis_should_handle
+    """Which errors mean Redis is down (what a session store's own breaker for it counts)."""
 
     def __init__(self, client: Redis, *, prefix: str = "netra:session:") -> None:
         self.client = client

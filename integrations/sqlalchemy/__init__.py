@@ -23,14 +23,13 @@ from __future__ import annotations
 from netra_resilience.integrations import missing_extra
 
 try:
-    from sqlalchemy.exc import DBAPIError, OperationalError
-    from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+    import sqlalchemy  # noqa: F401
 except ImportError as error:  # the extra is not installed
     raise missing_extra("sqlalchemy", error) from error
 
 from netra_resilience.integrations.sqlalchemy._engine import PoolBulkhead, create_pooled_engine
+from netra_resilience.integrations.sqlalchemy._errors import sqlalchemy_should_handle
 from netra_resilience.integrations.sqlalchemy._sessions import SqlSessionBackend, session_table
-from netra_resilience.predicates import OutcomePredicate, handle_exception
 
 __all__ = [
     "PoolBulkhead",
@@ -39,14 +38,3 @@ __all__ = [
     "session_table",
     "sqlalchemy_should_handle",
 ]
-
-
-def _transient(exc: BaseException) -> bool:
-    # OSError: asyncpg's connect errors (refused, reset, timed out) reach us unwrapped.
-    if isinstance(exc, OperationalError | PoolTimeoutError | OSError):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
-
-
-sqlalchemy_should_handle: OutcomePredicate = handle_exception(_transient)
-"""Database errors worth a retry or a breaker count: lost connections, pool timeouts."""

@@ -34,6 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.expression import Executable
 
 from netra_resilience.integrations.sqlalchemy._engine import PoolBulkhead
+from netra_resilience.integrations.sqlalchemy._errors import sqlalchemy_should_handle
+from netra_resilience.predicates import OutcomePredicate
 from netra_resilience.sessions import SessionRecord
 
 __all__ = ["SqlSessionBackend", "session_table"]
@@ -56,6 +58,10 @@ def session_table(name: str = "netra_sessions", *, schema: str | None = None) ->
 
 class SqlSessionBackend:
     """Session backend on PostgreSQL or SQLite; implements the fallback protocol too."""
+
+    unavailable: OutcomePredicate = sqlalchemy_should_handle
+    """Which errors mean the database is down (what a session store's own breaker counts):
+    not a statement's bad data, not a full :class:`PoolBulkhead`."""
 
     def __init__(self, database: AsyncEngine | PoolBulkhead, *, table: str | Table = "") -> None:
         self.database = database if isinstance(database, PoolBulkhead) else PoolBulkhead(database)

@@ -6,13 +6,20 @@ cancelled or hung probe re-opens; manual isolate/close; ordered state-change eve
 
 One strategy, :class:`CircuitBreakerStrategy`, whatever holds its state: the process
 (``store=None``) or a :class:`CircuitStateStore` shared by every replica (Redis).
+:class:`BackendBreaker` is the same state machine in front of an infrastructure backend
+(Redis, a database): consecutive failures open it, a background probe closes it, and every
+user of that backend shares it.
 
 Parts: ``_options`` (options, manual control, state provider), ``_strategy`` (the strategy),
 ``_state`` (its state backends), ``_controller`` (the state machine and break timing),
 ``_windows`` (health windows), ``_store`` (the store protocol and the in-memory store),
-``_events`` (states and ordered change events).
+``_events`` (states and ordered change events), ``_backend_breaker`` (the backend breaker).
 """
 
+from netra_resilience.circuit_breaker._backend_breaker import (
+    BACKEND_UNAVAILABLE,
+    BackendBreaker,
+)
 from netra_resilience.circuit_breaker._controller import (
     BreakDurationArgs,
     CircuitPolicy,
@@ -43,6 +50,8 @@ from netra_resilience.circuit_breaker._windows import (
 )
 
 __all__ = [
+    "BACKEND_UNAVAILABLE",
+    "BackendBreaker",
     "BreakDurationArgs",
     "CallReport",
     "CircuitBreakerControl",

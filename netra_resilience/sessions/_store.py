@@ -1,5 +1,4 @@
-"""Session store: a primary backend with a fallback, versioned write-back after an outage.
-"""
+"""Session store: a primary backend with a fallback, versioned write-back after an outage."""
 
 from __future__ import annotations
 
@@ -10,11 +9,18 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from netra_resilience.circuit_breaker import (
+    BACKEND_UNAVAILABLE,
+    BackendBreaker,
+    CircuitState,
+    CircuitStateChange,
+)
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.context import ResilienceContext, current_context
 from netra_resilience.degradation import DegradationReason
-from netra_resilience.exceptions import NetraError
-from netra_resilience.sessions._gate import BackendGate
+from netra_resilience.exceptions import InvalidOptionsError, NetraError
+from netra_resilience.outcome import Outcome
+from netra_resilience.telemetry import TelemetryListener
 from netra_resilience.validation import Seconds, duration, integer
 
 
@@ -48,7 +54,12 @@ class SessionRecord:
 
 @runtime_checkable
 class SessionBackend(Protocol):
-    """Where sessions live: Redis, a SQL table, memory. Versioned, compare-and-set writes."""
+    """Where sessions live: Redis, a SQL table, memory. Versioned, compare-and-set writes.
+
+    A backend may also carry ``unavailable``, an outcome predicate saying which of its errors
+    mean it is down (Redis's and SQLAlchemy's backends do): the breaker a store builds for it
+    counts those, and otherwise only connection errors and timeouts.
+    """
 
     async def load(self, key: str) -> SessionRecord | None:
         """The stored record (tombstones included), or ``None`` if the key is unknown."""
@@ -123,8 +134,8 @@ async def write_back(
     primary: SessionBackend,
     fallback: FallbackSessionBackend,
     *,
-    primary_gate: BackendGate,
-    fallback_gate: BackendGate,
+    primary_breaker: BackendBreaker,
+    fallback_breaker: BackendBreaker,
     now: float,
     batch: int,
     grace: float,
@@ -141,23 +152,23 @@ async def write_back(
     after = ""
     try:
         while True:
-            rows = await fallback_gate.call(
+            rows = await fallback_breaker.call(
                 functools.partial(fallback.pending, after=after, limit=batch)
             )
             for record in rows:
                 if record.expired(now):
                     expired += 1
-                elif await primary_gate.call(functools.partial(primary.save, record, now)):
+                elif await primary_breaker.call(functools.partial(primary.save, record, now)):
                     moved += 1
                 else:
                     superseded += 1
-                await fallback_gate.call(
+                await fallback_breaker.call(
                     functools.partial(fallback.mark_synced, record.key, record.version, now)
                 )
             if len(rows) < batch:
                 break
             after = rows[-1].key
-        await fallback_gate.call(functools.partial(fallback.purge_synced, now - grace))
+        await fallback_breaker.call(functools.partial(fallback.purge_synced, now - grace))
     except Exception:
         return ReconcileReport(moved, superseded, expired, complete=False)
     return ReconcileReport(moved, superseded, expired, complete=True)
@@ -173,8 +184,8 @@ class StoreSync:
 
     reconcile_interval: float
     sync_grace: float
-    primary_gate: BackendGate
-    fallback_gate: BackendGate
+    primary_breaker: BackendBreaker
+    fallback_breaker: BackendBreaker | None
     last_reconcile: ReconcileReport | None
     _clock: Clock
     _primary: SessionBackend
@@ -188,20 +199,20 @@ class StoreSync:
 
     async def reconcile(self) -> ReconcileReport:
         """Write back what the fallback holds to the primary now (also runs automatically)."""
-        fallback = self._fallback
-        if fallback is None:
+        fallback, fallback_breaker = self._fallback, self.fallback_breaker
+        if fallback is None or fallback_breaker is None:
             return ReconcileReport()
-        # Only into a primary that the gate routes reads to: records moved while reads still
-        # went to the fallback would look missing until the gate closed.
-        if not await self.primary_gate.probe_now():
+        # Only into a primary that the breaker routes reads to: records moved while reads
+        # still went to the fallback would look missing until the breaker closed.
+        if not await self.primary_breaker.probe_now():
             return ReconcileReport(complete=False)
         async with self._reconcile_lock:
             writes = self._fallback_writes
             report = await write_back(
                 self._primary,
                 fallback,
-                primary_gate=self.primary_gate,
-                fallback_gate=self.fallback_gate,
+                primary_breaker=self.primary_breaker,
+                fallback_breaker=fallback_breaker,
                 now=self._wall(),
                 batch=self._batch,
                 grace=self.sync_grace,
@@ -219,8 +230,11 @@ class StoreSync:
     def _wall(self) -> float:
         return self._clock.now().timestamp()
 
-    def _on_primary_recovered(self) -> None:
-        if self._fallback is not None:
+    def _on_primary_state(
+        self, _old: CircuitState, new: CircuitState, _change: CircuitStateChange
+    ) -> None:
+        # Closed again (its probe passed, or health closed it): write back what the outage left.
+        if new is CircuitState.CLOSED and self._fallback is not None:
             self._pending = True
             self._next_sync = 0.0
             self._maybe_sync()
@@ -231,22 +245,22 @@ class StoreSync:
         now = self._clock.monotonic()
         if now < self._next_sync:
             return
-        interval = self.primary_gate.retry_interval if self._pending else self.reconcile_interval
+        interval = self.primary_breaker.retry_interval if self._pending else self.reconcile_interval
         self._next_sync = now + interval
         self._sync_task = asyncio.get_running_loop().create_task(self._sync())
 
     async def _sync(self) -> None:
         try:
-            fallback = self._fallback
-            if fallback is None or not self.primary_gate.available:
+            fallback, fallback_breaker = self._fallback, self.fallback_breaker
+            if fallback is None or fallback_breaker is None or not self.primary_breaker.available:
                 return
             if not self._pending:
-                if not await self.fallback_gate.call(fallback.has_pending):
+                if not await fallback_breaker.call(fallback.has_pending):
                     return
                 self._pending = True
             await self.reconcile()
         except Exception:
-            return  # the gates recorded it; the next due sync tries again
+            return  # the breakers recorded it; the next due sync tries again
         finally:
             self._sync_task = None
 
@@ -270,13 +284,19 @@ class StoreRouting(StoreSync):
         if ctx is not None:
             ctx.degradation.mark(self.dependency, reason)
 
+    def _usable_fallback(self) -> BackendBreaker | None:
+        """The fallback's breaker when there is a fallback and it takes calls now."""
+        breaker = self.fallback_breaker
+        return breaker if breaker is not None and breaker.allows() else None
+
     async def _load(self, key: str, context: ResilienceContext | None) -> SessionRecord | None:
-        if self.primary_gate.allows():
+        primary = self.primary_breaker
+        if primary.allows():
             self._maybe_sync()
             if self._pending and self._fallback is not None:
                 return await self._load_both(key, context)
             try:
-                return await self.primary_gate.call(functools.partial(self._primary.load, key))
+                return await primary.call(functools.partial(self._primary.load, key))
             except Exception as exc:
                 return await self._from_fallback(
                     functools.partial(self._load_fallback, key), context, "get", exc
@@ -284,7 +304,7 @@ class StoreRouting(StoreSync):
         record = await self._from_fallback(
             functools.partial(self._load_fallback, key), context, "get", None
         )
-        if record is None and self.primary_gate.probing and await self.primary_gate.probe_now():
+        if record is None and primary.probing and await primary.probe_now():
             # A miss while the primary may be back: its write-back may already have moved
             # the session there. Worth waiting for the (bounded) probe, once.
             return await self._load(key, context)
@@ -296,15 +316,16 @@ class StoreRouting(StoreSync):
 
     async def _load_both(self, key: str, context: ResilienceContext | None) -> SessionRecord | None:
         assert self._fallback is not None
-        if not self.fallback_gate.allows():
+        fallback_breaker = self._usable_fallback()
+        if fallback_breaker is None:
             try:
-                return await self.primary_gate.call(functools.partial(self._primary.load, key))
+                return await self.primary_breaker.call(functools.partial(self._primary.load, key))
             except Exception as exc:
                 self._mark(context, DegradationReason.UNAVAILABLE)
                 raise SessionStoreUnavailableError(operation="get") from exc
         primary, fallback = await asyncio.gather(
-            self.primary_gate.call(functools.partial(self._primary.load, key)),
-            self.fallback_gate.call(functools.partial(self._fallback.load, key)),
+            self.primary_breaker.call(functools.partial(self._primary.load, key)),
+            fallback_breaker.call(functools.partial(self._fallback.load, key)),
             return_exceptions=True,
         )
         if isinstance(primary, BaseException):
@@ -318,10 +339,10 @@ class StoreRouting(StoreSync):
 
     async def _save(self, record: SessionRecord, context: ResilienceContext | None) -> None:
         error: Exception | None = None
-        if self.primary_gate.allows():
+        if self.primary_breaker.allows():
             self._maybe_sync()
             try:
-                await self.primary_gate.call(
+                await self.primary_breaker.call(
                     functools.partial(self._primary.save, record, self._wall())
                 )
                 return
@@ -344,11 +365,12 @@ class StoreRouting(StoreSync):
         operation: str,
         error: Exception | None,
     ) -> T:
-        if self._fallback is None or not self.fallback_gate.allows():
+        breaker = self._usable_fallback()
+        if breaker is None:
             self._mark(context, DegradationReason.UNAVAILABLE)
             raise SessionStoreUnavailableError(operation=operation) from error
         try:
-            result = await self.fallback_gate.call(fn)
+            result = await breaker.call(fn)
         except Exception as exc:
             self._mark(context, DegradationReason.UNAVAILABLE)
             raise SessionStoreUnavailableError(operation=operation) from exc
@@ -360,20 +382,33 @@ def _dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _unavailable_of(backend: SessionBackend) -> Callable[[Outcome[Any]], bool]:
+    # An optional member (see SessionBackend): Redis and SQL backends name their own errors.
+    predicate = getattr(backend, "unavailable", None)
+    return predicate if callable(predicate) else BACKEND_UNAVAILABLE
+
+
 class SessionStore(StoreRouting):
     """get / put / delete sessions with a TTL.
 
-    Calls go to ``primary`` (Redis) through a :class:`BackendGate`: bounded by
-    ``primary_timeout``, skipped at once while the primary is known to be down. Then they go to
-    ``fallback`` (PostgreSQL or SQLite) and mark ``<dependency>=fallback_database`` on the
-    request's degradation. When the primary is back, what the fallback holds is written back
-    (:meth:`reconcile`, automatic): newest version wins, tombstones keep deleted sessions deleted.
-    Until that finishes, reads consult both backends, so nothing written during the outage is
-    invisible or served stale. Every ``reconcile_interval`` the store also looks for write-backs
-    left by *other* processes. Written-back records stay readable in the fallback for
-    ``sync_grace`` seconds, for processes that have not yet noticed the primary is back (each
-    notices within ``retry_interval``). With ``fallback=None`` the primary is the only store
-    (e.g. the embedded SQLite default).
+    Calls go to ``primary`` (Redis) through its :class:`~netra_resilience.circuit_breaker.
+    BackendBreaker` (``primary_breaker``): bounded by its timeout, skipped at once while the
+    primary is known to be down. Then they go to ``fallback`` (PostgreSQL or SQLite) and mark
+    ``<dependency>=fallback_database`` on the request's degradation. When the primary is back,
+    what the fallback holds is written back (:meth:`reconcile`, automatic): newest version
+    wins, tombstones keep deleted sessions deleted. Until that finishes, reads consult both
+    backends, so nothing written during the outage is invisible or served stale. Every
+    ``reconcile_interval`` the store also looks for write-backs left by *other* processes.
+    Written-back records stay readable in the fallback for ``sync_grace`` seconds, for
+    processes that have not yet noticed the primary is back (each notices within the
+    breaker's ``retry_interval``). With ``fallback=None`` the primary is the only store (e.g.
+    the embedded SQLite default).
+
+    Pass the breaker every user of that Redis (or database) shares as ``primary_breaker`` /
+    ``fallback_breaker``. Without one, the store builds its own on the backend's ``ping``,
+    configured by ``primary_timeout`` (default 0.25 s), ``fallback_timeout`` (2 s),
+    ``retry_interval`` (1 s) and ``failure_threshold`` (3); those options are refused next
+    to a breaker they would configure. ``clock`` and ``telemetry`` reach those breakers.
 
     Versions are wall-clock microseconds (strictly increasing per store): across processes,
     "newest wins" is as good as the hosts' clock sync. Sessions that lived only in the primary
@@ -389,16 +424,19 @@ class SessionStore(StoreRouting):
         dependency: str = "redis",
         ttl: Seconds = 3600.0,
         tombstone_ttl: Seconds = 86_400.0,
-        clock: Clock | None = None,
-        primary_timeout: Seconds = 0.25,
-        fallback_timeout: Seconds = 2.0,
-        retry_interval: Seconds = 1.0,
-        failure_threshold: int = 1,
+        primary_breaker: BackendBreaker | None = None,
+        fallback_breaker: BackendBreaker | None = None,
+        primary_timeout: Seconds | None = None,
+        fallback_timeout: Seconds | None = None,
+        retry_interval: Seconds | None = None,
+        failure_threshold: int | None = None,
         reconcile_interval: Seconds = 30.0,
         reconcile_batch: int = 200,
         sync_grace: Seconds = 10.0,
         serializer: Callable[[Any], bytes] = _dumps,
         deserializer: Callable[[bytes], Any] = json.loads,
+        clock: Clock | None = None,
+        telemetry: TelemetryListener | None = None,
     ) -> None:
         owner = type(self).__name__
         self.dependency = dependency
@@ -412,23 +450,49 @@ class SessionStore(StoreRouting):
         self._fallback = fallback
         self._serialize = serializer
         self._deserialize = deserializer
-        self.primary_gate = BackendGate(
-            primary.ping,
-            name=dependency,
-            clock=self._clock,
-            timeout=primary_timeout,
-            failure_threshold=failure_threshold,
-            retry_interval=retry_interval,
-            on_recovered=self._on_primary_recovered,
-        )
-        self.fallback_gate = BackendGate(
-            fallback.ping if fallback is not None else primary.ping,
-            name=f"{dependency}_fallback",
-            clock=self._clock,
-            timeout=fallback_timeout,
-            failure_threshold=failure_threshold,
-            retry_interval=retry_interval,
-        )
+        for field, value, breaker in (
+            ("primary_timeout", primary_timeout, primary_breaker),
+            ("fallback_timeout", fallback_timeout, fallback_breaker),
+        ):
+            if value is not None and breaker is not None:
+                raise InvalidOptionsError(owner, field, "configures a breaker the store builds")
+        builds_one = primary_breaker is None or (fallback is not None and fallback_breaker is None)
+        for field, value in (
+            ("retry_interval", retry_interval),
+            ("failure_threshold", failure_threshold),
+        ):
+            if value is not None and not builds_one:
+                raise InvalidOptionsError(owner, field, "configures a breaker the store builds")
+        if fallback is None and fallback_breaker is not None:
+            raise InvalidOptionsError(owner, "fallback_breaker", "needs a fallback backend")
+        shared: dict[str, Any] = {"clock": self._clock, "telemetry": telemetry}
+        if retry_interval is not None:
+            shared["retry_interval"] = retry_interval
+        if failure_threshold is not None:
+            shared["failure_threshold"] = failure_threshold
+        # The store closes only the breakers it built; shared ones belong to their owner.
+        self._owned: list[BackendBreaker] = []
+        if primary_breaker is None:
+            primary_breaker = BackendBreaker(
+                primary.ping,
+                name=dependency,
+                timeout=0.25 if primary_timeout is None else primary_timeout,
+                should_handle=_unavailable_of(primary),
+                **shared,
+            )
+            self._owned.append(primary_breaker)
+        if fallback is not None and fallback_breaker is None:
+            fallback_breaker = BackendBreaker(
+                fallback.ping,
+                name=f"{dependency}_fallback",
+                timeout=2.0 if fallback_timeout is None else fallback_timeout,
+                should_handle=_unavailable_of(fallback),
+                **shared,
+            )
+            self._owned.append(fallback_breaker)
+        self.primary_breaker = primary_breaker
+        self.fallback_breaker = fallback_breaker
+        self._unsubscribe = primary_breaker.add_state_listener(self._on_primary_state)
         # Unknown at start: another process may have left outage writes behind.
         self._pending = fallback is not None
         self._fallback_writes = 0
@@ -468,14 +532,14 @@ class SessionStore(StoreRouting):
 
     async def check_primary(self) -> None:
         """Health check (``async () -> None``, raises on failure) of the primary backend."""
-        async with self._clock.timeout(self.primary_gate.timeout):
+        async with self._clock.timeout(self.primary_breaker.timeout):
             await self._primary.ping()
 
     async def check_fallback(self) -> None:
         """Health check of the fallback (a critical database fails readiness through this)."""
-        if self._fallback is None:
+        if self._fallback is None or self.fallback_breaker is None:
             return
-        async with self._clock.timeout(self.fallback_gate.timeout):
+        async with self._clock.timeout(self.fallback_breaker.timeout):
             await self._fallback.ping()
 
     async def check(self) -> None:
@@ -488,13 +552,15 @@ class SessionStore(StoreRouting):
             await self.check_fallback()
 
     async def aclose(self) -> None:
-        """Stop background work (probes, write-back). Backends are closed by their owner."""
+        """Stop background work (write-back, the probes of breakers it built). Backends and
+        shared breakers are closed by their owner."""
+        self._unsubscribe()
         task = self._sync_task
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        await self.primary_gate.aclose()
-        await self.fallback_gate.aclose()
+        for breaker in self._owned:
+            await breaker.aclose()
 
     # -- internals -------------------------------------------------------------------------
     def _version(self, now: float) -> int:
@@ -504,6 +570,6 @@ class SessionStore(StoreRouting):
 
     def __repr__(self) -> str:
         return (
-            f"SessionStore(primary={self.primary_gate!r}, fallback={self.fallback_gate!r}, "
-            f"pending={self._pending})"
+            f"SessionStore(primary={self.primary_breaker!r}, "
+            f"fallback={self.fallback_breaker!r}, pending={self._pending})"
         )

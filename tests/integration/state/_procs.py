@@ -16,6 +16,7 @@ from netra_resilience.circuit_breaker import CircuitBreakerOptions
 from netra_resilience.integrations.redis import (
     RedisCircuitStateStore,
     RedisRateLimiter,
+    redis_breaker,
     redis_client,
 )
 
@@ -33,7 +34,7 @@ async def _fail() -> None:
 
 async def _breaker_failures(url: str, prefix: str, name: str, calls: int) -> list[str]:
     client = redis_client(url)
-    store = RedisCircuitStateStore(client, prefix=prefix)
+    store = RedisCircuitStateStore(client, breaker=redis_breaker(client), prefix=prefix)
     pipeline = _breaker_pipeline(store, name)
     seen = []
     try:
@@ -57,7 +58,7 @@ def breaker_failures(url: str, prefix: str, name: str, calls: int) -> list[str]:
 
 async def _breaker_attempt(url: str, prefix: str, name: str, admitted: str, release: str) -> str:
     client = redis_client(url, socket_timeout=30)
-    store = RedisCircuitStateStore(client, prefix=prefix)
+    store = RedisCircuitStateStore(client, breaker=redis_breaker(client), prefix=prefix)
     pipeline = _breaker_pipeline(store, name)
 
     async def probe() -> str:
@@ -83,7 +84,8 @@ async def _limiter_run(
     url: str, key: str, rate: float, burst: int, duration: float, ready: str, go: str
 ) -> int:
     client = redis_client(url, socket_timeout=30)
-    limiter = RedisRateLimiter(client, key=key, rate=rate, burst=burst, timeout=1.0)
+    breaker = redis_breaker(client, timeout=1.0)
+    limiter = RedisRateLimiter(client, breaker=breaker, key=key, rate=rate, burst=burst)
     try:
         await client.rpush(ready, "1")
         _, raw = await client.blpop([go], timeout=30)  # type: ignore[misc]

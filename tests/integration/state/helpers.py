@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from netra_resilience.integrations.redis import RedisSessionBackend, redis_client
+from netra_resilience.integrations.redis import (
+    RedisSessionBackend,
+    redis_breaker,
+    redis_client,
+)
 from netra_resilience.integrations.sqlalchemy import (
     PoolBulkhead,
     SqlSessionBackend,
@@ -38,13 +42,15 @@ async def redis_pg_store(
     primary_timeout: float = 0.1,
     retry_interval: float = 0.05,
 ) -> AsyncIterator[SessionStore]:
-    """A store on Redis with ``fallback`` behind it, tuned for fast fault tests."""
+    """A store on Redis with ``fallback`` behind it, tuned for fast fault tests; the Redis
+    breaker is the shared kind (built by the caller's wiring, closed by it)."""
     client = redis_client(redis_url, socket_timeout=0.5, connect_timeout=0.2)
+    breaker = redis_breaker(client, timeout=primary_timeout, retry_interval=retry_interval)
     store = SessionStore(
         RedisSessionBackend(client, prefix=prefix),
         fallback,
-        primary_timeout=primary_timeout,
-        retry_interval=retry_interval,
+        primary_breaker=breaker,
+        retry_interval=retry_interval,  # the fallback's breaker, which the store builds
         ttl=300,
     )
     try:
@@ -52,4 +58,5 @@ async def redis_pg_store(
         yield store
     finally:
         await store.aclose()
+        await breaker.aclose()
         await client.aclose()

@@ -1,5 +1,8 @@
 """Breakers sharing one circuit through a real Redis, and Redis failing under them."""
 
+# Breaker state is re-read after awaits; mypy would narrow it across them.
+# mypy: disable-error-code="unreachable"
+
 from __future__ import annotations
 
 import asyncio
@@ -21,7 +24,11 @@ from netra_resilience.circuit_breaker import (
     Permit,
 )
 from netra_resilience.context import ResilienceContext
-from netra_resilience.integrations.redis import RedisCircuitStateStore, redis_client
+from netra_resilience.integrations.redis import (
+    RedisCircuitStateStore,
+    redis_breaker,
+    redis_client,
+)
 from netra_resilience.testing import FakeClock
 from tests.integration.state import _procs
 from tests.servers import RedisServer
@@ -32,14 +39,19 @@ async def stores(
     redis_server: RedisServer, namespace: str, clock: FakeClock
 ) -> AsyncIterator[list[RedisCircuitStateStore]]:
     """Two replicas: separate clients, separate stores, the same Redis and fake clock."""
-    made = [
-        RedisCircuitStateStore(redis_client(redis_server.url), prefix=f"{namespace}:", clock=clock)
-        for _ in range(2)
-    ]
+    made = [store_on(redis_client(redis_server.url), namespace, clock) for _ in range(2)]
     yield made
     for store in made:
         await store.aclose()
         await store.client.aclose()
+
+
+def store_on(
+    client: Any, namespace: str, clock: FakeClock | None = None, **breaker: Any
+) -> RedisCircuitStateStore:
+    """A replica's store, behind a breaker of its own for its Redis client."""
+    gate = redis_breaker(client, clock=clock, **breaker)
+    return RedisCircuitStateStore(client, breaker=gate, prefix=f"{namespace}:", clock=clock)
 
 
 def breaker(store: Any, clock: FakeClock, **overrides: Any) -> Pipeline:
@@ -174,7 +186,7 @@ async def test_the_lua_circuit_matches_the_in_process_controller_step_by_step(
 ) -> None:
     """600 random steps (acquire, record, abandon, time passing) on both stores, same answers."""
     client = redis_client(redis_server.url)
-    remote = RedisCircuitStateStore(client, prefix=f"{namespace}:", clock=clock)
+    remote = store_on(client, namespace, clock)
     memory = InMemoryCircuitStateStore(clock=clock)
     rng = random.Random(20261122)
     held: list[tuple[Permit, Permit]] = []
@@ -232,10 +244,7 @@ async def test_redis_down_the_breaker_keeps_protecting_locally_then_resyncs(
     fault_redis: RedisServer, namespace: str, clock: FakeClock
 ) -> None:
     clients = [redis_client(fault_redis.url, connect_timeout=0.2) for _ in range(2)]
-    stores = [
-        RedisCircuitStateStore(c, prefix=f"{namespace}:", clock=clock, retry_interval=1.0)
-        for c in clients
-    ]
+    stores = [store_on(c, namespace, clock, retry_interval=1.0) for c in clients]
     a, b = (breaker(store, clock) for store in stores)
     try:
         assert await outcome_of(a) == "ok"
@@ -243,14 +252,15 @@ async def test_redis_down_the_breaker_keeps_protecting_locally_then_resyncs(
         ctx = ResilienceContext("call")
         assert await a.execute(ok, context=ctx) == "ok"  # Redis refused: local circuit, no error
         assert ctx.degradation.reason("redis") == "fallback_memory"
-        assert not stores[0].gate.available
+        assert stores[0].breaker.available  # one refusal is not an outage yet
         # The dependency fails during the Redis outage: the local circuit still trips
         # (1 success + 3 failures: 75 % of 4 calls).
         assert [await outcome_of(a, fail) for _ in range(5)] == ["failed"] * 3 + ["rejected"] * 2
+        assert not stores[0].breaker.available  # three refusals in a row: Redis is skipped
 
         fault_redis.start()
         await clock.advance(1.0)
-        assert await stores[0].gate.probe_now()
+        assert await stores[0].breaker.probe_now()
         await stores[0].wait_resync()
         # Merged into Redis: b, which never saw a failure, now rejects too.
         assert await outcome_of(b) == "rejected"
@@ -264,7 +274,7 @@ async def test_sigstopped_redis_costs_one_bounded_wait_then_calls_go_local(
     fault_redis: RedisServer, namespace: str
 ) -> None:
     client = redis_client(fault_redis.url)
-    store = RedisCircuitStateStore(client, prefix=f"{namespace}:", timeout=0.05)
+    store = store_on(client, namespace, timeout=0.05)
     pipeline = (
         PipelineBuilder("llm")
         .add_circuit_breaker(CircuitBreakerOptions(store=store, minimum_throughput=4))
@@ -275,10 +285,10 @@ async def test_sigstopped_redis_costs_one_bounded_wait_then_calls_go_local(
         fault_redis.pause()
         results = await asyncio.gather(*(pipeline.execute(ok) for _ in range(50)))
         assert results == ["ok"] * 50  # calls go on; each waited at most the store timeout
-        assert not store.gate.available
+        assert not store.breaker.available
         assert [await pipeline.execute(ok) for _ in range(50)] == ["ok"] * 50  # no wait now
         fault_redis.resume()
-        assert await store.gate.probe_now()
+        assert await store.breaker.probe_now()
         assert await pipeline.execute(ok) == "ok"
     finally:
         fault_redis.resume()
@@ -300,7 +310,7 @@ async def test_processes_share_one_circuit_and_one_global_probe(
 
     # This process (another replica, its own client) finds the circuit open.
     client = redis_client(url)
-    store = RedisCircuitStateStore(client, prefix=prefix)
+    store = RedisCircuitStateStore(client, breaker=redis_breaker(client), prefix=prefix)
     here = (
         PipelineBuilder("search")
         .add_circuit_breaker(CircuitBreakerOptions(store=store, **_procs.BREAKER))

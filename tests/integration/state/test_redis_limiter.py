@@ -13,7 +13,7 @@ import pytest
 
 from netra_resilience import PipelineBuilder, RateLimitRejectedError
 from netra_resilience.context import ResilienceContext
-from netra_resilience.integrations.redis import RedisRateLimiter, redis_client
+from netra_resilience.integrations.redis import RedisRateLimiter, redis_breaker, redis_client
 from netra_resilience.rate_limiter import RateLimiterOptions
 from netra_resilience.testing import FakeClock
 from tests.integration.state import _procs
@@ -26,18 +26,26 @@ class RetryLater(Exception):
         self.retry_after = seconds
 
 
+def limiter_on(
+    client: Any, clock: Any = None, *, breaker: Any = None, **options: Any
+) -> RedisRateLimiter:
+    """A replica's limiter behind a breaker for its client; the limiter takes its clock."""
+    gate = redis_breaker(client, clock=clock, **(breaker or {}))
+    return RedisRateLimiter(client, breaker=gate, **options)
+
+
 @pytest.fixture
 async def pair(
     redis_server: RedisServer, namespace: str, clock: FakeClock
 ) -> AsyncIterator[list[RedisRateLimiter]]:
     """Two replicas of one limit (10/s, burst 5): separate clients, fake clock's wall time."""
     made = [
-        RedisRateLimiter(
+        limiter_on(
             redis_client(redis_server.url),
+            clock,
             key=namespace,
             rate=10,
             burst=5,
-            clock=clock,
             use_redis_time=False,
         )
         for _ in range(2)
@@ -84,12 +92,12 @@ async def test_waiters_reserve_their_slots_in_order_and_sleep_exactly(
 ) -> None:
     clock = SleepSignal()
     a, b = (
-        RedisRateLimiter(
+        limiter_on(
             redis_client(redis_server.url),
+            clock,
             key=namespace,
             rate=10,
             burst=5,
-            clock=clock,
             use_redis_time=False,
         )
         for _ in range(2)
@@ -135,13 +143,14 @@ async def test_an_upstream_429_pauses_every_replica(
 async def test_redis_down_each_process_keeps_its_share_then_redis_again(
     fault_redis: RedisServer, namespace: str, clock: FakeClock
 ) -> None:
-    limiter = RedisRateLimiter(
+    limiter = limiter_on(
         redis_client(fault_redis.url, connect_timeout=0.2),
+        clock,
+        breaker={"failure_threshold": 1},  # the first refusal opens: follow each step
         key=namespace,
         rate=10,
         burst=4,
         replicas=2,  # while Redis is down: 5/s, burst 2 per process
-        clock=clock,
         use_redis_time=False,
     )
     pipeline = (
@@ -159,7 +168,7 @@ async def test_redis_down_each_process_keeps_its_share_then_redis_again(
         ctx = ResilienceContext("tool")
         assert await pipeline.execute(ok, context=ctx) == "ok"  # Redis refused: local share
         assert ctx.degradation.as_dict() == {"redis": "fallback_memory"}
-        assert not limiter.gate.available
+        assert not limiter.breaker.available
         assert limiter.try_acquire(1) == 0.0  # the local share's second (last) burst permit
         assert limiter.try_acquire(1) == pytest.approx(0.2)  # 5/s locally
         with pytest.raises(RateLimitRejectedError):
@@ -168,7 +177,7 @@ async def test_redis_down_each_process_keeps_its_share_then_redis_again(
 
         fault_redis.start()  # empty Redis: a full bucket
         await clock.advance(1.0)
-        assert await limiter.gate.probe_now()
+        assert await limiter.breaker.probe_now()
         await limiter.drain()
         with pytest.raises(RateLimitRejectedError) as info:
             await limiter.acquire(1)  # the outage's pause now holds in Redis too
@@ -181,17 +190,21 @@ async def test_redis_down_each_process_keeps_its_share_then_redis_again(
 async def test_sigstopped_redis_bounded_wait_then_local(
     fault_redis: RedisServer, namespace: str
 ) -> None:
-    limiter = RedisRateLimiter(
-        redis_client(fault_redis.url), key=namespace, rate=1000, burst=100, timeout=0.05
+    limiter = limiter_on(
+        redis_client(fault_redis.url),
+        breaker={"timeout": 0.05},
+        key=namespace,
+        rate=1000,
+        burst=100,
     )
     try:
         await limiter.acquire(1)
         fault_redis.pause()
         await asyncio.gather(*(limiter.acquire(1) for _ in range(20)))  # bounded, then local
-        assert not limiter.gate.available
+        assert not limiter.breaker.available
         assert limiter.try_acquire(1) == 0.0  # synchronous, no Redis involved
         fault_redis.resume()
-        assert await limiter.gate.probe_now()
+        assert await limiter.breaker.probe_now()
         await limiter.acquire(1)
     finally:
         fault_redis.resume()

@@ -10,9 +10,9 @@ import asyncio
 
 import pytest
 
+from netra_resilience.circuit_breaker import BackendBreaker
 from netra_resilience.context import ResilienceContext
 from netra_resilience.sessions import (
-    BackendGate,
     InMemorySessionBackend,
     SessionStore,
     SessionStoreUnavailableError,
@@ -42,7 +42,11 @@ def fallback() -> InMemorySessionBackend:
 
 @pytest.fixture
 async def store(clock: FakeClock, primary: CountingBackend, fallback: InMemorySessionBackend):
-    s = SessionStore(primary, fallback, clock=clock, ttl=60, retry_interval=1.0)
+    # One failure opens here, so each routing step below is one call (the default of three
+    # consecutive failures has its own tests).
+    s = SessionStore(
+        primary, fallback, clock=clock, ttl=60, retry_interval=1.0, failure_threshold=1
+    )
     await s.reconcile()  # the start-up check: nothing pending
     yield s
     await s.aclose()
@@ -51,10 +55,10 @@ async def store(clock: FakeClock, primary: CountingBackend, fallback: InMemorySe
 async def recover(clock: FakeClock, store: SessionStore, primary: InMemorySessionBackend) -> None:
     """Bring the primary back and let the background probe and write-back run."""
     primary.available = True
-    await clock.advance(store.primary_gate.retry_interval)
-    store.primary_gate.allows()  # a call arriving now starts the probe
+    await clock.advance(store.primary_breaker.retry_interval)
+    store.primary_breaker.allows()  # a call arriving now starts the probe
     await clock.settle()
-    assert store.primary_gate.available
+    assert store.primary_breaker.available
 
 
 async def test_put_get_delete_and_expiry_on_the_primary(
@@ -84,7 +88,7 @@ async def test_outage_falls_back_marks_degradation_and_skips_the_primary(
     await store.put("s1", {"n": 1}, context=ctx)
     assert ctx.degradation.as_dict() == {"redis": "fallback_database"}
     assert "s1" in fallback.records and store.pending
-    assert not store.primary_gate.available
+    assert not store.primary_breaker.available
 
     calls = primary.calls
     for _ in range(5):  # the gate is open: no call waits on the dead primary
@@ -148,7 +152,7 @@ async def test_a_write_after_recovery_beats_an_older_outage_write(
     await store.put("s", "during-outage")
     primary.available = True
     await clock.advance(1.0)
-    assert store.primary_gate.allows() is False
+    assert store.primary_breaker.allows() is False
     await clock.settle()  # probe succeeded; the write-back task may not have run yet
     await store.put("s", "after-recovery")
     await store.reconcile()
@@ -226,7 +230,7 @@ async def test_pending_rows_left_by_another_process_are_found_and_written_back(
         await store.aclose()
 
 
-async def test_a_hung_primary_costs_one_timeout_then_calls_skip_it(
+async def test_a_hung_primary_costs_three_timeouts_then_calls_skip_it(
     clock: FakeClock, fallback: InMemorySessionBackend
 ) -> None:
     hung = asyncio.Event()
@@ -242,12 +246,15 @@ async def test_a_hung_primary_costs_one_timeout_then_calls_skip_it(
     store = SessionStore(Hung(), fallback, clock=clock, primary_timeout=0.25)
     try:
         await store.reconcile()
-        task = asyncio.ensure_future(store.put("s", 1))
-        await clock.advance(0.25)
-        await task  # the timeout fired, the write went to the fallback
-        assert "s" in fallback.records
-        await store.put("t", 2)  # immediate: the gate is open
-        assert clock.timeouts.count(0.25) == 1
+        for key in ("s1", "s2", "s3"):  # one timeout is a blip; three in a row an outage
+            assert store.primary_breaker.available
+            task = asyncio.ensure_future(store.put(key, 1))
+            await clock.advance(0.25)
+            await task  # the timeout fired, the write went to the fallback
+            assert key in fallback.records
+        assert not store.primary_breaker.available
+        await store.put("t", 2)  # immediate: the breaker is open
+        assert clock.timeouts.count(0.25) == 3
     finally:
         await store.aclose()
 
@@ -256,8 +263,8 @@ async def test_gate_validates_its_options() -> None:
     async def ping() -> None:
         return None
 
-    with pytest.raises(ValueError, match=r"BackendGate\.timeout"):
-        BackendGate(ping, timeout=0)
+    with pytest.raises(ValueError, match=r"BackendBreaker\.timeout"):
+        BackendBreaker(ping, timeout=0)
     with pytest.raises(ValueError, match=r"SessionStore\.ttl"):
         SessionStore(InMemorySessionBackend(), ttl=-1)
 
@@ -265,15 +272,15 @@ async def test_gate_validates_its_options() -> None:
 async def test_written_back_records_stay_readable_for_peers_still_in_fallback_mode(
     clock: FakeClock, primary: CountingBackend, fallback: InMemorySessionBackend
 ) -> None:
-    a = SessionStore(primary, fallback, clock=clock, sync_grace=10)
-    b = SessionStore(primary, fallback, clock=clock, sync_grace=10)
+    a = SessionStore(primary, fallback, clock=clock, sync_grace=10, failure_threshold=1)
+    b = SessionStore(primary, fallback, clock=clock, sync_grace=10, failure_threshold=1)
     try:
         primary.available = False
         await a.put("s", "outage")
         assert await b.get("s") == "outage"  # b falls back as well
         primary.available = True
         await a.reconcile()  # a wrote back; b has not noticed the recovery yet
-        assert not b.primary_gate.available
+        assert not b.primary_breaker.available
         assert await b.get("s") == "outage"  # still readable from the fallback
         await clock.advance(11)
         await a.reconcile()  # past the grace period: purged
@@ -281,7 +288,7 @@ async def test_written_back_records_stay_readable_for_peers_still_in_fallback_mo
         # b's first call after that finds nothing in the fallback, but its gate is probing:
         # it waits for the probe and reads from the primary.
         assert await b.get("s") == "outage"
-        assert b.primary_gate.available
+        assert b.primary_breaker.available
     finally:
         await a.aclose()
         await b.aclose()

@@ -145,7 +145,7 @@ async def settle_recovery(store: SessionStore, max_calls: int = 20_000) -> int:
     """Keep serving reads (real fallback I/O each) until the store recovered on its own."""
     for calls in range(max_calls):
         await store.get("recovery-probe")
-        if store.primary_gate.available and not store.pending:
+        if store.primary_breaker.available and not store.pending:
             return calls
     raise AssertionError("the store did not recover")
 
@@ -160,7 +160,7 @@ async def test_redis_sigkill_mid_load_falls_back_and_writes_back_after_restart(
         last, via_fallback, latencies = await run_load(
             store, workers=8, ops=60, fault_at=120, fault=fault_redis.kill
         )
-        assert not store.primary_gate.available and via_fallback
+        assert not store.primary_breaker.available and via_fallback
         assert await pg.has_pending()
 
         fault_redis.start()  # same port, empty: SIGKILL lost everything Redis held
@@ -182,7 +182,7 @@ async def test_redis_sigstop_mid_load_then_sigcont_nothing_lost_nothing_stale(
         last, via_fallback, latencies = await run_load(
             store, workers=8, ops=60, fault_at=120, fault=fault_redis.pause
         )
-        assert not store.primary_gate.available and via_fallback
+        assert not store.primary_breaker.available and via_fallback
         await store.delete("deleted-in-outage")
 
         fault_redis.resume()
