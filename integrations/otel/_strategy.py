@@ -54,13 +54,13 @@ class OpenTelemetryStrategy(Strategy):
     """Times each call, opens its span, records ``error.type`` (type only) and how the answer
     degraded."""
 
-    __slots__ = ("_base", "_clock", "_degraded", "_dependency", "_duration", "_name", "_tracer")
+    __slots__ = ("_base", "_clock", "_degraded", "_dependency", "_duration", "_span", "_tracer")
 
     kind = "opentelemetry"
 
     def __init__(self, options: OpenTelemetryOptions, build: BuildContext) -> None:
         self._clock = build.clock
-        self._name = build.name
+        self._span = f"netra.call {build.name}"
         self._dependency = safe_token(build.name)  # as degradation marks spell it
         meter = meter_of(options.meter_provider)
         self._duration = meter.create_histogram(
@@ -98,7 +98,7 @@ class OpenTelemetryStrategy(Strategy):
                 self._record(outcome, started, reasons, None)
                 return outcome
             with self._tracer.start_as_current_span(
-                f"netra.call {self._name}",
+                self._span,
                 kind=SpanKind.INTERNAL,
                 attributes=self._base,
                 record_exception=False,  # messages may carry secrets: the type goes in error.type
