@@ -119,7 +119,7 @@ class FaultSwitchTransport(httpx2.AsyncBaseTransport):
                 request=request,
             )
         if not isinstance(answer, httpx2.Response):
-            body = str(MALFORMED["error"]).encode()
+            body = MALFORMED["error"].encode()
             return httpx2.Response(
                 200, headers={"content-type": "application/json"}, content=body, request=request
             )
