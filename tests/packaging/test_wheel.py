@@ -1,72 +1,71 @@
-"""The built wheel installs into a clean virtualenv with the integrations inside the package.
+"""The built wheel (from the checkout and from the sdist) carries the integrations as real
+files and installs into a clean virtualenv; a core-only install's console script explains
+itself instead of crashing.
 
 In the repository the adapters live in the top-level ``integrations/`` folder and
-``netra_resilience/integrations`` links to it; this proves the wheel carries real files at
-``netra_resilience/integrations`` and that the installed package (not the source tree) imports.
+``netra_resilience/integrations`` links to it; hatchling follows the link in a wheel but
+neither follows nor keeps it in an sdist, which is why the sdist→wheel path is tested apart.
 """
 
 from __future__ import annotations
 
 import subprocess
-import sys
-import venv
+import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.packaging.helpers import ROOT, purelib
+
+PREFIX = "netra_resilience/integrations/"
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "build",
-            "--wheel",
-            "--no-isolation",
-            "--outdir",
-            str(out),
-            str(ROOT),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    (found,) = out.glob("netra_resilience-*.whl")
-    return found
-
-
-def test_wheel_contains_integrations_as_real_files(wheel: Path) -> None:
-    names = zipfile.ZipFile(wheel).namelist()
+def integration_files() -> list[str]:
+    """Every file of the integrations folder (not only ``.py``), as wheel paths."""
     base = ROOT / "integrations"
-    sources = sorted(str(p.relative_to(base)) for p in base.rglob("*.py"))
-    prefix = "netra_resilience/integrations/"
-    packaged = sorted(n[len(prefix) :] for n in names if n.startswith(prefix) and n.endswith(".py"))
-    assert packaged == sources
+    return sorted(
+        PREFIX + str(p.relative_to(base))
+        for p in base.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    )
+
+
+@pytest.mark.parametrize("source", ["tree_wheel", "sdist_wheel"])
+def test_wheel_contains_integrations_as_real_files(
+    source: str, request: pytest.FixtureRequest
+) -> None:
+    wheel: Path = request.getfixturevalue(source)
+    with zipfile.ZipFile(wheel) as archive:
+        infos = archive.infolist()
+    names = [info.filename for info in infos]
+    assert sorted(n for n in names if n.startswith(PREFIX)) == integration_files()
+    assert len(names) == len(set(names))  # no file twice
+    link_bits = 0o120000  # a symlink stored in a zip has these mode bits
+    assert not [i.filename for i in infos if (i.external_attr >> 16) & 0o170000 == link_bits]
     assert "netra_resilience/py.typed" in names
+    assert not [n for n in names if n.startswith(("integrations/", "tests/", "examples/"))]
 
 
-def test_wheel_imports_from_a_clean_virtualenv(wheel: Path, tmp_path: Path) -> None:
-    env = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=False).create(env)
-    python = env / "bin" / "python"
-    site = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    # Install by unpacking (a wheel is a zip): no pip and no network needed in the clean venv.
-    zipfile.ZipFile(wheel).extractall(site)
+def test_sdist_carries_the_integrations_once_at_their_import_path(sdist: Path) -> None:
+    with tarfile.open(sdist) as archive:
+        members = archive.getmembers()
+    top = members[0].name.split("/")[0]
+    files = sorted(
+        m.name.removeprefix(f"{top}/") for m in members if m.name.startswith(f"{top}/{PREFIX}")
+    )
+    assert files == integration_files()
+    assert all(m.isfile() or m.isdir() for m in members)  # no links to break elsewhere
+    assert not [m.name for m in members if m.name.startswith(f"{top}/integrations/")]
+
+
+def test_wheel_imports_from_a_clean_virtualenv(clean_venv: Path, tmp_path: Path) -> None:
+    site = purelib(clean_venv)
     check = (
         "import netra_resilience, netra_resilience.integrations as i, pathlib;"
         "import importlib.util as u;"
         "assert pathlib.Path(i.__file__).resolve().is_relative_to(pathlib.Path("
-        + repr(site)
+        + repr(str(site))
         + ").resolve());"
         "base=pathlib.Path(i.__file__).parent;"
         # find_spec of a.b.c imports a.b (and its third-party library): top-level names only
@@ -76,8 +75,46 @@ def test_wheel_imports_from_a_clean_virtualenv(wheel: Path, tmp_path: Path) -> N
         "print(len(mods))"
     )
     result = subprocess.run(
-        [str(python), "-I", "-c", check], check=True, capture_output=True, text=True, cwd=tmp_path
+        [str(clean_venv), "-I", "-c", check],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
-    assert int(result.stdout.strip()) == len(
-        [p for p in (ROOT / "integrations").iterdir() if p.suffix == ".py" or p.is_dir()]
-    ) - 1 - int((ROOT / "integrations" / "__pycache__").exists())
+    assert result.returncode == 0, result.stderr
+    expected = [
+        p
+        for p in (ROOT / "integrations").iterdir()
+        if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").is_file()
+    ]
+    assert int(result.stdout.strip()) == len(expected)
+
+
+def test_core_only_console_script_says_which_extra_to_install(
+    clean_venv: Path, tmp_path: Path
+) -> None:
+    script = clean_venv.parent / "netra-resilience"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(script), *args],
+            check=False,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
+        )
+
+    usage = run("--help")
+    assert usage.returncode == 0, usage.stderr
+    assert "drill" in usage.stdout
+    assert run("drill", "--help").returncode == 0
+    hint = (
+        "netra-resilience drill needs the 'httpx' package: "
+        'pip install "netra-resilience[drill]"'
+    )
+    for args in (("drill",), ("drill", "--target", "http://127.0.0.1:9")):
+        result = run(*args)
+        assert result.returncode == 2
+        assert result.stderr.strip() == hint
+        assert result.stdout == ""
