@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from netra_resilience.circuit_breaker._controller import CircuitController, CircuitPolicy
 from netra_resilience.circuit_breaker._events import CircuitState, StateEvents, StateListener
@@ -34,7 +34,7 @@ from netra_resilience.circuit_breaker._windows import HealthInfo
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.exceptions import InvalidOptionsError
 from netra_resilience.outcome import Outcome
-from netra_resilience.predicates import OutcomePredicate, handle
+from netra_resilience.predicates import OutcomePredicate, ShouldHandle, as_predicate, handle
 from netra_resilience.telemetry import Telemetry, TelemetryListener, TelemetrySource
 from netra_resilience.validation import Seconds, duration, integer
 
@@ -53,9 +53,10 @@ class BackendBreaker:
     """Closed: :meth:`call` runs each call within ``timeout``. Open: :meth:`allows` is false.
 
     ``probe`` is an ``async () -> None`` that raises while the backend is unavailable (Redis
-    ``PING``, ``SELECT 1``). ``should_handle`` decides which exceptions from :meth:`call` count
-    as the backend failing; a timeout always counts, and the others are neutral (neither a
-    failure nor a success). A caller's cancellation counts as neither too.
+    ``PING``, ``SELECT 1``). ``should_handle`` (a predicate, an exception class or a tuple of
+    them) decides which exceptions from :meth:`call` count as the backend failing; a timeout
+    always counts, and the others are neutral (neither a failure nor a success). A caller's
+    cancellation counts as neither too.
 
     ``clock`` and ``telemetry`` come from the application's runtime (tests: a ``FakeClock``);
     state changes are emitted as ``circuit_opened`` / ``circuit_half_opened`` /
@@ -75,7 +76,7 @@ class BackendBreaker:
         timeout: Seconds = 0.25,
         failure_threshold: int = 3,
         retry_interval: Seconds = 1.0,
-        should_handle: Callable[[Outcome[Any]], bool] = BACKEND_UNAVAILABLE,
+        should_handle: ShouldHandle = BACKEND_UNAVAILABLE,
         clock: Clock | None = None,
         telemetry: TelemetryListener | None = None,
     ) -> None:
@@ -83,14 +84,12 @@ class BackendBreaker:
             raise InvalidOptionsError(_OWNER, "probe", "must be an async callable")
         if not isinstance(name, str) or not name:
             raise InvalidOptionsError(_OWNER, "name", f"must be a non-empty string, got {name!r}")
-        if not callable(should_handle):
-            raise InvalidOptionsError(_OWNER, "should_handle", "must be callable")
         self.name = name
         self.timeout = duration(_OWNER, "timeout", timeout)
         self.failure_threshold = integer(_OWNER, "failure_threshold", failure_threshold)
         self.retry_interval = duration(_OWNER, "retry_interval", retry_interval)
         self._probe = probe
-        self._should_handle = should_handle
+        self._should_handle = as_predicate(_OWNER, "should_handle", should_handle)
         self._clock: Clock = clock or SYSTEM_CLOCK
         source = TelemetrySource(name, "", "circuit_breaker")
         self._events = StateEvents(Telemetry(telemetry, source, self._clock))

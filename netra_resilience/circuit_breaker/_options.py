@@ -8,7 +8,7 @@ import math
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from netra_resilience.circuit_breaker._controller import BreakDurationArgs, CircuitPolicy
 from netra_resilience.circuit_breaker._events import ChangeCallback, CircuitState
@@ -16,8 +16,7 @@ from netra_resilience.circuit_breaker._store import CircuitStateStore
 from netra_resilience.circuit_breaker._strategy import CircuitBreakerStrategy
 from netra_resilience.exceptions import InvalidOptionsError
 from netra_resilience.hints import RetryAfterHint, retry_after_of
-from netra_resilience.outcome import Outcome
-from netra_resilience.predicates import ANY_EXCEPTION
+from netra_resilience.predicates import ANY_EXCEPTION, ShouldHandle, as_predicate
 from netra_resilience.validation import (
     Seconds,
     callable_or_none,
@@ -190,7 +189,7 @@ class CircuitBreakerOptions:
     max_break_duration: Seconds = 300.0
     permitted_calls_in_half_open: int = 1
     half_open_max_wait: Seconds | None = None
-    should_handle: Callable[[Outcome[Any]], bool] = ANY_EXCEPTION
+    should_handle: ShouldHandle = ANY_EXCEPTION
     on_opened: ChangeCallback | None = None
     on_closed: ChangeCallback | None = None
     on_half_opened: ChangeCallback | None = None
@@ -229,8 +228,7 @@ class CircuitBreakerOptions:
         integer(o, "permitted_calls_in_half_open", self.permitted_calls_in_half_open, minimum=1)
         wait = optional_duration(o, "half_open_max_wait", self.half_open_max_wait)
         set_field(self, "half_open_max_wait", wait)
-        if not callable(self.should_handle):
-            raise InvalidOptionsError(o, "should_handle", "must be callable")
+        set_field(self, "should_handle", as_predicate(o, "should_handle", self.should_handle))
         for name in ("on_opened", "on_closed", "on_half_opened"):
             callable_or_none(o, name, getattr(self, name))
         for name, kind in (

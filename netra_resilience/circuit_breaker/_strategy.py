@@ -5,7 +5,7 @@ controller or a shared store; see ``_state``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from netra_resilience.circuit_breaker._controller import (
     BreakTiming,
@@ -67,9 +67,10 @@ class CircuitBreakerStrategy(Strategy):
         )
         slow = options.slow_call_duration
         self._slow = None if slow is None else to_seconds(slow)
-        self._should_handle = options.should_handle
+        handles = cast("Callable[[Outcome[Any]], bool]", options.should_handle)  # normalised
+        self._should_handle = handles
         # The stock exception predicates never handle a success: skip calling them for one.
-        self._exceptions_only = options.should_handle in (ANY_EXCEPTION, TRANSIENT_EXCEPTION)
+        self._exceptions_only = handles in (ANY_EXCEPTION, TRANSIENT_EXCEPTION)
         self._open_message = f"circuit {build.name!r} is open"
         self._isolated_message = f"circuit {build.name!r} is isolated"
         control = options.control

@@ -10,7 +10,7 @@ import random as _random
 import socket
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 from netra_resilience.circuit_breaker import CircuitState, CircuitStateChange
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
@@ -500,7 +500,8 @@ class EndpointPool(PoolRotation):
             exc = outcome.exception
             if isinstance(exc, BrokenCircuitError) and exc.dependency == member.breaker.name:
                 continue  # lost a half-open probe slot to a concurrent call: pick again
-            if exc is None or not self.options.breaker.should_handle(outcome):
+            handles = cast("Callable[[Outcome[Any]], bool]", self.options.breaker.should_handle)
+            if exc is None or not handles(outcome):
                 now = clock.monotonic()
                 member.failed_opens = 0
                 member.successes += 1

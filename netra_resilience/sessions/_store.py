@@ -391,10 +391,11 @@ def _unavailable_of(backend: SessionBackend) -> Callable[[Outcome[Any]], bool]:
 class SessionStore(StoreRouting):
     """get / put / delete sessions with a TTL.
 
-    Calls go to ``primary`` (Redis) through its :class:`~netra_resilience.circuit_breaker.
-    BackendBreaker` (``primary_breaker``): bounded by its timeout, skipped at once while the
-    primary is known to be down. Then they go to ``fallback`` (PostgreSQL or SQLite) and mark
-    ``<dependency>=fallback_database`` on the request's degradation. When the primary is back,
+    Calls go to ``primary`` (Redis) through its breaker, ``primary_breaker`` (a
+    :class:`~netra_resilience.circuit_breaker.BackendBreaker`): bounded by its timeout,
+    skipped at once while the primary is known to be down. Then they go to ``fallback``
+    (PostgreSQL or SQLite) and mark ``<dependency>=fallback_database`` on the request's
+    degradation. When the primary is back,
     what the fallback holds is written back (:meth:`reconcile`, automatic): newest version
     wins, tombstones keep deleted sessions deleted. Until that finishes, reads consult both
     backends, so nothing written during the outage is invisible or served stale. Every
@@ -555,7 +556,7 @@ class SessionStore(StoreRouting):
         """Stop background work (write-back, the probes of breakers it built). Backends and
         shared breakers are closed by their owner."""
         self._unsubscribe()
-        task = self._sync_task
+        task, self._sync_task = self._sync_task, None
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

@@ -4,6 +4,9 @@ The same behaviour runs against real Redis and PostgreSQL in ``test_sessions_rea
 every transition is driven step by step, with no real time.
 """
 
+# Breaker state is re-read after awaits; mypy would narrow it across them.
+# mypy: disable-error-code="unreachable"
+
 from __future__ import annotations
 
 import asyncio
@@ -91,7 +94,7 @@ async def test_outage_falls_back_marks_degradation_and_skips_the_primary(
     assert not store.primary_breaker.available
 
     calls = primary.calls
-    for _ in range(5):  # the gate is open: no call waits on the dead primary
+    for _ in range(5):  # the breaker is open: no call waits on the dead primary
         assert await store.get("s1") == {"n": 1}
     assert primary.calls == calls
 
@@ -259,7 +262,7 @@ async def test_a_hung_primary_costs_three_timeouts_then_calls_skip_it(
         await store.aclose()
 
 
-async def test_gate_validates_its_options() -> None:
+async def test_breaker_and_store_validate_their_options() -> None:
     async def ping() -> None:
         return None
 
@@ -267,6 +270,34 @@ async def test_gate_validates_its_options() -> None:
         BackendBreaker(ping, timeout=0)
     with pytest.raises(ValueError, match=r"SessionStore\.ttl"):
         SessionStore(InMemorySessionBackend(), ttl=-1)
+    shared = BackendBreaker(ping, name="redis")
+    memory = InMemorySessionBackend()
+    with pytest.raises(ValueError, match=r"SessionStore\.primary_timeout"):
+        SessionStore(memory, primary_breaker=shared, primary_timeout=1)
+    with pytest.raises(ValueError, match=r"SessionStore\.retry_interval"):
+        SessionStore(memory, primary_breaker=shared, retry_interval=1)  # nothing to build
+    with pytest.raises(ValueError, match=r"SessionStore\.fallback_breaker"):
+        SessionStore(memory, fallback_breaker=shared)
+
+
+async def test_a_shared_breaker_is_used_as_given_and_left_to_its_owner(
+    clock: FakeClock, primary: CountingBackend, fallback: InMemorySessionBackend
+) -> None:
+    shared = BackendBreaker(primary.ping, name="redis", clock=clock, failure_threshold=2)
+    store = SessionStore(primary, fallback, primary_breaker=shared, clock=clock)
+    assert store.primary_breaker is shared
+    assert store.fallback_breaker is not None and store.fallback_breaker.name == "redis_fallback"
+    primary.available = False
+    await store.put("a", 1)
+    await store.put("b", 2)
+    assert not shared.available  # the shared breaker's own threshold (2) applies
+    await store.aclose()
+    primary.available = True
+    await clock.advance(1.0)
+    shared.allows()
+    await clock.settle()
+    assert shared.available  # still usable by the others: the store did not close it
+    assert store._sync_task is None  # and the closed store no longer listens to it
 
 
 async def test_written_back_records_stay_readable_for_peers_still_in_fallback_mode(
@@ -285,7 +316,7 @@ async def test_written_back_records_stay_readable_for_peers_still_in_fallback_mo
         await clock.advance(11)
         await a.reconcile()  # past the grace period: purged
         assert "s" not in fallback.records
-        # b's first call after that finds nothing in the fallback, but its gate is probing:
+        # b's first call after that finds nothing in the fallback, but its breaker is probing:
         # it waits for the probe and reads from the primary.
         assert await b.get("s") == "outage"
         assert b.primary_breaker.available

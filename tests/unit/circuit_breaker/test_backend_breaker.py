@@ -157,12 +157,13 @@ async def test_should_handle_names_the_clients_own_errors(clock: FakeClock) -> N
         return isinstance(outcome.exception, ClientConnectionError)
 
     breaker = BackendBreaker(down, should_handle=counts, clock=clock)
+    by_class = BackendBreaker(down, should_handle=ClientConnectionError, clock=clock)
     plain = BackendBreaker(down, clock=clock)  # the default: OSError and timeouts only
     for _ in range(3):
-        for b in (breaker, plain):
+        for b in (breaker, by_class, plain):
             with pytest.raises(ClientConnectionError):
                 await b.call(down)
-    assert not breaker.available and plain.available
+    assert not breaker.available and not by_class.available and plain.available
     assert BACKEND_UNAVAILABLE(Outcome(None, ConnectionResetError()))
     assert not BACKEND_UNAVAILABLE(Outcome(None, ValueError()))
 

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from netra_resilience import InvalidOptionsError
+from netra_resilience import InvalidOptionsError, PipelineBuilder
 from netra_resilience.circuit_breaker import CircuitBreakerOptions
+from netra_resilience.testing import FakeClock
 
 
 @pytest.mark.parametrize(
@@ -92,3 +93,23 @@ def test_options_are_frozen_and_keyword_only() -> None:
         options.failure_ratio = 0.9  # type: ignore[misc]
     with pytest.raises(TypeError):
         CircuitBreakerOptions(0.5)  # type: ignore[call-arg]
+
+
+async def test_should_handle_takes_exception_classes(clock: FakeClock) -> None:
+    options = CircuitBreakerOptions(should_handle=(TimeoutError, ConnectionError))
+    pipeline = PipelineBuilder("x", clock=clock).add_circuit_breaker(options).build()
+
+    async def refused() -> None:
+        raise ConnectionRefusedError()
+
+    async def bug() -> None:
+        raise KeyError("not a failure of the dependency")
+
+    for _ in range(12):  # not handled: counted as successes, never a trip
+        await pipeline.execute_outcome(bug)
+    assert pipeline.strategies[0].closed  # type: ignore[attr-defined]
+    for _ in range(12):
+        await pipeline.execute_outcome(refused)
+    assert not pipeline.strategies[0].closed  # type: ignore[attr-defined]
+    with pytest.raises(InvalidOptionsError, match=r"CircuitBreakerOptions\.should_handle"):
+        CircuitBreakerOptions(should_handle=(ValueError, 3))  # type: ignore[arg-type]
