@@ -250,27 +250,21 @@ def main() -> int:
     used, example_private = example_imports(known)
     core_count = sum(1 for n in modules if not n.startswith(f"{CORE}.{INTEGRATIONS}"))
 
-    print(f"root __all__ names:                 {root_names()}")
-    print(f"modules:                            {len(modules)} "
+    print(f"{'root __all__ names:':<37}{root_names()}")
+    print(f"{'modules:':<37}{len(modules)} "
           f"(core {core_count}, integrations {len(modules) - core_count})")
-    print(f"import cycles (local imports too):   {len(found_cycles)}")
-    for component in found_cycles:
-        print(f"    {' <-> '.join(component)}")
-    print(f"function-local project imports:     {len(local)}")
-    for line in local:
-        print(f"    {line}")
-    print(f"private reaches (integrations):     {len(reaches)}")
-    for line in reaches:
-        print(f"    {line}")
-    print(f"private reaches (examples):         {len(example_private)}")
-    for line in example_private:
-        print(f"    {line}")
-    print(f"core importing integrations:        {len(upward)}")
-    for line in upward:
-        print(f"    {line}")
-    print(f"netra modules used by agent_backend: {len(used)}")
-    for name in sorted(used):
-        print(f"    {name}")
+    sections = [
+        ("import cycles (local imports too)", [" <-> ".join(c) for c in found_cycles]),
+        ("function-local project imports", local),
+        ("private reaches (integrations)", reaches),
+        ("private reaches (examples)", example_private),
+        ("core importing integrations", upward),
+        ("netra modules used by agent_backend", sorted(used)),
+    ]
+    for label, items in sections:
+        print(f"{label + ':':<37}{len(items)}")
+        for item in items:
+            print(f"    {item}")
 
     if not args.check:
         return 0
