@@ -26,6 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent
 CORE = "netra_resilience"
 INTEGRATIONS = "integrations"
 LOCAL_IMPORT_LIMIT = 3
+# The 0.2 shape (issue 11): a small root namespace, modules by concept, and an example
+# backend that a newcomer reads with few imports.
+ROOT_NAMES_LIMIT = 35
+MODULES_LIMIT = 90
+EXAMPLE_MODULES_LIMIT = 8
 
 
 @dataclass
@@ -275,6 +280,12 @@ def main() -> int:
         broken.append("private reaches")
     if upward:
         broken.append("core importing integrations")
+    if root_names() > ROOT_NAMES_LIMIT:
+        broken.append(f"more than {ROOT_NAMES_LIMIT} root __all__ names")
+    if len(modules) > MODULES_LIMIT:
+        broken.append(f"more than {MODULES_LIMIT} modules")
+    if len(used) > EXAMPLE_MODULES_LIMIT:
+        broken.append(f"agent_backend imports more than {EXAMPLE_MODULES_LIMIT} netra modules")
     if len(local) > LOCAL_IMPORT_LIMIT:
         broken.append(f"more than {LOCAL_IMPORT_LIMIT} function-local project imports")
     if broken:

@@ -44,23 +44,22 @@ from netra_resilience import (
     Hook,
     Pipeline,
     Resilience,
+    RetryOptions,
     TimeoutOptions,
     Tool,
     current_degradation,
 )
 from netra_resilience.engine import HooksLayer, ResilientEngine, ToolsLayer
-from netra_resilience.integrations.openai import ResilientOpenAI, canned_reply
+from netra_resilience.integrations.openai import (
+    ResilientOpenAI,
+    StreamPolicy,
+    StreamTruncatedError,
+    canned_reply,
+)
 from netra_resilience.integrations.sqlalchemy import (
     PoolBulkhead,
     SqlSessionBackend,
     create_pooled_engine,
-)
-from netra_resilience.llm import (
-    LLM_BREAKER_FAILURE,
-    StreamPolicy,
-    StreamTruncatedError,
-    llm_retry_after,
-    standard_llm_retry,
 )
 from netra_resilience.routing import (
     Endpoint,
@@ -115,20 +114,21 @@ def llm_service(settings: Settings, resilience: Resilience) -> LlmService:
     resilience.on_close(client.close)
 
     attempt = settings.llm_timeout
-    clock = resilience.clock  # an HTTP-date Retry-After is read on the runtime's clock
+    # The preset keeps its LLM classification (transient provider failures, Retry-After)
+    # for the fields these options leave at their defaults; only the timing is ours.
     pipeline = resilience.llm(
         "llm",
         criticality=Criticality.IMPORTANT,
         attempt_timeout=attempt,
         total_timeout=attempt * 3 + 2.0,
-        retry=standard_llm_retry(clock, delay=settings.retry_delay, max_delay=2.0),
+        retry=RetryOptions(
+            max_attempts=3, delay=settings.retry_delay, max_delay=2.0, max_server_delay=60.0
+        ),
         circuit_breaker=CircuitBreakerOptions(
             failure_ratio=0.5,
             minimum_throughput=5,
             sampling_duration=max(settings.breaker_window, 2 * attempt),
             break_duration=settings.breaker_seconds,
-            should_handle=LLM_BREAKER_FAILURE,
-            retry_after=llm_retry_after(clock),
         ),
         canned_reply=canned_reply(CANNED_REPLY),
     )

@@ -9,12 +9,15 @@ Two layers, use one or both:
   through a pipeline that may also hold a response cache (stale answer when the provider
   fails), a fallback chain (:func:`openai_alternate`, :func:`canned_reply`) and the streaming
   policy (retry/fall back only before the first chunk; TTFT and idle timeouts; truncation is
-  a :class:`~netra_resilience.llm.StreamTruncatedError`, never a clean end).
+  a :class:`~netra_resilience.llm.StreamTruncatedError`, never a clean end). Both
+  :class:`StreamPolicy` and :class:`StreamTruncatedError` are re-exported here: they are what
+  a caller of :class:`ResilientOpenAI` configures and catches.
 
 Do not put a retry in both layers: nested retries multiply.
 """
 
 from netra_resilience.integrations import missing_extra
+from netra_resilience.llm import StreamPolicy, StreamTruncatedError
 
 try:
     from netra_resilience.integrations.openai._calls import ResilientOpenAI, canned_reply
@@ -36,6 +39,8 @@ except ImportError as error:
 __all__ = [
     "OPENAI_TRANSIENT",
     "ResilientOpenAI",
+    "StreamPolicy",
+    "StreamTruncatedError",
     "canned_reply",
     "decode_answer",
     "encode_answer",

@@ -1,5 +1,4 @@
-"""``standard_llm_pipeline``: the LLM preset with its defaults and cross-field rules.
-"""
+"""``standard_llm_pipeline``: the LLM preset with its defaults and cross-field rules."""
 
 from __future__ import annotations
 
@@ -30,6 +29,7 @@ from netra_resilience.llm._request import (
 )
 from netra_resilience.outcome import Outcome
 from netra_resilience.pipeline import Pipeline, PipelineBuilder
+from netra_resilience.predicates import ANY_EXCEPTION, TRANSIENT_EXCEPTION
 from netra_resilience.rate_limiter import PauseGate, RateLimiterOptions
 from netra_resilience.retry import Backoff, RetryOptions, compute_delay
 from netra_resilience.telemetry import TelemetryListener
@@ -75,6 +75,32 @@ def default_llm_breaker(
 
 
 _OWNER = "standard_llm_pipeline"
+
+
+def llm_semantics_retry(retry: RetryOptions, clock: Clock | None) -> RetryOptions:
+    """A caller's ``RetryOptions`` with the LLM classification wherever a field was left at its
+    generic default: retry transient LLM failures only, read ``Retry-After`` (an HTTP date on
+    the runtime's clock). Timing fields stay as given."""
+    changes: dict[str, Any] = {}
+    if retry.should_handle is TRANSIENT_EXCEPTION:
+        changes["should_handle"] = TRANSIENT_LLM_FAILURE
+    if retry.retry_after is retry_after_of:
+        changes["retry_after"] = llm_retry_after(clock)
+    return dataclasses.replace(retry, **changes) if changes else retry
+
+
+def llm_semantics_breaker(
+    breaker: CircuitBreakerOptions, clock: Clock | None
+) -> CircuitBreakerOptions:
+    """A caller's ``CircuitBreakerOptions`` with the LLM classification where left at the
+    generic default: count provider failures and truncated streams (not the caller's bad
+    requests), break for the provider's ``Retry-After``."""
+    changes: dict[str, Any] = {}
+    if breaker.should_handle is ANY_EXCEPTION:
+        changes["should_handle"] = LLM_BREAKER_FAILURE
+    if breaker.retry_after is retry_after_of:
+        changes["retry_after"] = llm_retry_after(clock)
+    return dataclasses.replace(breaker, **changes) if changes else breaker
 
 
 def _retry_budget(retry: RetryOptions) -> float | None:
@@ -177,6 +203,9 @@ def standard_llm_pipeline(
       50 % failure ratio over >= 10 calls in max(120 s, 2 x attempt timeout), for 30 s (or
       the provider's ``Retry-After``), counting transient failures and truncated streams;
       ``breaker_store`` puts that default breaker's state in a shared store (e.g. Redis).
+      Given options keep their timing; a ``should_handle`` / ``retry_after`` left at the
+      generic default gets the LLM one (transient provider failures, ``Retry-After`` read on
+      ``clock``), so ``RetryOptions(delay=0.2)`` still never retries a 400.
     * ``shared_pause`` (default on): a :class:`PauseGate` inside the retry, so the first
       429 ``Retry-After`` pauses every caller (they get the stale/canned answer at once
       instead of hammering the provider and coming back in one retry wave).
@@ -191,8 +220,14 @@ def standard_llm_pipeline(
     """
     total = optional_seconds("total_timeout", total_timeout)
     attempt = optional_seconds("attempt_timeout", attempt_timeout)
-    retry_options = retry if retry is not None else standard_llm_retry(clock)
-    breaker = circuit_breaker or default_llm_breaker(clock, attempt, breaker_store)
+    retry_options = (
+        standard_llm_retry(clock) if retry is None else llm_semantics_retry(retry, clock)
+    )
+    breaker = (
+        default_llm_breaker(clock, attempt, breaker_store)
+        if circuit_breaker is None
+        else llm_semantics_breaker(circuit_breaker, clock)
+    )
     validate_llm_pipeline(
         total_timeout=total,
         attempt_timeout=attempt,
@@ -247,5 +282,6 @@ def standard_llm_pipeline(
     if attempt is not None:
         builder.add_timeout(TimeoutOptions(timeout=attempt))
     return builder.build()
+
 
 _BREAKER_TIMEOUT_MULTIPLIER = BREAKER_TIMEOUT_MULTIPLIER
