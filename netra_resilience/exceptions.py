@@ -8,6 +8,10 @@ would grow its ``__traceback__`` on every raise.
 
 from __future__ import annotations
 
+import re
+
+_TYPE_NAME = re.compile(r"[A-Za-z_][\w.:]{0,99}")  # a type name, never free text
+
 
 class NetraError(Exception):
     """Base class of every error raised by netra-resilience."""
@@ -54,13 +58,22 @@ class ExecutionRejectedError(NetraError):
             details.append(f"after {timeout:g} s")
         if isinstance(self.retry_after, int | float):
             details.append(f"retry after {self.retry_after:g} s")
+        opened_by = getattr(self, "opened_by", None)
+        if isinstance(opened_by, str) and _TYPE_NAME.fullmatch(opened_by):
+            details.append(f"opened by {opened_by}")
         return f"{text} ({', '.join(details)})" if details else text
 
 
 class BrokenCircuitError(ExecutionRejectedError):
-    """The circuit breaker is open (or half-open with its probe slots taken)."""
+    """The circuit breaker is open (or half-open with its probe slots taken).
+
+    ``opened_by`` names the type of the failure that opened it (never its message, which may
+    carry upstream secrets); with a shared store it is known when this replica saw the opening
+    or read it from the store (``refresh``), else ``None``.
+    """
 
     default_message = "circuit is open"
+    opened_by: str | None = None  # set by the breaker on the instance it returns
 
 
 class IsolatedCircuitError(BrokenCircuitError):

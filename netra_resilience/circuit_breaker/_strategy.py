@@ -192,6 +192,9 @@ class CircuitBreakerStrategy(Strategy):
             exc = BrokenCircuitError(
                 self._open_message, retry_after=retry_after, dependency=self._name
             )
+            # What opened it, by type name only: the upstream's message may hold a secret,
+            # and keeping the exception (Polly's inner exception) would pin its frames.
+            exc.opened_by = self._backend.last_failure_type
         context.degradation.mark(self._name, _REASON)
         if self._telemetry.enabled:
             self._telemetry.emit(

@@ -41,6 +41,24 @@ async def test_each_rejection_is_a_fresh_exception_without_a_chain(clock: FakeCl
     assert SECRET not in str(first)
 
 
+async def test_rejection_says_what_opened_the_circuit_by_type_only(clock: FakeClock) -> None:
+    pipeline, _ = build(clock, minimum_throughput=2, break_duration=30)
+    await fail(pipeline, 2)
+    with pytest.raises(BrokenCircuitError) as info:
+        await pipeline.execute(ok)
+    assert info.value.opened_by == "UpstreamError"
+    assert str(info.value) == (
+        "circuit 'llm' is open (dependency llm, retry after 30 s, opened by UpstreamError)"
+    )
+    assert SECRET not in str(info.value) and SECRET not in repr(info.value)
+
+
+def test_opened_by_that_is_not_a_type_name_is_not_printed() -> None:
+    exc = BrokenCircuitError(dependency="llm")
+    exc.opened_by = "boom: sk-secret in a message"
+    assert str(exc) == "circuit is open (dependency llm)"
+
+
 async def test_rejection_telemetry_only_when_enabled(
     clock: FakeClock, listener: RecordingListener
 ) -> None:
