@@ -8,7 +8,7 @@ in-process or any backend in demo mode (``--target URL``). Nothing here is impor
 
 The console script is installed with the core, which has no third-party dependencies, so the
 command checks for its own before it starts: ``--target`` needs the ``drill`` extra (httpx,
-websockets, rich, plotly); the in-process example backend needs ``demo`` and a source checkout.
+websockets, rich); the in-process example backend needs ``demo`` and a source checkout.
 
 Modules: ``_scenarios`` (what is run and how it is judged), ``_runner`` (users, phases, the
 in-process target), ``_report`` (scorecard and HTML timeline); this one is the command line.
@@ -21,12 +21,16 @@ import asyncio
 import importlib.util
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
+from netra_resilience import __version__
 from netra_resilience.drill._report import print_scorecard, write_html
 from netra_resilience.drill._runner import (
+    TARGET_CONTRACT,
     DrillOptions,
     TargetError,
+    check_target,
     in_process_backend,
     install_hint,
     run_scenarios,
@@ -35,7 +39,7 @@ from netra_resilience.drill._scenarios import ScenarioResult, scenario_names, se
 
 __all__ = ["DRILL_PACKAGES", "entry_point", "main"]
 
-DRILL_PACKAGES = ("httpx", "websockets", "rich", "plotly")
+DRILL_PACKAGES = ("httpx", "websockets", "rich")
 """The ``drill`` extra: what a drill of ``--target URL`` imports (same import names)."""
 IN_PROCESS_PACKAGES = ("uvicorn",)
 """What the in-process target adds (the ``demo`` extra also brings the example's libraries)."""
@@ -52,8 +56,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the nine origin failure scenarios (plus LLM stalls and malformed "
         "responses) with concurrent simulated users; print a scorecard, write an HTML "
         "report, exit 1 when a scenario breaks its thresholds. Needs the 'drill' extra "
-        '(pip install "netra-resilience[drill]"); without --target also the \'demo\' extra '
+        "(pip install \"netra-resilience[drill]\"); without --target also the 'demo' extra "
         "and a source checkout (the example backend).",
+        epilog=TARGET_CONTRACT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     drill.add_argument(
         "--target",
@@ -96,11 +102,12 @@ def missing_package(target: str | None) -> str | None:
     return None
 
 
-async def drill(args: argparse.Namespace) -> tuple[list[ScenarioResult], str]:
+async def drill(
+    args: argparse.Namespace, options: DrillOptions
+) -> tuple[list[ScenarioResult], str]:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     scenarios = select(args.scenario)
-    options = DrillOptions(users=max(1, args.users), fault_seconds=args.fault_seconds)
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -118,12 +125,16 @@ async def drill(args: argparse.Namespace) -> tuple[list[ScenarioResult], str]:
             done.add(name)
             progress.update(task, description=f"{name}: {phase}")
 
+        websocket = round(options.users * options.ws_share) > 0 or any(s.ws_only for s in scenarios)
         if args.target:
             target = args.target.rstrip("/")
+            progress.update(task, description=f"checking {target}")
+            await check_target(target, scenarios, websocket=websocket)
             results, _ = await run_scenarios(scenarios, target, options, progress=report)
         else:
             async with in_process_backend() as url:
                 target = f"in-process example backend ({url})"
+                await check_target(url, scenarios, websocket=websocket)  # the contract holds
                 results, _ = await run_scenarios(scenarios, url, options, progress=report)
     return results, target
 
@@ -139,14 +150,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Wide enough for the scorecard when the output is a file or a CI log.
     console = Console() if sys.stdout.isatty() else Console(width=176)
+    options = DrillOptions(users=max(1, args.users), fault_seconds=args.fault_seconds)
+    started = datetime.now(UTC)
     try:
-        results, target = asyncio.run(drill(args))
+        results, target = asyncio.run(drill(args, options))
     except TargetError as exc:
         print(f"cannot drill the target: {exc}", file=sys.stderr)
         return 2
     print_scorecard(results, console)
     if str(args.report) != "-":
-        path = write_html(results, args.report, target=target)
+        path = write_html(
+            results,
+            args.report,
+            target=target,
+            options=options,
+            version=__version__,
+            started=started,
+        )
         console.print(f"report: {path.resolve()}")
     passed = all(result.passed for result in results)
     console.print("[green]all scenarios passed[/]" if passed else "[red]drill failed[/]")

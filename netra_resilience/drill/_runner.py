@@ -154,6 +154,95 @@ async def ws_turn(socket: Any, user_id: str, message: str, canary: str) -> Turn:
     )
 
 
+# -- what a target must expose -----------------------------------------------------------
+
+PREFLIGHT_TIMEOUT = 5.0
+
+TARGET_CONTRACT = """\
+A target must expose (the example backend does, in demo mode):
+  GET  /health                 a health document: {"status": ..., "checks": {...}}
+  GET  /demo/faults            {"dependencies": [names], "active": {...}} (demo mode only)
+  POST /demo/faults/{name}     switch a fault on: {"kind": "error"|"latency"|...}
+  DELETE /demo/faults          clear every fault
+  POST /v1/chat                {"user_id", "message"} -> {"answer", "status", "events", "degraded"}
+  WS   /v1/chat/ws             the same turn as JSON events, agent_completed last"""
+
+
+def _unreachable(base_url: str, path: str, exc: Exception) -> TargetError:
+    return TargetError(f"{base_url}{path} did not answer ({type(exc).__name__}); is it running?")
+
+
+async def check_target(base_url: str, scenarios: list[Scenario], *, websocket: bool) -> None:
+    """Fail fast, naming what is missing, when ``base_url`` cannot be drilled: each endpoint
+    of :data:`TARGET_CONTRACT` that the chosen ``scenarios`` use is probed once, each probe
+    bounded by :data:`PREFLIGHT_TIMEOUT`."""
+    import httpx
+
+    base = base_url.rstrip("/")
+    async with httpx.AsyncClient(base_url=base, timeout=PREFLIGHT_TIMEOUT) as client:
+        try:
+            health = await client.get("/health")
+        except httpx.HTTPError as exc:
+            raise _unreachable(base, "/health", exc) from None
+        if not _json_with(health, "status"):
+            raise TargetError(
+                f"GET {base}/health answered {health.status_code} without a health document"
+            )
+        try:
+            listing = await client.get("/demo/faults")
+        except httpx.HTTPError as exc:
+            raise _unreachable(base, "/demo/faults", exc) from None
+        if listing.status_code != 200 or not _json_with(listing, "dependencies"):
+            raise TargetError(
+                f"GET {base}/demo/faults answered {listing.status_code}: the fault switches are "
+                "off; start the target in demo mode (NETRA_DEMO=1)"
+            )
+        known = listing.json().get("dependencies")
+        needed = sorted({name for scenario in scenarios for name, _ in scenario.faults})
+        missing = [name for name in needed if not isinstance(known, list) or name not in known]
+        if missing:
+            raise TargetError(
+                f"the target has no fault switch for {', '.join(missing)} "
+                "(skip those scenarios with --scenario)"
+            )
+        try:
+            chat = await client.post(
+                "/v1/chat", json={"user_id": "drill-preflight", "message": "hello"}
+            )
+        except httpx.HTTPError as exc:
+            raise _unreachable(base, "/v1/chat", exc) from None
+        if chat.status_code != 200 or not _json_with(chat, "events"):
+            raise TargetError(
+                f"POST {base}/v1/chat answered {chat.status_code} without a chat reply"
+            )
+    if websocket:
+        await _check_websocket(base)
+
+
+def _json_with(response: Any, key: str) -> bool:
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and key in body
+
+
+async def _check_websocket(base: str) -> None:
+    from websockets.asyncio.client import connect
+
+    url = "ws" + base.removeprefix("http") + "/v1/chat/ws"
+    try:
+        async with asyncio.timeout(PREFLIGHT_TIMEOUT):
+            socket = await connect(url, open_timeout=PREFLIGHT_TIMEOUT)
+            await socket.close()
+    except TimeoutError:
+        raise TargetError(f"WebSocket {url} did not open within {PREFLIGHT_TIMEOUT:g} s") from None
+    except Exception as exc:  # websockets' InvalidStatus (403, 404) and OSError
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        said = f"HTTP {status}" if isinstance(status, int) else type(exc).__name__
+        raise TargetError(f"WebSocket {url} refused the connection ({said})") from None
+
+
 # -- a scenario against a target -----------------------------------------------------------
 
 
@@ -419,6 +508,7 @@ async def run_scenarios(
 
 
 # -- the default target: the example backend, in-process -----------------------------------
+
 
 def _import_example() -> Any:
     """``examples.agent_backend`` from the source checkout this package runs from."""

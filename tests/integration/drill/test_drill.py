@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
+import threading
+import time
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastapi import FastAPI
 
 from netra_resilience.drill import DRILL_PACKAGES, main
-from netra_resilience.drill._report import scorecard_rows, write_html
+from netra_resilience.drill._report import COLUMNS, MAX_POINTS, scorecard_rows, write_html
+from netra_resilience.drill._runner import DrillOptions
 from netra_resilience.drill._scenarios import (
     SCENARIOS,
+    HealthPoint,
     Sample,
     ScenarioResult,
     percentile,
     select,
 )
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -73,15 +84,57 @@ def test_thresholds() -> None:
     assert percentile([], 99) is None
 
 
-def test_scorecard_and_html_report(tmp_path: Path) -> None:
-    r = result([sample(), sample("degraded", degraded={"llm": "timeout"}, latency=0.5)])
-    row = scorecard_rows([r])[0]
-    assert row[:5] == ["s", "2", "1", "1", "0"]
-    assert row[-1] == "PASS"
-    path = write_html([r], tmp_path / "report.html", target="test")
+def test_scorecard_shows_replied_share_and_degradations_by_reason() -> None:
+    r = result(
+        [
+            sample(),
+            sample("degraded", degraded={"llm": "stale_cache"}),
+            sample("degraded", degraded={"llm": "stale_cache", "tool": "skipped"}),
+            sample("failed"),
+        ]
+    )
+    (row,) = scorecard_rows([r])
+    cells = dict(zip(COLUMNS, row, strict=True))
+    assert cells["replied %"] == "75.0"  # the threshold's own figure, not "clean"
+    assert (cells["clean"], cells["degraded"], cells["failed"]) == ("1", "2", "1")
+    assert cells["degraded by reason"] == "llm=stale_cache 2, tool=skipped 1"
+    assert cells["verdict"] == "FAIL"
+
+
+def test_html_report_is_self_describing_offline_and_small(tmp_path: Path) -> None:
+    samples = [
+        sample(
+            "degraded" if i % 3 else "answered",
+            at=i / 1000,
+            latency=0.001 + (i % 97) / 100,
+            degraded={"llm": "stale_cache"} if i % 3 else {},
+        )
+        for i in range(60_000)
+    ]
+    first, second = result(samples[:30_000]), result(samples[30_000:])
+    second.name = "llm_timeout"
+    second.health = [
+        HealthPoint(31.0, "warn", {"llm": "open"}),
+        HealthPoint(33.0, "pass", {"llm": "closed"}),
+    ]
+    started = datetime(2026, 12, 7, 9, 30, tzinfo=UTC)
+    path = write_html(
+        [first, second],
+        tmp_path / "report.html",
+        target="http://127.0.0.1:8000",
+        options=DrillOptions(users=7, fault_seconds=2.5),
+        version="0.2.0",
+        started=started,
+    )
     text = path.read_text()
-    assert "netra-resilience drill: PASS" in text
-    assert "plotly" in text.lower() and "<script" in text  # the chart, its JS inline
+    assert "2026-12-07 09:30:00 UTC" in text and "netra-resilience 0.2.0" in text
+    assert "7 concurrent users" in text and "faults held 2.5 s" in text
+    assert "replied &gt;= 99%" in text and "detected &lt; 5 s" in text  # thresholds
+    assert "<dt>replied %</dt>" in text  # the legend
+    assert "<svg" in text and "<script" not in text  # drawn inline, nothing to run
+    assert "src=" not in text and "href=" not in text and "@import" not in text  # offline
+    assert text.count("<circle") == MAX_POINTS  # 60k samples thinned to the budget
+    assert path.stat().st_size <= 2_000_000
 
 
 def test_small_drill_in_process_passes(tmp_path: Path) -> None:
@@ -129,12 +182,11 @@ def test_without_its_packages_the_drill_says_which_extra_to_install() -> None:
     target = run_cli("drill", "--target", "http://127.0.0.1:9", blocked=("httpx",))
     assert target.returncode == 2
     assert target.stderr.strip() == (
-        "netra-resilience drill needs the 'httpx' package: "
-        'pip install "netra-resilience[drill]"'
+        "netra-resilience drill needs the 'httpx' package: pip install \"netra-resilience[drill]\""
     )
     in_process = run_cli("drill", blocked=("uvicorn",))
     assert in_process.returncode == 2
-    assert 'needs the \'uvicorn\' package: pip install "netra-resilience[demo]"' in (
+    assert "needs the 'uvicorn' package: pip install \"netra-resilience[demo]\"" in (
         in_process.stderr
     )
     assert "Traceback" not in target.stderr + in_process.stderr
@@ -147,3 +199,101 @@ def test_the_drill_extra_is_what_the_command_checks_for() -> None:
     names = sorted(req.split(">")[0].split("=")[0].split("[")[0] for req in extras["drill"])
     assert names == sorted(DRILL_PACKAGES)
     assert any(req.startswith("netra-resilience[drill") for req in extras["demo"])
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """``app`` on a real uvicorn server on a free loopback port, in a thread."""
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def plain_app(*, faults: list[str] | None = None) -> FastAPI:
+    """An app that is not the example backend: /health, optionally fault switches, a chat
+    route answering 404 (the shape a user's own app often has before it is made drillable)."""
+    app = FastAPI()
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "pass", "checks": {}}
+
+    if faults is not None:
+
+        @app.get("/demo/faults")
+        async def listing() -> dict[str, Any]:
+            return {"dependencies": faults, "active": {}}
+
+    return app
+
+
+def drill_target(url: str, *scenarios: str, users: int = 2) -> tuple[int, str]:
+    err = io.StringIO()
+    args = ["drill", "--target", url, "--quiet", "--report", "-", "--users", str(users)]
+    for name in scenarios:
+        args += ["--scenario", name]
+    with redirect_stderr(err):
+        code = main(args)
+    return code, err.getvalue()
+
+
+def test_a_target_without_fault_switches_fails_fast_saying_so() -> None:
+    with serving(plain_app()) as url:
+        code, err = drill_target(url, "connection_churn")
+    assert code == 2
+    assert f"GET {url}/demo/faults answered 404" in err and "NETRA_DEMO=1" in err
+    assert "Traceback" not in err
+
+
+def test_a_target_missing_a_scenarios_switch_is_named() -> None:
+    with serving(plain_app(faults=["llm"])) as url:
+        code, err = drill_target(url, "llm_timeout", "redis_unavailable")
+    assert code == 2
+    assert "no fault switch for redis" in err
+
+
+def test_a_target_without_the_chat_route_is_named() -> None:
+    with serving(plain_app(faults=["llm", "redis"])) as url:
+        code, err = drill_target(url, "redis_unavailable")
+    assert code == 2
+    assert f"POST {url}/v1/chat answered 404" in err
+
+
+def test_nothing_listening_fails_fast() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    code, err = drill_target(url, "connection_churn")
+    assert code == 2
+    assert f"{url}/health did not answer (ConnectError)" in err
+
+
+def test_help_documents_what_a_target_must_expose() -> None:
+    out = io.StringIO()
+    with redirect_stdout(out), pytest.raises(SystemExit):
+        main(["drill", "--help"])
+    assert "GET  /demo/faults" in out.getvalue() and "WS   /v1/chat/ws" in out.getvalue()
+
+
+def test_a_target_without_the_websocket_route_is_named() -> None:
+    app = plain_app(faults=["redis"])
+
+    @app.post("/v1/chat")
+    async def chat() -> dict[str, Any]:
+        return {"answer": "hi", "status": "ok", "events": [], "degraded": {}}
+
+    with serving(app) as url:
+        code, err = drill_target(url, "redis_unavailable", users=4)  # one of them on the WS
+    assert code == 2
+    assert "/v1/chat/ws refused the connection (HTTP 403)" in err
