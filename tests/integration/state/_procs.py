@@ -21,6 +21,9 @@ from netra_resilience.integrations.redis import (
 )
 
 BREAKER: dict[str, Any] = {"minimum_throughput": 4, "failure_ratio": 0.5, "break_duration": 30.0}
+# Generous store timeouts: these tests are about sharing one circuit across processes, and a
+# 0.1 s default can expire on a loaded machine (the call then runs unrecorded, by design).
+STORE_TIMEOUT = 5.0
 
 
 def _breaker_pipeline(store: RedisCircuitStateStore, name: str) -> Pipeline:
@@ -34,7 +37,9 @@ async def _fail() -> None:
 
 async def _breaker_failures(url: str, prefix: str, name: str, calls: int) -> list[str]:
     client = redis_client(url)
-    store = RedisCircuitStateStore(client, breaker=redis_breaker(client), prefix=prefix)
+    store = RedisCircuitStateStore(
+        client, breaker=redis_breaker(client, timeout=STORE_TIMEOUT), prefix=prefix
+    )
     pipeline = _breaker_pipeline(store, name)
     seen = []
     try:
@@ -58,7 +63,9 @@ def breaker_failures(url: str, prefix: str, name: str, calls: int) -> list[str]:
 
 async def _breaker_attempt(url: str, prefix: str, name: str, admitted: str, release: str) -> str:
     client = redis_client(url, socket_timeout=30)
-    store = RedisCircuitStateStore(client, breaker=redis_breaker(client), prefix=prefix)
+    store = RedisCircuitStateStore(
+        client, breaker=redis_breaker(client, timeout=STORE_TIMEOUT), prefix=prefix
+    )
     pipeline = _breaker_pipeline(store, name)
 
     async def probe() -> str:

@@ -310,7 +310,9 @@ async def test_processes_share_one_circuit_and_one_global_probe(
 
     # This process (another replica, its own client) finds the circuit open.
     client = redis_client(url)
-    store = RedisCircuitStateStore(client, breaker=redis_breaker(client), prefix=prefix)
+    store = RedisCircuitStateStore(
+        client, breaker=redis_breaker(client, timeout=_procs.STORE_TIMEOUT), prefix=prefix
+    )
     here = (
         PipelineBuilder("search")
         .add_circuit_breaker(CircuitBreakerOptions(store=store, **_procs.BREAKER))
