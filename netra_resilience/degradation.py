@@ -28,6 +28,7 @@ class DegradationReason(StrEnum):
     STALE_ENDPOINTS = "stale_endpoints"
     CANNED_REPLY = "canned_reply"
     UNAVAILABLE = "unavailable"
+    OUTCOME_UNKNOWN = "outcome_unknown"
 
 
 MAX_HISTORY = 256

@@ -1,5 +1,5 @@
 """Retry: backoff with jitter, server-hinted delays, deadline awareness; never retries a
-rejection or a cancellation.
+rejection or a cancellation, nor an attempt the declared effect forbids repeating.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from netra_resilience.context import ResilienceContext
+from netra_resilience.effects import repeat_allowed
 from netra_resilience.exceptions import (
         ExecutionRejectedError,
         InvalidOptionsError,
@@ -252,6 +253,8 @@ class RetryOptions:
       timeouts). Whatever it says, ``CancelledError`` (any non-``Exception``) and rejections
       other than :class:`TimeoutRejectedError` (an open breaker, a full bulkhead, a rate limit)
       are **never** retried: retrying them only spins against the component that said no.
+      Nor is an attempt of ``unsafe`` work (:func:`~netra_resilience.effects.effect_scope`)
+      that may have reached the upstream: see :func:`~netra_resilience.effects.repeat_allowed`.
     * ``retry_after``: reads a server hint from the outcome; when present it replaces the
       computed delay. ``None`` ignores hints.
     * ``delay_generator(RetryDelayArgs)``: sync or async; a number (or ``timedelta``) replaces
@@ -486,6 +489,8 @@ class RetryStrategy(Strategy):
             exc = outcome.exception
             if exc is not None and _never_retried(exc):
                 return outcome
+            if not repeat_allowed(outcome):  # unsafe work that may have reached the upstream
+                return self._gave_up(context, outcome, attempt, "unsafe_to_repeat")
             if budget is not None and budget.error is not None:
                 return self._gave_up(context, outcome, attempt, "deadline")
             now = clock.monotonic()

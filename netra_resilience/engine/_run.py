@@ -15,19 +15,28 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, Typ
 from netra_resilience.clock import Clock
 from netra_resilience.context import ResilienceContext
 from netra_resilience.degradation import Degradation, DegradationEntry, DegradationReason
+from netra_resilience.effects import (
+    FailureStage,
+    derive_idempotency_key,
+    effect_scope,
+    failure_stage,
+    valid_idempotency_key,
+)
 from netra_resilience.exceptions import (
-        BrokenCircuitError,
-        BulkheadRejectedError,
-        ExecutionRejectedError,
-        RateLimitRejectedError,
-        TimeoutRejectedError,
+    BrokenCircuitError,
+    BulkheadRejectedError,
+    ExecutionRejectedError,
+    InvalidOptionsError,
+    RateLimitRejectedError,
+    TimeoutRejectedError,
 )
 from netra_resilience.hints import retry_after_of
 from netra_resilience.outcome import Outcome
 from netra_resilience.validation import Seconds, duration, integer, set_field, to_seconds
 
 if TYPE_CHECKING:
-        from netra_resilience.engine._tools import RegisteredTool
+    from netra_resilience.effects import EffectScope
+    from netra_resilience.engine._tools import RegisteredTool, ToolFn
 
 
 EventSink = Callable[[dict[str, Any]], Awaitable[None]]
@@ -291,7 +300,8 @@ class RunEvents:
     ``seq`` rises by one per event of the run (so a client can spot a gap and, later, resume),
     and ``degradation`` is a snapshot of the run's flags when the event was emitted. The first
     time each dependency degrades, an ``agent_degraded`` notice (``{"dependency", "reason"}``)
-    follows at once. Emitting only queues the event, so it never waits for the user's sink.
+    follows at once (and once more if a tool's call ends ``outcome_unknown``). Emitting only
+    queues the event, so it never waits for the user's sink.
     """
 
     __slots__ = (
@@ -375,9 +385,13 @@ class RunEvents:
                 continue
 
     def _on_mark(self, degradation: Degradation, entry: DegradationEntry) -> None:
-        if entry.dependency in self._noticed or _cancelling():
+        notice = entry.dependency
+        if entry.reason == DegradationReason.OUTCOME_UNKNOWN:
+            # News even after the same tool's timeout was noticed: the user must check.
+            notice = f"{notice}\x1f{entry.reason}"
+        if notice in self._noticed or _cancelling():
             return
-        self._noticed.add(entry.dependency)
+        self._noticed.add(notice)
         self.emit_nowait(
             EventType.AGENT_DEGRADED, {"dependency": entry.dependency, "reason": entry.reason}
         )
@@ -436,6 +450,10 @@ T = TypeVar("T")
 
 
 class ToolFailureReason(StrEnum):
+    """Why a tool call gave no answer. ``outcome_unknown``: the request may have reached the
+    upstream and no answer came (a timeout, a reset) for a tool with a side effect, so it may
+    have taken effect; it was not repeated blindly."""
+
     RATE_LIMITED = "rate_limited"
     CIRCUIT_OPEN = "circuit_open"
     TIMEOUT = "timeout"
@@ -443,6 +461,7 @@ class ToolFailureReason(StrEnum):
     REJECTED = "rejected"
     FAILED = "failed"
     UNKNOWN_TOOL = "unknown_tool"
+    OUTCOME_UNKNOWN = "outcome_unknown"
 
 
 _MESSAGES = {
@@ -453,6 +472,9 @@ _MESSAGES = {
     ToolFailureReason.REJECTED: "The tool call was not attempted.",
     ToolFailureReason.FAILED: "The tool call failed.",
     ToolFailureReason.UNKNOWN_TOOL: "No tool with this name is available.",
+    ToolFailureReason.OUTCOME_UNKNOWN: (
+        "The tool call may have taken effect, but no answer came; check before calling it again."
+    ),
 }
 
 
@@ -463,6 +485,7 @@ class ToolOk(Generic[T]):
     tool: str
     value: T
     call_id: str = ""
+    idempotency_key: str | None = field(default=None, compare=False)
     ok: ClassVar[Literal[True]] = True
 
 
@@ -472,7 +495,8 @@ class ToolFailure:
 
     ``message`` is generic per ``reason`` (never the exception's text, which may carry
     secrets); ``error_type`` is the exception's class name; ``retry_after`` the seconds after
-    which trying again may work, when known.
+    which trying again may work, when known. ``idempotency_key``: the key the call carried
+    (calling an ``idempotent`` tool again with it cannot apply the effect twice).
     """
 
     tool: str
@@ -481,7 +505,13 @@ class ToolFailure:
     retry_after: float | None = None
     error_type: str | None = None
     call_id: str = ""
+    idempotency_key: str | None = field(default=None, compare=False)
     ok: ClassVar[Literal[False]] = False
+
+    @property
+    def outcome_unknown(self) -> bool:
+        """The call may have taken effect upstream (``reason`` is ``outcome_unknown``)."""
+        return self.reason is ToolFailureReason.OUTCOME_UNKNOWN
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready form, e.g. the content of the tool message sent back to the model."""
@@ -497,7 +527,15 @@ class ToolFailure:
         return cls(tool, reason, _MESSAGES[reason], call_id=call_id)
 
     @classmethod
-    def from_outcome(cls, tool: str, outcome: Outcome[Any], call_id: str = "") -> ToolFailure:
+    def from_outcome(
+        cls,
+        tool: str,
+        outcome: Outcome[Any],
+        call_id: str = "",
+        *,
+        outcome_unknown: bool = False,
+        idempotency_key: str | None = None,
+    ) -> ToolFailure:
         exc = outcome.exception
         assert exc is not None
         if isinstance(exc, ExecutionRejectedError):
@@ -506,7 +544,17 @@ class ToolFailure:
         else:
             reason = ToolFailureReason.FAILED
             retry_after = retry_after_of(outcome)  # an upstream hint (a 429's Retry-After)
-        return cls(tool, reason, _MESSAGES[reason], retry_after, type(exc).__name__, call_id)
+        if outcome_unknown:
+            reason = ToolFailureReason.OUTCOME_UNKNOWN
+        return cls(
+            tool,
+            reason,
+            _MESSAGES[reason],
+            retry_after,
+            type(exc).__name__,
+            call_id,
+            idempotency_key,
+        )
 
 
 def _reason_of(exc: ExecutionRejectedError) -> ToolFailureReason:
@@ -546,36 +594,99 @@ class RunTools:
     def __contains__(self, name: object) -> bool:
         return name in self._tools
 
-    async def call(self, name: str, /, *args: Any, **kwargs: Any) -> ToolResult:
-        """Call tool ``name`` with ``args``/``kwargs`` (a kwarg named ``context`` is reserved)."""
+    async def call(
+        self,
+        name: str,
+        /,
+        *args: Any,
+        call_id: str | None = None,
+        idempotency_key: str | None = None,
+        **kwargs: Any,
+    ) -> ToolResult:
+        """Call tool ``name`` with ``args``/``kwargs``.
+
+        ``call_id`` (default ``<name>-<n>``, the n-th call of the run) names the call in events
+        and results; give the model's tool-call id to keep it stable when a run is resumed.
+        ``idempotency_key`` (default: derived from the run id and ``call_id``) is the same for
+        every attempt of the call; a tool whose function takes an ``idempotency_key``
+        parameter receives it, and the resilient HTTP transports send it as the
+        ``Idempotency-Key`` header. ``read`` tools get none. A kwarg named ``context`` is
+        reserved.
+        """
         self._calls += 1
-        call_id = f"{name}-{self._calls}"
+        if call_id is None:
+            call_id = f"{name}-{self._calls}"
+        elif not isinstance(call_id, str) or not call_id:
+            raise InvalidOptionsError("RunTools.call", "call_id", "must be a non-empty string")
+        if idempotency_key is not None and not valid_idempotency_key(idempotency_key):
+            raise InvalidOptionsError(
+                "RunTools.call", "idempotency_key", "must be 1-255 visible ASCII characters"
+            )
         events = self._events
-        if events is not None:
-            await events(EventType.TOOL_EXECUTING, tool=name, call_id=call_id)
         entry = self._tools.get(name)
+        if events is not None:
+            data: dict[str, Any] = {"tool": name, "call_id": call_id}
+            if entry is not None:
+                data["effect"] = entry.tool.effect.value
+            await events(EventType.TOOL_EXECUTING, **data)
         result: ToolResult
         if entry is None or events is None:
             result = ToolFailure.unknown(name, call_id)
         else:
-            context = events.context
-            outcome = await entry.pipeline.execute_outcome(
-                entry.tool.fn, *args, context=context, **kwargs
-            )
-            if outcome.exception is None:
-                result = ToolOk(name, outcome.result, call_id)
-            else:
-                if not isinstance(outcome.exception, ExecutionRejectedError):
-                    context.degradation.mark(name, DegradationReason.ERROR)
-                result = ToolFailure.from_outcome(name, outcome, call_id)
+            result = await self._run(entry, events, call_id, idempotency_key, args, kwargs)
         if events is not None:
-            data: dict[str, Any] = {"tool": name, "call_id": call_id, "ok": result.ok}
+            data = {"tool": name, "call_id": call_id, "ok": result.ok}
             if isinstance(result, ToolFailure):
                 data["error"] = result.reason.value
+                if result.outcome_unknown:
+                    data["outcome_unknown"] = True
                 if result.retry_after is not None:
                     data["retry_after"] = round(result.retry_after, 3)
             await events(EventType.TOOL_COMPLETED, **data)
         return result
+
+    async def _run(  # noqa: PLR0917 - private, called once
+        self,
+        entry: RegisteredTool,
+        events: RunEvents,
+        call_id: str,
+        idempotency_key: str | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> ToolResult:
+        tool = entry.tool
+        effect = tool.effect
+        name = tool.name
+        if idempotency_key is None and effect.needs_key:
+            idempotency_key = derive_idempotency_key(events.run_id, call_id)
+        if tool.takes_idempotency_key:
+            kwargs["idempotency_key"] = idempotency_key
+        context = events.context
+        with effect_scope(effect, idempotency_key=idempotency_key, call_id=call_id) as scope:
+            outcome = await entry.pipeline.execute_outcome(
+                _attempt, scope, tool.fn, args, kwargs, context=context
+            )
+        exc = outcome.exception
+        if exc is None:
+            return ToolOk(name, outcome.result, call_id, idempotency_key)
+        # A side effect that may have happened is never reported as a plain failure: the
+        # agent must check before repeating it (a read has nothing to check).
+        unknown = effect.needs_key and failure_stage(exc) is FailureStage.OUTCOME_UNKNOWN
+        if unknown:
+            context.degradation.mark(name, DegradationReason.OUTCOME_UNKNOWN)
+        elif not isinstance(exc, ExecutionRejectedError):
+            context.degradation.mark(name, DegradationReason.ERROR)
+        return ToolFailure.from_outcome(
+            name, outcome, call_id, outcome_unknown=unknown, idempotency_key=idempotency_key
+        )
+
+
+async def _attempt(
+    scope: EffectScope, fn: ToolFn, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """One attempt of a tool call: the per-request keys start over (same requests, same keys)."""
+    scope.begin_attempt()
+    return await fn(*args, **kwargs)
 
 
 class EngineLayer:

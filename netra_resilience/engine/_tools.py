@@ -1,15 +1,16 @@
-"""Tools: per-tool pipelines (rate limit, retry, breaker, timeout) returning typed results.
-"""
+"""Tools: per-tool pipelines (rate limit, retry, breaker, timeout) returning typed results."""
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from netra_resilience.circuit_breaker import CircuitBreakerOptions
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
+from netra_resilience.effects import Effect
 from netra_resilience.engine._run import Engine, PassThroughLayer, RunEvents, RunRequest, RunTools
 from netra_resilience.exceptions import InvalidOptionsError
 from netra_resilience.pipeline import Pipeline, PipelineBuilder
@@ -46,7 +47,23 @@ def default_tool_breaker() -> CircuitBreakerOptions:
 
 @dataclass(frozen=True, slots=True)
 class Tool:
-    """``Tool("search", search, rate=5, burst=10, timeout=8)``; every option has a default.
+    """``Tool("search", search, effect="read", rate=5, timeout=8)``; every option has a default.
+
+    ``effect`` says what repeating a call does upstream (:mod:`netra_resilience.effects`):
+
+    * ``"read"``: no side effect; retried on any transient failure, timeouts included.
+    * ``"idempotent"``: retried like a read, every attempt with the call's idempotency key
+      (the function receives it as ``idempotency_key=`` when it has that parameter; the
+      resilient HTTP transports send it as the ``Idempotency-Key`` header).
+    * ``"unsafe"`` (the default: a tool that declares nothing may send an e-mail or issue a
+      refund): retried only when the failure provably happened before the request left
+      (connection refused, DNS failure, an HTTP 429 or 503 answer). A timeout or a reset after
+      the request may have reached the upstream is not retried.
+
+    When an ``idempotent`` or ``unsafe`` call ends that way, the agent gets a
+    :class:`ToolFailure` with reason ``outcome_unknown`` ("may have taken effect; check before
+    calling it again"), the run's degradation is marked ``<tool>=outcome_unknown`` and the
+    ``tool_completed`` event says ``"outcome_unknown": true``.
 
     Each call runs ``retry -> rate limit -> [per-user limit] -> breaker -> timeout -> tool``:
 
@@ -77,6 +94,8 @@ class Tool:
     retry_after_cap: Seconds = 30.0
     retry_on: OutcomePredicate = TRANSIENT_EXCEPTION
     breaker: CircuitBreakerOptions | None = None
+    effect: Effect = Effect.UNSAFE
+    takes_idempotency_key: bool = field(init=False, repr=False, compare=False, default=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -108,6 +127,26 @@ class Tool:
         )
         if self.breaker is None:
             set_field(self, "breaker", default_tool_breaker())
+        try:
+            set_field(self, "effect", Effect(self.effect))
+        except ValueError:
+            allowed = ", ".join(effect.value for effect in Effect)
+            raise InvalidOptionsError(
+                _OWNER, "effect", f"must be one of {allowed}, got {self.effect!r}"
+            ) from None
+        set_field(self, "takes_idempotency_key", _takes_idempotency_key(self.fn))
+
+
+def _takes_idempotency_key(fn: ToolFn) -> bool:
+    """Does ``fn`` declare an ``idempotency_key`` parameter (decided once, at construction)?"""
+    try:
+        parameter = inspect.signature(fn).parameters.get("idempotency_key")
+    except (TypeError, ValueError):  # a builtin or C callable without a signature
+        return False
+    return parameter is not None and parameter.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )
 
 
 def as_tools(tools: Mapping[str, ToolFn] | Collection[Tool]) -> tuple[Tool, ...]:

@@ -10,6 +10,7 @@ import pytest
 
 from netra_resilience import Hook, InvalidOptionsError
 from netra_resilience.circuit_breaker import CircuitBreakerOptions
+from netra_resilience.effects import Effect
 from netra_resilience.engine import (
     RunEvents,
     RunRequest,
@@ -29,6 +30,8 @@ from tests.unit.engine.helpers import SECRET, Recorder
 
 class TooManyRequests(Exception):
     """What an HTTP client raises on a 429, carrying the server's Retry-After in seconds."""
+
+    status_code = 429
 
     def __init__(self, retry_after: float) -> None:
         super().__init__(f"429 Too Many Requests (key {SECRET})")
@@ -101,7 +104,9 @@ async def test_open_breaker_gives_the_agent_a_typed_error(clock: FakeClock) -> N
         return "found"
 
     stack = wrap_engine(
-        agent, tools=[Tool("crm", crm, max_attempts=1, breaker=breaker)], clock=clock
+        agent,
+        tools=[Tool("crm", crm, effect=Effect.READ, max_attempts=1, breaker=breaker)],
+        clock=clock,
     )
     sinks = [Recorder() for _ in range(3)]
     results = [await stack.run(RunRequest("q"), sink) for sink in sinks]
@@ -145,8 +150,8 @@ async def test_transient_failure_is_retried_and_a_hung_tool_times_out(clock: Fak
     stack = wrap_engine(
         tool_engine,
         tools=[
-            Tool("flaky", flaky, retry_delay=0.5),
-            Tool("hung", hung, timeout=2, max_attempts=1),
+            Tool("flaky", flaky, effect=Effect.READ, retry_delay=0.5),
+            Tool("hung", hung, effect=Effect.READ, timeout=2, max_attempts=1),
         ],
         clock=clock,
     )
