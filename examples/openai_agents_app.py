@@ -1,0 +1,80 @@
+"""An OpenAI Agents SDK agent behind netra-resilience, served by FastAPI.
+
+Run: ``OPENAI_API_KEY=... uvicorn examples.openai_agents_app:app`` (any OpenAI-compatible
+server works: set ``OPENAI_BASE_URL``), then
+``curl -X POST localhost:8000/chat -d '{"user_id": "u1", "message": "Weather in Paris?"}'``.
+Tests build it with a fake provider and a fake clock.
+
+The agent is plain Agents SDK code; the adapter runs its model calls through the LLM pipeline
+(stale answer when the provider is down, canned reply as the last resort), its function tool
+behind a rate limiter and breaker, and the analytics hook behind its own breaker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from agents import Agent, RunConfig, function_tool
+from fastapi import FastAPI
+from openai import AsyncOpenAI
+
+from netra_resilience import Hook, Resilience, RunRequest
+from netra_resilience.integrations.fastapi import CurrentDegradation, install
+from netra_resilience.integrations.openai import ResilientOpenAI, canned_reply
+from netra_resilience.integrations.openai_agents import AgentsEngine
+
+
+def create_app(
+    client: AsyncOpenAI,
+    weather: Callable[[str], Awaitable[str]],
+    send_analytics: Callable[[Any], Awaitable[None]],
+    resilience: Resilience,
+) -> FastAPI:
+    @function_tool
+    async def get_weather(city: str) -> str:
+        """The current weather in a city."""
+        return await weather(city)
+
+    agent = Agent(name="assistant", instructions="Answer briefly.", tools=[get_weather])
+    llm = ResilientOpenAI(client, resilience.llm(canned_reply=canned_reply("Busy, retry.")))
+    run = AgentsEngine(agent, llm, run_config=RunConfig(tracing_disabled=True))
+    engine = resilience.engine(
+        run,
+        hooks=[Hook("analytics", send_analytics, timeout=0.5)],
+        tools=run.tools(get_weather={"rate": 1, "burst": 1, "max_wait": 0}),
+    )
+
+    app = FastAPI()
+    install(app, resilience)  # Netra-Degraded header, 503 on critical rejections, /health
+
+    @app.post("/chat")
+    async def chat(body: dict[str, str], degradation: CurrentDegradation) -> dict[str, Any]:
+        events: list[dict[str, Any]] = []
+
+        async def sink(event: dict[str, Any]) -> None:  # a websocket's send_json in real life
+            events.append(event)
+
+        result = await engine.run(RunRequest(body["message"], user_id=body["user_id"]), sink)
+        return {
+            "answer": result.output,
+            "status": result.status,
+            "degraded": degradation.as_dict(),
+            "events": events,
+        }
+
+    return app
+
+
+async def _no_analytics(_event: Any) -> None:
+    return None
+
+
+async def _sunny(city: str) -> str:
+    return f"sunny in {city}"
+
+
+def __getattr__(name: str) -> FastAPI:  # ``uvicorn examples.openai_agents_app:app``
+    if name == "app":
+        return create_app(AsyncOpenAI(), _sunny, _no_analytics, Resilience())
+    raise AttributeError(name)

@@ -1,0 +1,284 @@
+"""The OpenAI Agents SDK adapter, with the real ``openai-agents`` package against a fake
+OpenAI-compatible provider (a real loopback server for one path, a mock transport elsewhere)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import httpx2
+import openai
+import pytest
+from agents import Agent, ModelSettings, RunConfig, function_tool
+from agents.retry import ModelRetrySettings
+from openai._base_client import get_platform
+
+from examples.openai_agents_app import create_app
+from netra_resilience import InvalidOptionsError, Resilience, RunRequest, Tool
+from netra_resilience.engine import RunStatus
+from netra_resilience.integrations.openai import ResilientOpenAI, canned_reply
+from netra_resilience.integrations.openai_agents import AgentsEngine
+from netra_resilience.testing import FakeClock, advance_until_done
+from tests.integration.agents.provider import BASE_URL, FAKE_KEY, FakeProvider
+
+pytestmark = pytest.mark.timeout(30)
+
+NO_TRACING = RunConfig(tracing_disabled=True)
+
+
+def sdk_client(provider: FakeProvider, base_url: str = BASE_URL) -> openai.AsyncOpenAI:
+    http = (
+        httpx2.AsyncClient(transport=provider.transport())
+        if base_url == BASE_URL
+        else httpx2.AsyncClient()
+    )
+    client = openai.AsyncOpenAI(api_key=FAKE_KEY, base_url=base_url, http_client=http)
+    client._platform = get_platform()  # skip the SDK's threaded platform probe
+    return client.with_options(max_retries=0)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    async def __call__(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+    @property
+    def types(self) -> list[str]:
+        return [e["type"] for e in self.events]
+
+
+def weather_agent(calls: list[str]) -> Agent[Any]:
+    @function_tool
+    async def get_weather(city: str) -> str:
+        """The current weather in a city."""
+        calls.append(city)
+        return f"sunny in {city}"
+
+    return Agent(name="assistant", instructions="Answer briefly.", tools=[get_weather])
+
+
+async def test_agent_run_over_a_real_loopback_server(clock: FakeClock) -> None:
+    provider = FakeProvider()
+    provider.tool_calls = {"get_weather": {"city": "Paris"}}
+    calls: list[str] = []
+    async with provider.serve() as root:
+        resilience = Resilience(clock=clock)
+        client = sdk_client(provider, f"{root}/v1")
+        llm = ResilientOpenAI(client, resilience.llm())
+        run = AgentsEngine(weather_agent(calls), llm, run_config=NO_TRACING)
+        engine = resilience.engine(run, tools=run.tools())
+        sink = Recorder()
+        result = await advance_until_done(clock, engine.run("Weather in Paris?", sink))
+        await client.close()
+        await resilience.aclose()
+    assert result.status is RunStatus.OK, result.exception
+    assert result.output == "Tool said: sunny in Paris"
+    assert calls == ["Paris"]
+    assert provider.paths == ["/v1/chat/completions"] * 2
+    assert sink.types == [
+        "agent_started",
+        "agent_thinking",
+        "tool_executing",
+        "tool_completed",
+        "agent_thinking",
+        "agent_completed",
+    ]
+    assert sink.events[-1]["data"]["status"] == "ok"
+    assert [e["seq"] for e in sink.events] == list(range(1, 7))
+
+
+@pytest.fixture
+async def app_setup(
+    clock: FakeClock,
+) -> AsyncIterator[tuple[FakeProvider, list[Any], list[str], httpx.AsyncClient, Any]]:
+    provider = FakeProvider()
+    analytics: list[Any] = []
+    cities: list[str] = []
+    analytics_down = {"down": False}
+
+    async def weather(city: str) -> str:
+        cities.append(city)
+        return f"sunny in {city}"
+
+    async def send_analytics(event: Any) -> None:
+        if analytics_down["down"]:
+            raise ConnectionError("analytics.internal refused")
+        analytics.append(event["type"])
+
+    app = create_app(sdk_client(provider), weather, send_analytics, Resilience(clock=clock))
+    app.state.analytics_down = analytics_down
+    lifespan = app.router.lifespan_context(app)
+    await lifespan.__aenter__()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+        yield provider, analytics, cities, http, app
+    await lifespan.__aexit__(None, None, None)
+
+
+async def test_stale_answer_with_header_while_the_provider_fails(
+    clock: FakeClock, app_setup: Any
+) -> None:
+    provider, analytics, _cities, http, _app = app_setup
+    body = {"user_id": "u1", "message": "hello"}
+    ok = await advance_until_done(clock, http.post("/chat", json=body))
+    assert ok.json()["answer"] == "Echo: hello"
+    assert ok.json()["status"] == "ok"
+    assert "netra-degraded" not in ok.headers
+
+    provider.fail = (503, {})
+    before = len(provider.requests)
+    stale = await advance_until_done(clock, http.post("/chat", json=body))
+    assert stale.status_code == 200
+    assert stale.json()["answer"] == "Echo: hello"  # the last good answer, served stale
+    assert stale.json()["status"] == "degraded"
+    assert stale.headers["netra-degraded"] == "llm=stale_cache"
+    assert len(provider.requests) - before > 1  # retried on the fake clock first
+    events = stale.json()["events"]
+    assert events[-1]["type"] == "agent_completed"
+    assert events[-1]["data"]["status"] == "degraded"
+    assert {"dependency": "llm", "reason": "stale_cache"} in [
+        e["data"] for e in events if e["type"] == "agent_degraded"
+    ]
+
+    other = await advance_until_done(clock, http.post("/chat", json={**body, "user_id": "u2"}))
+    assert other.json()["answer"] == "Busy, retry."  # never u1's cached answer
+    assert other.headers["netra-degraded"] == "llm=canned_reply"
+    assert FAKE_KEY not in other.text
+    assert "agent_completed" in analytics
+
+
+async def test_analytics_hook_that_is_down_is_skipped(clock: FakeClock, app_setup: Any) -> None:
+    _provider, _analytics, _cities, http, app = app_setup
+    app.state.analytics_down["down"] = True
+    body = {"user_id": "u1", "message": "hello"}
+    flags: list[str | None] = []
+    for _ in range(4):
+        reply = await advance_until_done(clock, http.post("/chat", json=body))
+        assert reply.json()["answer"] == "Echo: hello"  # the answer never depends on analytics
+        assert reply.json()["events"][-1]["type"] == "agent_completed"
+        flags.append(reply.headers.get("netra-degraded"))
+    assert flags[-1] == "analytics=skipped"  # its breaker opened: not even attempted
+
+
+async def test_rate_limited_tool_answers_the_model_with_a_typed_failure(
+    clock: FakeClock, app_setup: Any
+) -> None:
+    provider, _analytics, cities, http, _app = app_setup
+    provider.tool_calls = {"get_weather": {"city": "Paris"}}
+    body = {"user_id": "u1", "message": "Weather in Paris?"}
+    first = await advance_until_done(clock, http.post("/chat", json=body))
+    assert first.json()["answer"] == "Tool said: sunny in Paris"
+    second = await advance_until_done(clock, http.post("/chat", json=body))  # burst 1, no wait
+    answer = second.json()["answer"]
+    assert answer.startswith("Tool said: ")
+    assert '"error": "rate_limited"' in answer  # the model read the ToolFailure as JSON
+    assert cities == ["Paris"]  # the second call never reached the tool
+    completed = [e for e in second.json()["events"] if e["type"] == "tool_completed"]
+    assert completed[0]["data"]["ok"] is False
+    assert completed[0]["data"]["error"] == "rate_limited"
+    assert second.json()["events"][-1]["type"] == "agent_completed"
+    assert second.json()["status"] == "degraded"  # answered, with the refused tool flagged
+    assert second.json()["degraded"] == {"get_weather": "rate_limited"}
+
+
+async def test_failing_tool_is_retried_then_reported_to_the_model(clock: FakeClock) -> None:
+    attempts: list[str] = []
+
+    @function_tool
+    async def lookup(term: str) -> str:
+        """Look a term up."""
+        attempts.append(term)
+        raise ConnectionError("lookup.internal refused")
+
+    provider = FakeProvider()
+    provider.tool_calls = {"lookup": {"term": "netra"}}
+    resilience = Resilience(clock=clock)
+    llm = ResilientOpenAI(sdk_client(provider), resilience.llm())
+    run = AgentsEngine(Agent(name="a", tools=[lookup]), llm, run_config=NO_TRACING)
+    engine = resilience.engine(run, tools=run.tools(lookup={"max_attempts": 2}))
+    result = await advance_until_done(clock, engine.run("what is netra?"))
+    assert attempts == ["netra", "netra"]  # the pipeline saw the exception and retried it
+    assert '"error": "failed"' in result.output
+    assert result.degradation == {"lookup": "error"}
+    assert result.status is RunStatus.DEGRADED
+    await resilience.aclose()
+
+
+async def test_streamed_run_sends_text_deltas_through_the_stream_rules(clock: FakeClock) -> None:
+    provider = FakeProvider()
+    resilience = Resilience(clock=clock)
+    llm = ResilientOpenAI(sdk_client(provider), resilience.llm())
+    run = AgentsEngine(Agent(name="a"), llm, run_config=NO_TRACING, stream=True)
+    engine = resilience.engine(run)
+    sink = Recorder()
+    result = await advance_until_done(clock, engine.run("stream me", sink))
+    assert result.output == "Echo: stream me"
+    assert provider.requests[0]["stream"] is True
+    deltas = [e["data"]["text"] for e in sink.events if e["data"].get("delta")]
+    assert "".join(deltas) == "Echo: stream me"
+    assert len(deltas) == 2
+    assert sink.types[0] == "agent_started"
+    assert sink.types[-1] == "agent_completed"
+    await resilience.aclose()
+
+
+async def test_handoff_agents_get_the_resilient_model_and_tools(clock: FakeClock) -> None:
+    calls: list[str] = []
+    specialist = weather_agent(calls)
+    triage = Agent(name="triage", handoffs=[specialist])
+    provider = FakeProvider()
+    provider.tool_calls = {"transfer_to_assistant": {}, "get_weather": {"city": "Oslo"}}
+    resilience = Resilience(clock=clock)
+    llm = ResilientOpenAI(sdk_client(provider), resilience.llm())
+    run = AgentsEngine(triage, llm, run_config=NO_TRACING)
+    assert run.tool_names == ("get_weather",)
+    engine = resilience.engine(run, tools=run.tools())
+    sink = Recorder()
+    result = await advance_until_done(clock, engine.run("Weather in Oslo?", sink))
+    assert result.output == "Tool said: sunny in Oslo"
+    assert calls == ["Oslo"]
+    handoffs = [e["data"].get("handoff") for e in sink.events if e["type"] == "agent_thinking"]
+    assert "assistant" in handoffs
+    copied = run.agent.handoffs[0]
+    assert isinstance(copied, Agent)
+    assert specialist.tools[0] is not copied.tools[0]  # the user's agent is left as it is
+    await resilience.aclose()
+
+
+async def test_breaker_open_falls_back_to_the_canned_reply(clock: FakeClock) -> None:
+    provider = FakeProvider()
+    provider.fail = (500, {})
+    resilience = Resilience(clock=clock)
+    llm = ResilientOpenAI(
+        sdk_client(provider), resilience.llm(canned_reply=canned_reply("Busy, retry."))
+    )
+    engine = resilience.engine(AgentsEngine(Agent(name="a"), llm, run_config=NO_TRACING))
+    for _ in range(6):
+        result = await advance_until_done(clock, engine.run(RunRequest("hi", user_id="u")))
+        assert result.output == "Busy, retry."
+    calls = len(provider.requests)
+    result = await advance_until_done(clock, engine.run(RunRequest("hi", user_id="u")))
+    assert result.output == "Busy, retry."
+    assert len(provider.requests) == calls  # the breaker is open: no request at all
+    assert result.degradation == {"llm": "canned_reply"}
+    await resilience.aclose()
+
+
+def test_options_are_checked_at_construction(clock: FakeClock) -> None:
+    provider = FakeProvider()
+    resilience = Resilience(clock=clock)
+    llm = ResilientOpenAI(sdk_client(provider), resilience.llm())
+    retrying = Agent(name="r", model_settings=ModelSettings(retry=ModelRetrySettings()))
+    with pytest.raises(InvalidOptionsError, match="agent"):
+        AgentsEngine(retrying, llm)
+    run = AgentsEngine(weather_agent([]), llm)
+    with pytest.raises(InvalidOptionsError, match="search"):
+        run.tools(search={"rate": 1})
+    with pytest.raises(InvalidOptionsError, match="max_turns"):
+        AgentsEngine(Agent(name="a"), llm, max_turns=0)
+    tools = run.tools(get_weather={"rate": 2})
+    assert [t.name for t in tools] == ["get_weather"]
+    assert isinstance(tools[0], Tool) and tools[0].rate == 2
