@@ -42,7 +42,7 @@ def create_app(
     engine = resilience.engine(
         run,
         hooks=[Hook("analytics", send_analytics, timeout=0.5)],
-        tools=run.tools(get_weather={"rate": 1, "burst": 1, "max_wait": 0}),
+        tools=run.tools(get_weather={"effect": "read", "rate": 1, "burst": 1, "max_wait": 0}),
     )
 
     app = FastAPI()

@@ -262,7 +262,11 @@ class AgentsEngine:
 
     def tools(self, **options: Mapping[str, Any]) -> list[Tool]:
         """One engine :class:`Tool` per function tool, for ``resilience.engine(tools=...)``:
-        ``run.tools(get_weather={"rate": 1, "burst": 1, "timeout": 5})``."""
+        ``run.tools(get_weather={"effect": "read", "rate": 1, "burst": 1, "timeout": 5})``.
+
+        Declare each tool's ``effect`` (``read``/``idempotent``/``unsafe``): a tool left at the
+        engine's default (``unsafe``) is retried only when its failure provably happened
+        before the request left."""
         unknown = sorted(set(options) - set(self._graph.function_tools))
         if unknown:
             raise InvalidOptionsError(

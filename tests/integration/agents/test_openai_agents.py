@@ -198,7 +198,7 @@ async def test_failing_tool_is_retried_then_reported_to_the_model(clock: FakeClo
     resilience = Resilience(clock=clock)
     llm = ResilientOpenAI(sdk_client(provider), resilience.llm())
     run = AgentsEngine(Agent(name="a", tools=[lookup]), llm, run_config=NO_TRACING)
-    engine = resilience.engine(run, tools=run.tools(lookup={"max_attempts": 2}))
+    engine = resilience.engine(run, tools=run.tools(lookup={"effect": "read", "max_attempts": 2}))
     result = await advance_until_done(clock, engine.run("what is netra?"))
     assert attempts == ["netra", "netra"]  # the pipeline saw the exception and retried it
     assert '"error": "failed"' in result.output
