@@ -15,7 +15,16 @@ Series (names follow Prometheus practice: base units, ``_total`` on counters):
 * ``netra_dependency_operation_duration_seconds{dependency,error_type}`` (histogram)
 * ``netra_circuit_breaker_state{dependency,state}`` and ``netra_health_status{dependency,status}``
   (1 for the current value, 0 for the others; read from the registry at scrape time;
-  ``dependency=""`` is the aggregate health).
+  ``dependency=""`` is the aggregate health);
+* ``netra_dependency_info{dependency,criticality}`` (always 1: join on it to alert by
+  criticality);
+* ``netra_degraded_answers_total{dependency,reason}``: answers served in place of the
+  dependency's (stale cache, canned reply, fallback...), counted by :meth:`timing`'s strategy;
+* ``netra_hook_jobs_dropped_total`` and ``netra_hook_queue_jobs``: the observed engines' hook
+  queues (:meth:`PrometheusListener.observe_engine`).
+
+Alert rules over these series ship in ``prometheus_alerts.yml`` and a Grafana dashboard in
+``grafana_dashboard.json``, next to this module (:func:`asset_path`).
 
 Each worker process has its own breakers and health: with several uvicorn workers, scrape
 each (gauges do not aggregate across processes in multiprocess mode).
@@ -25,18 +34,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from netra_resilience.integrations import missing_extra
 
 try:
     from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, make_asgi_app
-    from prometheus_client.core import GaugeMetricFamily, Metric
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
     from prometheus_client.registry import Collector
 except ImportError as error:  # the extra is not installed
     raise missing_extra("prometheus", error) from error
 
 from netra_resilience.context import ResilienceContext
+from netra_resilience.degradation import Degradation, DegradationEntry, safe_token
+from netra_resilience.engine import HooksLayer, ResilientEngine
 from netra_resilience.health import ServiceRegistry
 from netra_resilience.integrations._metrics import (
     REJECTION_EVENTS,
@@ -58,11 +70,21 @@ class _StateCollector(Collector):
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
         self.services: ServiceRegistry | None = None
+        self.engines: list[ResilientEngine] = []
 
     def collect(self) -> Iterator[Metric]:
+        yield from self._hook_queues()
         services = self.services
         if services is None:
             return
+        info = GaugeMetricFamily(
+            f"{self.namespace}_dependency_info",
+            "Registered dependencies with their criticality (always 1)",
+            labels=["dependency", "criticality"],
+        )
+        for name in services:
+            info.add_metric([name, criticality(services, name)], 1)
+        yield info
         breakers = GaugeMetricFamily(
             f"{self.namespace}_circuit_breaker_state",
             "1 for the breaker's current state, 0 for the others",
@@ -80,36 +102,66 @@ class _StateCollector(Collector):
             health.add_metric([name, status], value)
         yield health
 
+    def _hook_queues(self) -> Iterator[Metric]:
+        if not self.engines:
+            return
+        queues = [e.layer(HooksLayer).queue for e in self.engines]
+        dropped = CounterMetricFamily(
+            f"{self.namespace}_hook_jobs_dropped",
+            "Hook jobs (analytics, monitoring...) dropped because their queue was full",
+        )
+        dropped.add_metric([], sum(q.dropped for q in queues))
+        yield dropped
+        waiting = GaugeMetricFamily(
+            f"{self.namespace}_hook_queue_jobs", "Hook jobs waiting in the queues"
+        )
+        waiting.add_metric([], sum(len(q) for q in queues))
+        yield waiting
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PrometheusTimingOptions:
     histogram: Histogram
+    degraded: Counter
 
     def create_strategy(self, build: BuildContext) -> PrometheusTimingStrategy:
-        return PrometheusTimingStrategy(self.histogram, build)
+        return PrometheusTimingStrategy(self.histogram, self.degraded, build)
 
 
 class PrometheusTimingStrategy(Strategy):
-    """Observes each call's duration with its dependency and ``error_type`` ("" on success)."""
+    """Observes each call's duration with its dependency and ``error_type`` ("" on success),
+    and counts an answer that was served degraded (the latest mark of this call wins, as in
+    the ``Netra-Degraded`` header)."""
 
     kind = "prometheus_timing"
 
-    def __init__(self, histogram: Histogram, build: BuildContext) -> None:
+    def __init__(self, histogram: Histogram, degraded: Counter, build: BuildContext) -> None:
         self._histogram = histogram
+        self._degraded = degraded
         self._clock = build.clock
         self._name = build.name
+        self._dependency = safe_token(build.name)  # as degradation marks spell it
 
     async def execute(
         self, callback: Callback, context: ResilienceContext, state: Any
     ) -> Outcome[Any]:
+        reasons: list[str] = []
+
+        def on_mark(_: Degradation, entry: DegradationEntry) -> None:
+            if entry.dependency == self._dependency:
+                reasons.append(entry.reason)
+
+        unsubscribe = context.degradation.subscribe(on_mark)
         started = self._clock.monotonic()
-        outcome = await callback(context, state)
-        failure = error_type(outcome.exception) or ""
-        self._histogram.labels(self._name, failure).observe(self._clock.monotonic() - started)
+        try:
+            outcome = await callback(context, state)
+        finally:
+            unsubscribe()
+        failure = error_type(outcome.exception)
+        self._histogram.labels(self._name, failure or "").observe(self._clock.monotonic() - started)
+        if reasons and failure is None:
+            self._degraded.labels(self._name, reasons[-1]).inc()
         return outcome
-
-
-# The strategy class lived here before the split; keep it importable from this module.
 
 
 DURATION_BUCKETS = (
@@ -171,6 +223,12 @@ class PrometheusListener:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
+        self._degraded = Counter(
+            f"{namespace}_degraded_answers",
+            "Answers served in place of the dependency's (stale cache, canned reply, ...)",
+            ["dependency", "reason"],
+            registry=self.registry,
+        )
         self._collector = _StateCollector(namespace)
         self.registry.register(self._collector)
         if services is not None:
@@ -181,9 +239,15 @@ class PrometheusListener:
         self._services = services
         self._collector.services = services
 
+    def observe_engine(self, engine: ResilientEngine) -> None:
+        """Report ``engine``'s hook queue (jobs waiting, jobs dropped); it needs hooks."""
+        engine.layer(HooksLayer)  # LookupError now, not at the first scrape
+        self._collector.engines.append(engine)
+
     def timing(self) -> PrometheusTimingOptions:
-        """Options for a strategy that records call durations (add it outermost)."""
-        return PrometheusTimingOptions(histogram=self.duration)
+        """Options for a strategy that records call durations and degraded answers (add it
+        outermost: it sees what the caller got)."""
+        return PrometheusTimingOptions(histogram=self.duration, degraded=self._degraded)
 
     def on_event(self, event: TelemetryEvent) -> None:
         dependency = event.source.pipeline
@@ -202,12 +266,23 @@ class PrometheusListener:
             self._transitions.labels(dependency, previous, str(event.args.get("state", ""))).inc()
 
 
+Asset = Literal["prometheus_alerts.yml", "prometheus_alerts_test.yml", "grafana_dashboard.json"]
+
+
+def asset_path(name: Asset) -> Path:
+    """A file shipped next to this module: the alert rules, their promtool tests, the
+    dashboard (``promtool check rules $(python -c ...)``, or copy it into your config)."""
+    return Path(__file__).with_name(name)
+
+
 def metrics_app(registry: CollectorRegistry | None = None) -> Any:
     """An ASGI app serving the exposition format; ``app.mount("/metrics", metrics_app(...))``."""
     return make_asgi_app(registry=registry if registry is not None else REGISTRY)
 
+
 __all__ = [
     "PrometheusListener",
     "PrometheusTimingOptions",
+    "asset_path",
     "metrics_app",
 ]

@@ -44,6 +44,8 @@ def test_wheel_contains_integrations_as_real_files(
     link_bits = 0o120000  # a symlink stored in a zip has these mode bits
     assert not [i.filename for i in infos if (i.external_attr >> 16) & 0o170000 == link_bits]
     assert "netra_resilience/py.typed" in names
+    for asset in ("prometheus_alerts.yml", "prometheus_alerts_test.yml", "grafana_dashboard.json"):
+        assert f"{PREFIX}{asset}" in names  # asset_path() finds them in an installed wheel
     assert not [n for n in names if n.startswith(("integrations/", "tests/", "examples/"))]
 
 
