@@ -49,6 +49,7 @@ except ImportError as error:  # the extra is not installed
 from netra_resilience.context import ResilienceContext
 from netra_resilience.degradation import Degradation, DegradationEntry, safe_token
 from netra_resilience.engine import HooksLayer, ResilientEngine
+from netra_resilience.exceptions import InvalidOptionsError
 from netra_resilience.health import ServiceRegistry
 from netra_resilience.integrations._metrics import (
     REJECTION_EVENTS,
@@ -60,6 +61,7 @@ from netra_resilience.integrations._metrics import (
     health_statuses,
 )
 from netra_resilience.outcome import Outcome
+from netra_resilience.pipeline import Pipeline
 from netra_resilience.strategy import BuildContext, Callback, Strategy
 from netra_resilience.telemetry import TelemetryEvent
 
@@ -238,6 +240,20 @@ class PrometheusListener:
         """Report ``services``' breaker states, health and dependency criticalities."""
         self._services = services
         self._collector.services = services
+
+    def instrument(self, pipeline: Pipeline) -> Pipeline:
+        """``pipeline`` with :meth:`timing`'s strategy outermost (use the result in its place):
+        for pipelines built elsewhere, e.g. ``prom.instrument(resilience.llm())``. The
+        strategies are the same objects, so health and breaker states still see them."""
+        if any(isinstance(s, PrometheusTimingStrategy) for s in pipeline.strategies):
+            raise InvalidOptionsError(
+                "PrometheusListener.instrument", "pipeline", f"{pipeline.name!r} is already timed"
+            )
+        build = pipeline.build_context
+        outer = self.timing().create_strategy(build)
+        strategies = (outer, *pipeline.strategies)
+        outer.on_pipeline_built(0, strategies)  # the wrapped ones keep their wiring
+        return Pipeline(pipeline.name, pipeline.instance, strategies, build)
 
     def observe_engine(self, engine: ResilientEngine) -> None:
         """Report ``engine``'s hook queue (jobs waiting, jobs dropped); it needs hooks."""

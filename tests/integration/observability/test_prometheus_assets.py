@@ -22,8 +22,11 @@ from netra_resilience import (
     Dependency,
     FallbackOptions,
     Hook,
+    InvalidOptionsError,
     Resilience,
+    ResilienceContext,
     RunRequest,
+    use_context,
 )
 from netra_resilience.integrations.prometheus import PrometheusListener, asset_path
 from netra_resilience.testing import FakeClock, advance_until_done
@@ -189,3 +192,29 @@ def test_the_rule_tests_catch_a_rule_that_pages_for_monitoring(tmp_path: Path) -
     )  # fmt: skip
     assert test.returncode != 0
     assert 'dependency="monitoring"' in test.stdout + test.stderr
+
+
+async def test_instrument_times_the_llm_preset_and_counts_its_stale_answers(
+    clock: FakeClock,
+) -> None:
+    collectors = CollectorRegistry()
+    prom = PrometheusListener(registry=collectors)
+    resilience = Resilience(clock=clock, telemetry=prom)
+    llm = prom.instrument(resilience.llm(cache=True, retry=None, total_timeout=None))
+    answers = iter(["fresh answer"])
+
+    async def ask(question: str) -> str:
+        try:
+            return next(answers)
+        except StopIteration:
+            raise ConnectionError("provider down") from None
+
+    with use_context(ResilienceContext("chat", user_id="u1")):
+        assert await llm.execute(ask, "q") == "fresh answer"
+        assert await advance_until_done(clock, llm.execute(ask, "q")) == "fresh answer"
+    stale = collectors.get_sample_value(
+        "netra_degraded_answers_total", {"dependency": "llm", "reason": "stale_cache"}
+    )
+    assert stale == 1.0
+    with pytest.raises(InvalidOptionsError, match="already timed"):
+        prom.instrument(llm)
