@@ -29,6 +29,10 @@ class DegradationReason(StrEnum):
     CANNED_REPLY = "canned_reply"
     UNAVAILABLE = "unavailable"
     OUTCOME_UNKNOWN = "outcome_unknown"
+    PARTIAL = "partial"
+    """The answer used only part of the data (a history read from a fallback alone)."""
+    NOT_STORED = "not_stored"
+    """A write was accepted by no backend: the caller must tell the user."""
 
 
 MAX_HISTORY = 256

@@ -89,14 +89,19 @@ class _ManagedServer:
 
 
 class RedisServer(_ManagedServer):
-    """A ``redis-server`` child process on a free loopback port, persistence off."""
+    """A ``redis-server`` child process on a free loopback port, persistence off unless
+    ``appendonly`` (AOF, fsync every second: a SIGKILL of the process then loses no
+    acknowledged write, as Redis writes the AOF before it replies)."""
 
-    def __init__(self, *, port: int | None = None, binary: str | None = None) -> None:
+    def __init__(
+        self, *, port: int | None = None, binary: str | None = None, appendonly: bool = False
+    ) -> None:
         found = binary or shutil.which("redis-server") or "/usr/bin/redis-server"
         if not Path(found).exists():
             raise ServerUnavailableError("redis-server not found (scripts/test installs it)")
         self.binary = found
         self.port = port or free_port()
+        self.appendonly = appendonly
         self._dir: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._paused = False
@@ -114,7 +119,8 @@ class RedisServer(_ManagedServer):
         return self._proc is not None and self._proc.poll() is None
 
     def start(self) -> Self:
-        """Start (or restart, on the same port, with an empty dataset) the server."""
+        """Start (or restart, on the same port) the server: with an empty dataset, or with
+        what its AOF holds when ``appendonly``."""
         if self.running:
             return self
         if self._dir is None:
@@ -124,7 +130,8 @@ class RedisServer(_ManagedServer):
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "everysec",
             "--dir", self._dir,
             "--logfile", "",
             "--loglevel", "warning",

@@ -12,42 +12,53 @@ import re
 from examples.agent_backend.wiring import LlmService
 from netra_resilience import DegradationReason, RunRequest, current_degradation
 from netra_resilience.engine import RunEvents, ToolOk
-from netra_resilience.sessions import SessionStore
+from netra_resilience.sessions import (
+    InvalidSessionKeyError,
+    SessionStore,
+    SessionStoreUnavailableError,
+)
 
 TOOL_WORD = re.compile(r"\btool\b", re.IGNORECASE)
 HISTORY_TURNS = 20
+NOT_SAVED = "\n\n(This exchange could not be saved, so it will not be part of the conversation.)"
 
 Turn = dict[str, str]
 """``{"user": ..., "assistant": ...}``: one exchange of the conversation."""
 
 
 class Conversations:
-    """The user's conversation history in the session store (Redis, else the database)."""
+    """The user's conversation in the session store (Redis, else the database).
+
+    Each turn is *appended* (never a read-modify-write of the whole history), so a turn
+    written while Redis is down can never replace the turns only Redis holds: the store
+    merges both when Redis is back. The store flags what degraded (``sessions=partial``: the
+    history read may be missing turns; ``sessions=not_stored``: the turn was lost).
+    """
 
     def __init__(self, store: SessionStore) -> None:
         self.store = store
 
-    def _unavailable(self) -> None:
-        degradation = current_degradation()
-        if degradation is not None:
-            degradation.mark("database", DegradationReason.UNAVAILABLE)
-
     async def history(self, user_id: str) -> list[Turn]:
         try:
-            stored = await self.store.get(f"conversation:{user_id}")
-        except Exception:  # the store marks what it fell back to; here both were down
-            self._unavailable()
-            return []
-        if not isinstance(stored, list):
-            return []
+            stored = await self.store.entries(f"conversation:{user_id}", limit=HISTORY_TURNS)
+        except (SessionStoreUnavailableError, InvalidSessionKeyError):
+            return []  # the store marked it (both backends down); answer without history
         return [turn for turn in stored if isinstance(turn, dict)]
 
-    async def append(self, user_id: str, turns: list[Turn], message: str, answer: str) -> None:
-        turns = [*turns, {"user": message, "assistant": answer}][-HISTORY_TURNS:]
+    async def append(self, user_id: str, message: str, answer: str) -> bool:
+        """Store the turn; ``False`` (flagged ``sessions=not_stored``) if it was not."""
         try:
-            await self.store.put(f"conversation:{user_id}", turns)
-        except Exception:
-            self._unavailable()
+            await self.store.append(
+                f"conversation:{user_id}", {"user": message, "assistant": answer}
+            )
+        except SessionStoreUnavailableError:
+            return False  # the store flagged it
+        except InvalidSessionKeyError:  # the routes validate user ids; belt and braces
+            degradation = current_degradation()
+            if degradation is not None:
+                degradation.mark(self.store.name, DegradationReason.NOT_STORED)
+            return False
+        return True
 
 
 class Agent:
@@ -77,5 +88,6 @@ class Agent:
             answer = await self.llm.stream_answer(message, tool_result, on_delta)
         else:
             answer = await self.llm.answer(message, tool_result)
-        await self.conversations.append(user_id, turns, message, answer)
+        if not await self.conversations.append(user_id, message, answer):
+            return answer + NOT_SAVED  # never a silent loss: the user is told
         return answer

@@ -7,7 +7,8 @@ One place declares every dependency with its criticality:
                               answer from the cache, a canned reply as the last resort
 ``tool``        optional      rate limited, retried, behind a breaker; endpoints from discovery
 ``redis``       optional      session store primary (when configured); database as fallback
-``database``    critical      conversations (SQLite file by default, PostgreSQL accepted)
+``database``    critical      conversations (SQLite file by default, PostgreSQL accepted);
+                              standby for ``redis`` when Redis is configured
 ``auth``        critical      a token check with its own breaker; recently verified users are
                               served from the last good verdict while it is down
 ``analytics``   optional      engine hook, skipped while its breaker is open
@@ -71,6 +72,7 @@ from netra_resilience.routing import (
 from netra_resilience.sessions import (
     InMemorySessionBackend,
     SessionBackend,
+    SessionEntry,
     SessionRecord,
     SessionStore,
 )
@@ -240,7 +242,9 @@ class ChaosPool(PoolBulkhead):
     holds a connection like a slow query does, so a burst queues in front of the pool."""
 
     def __init__(self, engine: AsyncEngine, resilience: Resilience) -> None:
-        super().__init__(engine, clock=resilience.clock, name="database")
+        # Queue with a deadline (not a count): when Redis is down every user's session call
+        # lands here, and each takes a millisecond; 2 s of queue serves thousands.
+        super().__init__(engine, clock=resilience.clock, name="database", queue_timeout=2.0)
         self._chaos = fault_point(resilience, "database")
 
     async def run(self, operation: Callable[[AsyncConnection], Awaitable[T]]) -> T:
@@ -265,6 +269,12 @@ class ChaosSessionBackend:
     async def save(self, record: SessionRecord, now: float) -> bool:
         return await self._chaos.execute(self._inner.save, record, now)
 
+    async def append(self, entry: SessionEntry, now: float, keep: int) -> None:
+        await self._chaos.execute(self._inner.append, entry, now, keep)
+
+    async def entries(self, key: str, limit: int) -> Sequence[SessionEntry]:
+        return await self._chaos.execute(self._inner.entries, key, limit)
+
     async def ping(self) -> None:
         await self._chaos.execute(self._inner.ping)
 
@@ -275,25 +285,34 @@ def session_store(
     """Conversations on Redis with the database as fallback, or on the database alone; and
     the database backend (its table is created on startup).
 
-    Registers ``database`` (critical) and ``redis`` (optional) with their health checks."""
+    Registers ``redis`` (optional) and ``database`` with their health checks. The database
+    is critical, but with Redis in front it is a *standby*: a warning while Redis serves,
+    critical only while the request path depends on it. A PostgreSQL server is *shared* by
+    every replica: its outage fails ``/health`` but not readiness (see the README's health
+    section); the embedded SQLite file is this replica's own."""
     engine = create_pooled_engine(settings.database_url)
     resilience.on_close(engine.dispose)  # closed last: the pool and the store use it
     pool = resilience.closing(ChaosPool(engine, resilience))
     database = SqlSessionBackend(pool)
-    resilience.add(
-        Dependency(
+    shared = not settings.database_url.startswith("sqlite")
+
+    def database_health(standby_for: str | None) -> Dependency:
+        return Dependency(
             "database",
             Criticality.CRITICAL,
             check=pool.check,
             component_type="datastore",
             probe_interval=2.0,
             check_timeout=1.5,
+            shared=shared,
+            standby_for=standby_for,
         )
-    )
+
     if settings.redis_url is None:
         store = SessionStore(
-            database, None, dependency="database", clock=resilience.clock, primary_timeout=5.0
+            database, None, dependency="database", clock=resilience.clock, primary_timeout=3.0
         )
+        resilience.add(database_health(None))
         return resilience.closing(store), database
     primary: SessionBackend
     if settings.redis_url == "memory://":
@@ -302,12 +321,14 @@ def session_store(
         from netra_resilience.integrations.redis import RedisSessionBackend, redis_client
 
         primary = RedisSessionBackend(resilience.closing(redis_client(settings.redis_url)))
+    # The fallback's breaker times out after 3 s of database work plus the pool's 2 s queue
+    # deadline: a burst the pool turns away is load shedding, never "the database is down".
     store = SessionStore(
         ChaosSessionBackend(primary, fault_point(resilience, "redis")),
         database,
         dependency="redis",
         clock=resilience.clock,
-        fallback_timeout=5.0,
+        fallback_timeout=3.0,
         retry_interval=1.0,
     )
     resilience.add(
@@ -320,6 +341,7 @@ def session_store(
             check_timeout=1.5,
         )
     )
+    resilience.add(database_health("redis"))
     return resilience.closing(store), database
 
 

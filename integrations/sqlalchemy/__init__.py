@@ -3,8 +3,9 @@
 Why a bulkhead when the pool already queues? SQLAlchemy's pool queue is unbounded and its
 ``pool_timeout`` (30 s by default) ends in a ``sqlalchemy.exc.TimeoutError`` raised from deep
 inside the call. :class:`PoolBulkhead` admits at most ``pool_size + max_overflow`` callers to the
-pool, queues the next ``max_queue`` in FIFO order for at most ``queue_timeout`` seconds, and
-rejects the rest at once with :class:`~netra_resilience.BulkheadRejectedError` (marking
+pool, queues the next callers in FIFO order for at most ``queue_timeout`` seconds (the queue is
+bounded by that deadline; ``max_queue``, 10,000 by default, only bounds memory), and rejects the
+rest at once with :class:`~netra_resilience.BulkheadRejectedError` (marking
 ``<name>=bulkhead_full``): before any connection is taken, so a rejection never leaves a
 half-written transaction. A transaction opened with :meth:`PoolBulkhead.begin` commits only when
 its block completes; an exception or a cancellation rolls it back.
@@ -29,12 +30,17 @@ except ImportError as error:  # the extra is not installed
 
 from netra_resilience.integrations.sqlalchemy._engine import PoolBulkhead, create_pooled_engine
 from netra_resilience.integrations.sqlalchemy._errors import sqlalchemy_should_handle
-from netra_resilience.integrations.sqlalchemy._sessions import SqlSessionBackend, session_table
+from netra_resilience.integrations.sqlalchemy._sessions import (
+    SqlSessionBackend,
+    session_entries_table,
+    session_table,
+)
 
 __all__ = [
     "PoolBulkhead",
     "SqlSessionBackend",
     "create_pooled_engine",
+    "session_entries_table",
     "session_table",
     "sqlalchemy_should_handle",
 ]

@@ -82,11 +82,20 @@ async def discard_connection(conn: AsyncConnection) -> None:
 
 T = TypeVar("T")
 
+DEFAULT_MAX_QUEUE = 10_000
+"""The queue is bounded by its deadline (``queue_timeout``), not by a count: when Redis is
+down every user's session call lands on the database at once, and a count sized from the
+pool (10 seats, 100 places) turned 150 concurrent users away although each call takes about a
+millisecond. The count only bounds memory (a queued caller costs a future)."""
+
 
 class PoolBulkhead:
     """Bounds and queues access to an :class:`AsyncEngine`'s pool.
 
     Why, and the recommended pool settings: see :mod:`netra_resilience.integrations.sqlalchemy`.
+    ``max_concurrency`` defaults to the pool's capacity; the queue is bounded by its
+    deadline, ``queue_timeout`` (``max_queue`` defaults to :data:`DEFAULT_MAX_QUEUE`, a memory
+    bound only): a caller waits at most that long, then gets a ``BulkheadRejectedError``.
 
     :meth:`run` executes short autocommit operations on connections the bulkhead keeps open
     between calls (``reuse_connections``): a pool checkout and return cost more than the
@@ -117,7 +126,7 @@ class PoolBulkhead:
         concurrency = max_concurrency or pool_capacity(engine)
         self.limiter = ConcurrencyLimiter(
             max_concurrency=concurrency,
-            max_queue=concurrency * 10 if max_queue is None else max_queue,
+            max_queue=DEFAULT_MAX_QUEUE if max_queue is None else max_queue,
             queue_timeout=queue_timeout,
             clock=clock,
         )

@@ -1,5 +1,4 @@
-"""Dependencies and their criticality, and the health status vocabulary.
-"""
+"""Dependencies and their criticality, and the health status vocabulary."""
 
 from __future__ import annotations
 
@@ -133,6 +132,18 @@ class Dependency:
     the monitor isolates the breaker so calls fail fast into their fallbacks instead of each
     waiting for its own timeout; when the check passes again the monitor closes the breaker it
     isolated (never one an operator isolated).
+
+    ``standby_for``: the name of the dependency this one stands in for (a session database
+    behind Redis). Its criticality then says what the request path needs *now*: while that
+    primary is not failing, nothing waits on the standby, so its failure is only a warning
+    (shown as ``important``); while the primary fails, its own ``criticality`` applies.
+    Declare the primary first.
+
+    ``shared``: one instance serves every replica (the database, an auth service). A shared
+    dependency's failure still fails ``/health`` as its criticality says, but never
+    readiness: every replica sees the same outage, so taking them out of rotation cannot
+    route around it and would turn degraded answers (or fast 503s with ``Retry-After``) into
+    none. Readiness is for what is wrong with *this* replica.
     """
 
     name: str
@@ -148,6 +159,8 @@ class Dependency:
     probe_interval: Seconds | None = None
     failure_threshold: int = 1
     isolate_on_failure: bool = True
+    standby_for: str | None = None
+    shared: bool = False
 
     def __post_init__(self) -> None:
         check_name("Dependency", "name", self.name)
@@ -160,6 +173,12 @@ class Dependency:
         interval = optional_duration(owner, "probe_interval", self.probe_interval)
         set_field(self, "probe_interval", interval)
         integer(owner, "failure_threshold", self.failure_threshold, minimum=1)
+        if self.standby_for is not None:
+            check_name(owner, "standby_for", self.standby_for)
+            if self.standby_for == self.name:
+                raise InvalidOptionsError(owner, "standby_for", "cannot name the dependency itself")
+        if not isinstance(self.shared, bool):
+            raise InvalidOptionsError(owner, "shared", f"must be a bool, got {self.shared!r}")
         if self.component_type not in COMPONENT_TYPES:
             allowed = ", ".join(COMPONENT_TYPES)
             raise InvalidOptionsError(

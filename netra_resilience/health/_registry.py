@@ -23,7 +23,13 @@ from netra_resilience.health._dependency import (
     HealthCheck,
     HealthStatus,
 )
-from netra_resilience.health._report import HealthReport, ProbeResult, aggregate, component
+from netra_resilience.health._report import (
+    ComponentHealth,
+    HealthReport,
+    ProbeResult,
+    aggregate,
+    component,
+)
 from netra_resilience.pipeline import Pipeline, PipelineBuilder
 from netra_resilience.telemetry import (
     Severity,
@@ -33,6 +39,14 @@ from netra_resilience.telemetry import (
     TelemetrySource,
 )
 from netra_resilience.validation import Seconds, duration, to_seconds
+
+_RANK_OF = {
+    Criticality.CRITICAL: 0,
+    Criticality.IMPORTANT: 1,
+    Criticality.OPTIONAL: 2,
+    Criticality.MONITORING: 3,
+}
+"""Most needed first: a standby is at most ``important`` while its primary serves."""
 
 
 class DependencyFields:
@@ -263,6 +277,13 @@ class ServiceRegistry:
             )
         if self._monitor is not None and self._monitor.running:
             raise RuntimeError("ServiceRegistry.add() after the health monitor started")
+        standby_for = dependency.standby_for
+        if standby_for is not None and standby_for not in self._entries:
+            raise InvalidOptionsError(
+                f"Dependency[{dependency.name}]",
+                "standby_for",
+                f"names {standby_for!r}, which is not registered (declare the primary first)",
+            )
         interval, timeout = probe_timings(dependency, self.probe_interval, self.check_timeout)
         pipeline = dependency.pipeline or build_pipeline(
             dependency, clock=self.clock, random=self.random, telemetry=self.telemetry
@@ -311,7 +332,6 @@ class ServiceRegistry:
     def monitor(self) -> HealthMonitor:
         """The registry's health monitor (created on first use; start it in your lifespan)."""
         if self._monitor is None:
-
             self._monitor = HealthMonitor(self)
         return self._monitor
 
@@ -412,26 +432,37 @@ class HealthMonitor:
     def report(self) -> HealthReport:
         """The current health, from live breaker state and cached check results."""
         now = self._clock.now()
-        components = []
+        components: list[ComponentHealth] = []
+        status_of: dict[str, HealthStatus] = {}
         for entry in self._registry.entries():
             breaker = entry.breaker
             dependency = entry.dependency
-            components.append(
-                component(
-                    name=dependency.name,
-                    criticality=entry.criticality,
-                    component_type=dependency.component_type,
-                    state=str(breaker.state) if breaker is not None else None,
-                    breaker_retry_after=breaker.retry_after if breaker is not None else None,
-                    last_failure_type=getattr(breaker, "last_failure_type", None),
-                    probe=self._results.get(dependency.name),
-                    has_check=dependency.check is not None,
-                    probe_interval=entry.probe_interval,
-                    now=now,
-                )
+            criticality = entry.criticality
+            standby_note: str | None = None
+            primary = dependency.standby_for
+            if primary is not None and status_of.get(primary) is not HealthStatus.FAIL:
+                # Nothing on the request path waits on a standby while its primary serves.
+                criticality = max(criticality, Criticality.IMPORTANT, key=_RANK_OF.__getitem__)
+                standby_note = f"standby for {primary}, which serves"
+            item = component(
+                name=dependency.name,
+                criticality=criticality,
+                component_type=dependency.component_type,
+                state=str(breaker.state) if breaker is not None else None,
+                breaker_retry_after=breaker.retry_after if breaker is not None else None,
+                last_failure_type=getattr(breaker, "last_failure_type", None),
+                probe=self._results.get(dependency.name),
+                has_check=dependency.check is not None,
+                probe_interval=entry.probe_interval,
+                now=now,
+                shared=dependency.shared,
+                note=standby_note,
             )
+            status_of[dependency.name] = item.status
+            components.append(item)
         items = tuple(components)
         return HealthReport(aggregate(items), items, now, self.draining)
+
 
 __all__ = [
     "ServiceRegistry",

@@ -66,6 +66,8 @@ class ComponentHealth:
     time: datetime
     output: str | None = None
     retry_after: float | None = None
+    shared: bool = False
+    """One instance behind every replica: its failure never fails readiness."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +83,15 @@ class HealthReport:
         return next((c for c in self.components if c.name == name), None)
 
     def ready(self, on: Collection[Criticality] = (Criticality.CRITICAL,)) -> bool:
-        """Ready unless draining or a dependency whose criticality is in ``on`` failed."""
+        """Ready unless draining or a dependency whose criticality is in ``on`` failed, when
+        that dependency is this replica's own: a ``shared`` one (the same database behind
+        every replica) fails ``/health``, never readiness, so a shared outage never takes
+        the whole fleet out of rotation while replicas can still answer degraded."""
         if self.draining:
             return False
         return not any(
-            c.status is HealthStatus.FAIL and c.criticality in on for c in self.components
+            c.status is HealthStatus.FAIL and c.criticality in on and not c.shared
+            for c in self.components
         )
 
     @property
@@ -123,6 +129,8 @@ def component(
     has_check: bool,
     probe_interval: float,
     now: datetime,
+    shared: bool = False,
+    note: str | None = None,
 ) -> ComponentHealth:
     statuses: list[HealthStatus] = []
     outputs: list[str] = []
@@ -141,6 +149,8 @@ def component(
         statuses.append(HealthStatus.WARN)
         outputs.append("not checked yet")
     status = worst(statuses)
+    if note is not None and status is not HealthStatus.PASS:
+        outputs.append(note)
     retry_after: float | None = None
     if status is HealthStatus.FAIL:
         retry_after = breaker_retry_after if breaker_retry_after else None
@@ -156,6 +166,7 @@ def component(
         time=probe.time if probe is not None else now,
         output="; ".join(outputs) or None,
         retry_after=retry_after,
+        shared=shared,
     )
 
 
@@ -233,6 +244,8 @@ def _check(c: ComponentHealth) -> dict[str, Any]:
     if c.output is not None and c.status is not HealthStatus.PASS:
         item["output"] = c.output
     item["criticality"] = c.criticality.value
+    if c.shared:
+        item["shared"] = True
     if c.circuit_state is not None:
         item["circuitState"] = c.circuit_state
     return item

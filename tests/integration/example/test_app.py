@@ -114,10 +114,17 @@ async def test_redis_outage_falls_back_to_the_database_and_keeps_history(
         await client.post("/demo/faults/redis", json={"kind": "error"})
         during = await chat(client, "second")
         assert during.status_code == 200
-        assert during.headers["netra-degraded"] == "redis=fallback_database"
+        # The history read came from the database alone: it may lack Redis's turns, and says so.
+        assert during.headers["netra-degraded"] == "redis=fallback_database, sessions=partial"
         third = await chat(client, "third")
         thinking = [e for e in third.json()["events"] if e["type"] == "agent_thinking"]
-        assert thinking[0]["data"]["turns"] >= 1  # the outage turn was stored in the database
+        assert thinking[0]["data"]["turns"] == 1  # the outage turn, stored in the database
+        await client.delete("/demo/faults/redis")
+        await clock.advance(1.0)  # the Redis breaker's probe interval: it closes again
+        after = await chat(client, "fourth")
+    thinking = [e for e in after.json()["events"] if e["type"] == "agent_thinking"]
+    assert thinking[0]["data"]["turns"] == 3  # first (Redis) + second, third (database): merged
+    assert "sessions=" not in after.headers.get("netra-degraded", "")  # complete again
 
 
 async def test_analytics_down_is_skipped_and_monitoring_never_changes_health(
@@ -138,6 +145,8 @@ async def test_analytics_down_is_skipped_and_monitoring_never_changes_health(
 
 
 async def test_database_down_makes_the_service_unready(tmp_path: Path) -> None:
+    """The embedded SQLite file is this replica's own, and with no Redis in front every
+    request needs it: readiness fails (a shared PostgreSQL would not; see the health tests)."""
     clock = FakeClock()
     async with running(settings_for(tmp_path), clock) as client:
         await client.post("/demo/faults/database", json={"kind": "error"})
@@ -150,9 +159,44 @@ async def test_database_down_makes_the_service_unready(tmp_path: Path) -> None:
             await asyncio.sleep(0.01)  # real-sleep-ok: bounded wait for real (thread) I/O
         live = await client.get("/health/live")
     assert answer.status_code == 200  # still answers; the conversation is not stored
-    assert answer.headers["netra-degraded"] == "database=unavailable"
+    assert answer.headers["netra-degraded"] == "database=unavailable, sessions=not_stored"
+    assert "could not be saved" in answer.json()["answer"]  # and the user is told
     assert ready.status_code == 503
     assert live.status_code == 200
+
+
+async def test_database_down_while_redis_serves_is_a_warning_not_unreadiness(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    async with running(settings_for(tmp_path, redis_url="memory://"), clock) as client:
+        await client.post("/demo/faults/database", json={"kind": "error"})
+        await clock.advance(2.5)  # the next database probe fails (real thread I/O first)
+        for _ in range(200):
+            health = await client.get("/health")
+            if health.json()["checks"]["database"][0]["status"] == "fail":
+                break
+            await asyncio.sleep(0.01)  # real-sleep-ok: bounded wait for real (thread) I/O
+        ready = await client.get("/health/ready")
+        answer = await chat(client, "hi")
+        await client.post("/demo/faults/redis", json={"kind": "error"})  # now it is needed
+        await clock.advance(2.0)
+        for _ in range(200):
+            both = await client.get("/health")
+            if both.json()["checks"]["redis"][0]["status"] == "fail":
+                break
+            await asyncio.sleep(0.01)  # real-sleep-ok: bounded wait for real (thread) I/O
+        ready_without_both = await client.get("/health/ready")
+    database = health.json()["checks"]["database"][0]
+    assert database["status"] == "fail" and database["criticality"] == "important"
+    assert "standby for redis" in database["output"]
+    assert health.status_code == 200 and health.json()["status"] == "warn"
+    assert ready.status_code == 200
+    assert answer.status_code == 200  # Redis stores the turn: nothing lost, nothing refused
+    assert "not_stored" not in answer.headers.get("netra-degraded", "")
+    assert both.status_code == 503  # Redis down too: the request path needs the database
+    assert both.json()["checks"]["database"][0]["criticality"] == "critical"
+    assert ready_without_both.status_code == 503  # SQLite is this replica's own
 
 
 async def test_fault_switches_do_not_exist_outside_demo_mode(tmp_path: Path) -> None:

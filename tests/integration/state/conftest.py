@@ -3,16 +3,19 @@
 * ``redis_server`` / ``postgres_server``: one per test session, shared; tests isolate by key
   prefix (``namespace``) or table name, and must not kill or stop them.
 * ``fault_redis``: a fresh Redis server per test (starts in ~20 ms) that the test may SIGKILL
-  or SIGSTOP. ``fault_postgres``: the session's PostgreSQL, which the test may stop; it is
-  started again afterwards (engines of later tests open new connections).
+  or SIGSTOP; ``durable_redis`` the same with AOF persistence (a restart after SIGKILL keeps
+  every acknowledged write, as a production Redis holding sessions should).
+* ``fault_postgres``: the session's PostgreSQL, which the test may stop; it is started again
+  afterwards (engines of later tests open new connections).
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
@@ -21,7 +24,7 @@ from tests.servers import PostgresServer, RedisServer, ServerUnavailableError
 
 
 def _start_or_skip(
-    factory: type[RedisServer] | type[PostgresServer],
+    factory: Callable[[], RedisServer | PostgresServer],
 ) -> RedisServer | PostgresServer:
     try:
         return factory()
@@ -42,6 +45,14 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture
 def fault_redis() -> Iterator[RedisServer]:
     server = _start_or_skip(RedisServer)
+    assert isinstance(server, RedisServer)
+    with server:
+        yield server
+
+
+@pytest.fixture
+def durable_redis() -> Iterator[RedisServer]:
+    server = _start_or_skip(functools.partial(RedisServer, appendonly=True))
     assert isinstance(server, RedisServer)
     with server:
         yield server

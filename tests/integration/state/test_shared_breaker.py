@@ -8,6 +8,7 @@ PostgreSQL. It opens on outages, not on a request's own bad data or a local reje
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 
 import pytest
@@ -29,6 +30,8 @@ from netra_resilience.integrations.redis import (
 from netra_resilience.integrations.sqlalchemy import PoolBulkhead, SqlSessionBackend
 from netra_resilience.sessions import (
     InMemorySessionBackend,
+    InvalidSessionKeyError,
+    SessionRecord,
     SessionStore,
     SessionStoreUnavailableError,
 )
@@ -161,10 +164,17 @@ async def test_a_requests_invalid_data_does_not_open_the_database_breaker(
 ) -> None:
     store = SessionStore(pg_table, dependency="database")  # PostgreSQL alone
     try:
-        for _ in range(5):  # PostgreSQL refuses a NUL byte in text: the request's fault
-            with pytest.raises(SessionStoreUnavailableError) as info:
+        for _ in range(5):  # the store refuses the key before any backend sees it
+            with pytest.raises(InvalidSessionKeyError) as invalid:
                 await store.put("bad\x00key", {"n": 1})
-            assert "\x00" not in str(info.value)
+            assert "\x00" not in str(invalid.value)
+        # Past the store's check, PostgreSQL itself refuses a NUL byte in text: a
+        # statement error (the request's fault), which the breaker does not count.
+        record = SessionRecord("bad\x00key", 1, b"{}", None)
+        for _ in range(5):
+            with pytest.raises(Exception) as refused:  # asyncpg's DataError, wrapped
+                await store.primary_breaker.call(functools.partial(pg_table.save, record, 0.0))
+            assert not isinstance(refused.value, TimeoutError | OSError)
         assert store.primary_breaker.available
         await store.put("good", {"n": 2})
         assert await store.get("good") == {"n": 2}
