@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 from netra_resilience.integrations import missing_extra
 
@@ -51,7 +51,6 @@ try:
         Tool as AgentTool,
     )
     from agents.tool_context import ToolContext
-    from openai import AsyncOpenAI
     from openai.types.responses import ResponseTextDeltaEvent
 
     from netra_resilience.integrations.openai import ResilientOpenAI
@@ -74,22 +73,6 @@ DEFAULT_MODEL = "gpt-4o-mini"
 _RUN_TOOLS = "netra.openai_agents.run_tools"
 
 
-class _PipelineClient:
-    """What ``OpenAIChatCompletionsModel`` needs of an ``AsyncOpenAI``: ``chat.completions``
-    through the pipeline, everything else (``base_url``, ...) read from the wrapped client."""
-
-    def __init__(self, llm: ResilientOpenAI) -> None:
-        self._llm = llm
-        self.chat = llm.chat
-        self.responses = llm.responses
-
-    def with_options(self, **_options: Any) -> _PipelineClient:
-        return self  # asked for max_retries=0 by the SDK: the pipeline owns retries already
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._llm.client, name)
-
-
 class ResilientModelProvider(ModelProvider):
     """A ``ModelProvider`` whose models call the provider through ``llm``'s pipeline.
 
@@ -108,7 +91,7 @@ class ResilientModelProvider(ModelProvider):
             )
         self.llm = llm
         self.default_model = default_model
-        self._client = cast(AsyncOpenAI, _PipelineClient(llm))
+        self._client = llm.as_async_openai()
 
     def get_model(self, model_name: str | None) -> Model:
         return OpenAIChatCompletionsModel(model_name or self.default_model, self._client)
@@ -132,7 +115,8 @@ def _resilient_tool(tool: FunctionTool) -> FunctionTool:
         tools = run.properties.get(_RUN_TOOLS) if run is not None else None
         if not isinstance(tools, RunTools) or name not in tools:
             return await original(context, arguments)  # not run by an AgentsEngine
-        return _tool_output(await tools.call(name, context, arguments))
+        call_id = getattr(context, "tool_call_id", None) or None  # the model's: stable keys
+        return _tool_output(await tools.call(name, context, arguments, call_id=call_id))
 
     return dataclasses.replace(tool, on_invoke_tool=invoke)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
@@ -169,6 +169,14 @@ class ResilientOpenAI:
     def pipeline(self) -> Pipeline:
         return self._pipeline
 
+    def as_async_openai(self) -> openai.AsyncOpenAI:
+        """This facade in the shape of an ``AsyncOpenAI``, for frameworks that take a client
+        (the Agents SDK's and pydantic-ai's OpenAI models): ``chat.completions.create`` and
+        ``responses.create`` go through the pipeline, every other attribute (``base_url``,
+        ...) is the wrapped client's, and ``with_options(...)`` (a framework asking for
+        ``max_retries``) keeps the pipeline as the one retry owner."""
+        return cast(openai.AsyncOpenAI, _ClientView(self))
+
     async def create(self, kind: str, params: Mapping[str, Any]) -> Any:
         """Run one call of API ``kind`` (``"chat"``/``"responses"``) through the pipeline."""
         request = LlmRequest(kind, replayable(params))
@@ -203,3 +211,18 @@ class _Chat:
 
     def __init__(self, owner: ResilientOpenAI) -> None:
         self.completions = _Endpoint(owner, "chat")
+
+
+class _ClientView:
+    __slots__ = ("_owner", "chat", "responses")
+
+    def __init__(self, owner: ResilientOpenAI) -> None:
+        self._owner = owner
+        self.chat = owner.chat
+        self.responses = owner.responses
+
+    def with_options(self, **_options: Any) -> _ClientView:
+        return self  # the wrapped client has max_retries=0: retries are the pipeline's
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._owner.client, name)

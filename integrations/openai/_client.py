@@ -157,6 +157,7 @@ def _transient(outcome: Outcome[Any]) -> bool:
 OPENAI_TRANSIENT = OutcomePredicate(_transient, "transient openai failure")
 """Predicate for ``RetryOptions.should_handle`` / ``CircuitBreakerOptions.should_handle``."""
 
+
 def _check_retries(owner: str, kwargs: dict[str, Any]) -> None:
     retries = kwargs.pop("max_retries", 0)
     if retries != 0:

@@ -1,0 +1,81 @@
+"""A pydantic-ai agent behind netra-resilience, served by FastAPI.
+
+Run: ``OPENAI_API_KEY=... uvicorn examples.pydantic_ai_app:app`` (any OpenAI-compatible
+server works: set ``OPENAI_BASE_URL``), then
+``curl -X POST localhost:8000/chat -d '{"user_id": "u1", "message": "Weather in Paris?"}'``.
+Tests build it with a fake provider and a fake clock.
+
+The agent is plain pydantic-ai code; the adapter runs its model calls through the LLM pipeline
+(stale answer when the provider is down, canned reply as the last resort), its function tool
+behind a rate limiter and breaker, and the analytics hook behind its own breaker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI
+from openai import AsyncOpenAI
+from pydantic_ai import Agent
+
+from netra_resilience import Hook, Resilience, RunRequest
+from netra_resilience.integrations.fastapi import CurrentDegradation, install
+from netra_resilience.integrations.openai import ResilientOpenAI, canned_reply
+from netra_resilience.integrations.pydantic_ai import PydanticAIEngine
+
+
+def create_app(
+    client: AsyncOpenAI,
+    weather: Callable[[str], Awaitable[str]],
+    send_analytics: Callable[[Any], Awaitable[None]],
+    resilience: Resilience,
+) -> FastAPI:
+    agent = Agent(instructions="Answer briefly.")
+
+    @agent.tool_plain
+    async def get_weather(city: str) -> str:
+        """The current weather in a city."""
+        return await weather(city)
+
+    llm = ResilientOpenAI(client, resilience.llm(canned_reply=canned_reply("Busy, retry.")))
+    run = PydanticAIEngine(agent, llm)
+    engine = resilience.engine(
+        run,
+        hooks=[Hook("analytics", send_analytics, timeout=0.5)],
+        tools=run.tools(get_weather={"effect": "read", "rate": 1, "burst": 1, "max_wait": 0}),
+    )
+
+    app = FastAPI()
+    install(app, resilience)  # Netra-Degraded header, 503 on critical rejections, /health
+
+    @app.post("/chat")
+    async def chat(body: dict[str, str], degradation: CurrentDegradation) -> dict[str, Any]:
+        events: list[dict[str, Any]] = []
+
+        async def sink(event: dict[str, Any]) -> None:  # a websocket's send_json in real life
+            events.append(event)
+
+        result = await engine.run(RunRequest(body["message"], user_id=body["user_id"]), sink)
+        return {
+            "answer": result.output,
+            "status": result.status,
+            "degraded": degradation.as_dict(),
+            "events": events,
+        }
+
+    return app
+
+
+async def _no_analytics(_event: Any) -> None:
+    return None
+
+
+async def _sunny(city: str) -> str:
+    return f"sunny in {city}"
+
+
+def __getattr__(name: str) -> FastAPI:  # ``uvicorn examples.pydantic_ai_app:app``
+    if name == "app":
+        return create_app(AsyncOpenAI(), _sunny, _no_analytics, Resilience())
+    raise AttributeError(name)
