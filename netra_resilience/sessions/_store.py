@@ -625,10 +625,10 @@ class SessionStore(StoreRouting):
 
     Pass the breaker every user of that Redis (or database) shares as ``primary_breaker`` /
     ``fallback_breaker``. Without one, the store builds its own on the backend's ``ping``,
-    configured by ``primary_timeout`` (default 0.25 s), ``fallback_timeout`` (2 s) (each
-    plus the backend's queue deadline, below),
-    ``retry_interval`` (1 s) and ``failure_threshold`` (3); those options are refused next
-    to a breaker they would configure. Only failures that mean a backend is unhealthy count
+    configured by ``primary_timeout`` (default 0.25 s) and ``fallback_timeout`` (2 s), each
+    plus the backend's queue deadline (below), ``retry_interval`` (1 s) and
+    ``failure_threshold`` (3); those options are refused next to a breaker they would
+    configure. Only failures that mean a backend is unhealthy count
     (connection errors, timeouts): an invalid key is refused before any backend is called
     (:class:`InvalidSessionKeyError`), and a fallback that queues callers with a deadline
     (``queue_timeout``, as :class:`SqlSessionBackend` does) gets that deadline added to its

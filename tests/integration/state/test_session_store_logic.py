@@ -10,6 +10,7 @@ every transition is driven step by step, with no real time.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -17,10 +18,11 @@ from netra_resilience.circuit_breaker import BackendBreaker
 from netra_resilience.context import ResilienceContext
 from netra_resilience.sessions import (
     InMemorySessionBackend,
+    InvalidSessionKeyError,
     SessionStore,
     SessionStoreUnavailableError,
 )
-from netra_resilience.testing import FakeClock
+from netra_resilience.testing import FakeClock, advance_until_done
 
 
 class CountingBackend(InMemorySessionBackend):
@@ -323,3 +325,140 @@ async def test_written_back_records_stay_readable_for_peers_still_in_fallback_mo
     finally:
         await a.aclose()
         await b.aclose()
+
+
+# -- logs (append / entries) ------------------------------------------------------------------
+async def test_turns_from_before_and_during_an_outage_are_merged_never_replaced(
+    clock: FakeClock,
+    store: SessionStore,
+    primary: CountingBackend,
+    fallback: InMemorySessionBackend,
+) -> None:
+    await store.append("conv", "t1")
+    await store.append("conv", "t2")
+    primary.available = False
+    during = ResilienceContext("chat")
+    assert await store.entries("conv", context=during) == []  # only the fallback: flagged
+    assert during.degradation.as_dict() == {"redis": "fallback_database", "sessions": "partial"}
+    await store.append("conv", "t3", context=during)
+    assert await store.entries("conv") == ["t3"]
+    await recover(clock, store, primary)
+    after = ResilienceContext("chat")
+    assert await store.entries("conv", context=after) == ["t1", "t2", "t3"]
+    assert after.degradation.as_dict() == {}
+    assert [e.data for e in await primary.entries("conv", 10)] == [b'"t1"', b'"t2"', b'"t3"']
+    await clock.advance(store.sync_grace + 1)
+    await store.reconcile()
+    assert fallback.logs == {}  # purged after the grace period
+
+
+async def test_an_entry_stored_on_both_sides_is_read_once(
+    clock: FakeClock, fallback: InMemorySessionBackend
+) -> None:
+    """A Redis append that timed out may still have been applied (a SIGSTOPped server runs the
+    buffered command when it resumes); the same entry then also sits in the fallback."""
+
+    class AppliedThenLost(InMemorySessionBackend):
+        fail_next = False
+
+        async def append(self, entry, now, keep):
+            await super().append(entry, now, keep)
+            if self.fail_next:
+                self.fail_next = False
+                raise ConnectionError("reply lost")
+
+    primary = AppliedThenLost()
+    store = SessionStore(primary, fallback, clock=clock, ttl=60)
+    try:
+        await store.reconcile()
+        await store.append("c", "a")
+        primary.fail_next = True
+        await store.append("c", "b")  # applied in the primary, and written to the fallback
+        assert await store.entries("c") == ["a", "b"]  # while pending: both read, merged by id
+        await store.reconcile()
+        assert await store.entries("c") == ["a", "b"]
+        assert len(primary.logs["c"]) == 2
+    finally:
+        await store.aclose()
+
+
+async def test_the_log_keeps_its_newest_entries_across_a_merge(
+    clock: FakeClock, primary: CountingBackend, fallback: InMemorySessionBackend
+) -> None:
+    store = SessionStore(primary, fallback, clock=clock, ttl=60, max_entries=3)
+    try:
+        await store.reconcile()
+        for n in range(3):
+            await store.append("c", n)
+        primary.available = False
+        for n in range(3, 5):
+            await store.append("c", n)
+        primary.available = True
+        await store.primary_breaker.close()
+        assert await store.entries("c") == [2, 3, 4]
+        await store.reconcile()
+        assert await store.entries("c") == [2, 3, 4]
+        assert await store.entries("c", limit=2) == [3, 4]
+    finally:
+        await store.aclose()
+
+
+async def test_two_replicas_appending_at_the_same_instant_keep_both_turns(
+    clock: FakeClock, primary: CountingBackend
+) -> None:
+    a = SessionStore(primary, clock=clock)
+    b = SessionStore(primary, clock=clock)
+    try:
+        await asyncio.gather(a.append("c", "from a"), b.append("c", "from b"))
+        assert sorted(await a.entries("c")) == ["from a", "from b"]
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_a_turn_neither_backend_takes_in_time_is_flagged_and_raised(
+    clock: FakeClock,
+) -> None:
+    """Both stores hang (CPU starvation, a stopped server): each is bounded by its timeout,
+    and the turn is reported as not stored, never dropped silently."""
+    hung = asyncio.Event()
+
+    class Hung(InMemorySessionBackend):
+        async def append(self, entry, now, keep):
+            await hung.wait()
+
+        async def entries(self, key, limit):
+            await hung.wait()
+            return []
+
+    store = SessionStore(Hung(), Hung(), clock=clock, primary_timeout=0.25, fallback_timeout=2.0)
+    try:
+        ctx = ResilienceContext("chat")
+        with pytest.raises(SessionStoreUnavailableError) as raised:
+            await advance_until_done(clock, store.append("c", "turn", context=ctx))
+        assert raised.value.operation == "append"
+        assert ctx.degradation.as_dict() == {"redis": "unavailable", "sessions": "not_stored"}
+        assert clock.monotonic() - 1000.0 == pytest.approx(2.25)  # 0.25 s + 2 s, no more
+        read = ResilienceContext("chat")
+        with pytest.raises(SessionStoreUnavailableError):
+            await advance_until_done(clock, store.entries("c", context=read))
+        assert read.degradation.reason("redis") == "unavailable"
+    finally:
+        hung.set()
+        await store.aclose()
+
+
+async def test_invalid_keys_never_reach_a_backend(
+    store: SessionStore, primary: CountingBackend
+) -> None:
+    calls = primary.calls
+    keys: list[Any] = ["", "a\x00b", "k" * 201, "\udc80", 42]
+    for key in keys:
+        for operation in (store.get, store.entries, store.delete):
+            with pytest.raises(InvalidSessionKeyError):
+                await operation(key)
+        with pytest.raises(InvalidSessionKeyError):
+            await store.append(key, "x")
+    assert primary.calls == calls
+    assert store.primary_breaker.available
+    await store.append("k" * 200, "longest key accepted")
