@@ -7,12 +7,14 @@ while that breaker is open.
     RedisCircuitStateStore(redis, breaker=breaker)
     RedisRateLimiter(redis, breaker=breaker, key="openai", rate=50, burst=10, replicas=4)
     RedisCacheBackend(redis, breaker=breaker)
+    RedisBudgetStore(redis, breaker=breaker, replicas=4)   # Budget(limits, store=...)
     SessionStore(RedisSessionBackend(redis), database, primary_breaker=breaker)
 """
 
 from __future__ import annotations
 
 from netra_resilience.integrations.redis._breaker import RedisCircuitStateStore
+from netra_resilience.integrations.redis._budget import RedisBudgetStore
 from netra_resilience.integrations.redis._cache import RedisCacheBackend
 from netra_resilience.integrations.redis._client import (
     REDIS_ERRORS,
@@ -25,6 +27,7 @@ from netra_resilience.integrations.redis._sessions import RedisSessionBackend
 
 __all__ = [
     "REDIS_ERRORS",
+    "RedisBudgetStore",
     "RedisCacheBackend",
     "RedisCircuitStateStore",
     "RedisRateLimiter",

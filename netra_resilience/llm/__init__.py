@@ -1,10 +1,31 @@
-"""The framework-free half of the LLM call path: classification, cache keys, streams, fallbacks.
+"""The framework-free half of the LLM call path: classification, cache keys, streams, fallbacks,
+budgets.
 
 Nothing here imports openai, httpx or any other SDK; the adapters in
 ``netra_resilience.integrations`` (``openai``, ``httpx``, ``httpx2``, ``aiocache``) plug these
 pieces into real clients.
 """
 
+from netra_resilience.llm._budget import (
+    API_KEY_PROPERTY,
+    BUDGET_EXHAUSTED,
+    DEFAULT_PRICES,
+    Budget,
+    BudgetExhaustedError,
+    BudgetLimit,
+    BudgetScope,
+    BudgetStore,
+    Counter,
+    InMemoryBudgetStore,
+    ModelPrice,
+    PriceTable,
+    Reservation,
+    UnpricedModelError,
+    Usage,
+    context_scope,
+    input_token_bound,
+    usage_of,
+)
 from netra_resilience.llm._fallback import (
     Alternate,
     CannedReply,
@@ -48,20 +69,33 @@ from netra_resilience.llm._stream import (
 )
 
 __all__ = [
+    "API_KEY_PROPERTY",
+    "BUDGET_EXHAUSTED",
+    "DEFAULT_PRICES",
     "LLM_BREAKER_FAILURE",
     "LLM_DEPENDENCY_FAILURE",
     "NON_OUTPUT_PARAMS",
     "TRANSIENT_LLM_FAILURE",
     "TRUNCATED",
     "Alternate",
+    "Budget",
+    "BudgetExhaustedError",
+    "BudgetLimit",
+    "BudgetScope",
+    "BudgetStore",
     "CannedReply",
     "ChatStreamTracker",
+    "Counter",
     "DegradedAnswers",
     "EndOfBodyTracker",
     "FallbackChain",
     "FirstTokenTimeoutError",
+    "InMemoryBudgetStore",
     "LlmCacheKey",
     "LlmRequest",
+    "ModelPrice",
+    "PriceTable",
+    "Reservation",
     "ResilientStream",
     "ResponsesStreamTracker",
     "StreamIdleTimeoutError",
@@ -69,8 +103,12 @@ __all__ = [
     "StreamProviderError",
     "StreamTracker",
     "StreamTruncatedError",
+    "UnpricedModelError",
+    "Usage",
     "answer_cache_filter",
     "breaker_open",
+    "context_scope",
+    "input_token_bound",
     "is_complete_answer",
     "is_transient_failure",
     "is_transient_status",
@@ -84,4 +122,5 @@ __all__ = [
     "standard_llm_pipeline",
     "standard_llm_retry",
     "tracker_for",
+    "usage_of",
 ]
