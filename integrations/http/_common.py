@@ -19,7 +19,12 @@ Per request:
    transport errors are re-raised unchanged, and our own rejections (open breaker, timeout,
    rate limit, full bulkhead) propagate as netra errors: they are the pipeline's decisions;
 4. an event-stream body is wrapped so an error while reading it reaches the circuit breaker
-   (the attempt itself ended when the headers arrived).
+   (the attempt itself ended when the headers arrived);
+5. inside a call that declared its effect (:func:`~netra_resilience.effects.effect_scope`,
+   e.g. an engine tool), a non-safe request (not GET/HEAD/OPTIONS/TRACE) carries the call's
+   idempotency key as the ``Idempotency-Key`` header (unless it already has one), the same on
+   every retry; and the pipeline's retry does not repeat an ``unsafe`` request that may have
+   reached the upstream.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
 from netra_resilience.context import ResilienceContext, current_context
+from netra_resilience.effects import IDEMPOTENCY_HEADER, current_effect_scope
 from netra_resilience.exceptions import NetraError
 from netra_resilience.llm import is_transient_status, report_failure, server_delay
 from netra_resilience.pipeline import Pipeline
@@ -149,6 +155,9 @@ MAX_ERROR_BODY = 1 << 20
 
 
 class _Request(Protocol):
+    method: str
+    headers: Any
+
     async def aread(self) -> bytes: ...
 
 
@@ -157,6 +166,19 @@ class _Transport(Protocol):
 
 
 StatusClassifier = Callable[[int, Mapping[str, str]], bool]
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+"""RFC 9110 §9.2.1: no side effect requested, so no idempotency key is needed."""
+
+
+def add_idempotency_key(request: Any) -> None:
+    """Give a non-safe request the current call's idempotency key (see the module docstring)."""
+    scope = current_effect_scope()
+    if scope is None or request.method in SAFE_METHODS or IDEMPOTENCY_HEADER in request.headers:
+        return
+    key = scope.request_key()
+    if key is not None:
+        request.headers[IDEMPOTENCY_HEADER] = key
 
 
 class HttpResilience:
@@ -204,6 +226,7 @@ class HttpResilience:
     async def handle(self, request: _Request) -> Any:
         """Send ``request`` through the pipeline; see the module docstring for the rules."""
         await request.aread()  # buffer once: every attempt re-sends the same bytes
+        add_idempotency_key(request)  # once, before the first attempt: retries reuse it
         outcome = await self._pipeline.execute_outcome(self._attempt, request)
         exc = outcome.exception
         if exc is None:
