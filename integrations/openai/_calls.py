@@ -22,6 +22,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response, ResponseCompletedEvent
 
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
+from netra_resilience.exceptions import InvalidOptionsError
 from netra_resilience.fallback import FallbackArgs
 from netra_resilience.integrations.openai._client import (
     DEFAULT_STREAM_POLICY,
@@ -30,6 +31,7 @@ from netra_resilience.integrations.openai._client import (
     without_retries,
 )
 from netra_resilience.llm import (
+    Budget,
     CannedReply,
     LlmRequest,
     ResilientStream,
@@ -39,6 +41,7 @@ from netra_resilience.llm import (
     tracker_for,
 )
 from netra_resilience.pipeline import Pipeline
+from netra_resilience.validation import ratio
 
 _ids = itertools.count(1)
 
@@ -138,11 +141,24 @@ class ResilientOpenAI:
 
     The client's own retries are turned off (a copy with ``max_retries=0``): the pipeline is
     the one retry owner. Stream timeouts run on the pipeline's clock.
+    ``budget``: every attempt reserves its worst case and settles to the reported usage (see
+    ``invoke_openai``); ``step_down_at`` (a fraction of each limit) refuses the primary model
+    earlier, so alternates on cheaper models (``openai_alternate(budget=...)``) answer near
+    the limit instead, flagged ``<name>=budget_exhausted`` then ``<name>=fallback``.
     Give a plain client and a full pipeline (``standard_llm_pipeline``), or a client from
     :func:`resilient_async_openai` and a pipeline holding only cache and fallback.
     """
 
-    __slots__ = ("_client", "_clock", "_pipeline", "_policy", "chat", "responses")
+    __slots__ = (
+        "_budget",
+        "_ceiling",
+        "_client",
+        "_clock",
+        "_pipeline",
+        "_policy",
+        "chat",
+        "responses",
+    )
 
     def __init__(
         self,
@@ -150,6 +166,8 @@ class ResilientOpenAI:
         pipeline: Pipeline,
         *,
         stream_policy: StreamPolicy = DEFAULT_STREAM_POLICY,
+        budget: Budget | None = None,
+        step_down_at: float | None = None,
     ) -> None:
         if not isinstance(pipeline, Pipeline):
             raise TypeError(f"pipeline must be a Pipeline, got {type(pipeline).__name__}")
@@ -157,6 +175,12 @@ class ResilientOpenAI:
         self._pipeline = pipeline
         self._clock = pipeline.clock  # stream timeouts run on the pipeline's clock
         self._policy = stream_policy
+        if budget is not None and not isinstance(budget, Budget):
+            raise InvalidOptionsError("ResilientOpenAI", "budget", "must be a Budget")
+        self._budget = budget
+        self._ceiling = (
+            1.0 if step_down_at is None else ratio("ResilientOpenAI", "step_down_at", step_down_at)
+        )
         self.chat = _Chat(self)
         self.responses = _Endpoint(self, "responses")
 
@@ -190,6 +214,8 @@ class ResilientOpenAI:
             clock=self._clock,
             pipeline=self._pipeline,
             dependency=self._pipeline.name,
+            budget=self._budget,
+            budget_ceiling=self._ceiling,
         )
 
 

@@ -8,7 +8,7 @@ retries off (``max_retries=0``), so the pipeline is the one retry owner: no 3 x 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import httpx2
@@ -23,14 +23,20 @@ from netra_resilience.integrations.http._common import UpstreamStatusError
 from netra_resilience.integrations.http.httpx2 import ResilientAsyncTransport
 from netra_resilience.llm import (
     Alternate,
+    Budget,
     LlmRequest,
+    MeteredTracker,
+    Reservation,
     StreamPolicy,
     StreamTruncatedError,
+    check_answer,
     is_transient_status,
     open_stream,
     report_failure,
     request_of,
     tracker_for,
+    usage_of,
+    with_stream_usage,
 )
 from netra_resilience.outcome import Outcome
 from netra_resilience.pipeline import Pipeline
@@ -77,22 +83,69 @@ async def invoke_openai(
     clock: Clock | None = None,
     pipeline: Pipeline | None = None,
     dependency: str = "llm",
+    budget: Budget | None = None,
+    budget_ceiling: float = 1.0,
 ) -> Any:
     """Make one SDK call for ``request``; for ``stream=True`` open the stream up to its first
     answer chunk (see :func:`~netra_resilience.llm.open_stream`). A stream cut later is
-    reported to ``pipeline``'s circuit breakers."""
+    reported to ``pipeline``'s circuit breakers.
+
+    With a ``budget`` the call's worst case is reserved first (``BudgetExhaustedError``
+    before anything is sent, at ``budget_ceiling`` of each limit), then settled to the
+    reported ``usage``: a completion at once, a stream when it ends (a chat stream asks for
+    its usage chunk; a stream closed or cut before it keeps its worst case). A failed call is
+    released; a timed-out or cancelled one keeps its input."""
     if request.kind == "chat":
         create: Any = client.chat.completions.create
     elif request.kind == "responses":
         create = client.responses.create
     else:
         raise ValueError(f"unsupported LLM request kind {request.kind!r}")
-    if not request.stream:
-        return await create(**request.params)
     context = current_context()
+    held: Reservation | None = None
+    if budget is not None:
+        request = with_stream_usage(request)
+        held = await budget.reserve(request, context, ceiling=budget_ceiling, dependency=dependency)
+    try:
+        if not request.stream:
+            result = await create(**request.params)
+            if held is not None:
+                await held.settle(usage_of(result))
+            return check_answer(request, result)  # JSON asked, not JSON: the next model
+        return await _open(
+            create,
+            request,
+            policy=policy,
+            clock=clock,
+            pipeline=pipeline,
+            dependency=dependency,
+            held=held,
+        )
+    except BaseException as error:
+        if held is not None:
+            await held.fail(error)  # a no-op once the stream settled
+        raise
+
+
+async def _open(
+    create: Any,
+    request: LlmRequest,
+    *,
+    policy: StreamPolicy,
+    clock: Clock | None,
+    pipeline: Pipeline | None,
+    dependency: str,
+    held: Reservation | None,
+) -> Any:
+    context = current_context()
+    tracker = MeteredTracker(tracker_for(request.kind))
 
     async def on_truncated(error: StreamTruncatedError) -> None:
         await report_failure(pipeline, error, context)
+
+    async def on_end(stream: Any) -> None:
+        if held is not None:
+            await held.settle(tracker.usage)  # None (no usage chunk): the worst case stays
 
     async def start() -> Any:
         return await create(**request.params)
@@ -101,10 +154,11 @@ async def invoke_openai(
         start,
         policy=policy,
         clock=clock,
-        tracker=tracker_for(request.kind),
+        tracker=tracker,
         dependency=dependency,
         context=context,
         on_truncated=on_truncated,
+        on_end=on_end,
     )
 
 
@@ -116,13 +170,24 @@ def openai_alternate(
     pipeline: Pipeline | None = None,
     stream_policy: StreamPolicy = DEFAULT_STREAM_POLICY,
     clock: Clock | None = None,
+    provider: str | None = None,
+    context_window: int | None = None,
+    capabilities: Iterable[str] | None = None,
+    budget: Budget | None = None,
     **overrides: Any,
 ) -> Alternate:
     """A fallback-chain step: the same request sent to ``client`` (another base URL,
     deployment or provider's OpenAI-compatible endpoint), optionally with another ``model``
-    and parameter ``overrides``. ``pipeline`` gives it its own breaker (name it ``name``)."""
+    and parameter ``overrides``. ``pipeline`` gives it its own breaker (name it ``name``).
+
+    ``provider``, ``context_window`` and ``capabilities`` let the chain pick this step by the
+    failure's class (see ``FallbackChain``). ``budget``: the same budget as the primary's,
+    held at this step's model price (a cheaper model may fit where the primary did not);
+    a cost budget must know the price of ``model`` (checked here)."""
     target = without_retries(client)
     changes = {**overrides, **({"model": model} if model is not None else {})}
+    if budget is not None and model is not None:
+        budget.require_price("openai_alternate", "model", model)
 
     async def call(*args: Any, **kwargs: Any) -> Any:
         request = request_of(args, kwargs)
@@ -131,10 +196,23 @@ def openai_alternate(
         if changes:
             request = request.with_params(**changes)
         return await invoke_openai(
-            target, request, policy=stream_policy, clock=clock, pipeline=pipeline, dependency=name
+            target,
+            request,
+            policy=stream_policy,
+            clock=clock,
+            pipeline=pipeline,
+            dependency=name,
+            budget=budget,
         )
 
-    return Alternate(name=name, call=call, pipeline=pipeline)
+    return Alternate(
+        name=name,
+        call=call,
+        pipeline=pipeline,
+        provider=provider,
+        context_window=context_window,
+        capabilities=frozenset(capabilities) if capabilities is not None else None,
+    )
 
 
 def is_openai_transient(exc: BaseException) -> bool:

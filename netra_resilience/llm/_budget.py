@@ -37,7 +37,7 @@ from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.context import ResilienceContext, current_context
 from netra_resilience.exceptions import ExecutionRejectedError, InvalidOptionsError, NetraError
 from netra_resilience.llm._request import LlmRequest
-from netra_resilience.llm._stream import field
+from netra_resilience.llm._stream import StreamTracker, field
 from netra_resilience.validation import integer, number, set_field
 
 BUDGET_EXHAUSTED = "budget_exhausted"
@@ -708,6 +708,14 @@ class Reservation:
         self.ended = "input"
         await self._budget.adjust(self._deltas(Usage(self.worst.input_tokens, 0)), local=self.local)
 
+    async def fail(self, error: BaseException) -> None:
+        """End after ``error``: a timeout or a cancel keeps the input (the provider had the
+        request), any other failure releases."""
+        if isinstance(error, Exception) and not isinstance(error, TimeoutError):
+            await self.release()
+        else:
+            await self.settle_input()
+
     async def __aenter__(self) -> Self:
         return self
 
@@ -719,7 +727,37 @@ class Reservation:
     ) -> None:
         if exc is None:
             await self.settle(None)
-        elif isinstance(exc, Exception) and not isinstance(exc, TimeoutError):
-            await self.release()
         else:
-            await self.settle_input()
+            await self.fail(exc)
+
+
+class MeteredTracker:
+    """A :class:`StreamTracker` that also keeps the last ``usage`` a chunk reported (chat's
+    ``include_usage`` chunk, ``response.completed``), for settling a stream at its end."""
+
+    __slots__ = ("inner", "usage")
+
+    def __init__(self, inner: StreamTracker) -> None:
+        self.inner = inner
+        self.usage: Usage | None = None
+
+    def observe(self, chunk: Any) -> None:
+        usage = usage_of(chunk)
+        if usage is not None:
+            self.usage = usage
+        self.inner.observe(chunk)
+
+    def is_preamble(self, chunk: Any) -> bool:
+        return self.inner.is_preamble(chunk)
+
+    @property
+    def complete(self) -> bool:
+        return self.inner.complete
+
+
+def with_stream_usage(request: LlmRequest) -> LlmRequest:
+    """A chat stream asks for its usage chunk (``stream_options.include_usage``) unless the
+    caller set ``stream_options``: without it a stream can only settle to its worst case."""
+    if request.kind == "chat" and request.stream and "stream_options" not in request.params:
+        return request.with_params(stream_options={"include_usage": True})
+    return request

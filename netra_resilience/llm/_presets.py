@@ -14,6 +14,7 @@ from netra_resilience.exceptions import InvalidOptionsError
 from netra_resilience.fallback import FallbackOptions
 from netra_resilience.hints import retry_after_of
 from netra_resilience.llm._fallback import (
+    LLM_FALLBACK_CASE,
     Alternate,
     CannedReply,
     DegradedAnswers,
@@ -194,6 +195,8 @@ def standard_llm_pipeline(
     alternates: Sequence[Alternate] = (),
     canned_reply: CannedReply | None = None,
     fallback_on: Callable[[Outcome[Any]], bool] = LLM_DEPENDENCY_FAILURE,
+    provider: str | None = None,
+    context_window: int | None = None,
 ) -> Pipeline:
     """Build the recommended LLM pipeline (see the module docstring for the order).
 
@@ -216,7 +219,10 @@ def standard_llm_pipeline(
       hits. Answers are keyed per caller scope unless ``share_cache_across_users``; refusals,
       streams and fallback answers are never stored.
     * ``alternates``: a fallback chain (other model/deployment/provider, each with its own
-      breaker); ``canned_reply``: the last resort, tried after the stale cache.
+      breaker) choosing by the failure's class (:class:`FallbackChain`): with the default
+      ``fallback_on`` it also steps for a context overflow, a content-policy refusal and an
+      unusable 200 (:data:`LLM_FALLBACK_CASE`); ``provider`` / ``context_window`` describe the
+      primary for that choice. ``canned_reply``: the last resort, tried after the stale cache.
     """
     total = optional_seconds("total_timeout", total_timeout)
     attempt = optional_seconds("attempt_timeout", attempt_timeout)
@@ -258,9 +264,19 @@ def standard_llm_pipeline(
     inner_canned = canned_reply if cache is None else None
     if alternates or inner_canned is not None:
         chain = FallbackChain(
-            alternates, canned_reply=inner_canned, dependency=name, degraded=degraded
+            alternates,
+            canned_reply=inner_canned,
+            dependency=name,
+            degraded=degraded,
+            provider=provider,
+            context_window=context_window,
         )
-        builder.add_fallback(FallbackOptions(action=chain, should_handle=fallback_on))
+        chain_on = (
+            LLM_FALLBACK_CASE
+            if fallback_on is LLM_DEPENDENCY_FAILURE and alternates
+            else fallback_on
+        )
+        builder.add_fallback(FallbackOptions(action=chain, should_handle=chain_on))
     if rate_limiter is not None:
         if rate_limiter.pause_hint is retry_after_of:
             # The stock hint reads only a ``retry_after`` attribute; the LLM hint also reads

@@ -146,6 +146,7 @@ TRUNCATED = "stream_truncated"
 """The degradation reason marked when a stream is cut after reaching the caller."""
 
 OnTruncated = Callable[[StreamTruncatedError], Awaitable[None]]
+OnEnd = Callable[["ResilientStream[Any]"], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -214,6 +215,7 @@ class ResilientStream(Generic[T]):
         "_ended",
         "_idle",
         "_iterator",
+        "_on_end",
         "_on_truncated",
         "_source",
         "_tracker",
@@ -233,6 +235,7 @@ class ResilientStream(Generic[T]):
         context: ResilienceContext | None,
         on_truncated: OnTruncated | None,
         ended: bool = False,
+        on_end: OnEnd | None = None,
     ) -> None:
         self._source = source
         self._iterator = iterator
@@ -243,6 +246,7 @@ class ResilientStream(Generic[T]):
         self._dependency = dependency
         self._context = context
         self._on_truncated = on_truncated
+        self._on_end = on_end  # once, however the stream ends (a budget settles here)
         self._ended = ended
         self._done = False
         self._delivered = 0
@@ -300,6 +304,7 @@ class ResilientStream(Generic[T]):
             if not self._tracker.complete:
                 raise await self._truncate("incomplete", None)
             await close_source(self._source)
+            await self._end()
         if self.truncation is not None:
             raise self.truncation
         raise StopAsyncIteration
@@ -319,7 +324,14 @@ class ResilientStream(Generic[T]):
         if self._on_truncated is not None:
             with contextlib.suppress(Exception):  # reporting must not replace the signal
                 await self._on_truncated(error)
+        await self._end()
         return error
+
+    async def _end(self) -> None:
+        callback, self._on_end = self._on_end, None
+        if callback is not None:
+            with contextlib.suppress(Exception):  # accounting must not replace the answer
+                await callback(self)
 
     async def aclose(self) -> None:
         """Stop early: close the underlying stream (not a truncation: the caller chose it)."""
@@ -327,6 +339,7 @@ class ResilientStream(Generic[T]):
             self._done = True
             self._buffer.clear()
             await close_source(self._source)
+            await self._end()
 
     async def __aenter__(self) -> Self:
         return self
@@ -347,9 +360,11 @@ async def open_stream(
     dependency: str = "llm",
     context: ResilienceContext | None = None,
     on_truncated: OnTruncated | None = None,
+    on_end: OnEnd | None = None,
 ) -> ResilientStream[Any]:
     """Open a stream and read up to its first answer chunk, within ``first_token_timeout``.
 
+    ``on_end(stream)`` runs once when the returned stream ends: completed, cut or closed.
     Raises (as an ordinary attempt failure) whatever opening raised, a
     :class:`FirstTokenTimeoutError`, or a retryable :class:`StreamTruncatedError` with
     ``chunks == 0`` when the stream ended before any answer.
@@ -399,10 +414,13 @@ async def open_stream(
         context=context,
         on_truncated=on_truncated,
         ended=ended,
+        on_end=on_end,
     )
+
 
 __all__ = [
     "TRUNCATED",
+    "OnEnd",
     "OnTruncated",
     "ResilientStream",
     "StreamPolicy",
