@@ -14,6 +14,7 @@ and fallback chain read; a streaming call (``stream=True``) returns a
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
 
@@ -22,6 +23,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response, ResponseCompletedEvent
 
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
+from netra_resilience.effects import Effect, current_effect_scope, effect_scope
 from netra_resilience.exceptions import InvalidOptionsError
 from netra_resilience.fallback import FallbackArgs
 from netra_resilience.integrations.openai._client import (
@@ -145,6 +147,16 @@ class ResilientOpenAI:
     ``invoke_openai``); ``step_down_at`` (a fraction of each limit) refuses the primary model
     earlier, so alternates on cheaper models (``openai_alternate(budget=...)``) answer near
     the limit instead, flagged ``<name>=budget_exhausted`` then ``<name>=fallback``.
+
+    Replay safety (:mod:`netra_resilience.effects`): a chat completion is a ``read``, retried
+    on any transient failure. A stateful Responses call (:attr:`LlmRequest.stateful`:
+    ``previous_response_id``, ``conversation``, ``store=True``) is ``unsafe``: retried only
+    when it provably never reached the provider (connection refused, 429, 503), never after a
+    timeout or a reset, which may have produced output on the provider's side (a stream is
+    never replayed once a chunk reached the caller, whatever the request). Such calls carry a
+    per-call ``Idempotency-Key`` through the resilient transports. ``replay_stateful=True``
+    is the explicit opt-in to replay them like reads (with the same key).
+
     Give a plain client and a full pipeline (``standard_llm_pipeline``), or a client from
     :func:`resilient_async_openai` and a pipeline holding only cache and fallback.
     """
@@ -156,6 +168,7 @@ class ResilientOpenAI:
         "_clock",
         "_pipeline",
         "_policy",
+        "_replay_stateful",
         "chat",
         "responses",
     )
@@ -168,6 +181,7 @@ class ResilientOpenAI:
         stream_policy: StreamPolicy = DEFAULT_STREAM_POLICY,
         budget: Budget | None = None,
         step_down_at: float | None = None,
+        replay_stateful: bool = False,
     ) -> None:
         if not isinstance(pipeline, Pipeline):
             raise TypeError(f"pipeline must be a Pipeline, got {type(pipeline).__name__}")
@@ -181,6 +195,7 @@ class ResilientOpenAI:
         self._ceiling = (
             1.0 if step_down_at is None else ratio("ResilientOpenAI", "step_down_at", step_down_at)
         )
+        self._replay_stateful = bool(replay_stateful)
         self.chat = _Chat(self)
         self.responses = _Endpoint(self, "responses")
 
@@ -204,9 +219,24 @@ class ResilientOpenAI:
     async def create(self, kind: str, params: Mapping[str, Any]) -> Any:
         """Run one call of API ``kind`` (``"chat"``/``"responses"``) through the pipeline."""
         request = LlmRequest(kind, replayable(params))
-        return await self._pipeline.execute(self._invoke, request)
+        effect = self.effect_of(request)
+        if effect is Effect.READ:
+            with effect_scope(effect):
+                return await self._pipeline.execute(self._invoke, request)
+        with effect_scope(effect, idempotency_key=f"netra-{uuid.uuid4().hex}"):
+            return await self._pipeline.execute(self._invoke, request)
+
+    def effect_of(self, request: LlmRequest) -> Effect:
+        """``read`` for completions; ``unsafe`` for stateful requests unless
+        ``replay_stateful`` (then ``idempotent``: replayed with the same key)."""
+        if not request.stateful:
+            return Effect.READ
+        return Effect.IDEMPOTENT if self._replay_stateful else Effect.UNSAFE
 
     async def _invoke(self, request: LlmRequest) -> Any:
+        scope = current_effect_scope()
+        if scope is not None:
+            scope.begin_attempt()  # this attempt's HTTP request reuses the call's key
         return await invoke_openai(
             self._client,
             request,

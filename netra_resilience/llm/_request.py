@@ -40,6 +40,22 @@ class LlmRequest:
         model = self.params.get("model")
         return model if isinstance(model, str) else None
 
+    @property
+    def stateful(self) -> bool:
+        """It changes state kept by the provider, so a replay is not a plain re-read: a
+        Responses call that continues a chain or a conversation (``previous_response_id``,
+        ``conversation``) or asks explicitly to be stored (``store=True``), as the OpenAI
+        Agents SDK treats them. Chat completions are reads."""
+        if self.kind != "responses":
+            return False
+        params = self.params
+        return bool(
+            params.get("previous_response_id")
+            or params.get("conversation")
+            or params.get("conversation_id")
+            or params.get("store") is True
+        )
+
     def with_params(self, **overrides: Any) -> LlmRequest:
         """A copy with some parameters replaced (e.g. another ``model``)."""
         return LlmRequest(self.kind, {**self.params, **overrides})
