@@ -74,8 +74,8 @@ class RejectionPolicy:
         self.problem_type = problem_type
 
     def is_critical(self, exc: ExecutionRejectedError) -> bool:
-        if self.registry is None:
-            return True
+        if self.registry is None or getattr(exc, "http_status", 503) == 429:
+            return True  # a spent budget is the caller's answer, whatever the dependency
         return self.registry.criticality_of(exc.dependency) is Criticality.CRITICAL
 
     def retry_after(self, exc: ExecutionRejectedError) -> float:
@@ -90,17 +90,25 @@ class RejectionPolicy:
         return self.default_retry_after
 
     def render(self, exc: ExecutionRejectedError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """Status, headers and body of the 503: the dependency's name, nothing internal."""
+        """Status, headers and body of the 503 (429 for a rejection that says so, e.g. an
+        exhausted budget): the dependency's name, nothing internal."""
         dependency = safe_token(exc.dependency) if exc.dependency else None
-        body: dict[str, Any] = {
-            "type": self.problem_type,
-            "title": "Service Unavailable",
-            "status": 503,
-            "detail": (
+        status = 429 if getattr(exc, "http_status", 503) == 429 else 503
+        if status == 429:
+            title = "Too Many Requests"
+            detail = f"A usage budget for {dependency or 'this service'!r} is exhausted."
+        else:
+            title = "Service Unavailable"
+            detail = (
                 f"The dependency {dependency!r} is temporarily unavailable."
                 if dependency
                 else "A required dependency is temporarily unavailable."
-            ),
+            )
+        body: dict[str, Any] = {
+            "type": self.problem_type,
+            "title": title,
+            "status": status,
+            "detail": detail,
         }
         if dependency:
             body["dependency"] = dependency
@@ -108,7 +116,7 @@ class RejectionPolicy:
         retry_after = retry_after_header(self.retry_after(exc))
         if retry_after is not None:
             headers.append((b"retry-after", retry_after.encode()))
-        return 503, headers, json.dumps(body, separators=(",", ":")).encode()
+        return status, headers, json.dumps(body, separators=(",", ":")).encode()
 
 
 class ResilienceMiddleware:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from netra_resilience.context import ResilienceContext
+from netra_resilience.engine import RunEvents, RunRequest, wrap_engine
 from netra_resilience.exceptions import InvalidOptionsError
 from netra_resilience.llm import (
     API_KEY_PROPERTY,
@@ -27,6 +28,7 @@ from netra_resilience.llm import (
     usage_of,
 )
 from netra_resilience.testing import FakeClock
+from tests.unit.engine.helpers import Recorder
 
 PRICES = PriceTable({"big": ModelPrice(10.0, 30.0), "small": ModelPrice(1.0, 2.0)})
 
@@ -294,3 +296,34 @@ def test_usage_is_read_from_completions_responses_and_stream_events() -> None:
     assert usage_of({"usage": {"prompt_tokens": -1, "completion_tokens": 4}}) is None
     assert usage_of({"usage": {"prompt_tokens": "3", "completion_tokens": 4}}) is None
     assert usage_of({"choices": []}) is None
+
+
+async def test_an_agent_run_refused_by_its_run_budget_ends_saying_why(clock: FakeClock) -> None:
+    budget = Budget(
+        [BudgetLimit.tokens_per_minute(400, per=("run",))], estimate_input=tokens_of, clock=clock
+    )
+
+    admitted: list[str | None] = []
+
+    async def engine(request: RunRequest, events: RunEvents) -> str:
+        for _ in range(5):  # a runaway loop: the third call no longer fits this run's budget
+            async with await budget.reserve(ask()) as held:
+                admitted.append(request.run_id)
+                await held.settle(Usage(50, 100))
+        return "never"
+
+    sink = Recorder()
+    stack = wrap_engine(engine, clock=clock)
+    result = await stack.run(RunRequest("q", user_id="u1"), sink)
+    await stack.aclose()
+    final = sink.final()
+    assert final["data"]["status"] == "failed"
+    assert final["data"]["error"]["type"] == "BudgetExhaustedError"
+    assert final["degradation"] == {"llm": "budget_exhausted"}
+    assert result.error_type == "BudgetExhaustedError"
+    other = await stack.run(
+        RunRequest("q", user_id="u1"), Recorder()
+    )  # another run: its own budget
+    assert (
+        other.error_type == "BudgetExhaustedError"
+    )  # the loop runs past it again, two calls later
