@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from netra_resilience.exceptions import (
+    AdmissionRejectedError,
     BrokenCircuitError,
     BulkheadRejectedError,
     IsolatedCircuitError,
@@ -23,6 +24,7 @@ REJECTION_EVENTS = {
     "circuit_rejected": "circuit_open",
     "rate_limiter_rejected": "rate_limited",
     "bulkhead_rejected": "bulkhead_full",
+    "admission_shed": "shed",
     "timeout": "timeout",
 }
 """Event name -> rejection kind (the call was refused or cut short by a strategy)."""
@@ -46,6 +48,8 @@ def error_type(exc: BaseException | None) -> str | None:
         return "rate_limited"
     if isinstance(exc, BulkheadRejectedError):
         return "bulkhead_full"
+    if isinstance(exc, AdmissionRejectedError):
+        return "shed"
     return type(exc).__qualname__
 
 

@@ -33,6 +33,8 @@ class DegradationReason(StrEnum):
     """The answer used only part of the data (a history read from a fallback alone)."""
     NOT_STORED = "not_stored"
     """A write was accepted by no backend: the caller must tell the user."""
+    SHED = "shed"
+    RETRY_BUDGET = "retry_budget"
 
 
 MAX_HISTORY = 256

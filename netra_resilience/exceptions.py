@@ -108,3 +108,22 @@ class BulkheadRejectedError(ExecutionRejectedError):
     """The bulkhead is full (all seats taken and the queue full, or the queue wait timed out)."""
 
     default_message = "bulkhead is full"
+
+
+class AdmissionRejectedError(ExecutionRejectedError):
+    """Admission control shed the call: over the adaptive concurrency limit, and its priority's
+    share of the queue was full (or it was displaced from the queue by a more important call,
+    or its queue wait timed out). ``priority`` is the shed call's priority."""
+
+    default_message = "call shed by admission control"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        retry_after: float | None = None,
+        dependency: str | None = None,
+        priority: int | None = None,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after, dependency=dependency)
+        self.priority = priority

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, ParamSpec, Self, TypeVar
 
+from netra_resilience.admission import AdmissionOptions
 from netra_resilience.bulkhead import BulkheadOptions
 from netra_resilience.cache import CacheOptions
 from netra_resilience.chaos import ChaosOptions
@@ -246,6 +247,11 @@ class PipelineBuilder:
 
     def add_bulkhead(self, options: BulkheadOptions | None = None, /, **fields: Any) -> Self:
         return self._add_typed("add_bulkhead", BulkheadOptions, options, fields)
+
+    def add_admission(self, options: AdmissionOptions | None = None, /, **fields: Any) -> Self:
+        """Adaptive concurrency limit with priority shedding: ``add_admission()`` (Gradient2,
+        queue of 100), ``add_admission(algorithm=VegasLimit(), queue_timeout=2)``."""
+        return self._add_typed("add_admission", AdmissionOptions, options, fields)
 
     def add_fallback(self, options: FallbackOptions | None = None, /, **fields: Any) -> Self:
         return self._add_typed("add_fallback", FallbackOptions, options, fields)

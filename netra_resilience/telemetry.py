@@ -116,6 +116,10 @@ _SAFE_ARGS = (
     "breaker_state",
     "criticality",
     "dependency",
+    "priority",
+    "limit",
+    "in_flight",
+    "queued",
 )
 
 
@@ -155,6 +159,7 @@ class LoggingListener:
             details,
             extra={"netra": extra},
         )
+
 
 __all__ = [
     "CompositeListener",
