@@ -24,6 +24,7 @@ DEPENDENCIES = (
     "llm",
     "llm_stream",
     "tool",
+    "tool_response",
     "redis",
     "database",
     "auth",
@@ -38,8 +39,9 @@ def fault_point(resilience: Resilience, dependency: str) -> Pipeline:
     return resilience.pipeline(dependency).add_chaos(control=resilience.chaos).build()
 
 
-class InjectedFailure(ConnectionError):
-    """What an ``error`` fault raises: like a refused connection (transient)."""
+class InjectedFailure(ConnectionRefusedError):
+    """What an ``error`` fault raises: a refused connection (transient, and provably before
+    the request left, so even an unsafe call may be retried)."""
 
 
 class InjectedRateLimit(Exception):

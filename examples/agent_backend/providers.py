@@ -140,18 +140,32 @@ def openai_client(
 
 # -- the external tool ---------------------------------------------------------------------
 class SimulatedTool:
-    """A stand-in for an external HTTP API (weather, search, ...), one answer per query."""
+    """A stand-in for an external HTTP API whose calls do something (file a lookup request
+    with a partner, say): each request is one ``effect``, except that a request repeating an
+    ``Idempotency-Key`` already done gets the recorded answer, as Stripe-style APIs do."""
 
     def __init__(self, *, sleep: Callable[[float], Awaitable[None]], latency: float) -> None:
         self._sleep = sleep
         self._latency = latency
         self.calls = 0
+        self.effects = 0
+        self._done: dict[str, dict[str, Any]] = {}
 
-    async def fetch(self, endpoint: Endpoint, query: str) -> dict[str, Any]:
+    async def fetch(
+        self, endpoint: Endpoint, query: str, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
         self.calls += 1
         if self._latency:
             await self._sleep(self._latency)
-        return {"result": f"{len(query.split())} words looked up", "served_by": endpoint.host}
+        if idempotency_key is not None and idempotency_key in self._done:
+            return self._done[idempotency_key]
+        self.effects += 1
+        answer = {"result": f"{len(query.split())} words looked up", "served_by": endpoint.host}
+        if idempotency_key is not None:
+            self._done[idempotency_key] = answer
+            if len(self._done) > 10_000:  # a bounded dedup window, like any upstream's
+                del self._done[next(iter(self._done))]
+        return answer
 
     async def aclose(self) -> None:
         return None
@@ -183,7 +197,9 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 
 class HttpTool:
-    """``GET {NETRA_TOOL_URL}?q=<query>`` on the endpoint the pool picked; expects JSON."""
+    """``GET {NETRA_TOOL_URL}?q=<query>`` on the endpoint the pool picked; expects JSON. The
+    call's key goes out as ``Idempotency-Key`` so the upstream can answer a repeat from its
+    record instead of doing the work twice."""
 
     def __init__(self, url: str) -> None:
         self._url = httpx.URL(url)
@@ -194,9 +210,12 @@ class HttpTool:
     def endpoint(self) -> Endpoint:
         return Endpoint.parse(str(self._url.copy_with(path="/", query=None)))
 
-    async def fetch(self, endpoint: Endpoint, query: str) -> dict[str, Any]:
+    async def fetch(
+        self, endpoint: Endpoint, query: str, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
         url = self._url.copy_with(scheme=endpoint.scheme, host=endpoint.host, port=endpoint.port)
-        response = await self._client.get(url, params={"q": query})
+        headers = {} if idempotency_key is None else {"Idempotency-Key": idempotency_key}
+        response = await self._client.get(url, params={"q": query}, headers=headers)
         if response.status_code >= 400:
             raise HttpToolError(
                 response.status_code, retry_after_seconds(response.headers.get("retry-after"))

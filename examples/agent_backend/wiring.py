@@ -50,7 +50,7 @@ from netra_resilience import (
     Tool,
     current_degradation,
 )
-from netra_resilience.engine import HooksLayer, ResilientEngine, ToolsLayer
+from netra_resilience.engine import Effect, HooksLayer, ResilientEngine, ToolsLayer
 from netra_resilience.integrations.openai import (
     ResilientOpenAI,
     StreamPolicy,
@@ -381,8 +381,13 @@ SIMULATED_TOOL_ENDPOINTS = ("http://tool-a.internal:8080", "http://tool-b.intern
 
 
 def external_tool(settings: Settings, resilience: Resilience) -> Tool:
-    """The agent's tool: rate limited, retried once, behind its breaker, on the endpoint pool
-    (whose endpoints come from discovery, each behind its own breaker)."""
+    """The agent's tool: idempotent (every attempt of a call carries its idempotency key, so
+    the upstream does the work once), rate limited, retried once, behind its breaker, on the
+    endpoint pool (whose endpoints come from discovery, each behind its own breaker).
+
+    Two fault switches: ``tool`` acts before the request reaches the upstream, and
+    ``tool_response`` after it did the work (``latency`` there: committed, answer stalled;
+    the call ends ``tool=outcome_unknown`` with the effect done once)."""
     backend: SimulatedTool | HttpTool
     if settings.tool_url is None:
         backend = SimulatedTool(sleep=resilience.clock.sleep, latency=settings.simulated_latency)
@@ -391,16 +396,19 @@ def external_tool(settings: Settings, resilience: Resilience) -> Tool:
         backend = resilience.closing(HttpTool(settings.tool_url))
         endpoints = tool_pool([backend.endpoint], settings, resilience)
     switch = fault_point(resilience, "tool")
+    response_switch = fault_point(resilience, "tool_response")
 
-    async def call_tool(query: str) -> dict[str, Any]:
+    async def call_tool(query: str, idempotency_key: str | None = None) -> dict[str, Any]:
         async def on(endpoint: Endpoint) -> dict[str, Any]:
-            return await switch.execute(backend.fetch, endpoint, query)
+            answer = await switch.execute(backend.fetch, endpoint, query, idempotency_key)
+            return await response_switch.execute(_deliver, answer)
 
         return await endpoints.execute(on)
 
     return Tool(
         "tool",
         call_tool,
+        effect=Effect.IDEMPOTENT,
         rate=20,
         burst=20,
         timeout=3.0,
@@ -409,6 +417,10 @@ def external_tool(settings: Settings, resilience: Resilience) -> Tool:
         retry_after_cap=1.0,
         breaker=breaker(settings),
     )
+
+
+async def _deliver(answer: dict[str, Any]) -> dict[str, Any]:
+    return answer
 
 
 # -- hooks -----------------------------------------------------------------------------------

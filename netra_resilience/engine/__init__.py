@@ -2,9 +2,11 @@
 
 ``wrap_engine(engine, hooks=..., tools=...)`` gives every run a bound context, ordered events
 (``agent_started`` ... ``agent_completed``, always a final one), hooks behind breakers and
-tools behind their own pipelines. See ``examples/engine_quickstart.py``.
+tools behind their own pipelines (``Tool(..., effect=Effect.IDEMPOTENT)`` says what repeating a
+call does, see :mod:`netra_resilience.effects`). See ``examples/engine_quickstart.py``.
 """
 
+from netra_resilience.effects import Effect
 from netra_resilience.engine._hooks import Hook, HookFn, HookQueue, HooksLayer
 from netra_resilience.engine._run import (
     DeliveryStats,
@@ -30,6 +32,7 @@ from netra_resilience.engine._tools import Tool, ToolFn, ToolsLayer
 
 __all__ = [
     "DeliveryStats",
+    "Effect",
     "Engine",
     "EngineLayer",
     "EventObserver",
