@@ -13,7 +13,9 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+from netra_resilience.admission import RetryBudget
 from netra_resilience.context import ResilienceContext
+from netra_resilience.degradation import DegradationReason
 from netra_resilience.effects import repeat_allowed
 from netra_resilience.exceptions import (
         ExecutionRejectedError,
@@ -265,6 +267,10 @@ class RetryOptions:
       vocabulary. ``stop`` replaces ``max_attempts`` (so give one or the other); ``wait``
       replaces ``backoff``/``delay``/``max_delay``/``use_jitter``. Hints still win over it.
     * ``on_retry(OnRetryArgs)``: sync or async, called before each sleep.
+    * ``budget``: a :class:`~netra_resilience.admission.RetryBudget` shared by every pipeline
+      calling the same dependency; each call deposits, each retry spends, and a retry the
+      budget denies ends the call with its last outcome, marked ``retry_budget`` and counted
+      in ``budget.denied`` (so retries cannot multiply load when the upstream is failing).
 
     A callback that raises (predicate, hint, generator, stop, wait, on_retry) ends the call
     with that exception, as in Polly.
@@ -282,6 +288,7 @@ class RetryOptions:
     stop: Callable[[Any], bool] | None = None
     wait: Callable[[Any], float] | None = None
     on_retry: OnRetry | None = None
+    budget: RetryBudget | None = None
 
     def __post_init__(self) -> None:
         integer(_OWNER, "max_attempts", self.max_attempts)
@@ -311,6 +318,8 @@ class RetryOptions:
         set_field(self, "should_handle", as_predicate(_OWNER, "should_handle", self.should_handle))
         for name in ("delay_generator", "retry_after", "stop", "wait", "on_retry"):
             callable_or_none(_OWNER, name, getattr(self, name))
+        if self.budget is not None and not isinstance(self.budget, RetryBudget):
+            raise InvalidOptionsError(_OWNER, "budget", "must be a RetryBudget")
 
     def create_strategy(self, build: BuildContext) -> RetryStrategy:
 
@@ -434,8 +443,8 @@ class RetryStrategy(Strategy):
     """Retries handled outcomes. See :class:`RetryOptions` for the rules."""
 
     __slots__ = (
-        "_builds", "_clock", "_delays", "_name", "_never", "_on_retry", "_on_retry_async",
-        "_owner", "_should_handle", "_telemetry", "_timed",
+        "_budget", "_builds", "_clock", "_delays", "_name", "_never", "_on_retry",
+        "_on_retry_async", "_owner", "_should_handle", "_telemetry", "_timed",
     )  # fmt: skip
 
     kind: ClassVar[str] = "retry"
@@ -447,6 +456,7 @@ class RetryStrategy(Strategy):
         self._delays = DelayPolicy(options, build.random)
         self._on_retry = options.on_retry
         self._on_retry_async = is_async(options.on_retry)
+        self._budget = options.budget
         self._clock = build.clock
         self._name = build.name
         self._telemetry = build.telemetry(self.kind)
@@ -464,6 +474,8 @@ class RetryStrategy(Strategy):
         if self._never:
             return await callback(context, state)
         started = self._clock.monotonic() if self._timed else 0.0
+        if self._budget is not None:
+            self._budget.deposit()
         outcome = await callback(context, state)
         try:
             if not self._should_handle(outcome):
@@ -509,6 +521,9 @@ class RetryStrategy(Strategy):
                 await close_discarded(outcome)
                 self._gave_up(context, outcome, attempt, "deadline")
                 return Outcome(None, budget.expire(exc))
+            if self._budget is not None and not self._budget.try_spend():
+                context.degradation.mark(self._name, DegradationReason.RETRY_BUDGET)
+                return self._gave_up(context, outcome, attempt, "budget")
             if self._telemetry.enabled:
                 self._telemetry.emit(
                     "retry", Severity.WARNING, context.operation_key, attempt=attempt,
