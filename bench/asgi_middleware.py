@@ -1,18 +1,27 @@
-"""What the ASGI middleware costs a real server: requests/s with and without it, same run.
+"""What the ASGI middleware costs a real server: req/s, p99 and server CPU per request.
 
-Two uvicorn servers on loopback serve the same FastAPI app, one plain and one with
-``netra_resilience.integrations.fastapi.install`` (middleware, exception handler, health
-routes). Debian's ``wrk`` loads them in turn (alternating order, ``--rounds`` (4) x
-``--duration`` seconds each, after a warm-up), servers pinned to one CPU and wrk to another
-when ``taskset`` and two CPUs are available. Prints a table and the req/s ratio.
+Two uvicorn servers (1 worker, h11, asyncio loop) on loopback serve the same FastAPI app, one
+plain and one with ``netra_resilience.integrations.fastapi.install`` (middleware, exception
+handler, health routes, runtime in the lifespan). Debian's ``wrk`` loads them in turn:
+``--rounds`` alternating rounds of ``--duration`` seconds per variant after a warm-up,
+servers pinned to CPU 0 and wrk to CPU 1 when ``taskset`` and two CPUs are there. Each round
+records req/s, p99 latency and the server process's CPU time per request (``/proc``), so
+"slower" can be told apart from "busier"; the ratios are netra / plain per round (req/s:
+below 1 = netra serves fewer; CPU and p99: above 1 = netra costs more), reported as the
+median and the spread (min-max) of the rounds.
 
-    .venv/bin/python -m bench.asgi_middleware            # 4 rounds x 5 s per variant
+    .venv/bin/python -m bench.asgi_middleware                  # 3 rounds x 10 s per variant
     .venv/bin/python -m bench.asgi_middleware --rounds 5 --duration 10
+    .venv/bin/python -m bench.asgi_middleware --in-process-only --calls 200   # no wrk needed
 
-It also times both apps in-process (ASGI calls without a server, paired rounds), which
-gives the middleware's own cost in microseconds per request, robust to a busy machine.
+It also times both apps in-process (ASGI calls without a server, alternating rounds, the
+cyclic GC left on as in a server) and counts the GC collections each app causes under
+uvicorn: the middleware's own cost in microseconds, and why a server can pay more than that
+(objects alive for the whole request, times the requests in flight, push the collector's
+generation-0 count over its threshold; see the README's performance section).
 
-Not run by the tests (it takes ~40 s and needs /usr/bin/wrk).
+Not run by the tests at these settings (~70 s, needs /usr/bin/wrk); the smoke test runs the
+in-process part.
 """
 
 from __future__ import annotations
@@ -29,11 +38,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI
 
 ROOT = Path(__file__).resolve().parent.parent
+VARIANTS = ("plain", "netra")
+LABELS = {"plain": "plain FastAPI", "netra": "with install()"}
 
 
 def _app() -> FastAPI:
@@ -48,7 +60,7 @@ def _app() -> FastAPI:
 
 def plain_app() -> FastAPI:
     """The application alone."""
-    return _app()
+    return _gc_counted(_app())
 
 
 def netra_app() -> FastAPI:
@@ -61,6 +73,16 @@ def netra_app() -> FastAPI:
         dependencies=[Dependency("postgres", "critical"), Dependency("llm", "important")]
     )
     install(app, resilience)
+    return _gc_counted(app)
+
+
+def _gc_counted(app: FastAPI) -> FastAPI:
+    """``GET /_gc``: the server's GC collections per generation so far (read between rounds)."""
+
+    @app.get("/_gc")
+    async def collections() -> list[int]:
+        return [stat["collections"] for stat in gc.get_stats()]
+
     return app
 
 
@@ -98,7 +120,38 @@ def _wait_ready(port: int, timeout: float = 20.0) -> None:
     raise RuntimeError(f"server on port {port} did not start")
 
 
-def _wrk(wrk: str, port: int, duration: int, connections: int) -> float:
+@dataclass(frozen=True)
+class Round:
+    rps: float
+    p99_ms: float
+    cpu_us: float  # server CPU (user + system) per request; NaN without /proc
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    rounds: list[Round] = field(default_factory=list)
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the server process, from /proc (NaN elsewhere)."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def gc_collections(self) -> list[int]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/_gc", timeout=5) as response:
+            return [int(n) for n in response.read().decode().strip("[]").split(",")]
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _wrk(wrk: str, port: int, duration: int, connections: int) -> tuple[float, int, float]:
+    """req/s, requests completed and p99 latency (ms) of one wrk run."""
     command = [
         *_pin(1), wrk, "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
         f"http://127.0.0.1:{port}/ok",
@@ -106,10 +159,19 @@ def _wrk(wrk: str, port: int, duration: int, connections: int) -> float:
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"wrk saw errors:\n{out}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if match is None:
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    done = re.search(r"(\d+) requests in", out)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
+    if rps is None or done is None or p99 is None:
         raise RuntimeError(f"could not parse wrk output:\n{out}")
-    return float(match.group(1))
+    return float(rps[1]), int(done[1]), float(p99[1]) * _UNITS_MS[p99[2]]
+
+
+def _round(wrk: str, server: Server, duration: int, connections: int) -> Round:
+    before = server.cpu_seconds()
+    rps, requests, p99 = _wrk(wrk, server.port, duration, connections)
+    cpu = server.cpu_seconds() - before
+    return Round(rps, p99, cpu / requests * 1e6)
 
 
 def _scope() -> dict[str, object]:
@@ -129,72 +191,107 @@ async def _send(message: object) -> None:
     return None
 
 
-async def _in_process(rounds: int = 9, n: int = 3000) -> tuple[float, float]:
-    """Median microseconds per request (plain, with install()), ASGI calls without a server."""
+async def in_process(rounds: int = 9, calls: int = 3000) -> dict[str, float]:
+    """Median process-CPU microseconds per request per app, ASGI calls without a server."""
     apps = {"plain": plain_app(), "netra": netra_app()}
     samples: dict[str, list[float]] = {name: [] for name in apps}
     for round_ in range(rounds + 1):
         for name, app in apps.items() if round_ % 2 else reversed(apps.items()):
             gc.collect()
-            gc.disable()
-            start = time.perf_counter()
-            for _ in range(n):
+            start = time.process_time()
+            for _ in range(calls):
                 await app(_scope(), _receive, _send)
-            elapsed = (time.perf_counter() - start) / n * 1e6
-            gc.enable()
+            elapsed = (time.process_time() - start) / calls * 1e6
             if round_:  # round 0 warms up
                 samples[name].append(elapsed)
-    return statistics.median(samples["plain"]), statistics.median(samples["netra"])
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def main() -> None:
+def _spread(values: list[float], fmt: str) -> str:
+    return f"{format(statistics.median(values), fmt)} ({format(min(values), fmt)}-" + (
+        f"{format(max(values), fmt)})"
+    )
+
+
+def _report(servers: list[Server], gcs: dict[str, list[int]], args: argparse.Namespace) -> None:
+    print(
+        f"uvicorn (1 worker, h11) + wrk -t1 -c{args.connections}, {args.rounds} alternating "
+        f"rounds x {args.duration} s per variant; Python {sys.version.split()[0]}, "
+        f"{os.cpu_count()} CPUs"
+    )
+    print(f"{'variant':<16}{'req/s median (min-max)':>28}{'p99 ms':>20}{'server CPU us/req':>24}")
+    for server in servers:
+        rounds = server.rounds
+        print(
+            f"{LABELS[server.name]:<16}"
+            f"{_spread([r.rps for r in rounds], ',.0f'):>28}"
+            f"{_spread([r.p99_ms for r in rounds], '.2f'):>20}"
+            f"{_spread([r.cpu_us for r in rounds], '.1f'):>24}"
+        )
+    plain, netra = servers
+    pairs = list(zip(plain.rounds, netra.rounds, strict=True))
+    rps = [n.rps / p.rps for p, n in pairs]
+    p99 = [n.p99_ms / p.p99_ms for p, n in pairs]
+    cpu = [n.cpu_us - p.cpu_us for p, n in pairs]
+    print(
+        f"req/s ratio netra/plain (median of rounds, below 1 = netra serves fewer): "
+        f"{_spread(rps, '.3f')} -> {100 * (statistics.median(rps) - 1):+.1f} % req/s"
+    )
+    print(f"p99 ratio netra/plain (above 1 = netra slower): {_spread(p99, '.3f')}")
+    print(f"server CPU per request, netra - plain: {_spread(cpu, '+.1f')} us")
+    requests = {s.name: sum(r.rps * args.duration for r in s.rounds) for s in servers}
+    print(
+        "GC collections per 10k requests (gen0/gen1/gen2): "
+        + ", ".join(
+            f"{LABELS[name]} " + "/".join(f"{n * 10_000 / requests[name]:.1f}" for n in gcs[name])
+            for name in VARIANTS
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--connections", type=int, default=16)
-    args = parser.parse_args()
+    parser.add_argument("--calls", type=int, default=3000, help="in-process calls per round")
+    parser.add_argument("--in-process-only", action="store_true", help="no server, no wrk")
+    args = parser.parse_args(argv)
+    if not args.in_process_only:
+        _serve_and_load(args)
+    us = asyncio.run(in_process(calls=args.calls))
+    print(
+        f"in-process ASGI (process CPU, GC on, 9 alternating rounds x {args.calls}): plain "
+        f"{us['plain']:.1f} us/request, with install() {us['netra']:.1f} us "
+        f"-> middleware {us['netra'] - us['plain']:+.1f} us"
+    )
+
+
+def _serve_and_load(args: argparse.Namespace) -> None:
     wrk = shutil.which("wrk") or "/usr/bin/wrk"
     if not Path(wrk).exists():
-        sys.exit("wrk not found (apt-get install wrk)")
-    ports = {"plain": _free_port(), "netra": _free_port()}
-    servers = [_serve(f"{name}_app", port) for name, port in ports.items()]
+        sys.exit("wrk not found (apt-get install wrk), or use --in-process-only")
+    servers = [Server(name, port, _serve(f"{name}_app", port)) for name, port in
+               ((name, _free_port()) for name in VARIANTS)]  # fmt: skip
     try:
-        for port in ports.values():
-            _wait_ready(port)
-            _wrk(wrk, port, args.warmup, args.connections)
-        results: dict[str, list[float]] = {"plain": [], "netra": []}
+        for server in servers:
+            _wait_ready(server.port)
+            _wrk(wrk, server.port, args.warmup, args.connections)
+        start = {server.name: server.gc_collections() for server in servers}
         for round_ in range(args.rounds):
-            order = ["plain", "netra"] if round_ % 2 == 0 else ["netra", "plain"]
-            for name in order:
-                results[name].append(_wrk(wrk, ports[name], args.duration, args.connections))
+            for server in servers if round_ % 2 == 0 else reversed(servers):
+                server.rounds.append(_round(wrk, server, args.duration, args.connections))
+        gcs = {
+            s.name: [b - a for a, b in zip(start[s.name], s.gc_collections(), strict=True)]
+            for s in servers
+        }
     finally:
         for server in servers:
-            server.terminate()
+            server.process.terminate()
         for server in servers:
-            server.wait(timeout=10)
-    plain_us, netra_us = asyncio.run(_in_process())
-    plain, netra = statistics.median(results["plain"]), statistics.median(results["netra"])
-    ratios = [n / p for p, n in zip(results["plain"], results["netra"], strict=True)]
-    print(f"uvicorn (1 worker) + wrk -t1 -c{args.connections}, {args.rounds} x {args.duration} s")
-    print(f"{'variant':<22}{'median req/s':>14}   rounds")
-    print(
-        f"{'plain FastAPI':<22}{plain:>14,.0f}   "
-        + ", ".join(f"{r:,.0f}" for r in results["plain"])
-    )
-    print(
-        f"{'with install()':<22}{netra:>14,.0f}   "
-        + ", ".join(f"{r:,.0f}" for r in results["netra"])
-    )
-    print(
-        f"ratio (median of rounds): {statistics.median(ratios):.3f}  "
-        f"-> {100 * (1 - statistics.median(ratios)):+.1f} % req/s lost"
-    )
-    print(
-        f"in-process ASGI: plain {plain_us:.1f} us/request, with install() {netra_us:.1f} us "
-        f"-> middleware {netra_us - plain_us:+.1f} us = "
-        f"{100 * (netra_us - plain_us) * plain / 1e6:.1f} % of a request at {plain:,.0f} req/s"
-    )
+            server.process.wait(timeout=10)
+    _report(servers, gcs, args)
 
 
 if __name__ == "__main__":
