@@ -1,11 +1,14 @@
 """Core overhead: each strategy alone, the standard LLM stack, and open-breaker rejection,
-against tenacity, stamina, backoff, aiobreaker, purgatory, pybreaker, circuitbreaker and
-aiolimiter in the same run.
+against tenacity, stamina, backoff, hyx, aiobreaker, purgatory, pybreaker, circuitbreaker,
+aiolimiter and the stdlib in the same run (the method of shared/anchors/bench_peers.py).
 
     .venv/bin/python -m bench.core [--calls 20000] [--rounds 7]
 
-Prints ns per call, the paired extra cost over a bare ``await ok()`` (or a bare raise for the
-open-breaker group), ratios against tenacity, and memory kept per rejection while open.
+Prints ns per call and the paired extra cost over a bare ``await ok()`` (or a bare
+raise+except for the open-breaker group) for every variant, then one comparison per subject:
+netra's extra cost divided by the cheapest peer's extra cost for the same job, measured in
+the same rounds (above 1 = netra costs more). Absolute figures are for this machine only;
+nothing is scaled to another machine.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import os
 import platform
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from bench._harness import (
     Row,
@@ -275,6 +279,64 @@ async def _std_timeout() -> RunFn:
     return run
 
 
+@variant("hyx @retry", "success", "hyx")
+async def _hyx_retry() -> RunFn:
+    from hyx.retry import retry
+
+    return loop_call(retry(on=ConnectionError, attempts=3, backoff=0.5)(ok))
+
+
+def _hyx_breaker(recovery: float, fn: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
+    from hyx.circuitbreaker import consecutive_breaker
+
+    breaker = consecutive_breaker(
+        exceptions=ConnectionError,
+        failure_threshold=5,
+        recovery_time_secs=recovery,
+        recovery_threshold=3,
+    )
+    wrapped: Callable[[], Awaitable[Any]] = breaker(cast(Any, fn))
+    return wrapped
+
+
+@variant("hyx @consecutive_breaker", "success", "hyx")
+async def _hyx_breaker_ok() -> RunFn:
+    return loop_call(_hyx_breaker(30, ok))
+
+
+@variant("hyx @bulkhead", "success", "hyx")
+async def _hyx_bulkhead() -> RunFn:
+    from hyx.bulkhead import bulkhead
+
+    return loop_call(bulkhead(max_concurrency=100, max_capacity=1000)(ok))
+
+
+@variant("hyx @timeout", "success", "hyx")
+async def _hyx_timeout() -> RunFn:
+    from hyx.timeout import timeout
+
+    return loop_call(timeout(30)(ok))
+
+
+@variant("hyx @tokenbucket", "success", "hyx")
+async def _hyx_tokenbucket() -> RunFn:
+    from hyx.ratelimit import tokenbucket
+
+    return loop_call(tokenbucket(max_executions=1e9, per_time_secs=1)(ok))
+
+
+@variant("asyncio.Semaphore ctx (stdlib)", "success", "stdlib")
+async def _std_semaphore() -> RunFn:
+    semaphore = asyncio.Semaphore(100)
+
+    async def run(n: int) -> None:
+        for _ in range(n):
+            async with semaphore:
+                await ok()
+
+    return run
+
+
 # -- open breaker: fast-fail rejection --------------------------------------------------
 async def open_netra_breaker() -> RunFn:
     options = CircuitBreakerOptions(
@@ -352,6 +414,19 @@ async def _circuitbreaker_open() -> RunFn:
     return loop_reject(fn, CircuitBreakerError)
 
 
+@variant("hyx OPEN reject", "open", "hyx")
+async def _hyx_open() -> RunFn:
+    from hyx.circuitbreaker.exceptions import BreakerFailing
+
+    fn = _hyx_breaker(3600, fail)
+    for _ in range(5):
+        try:
+            await fn()
+        except ConnectionError:
+            pass
+    return loop_reject(fn, BreakerFailing)
+
+
 PEERS = (
     "tenacity",
     "stamina",
@@ -361,14 +436,60 @@ PEERS = (
     "pybreaker",
     "circuitbreaker",
     "aiolimiter",
+    "hyx",
 )
+
+
+STACK = "netra standard LLM stack"
+BREAKER_PEERS = (
+    "purgatory held breaker ctx",
+    "circuitbreaker @circuit",
+    "aiobreaker @breaker",
+    "pybreaker calling() ctx",
+    "hyx @consecutive_breaker",
+)
+# (subject, netra variant, peers doing the same job); the summary names the cheapest peer.
+COMPARISONS: list[tuple[str, str, tuple[str, ...]]] = [
+    ("retry alone", "netra retry",
+     ("tenacity @retry", "stamina @retry", "backoff @on_exception", "hyx @retry")),
+    ("circuit breaker alone, time window (default)", "netra circuit breaker (time window)",
+     BREAKER_PEERS),
+    ("circuit breaker alone, count window", "netra circuit breaker (count window)",
+     BREAKER_PEERS),
+    ("rate limiter alone", "netra rate limiter", ("aiolimiter async with", "hyx @tokenbucket")),
+    ("timeout alone", "netra timeout", ("asyncio.timeout ctx (stdlib)", "hyx @timeout")),
+    ("bulkhead alone", "netra bulkhead",
+     ("asyncio.Semaphore ctx (stdlib)", "hyx @bulkhead")),
+    ("open-breaker rejection (over a bare raise)", "netra breaker OPEN reject",
+     ("purgatory OPEN reject", "circuitbreaker OPEN reject", "aiobreaker OPEN reject",
+      "pybreaker OPEN reject", "hyx OPEN reject")),
+    ("standard LLM stack (6 strategies) vs a peer's retry alone", STACK,
+     ("tenacity @retry", "stamina @retry")),
+    ("standard LLM stack in a bound request context vs a peer's retry alone",
+     "netra standard LLM stack, in a request context", ("tenacity @retry", "stamina @retry")),
+]  # fmt: skip
+
+
+def summary(subject: str, by: dict[str, Row], mine: str, peers: tuple[str, ...]) -> None:
+    """One ``SUMMARY`` line (read by bench.run): netra, the cheapest peer present, ratio."""
+    netra = by[mine].overhead_ns
+    present = [by[p] for p in peers if p in by]
+    if not present:
+        print(f"SUMMARY\t{subject}\t{netra / 1000:.2f} us\tno peer installed\t-")
+        return
+    best = min(present, key=lambda r: r.overhead_ns)
+    ratio = f"{netra / best.overhead_ns:.2f}" if best.overhead_ns > 0 else "-"
+    print(
+        f"SUMMARY\t{subject}\t{netra / 1000:.2f} us\t"
+        f"{best.name} {best.overhead_ns / 1000:.2f} us\t{ratio}"
+    )
 
 
 async def main_async(args: argparse.Namespace) -> list[Row]:
     baselines = {"success": "bare await ok()", "open": "bare raise+except"}
     rows = await measure(VARIANTS, baselines, calls=args.calls, rounds=args.rounds)
     print(
-        f"Python {sys.version.split()[0]} on {platform.platform()}; "
+        f"Python {sys.version.split()[0]} on {platform.platform()}, {os.cpu_count()} CPUs; "
         f"{args.rounds} rounds x {args.calls} calls; {dt.date.today()}"
     )
     print("peers: " + ", ".join(f"{p} {version(p)}" for p in PEERS))
@@ -380,40 +501,9 @@ async def main_async(args: argparse.Namespace) -> list[Row]:
         [r for r in rows if r.group == "open"],
     )
     by = {r.name: r for r in rows}
-    tenacity = by.get("tenacity @retry")
-    stack = by["netra standard LLM stack"]
-    print("\nRATIOS")
-    if tenacity is not None:
-        print(
-            f"  standard LLM stack extra / tenacity @retry extra = "
-            f"{stack.overhead_ns / tenacity.overhead_ns:.3f}  (target <= 0.25)"
-        )
-    print(f"  standard LLM stack extra = {stack.overhead_ns / 1000:.2f} us  (target <= 4 us)")
-    bound = by["netra standard LLM stack, in a request context"]
-    print(f"  ... inside a bound request context = {bound.overhead_ns / 1000:.2f} us")
-    bare = by["bare await ok()"].median_ns
-    print(
-        f"  machine speed: bare await = {bare:.0f} ns (DESIGN.md's machine: 58 ns); "
-        f"stack scaled to that machine = {stack.overhead_ns * 58 / bare / 1000:.2f} us"
-    )
-    empty = by["netra empty pipeline"]
-    alone = by["netra circuit breaker (time window)"].overhead_ns - empty.overhead_ns
-    print(f"  breaker over an empty pipeline = {alone / 1000:.3f} us")
-    breaker = by["netra circuit breaker (time window)"]
-    print(f"  breaker alone extra = {breaker.overhead_ns / 1000:.3f} us  (target <= 0.3 us)")
-    reject = by["netra breaker OPEN reject"]
-    print(f"  open rejection extra = {reject.overhead_ns / 1000:.3f} us  (target <= 0.3 us)")
-    for name in (
-        "purgatory OPEN reject",
-        "aiobreaker OPEN reject",
-        "pybreaker OPEN reject",
-        "circuitbreaker OPEN reject",
-    ):
-        if name in by:
-            print(
-                f"  netra rejection vs {name.split()[0]}: "
-                f"{reject.overhead_ns / by[name].overhead_ns:.2f}x the extra cost"
-            )
+    print("\nCOMPARISONS: extra us per call; ratio = netra / cheapest peer (>1: netra costs more)")
+    for subject, mine, peers in COMPARISONS:
+        summary(subject, by, mine, peers)
     print("\nMEMORY KEPT PER REJECTION WHILE OPEN (tracemalloc, 5000 rejections)")
     print(f"  netra breaker: {await retained_bytes_per_call(await open_netra_breaker()):.1f} B")
     try:
@@ -423,11 +513,11 @@ async def main_async(args: argparse.Namespace) -> list[Row]:
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=7)
-    asyncio.run(main_async(parser.parse_args()))
+    asyncio.run(main_async(parser.parse_args(argv)))
 
 
 if __name__ == "__main__":
