@@ -50,10 +50,21 @@ def _canonical(obj: Any) -> Any:
     return repr(obj)
 
 
+# Built once: json.dumps with non-default options makes a new encoder per call (~1 us, most
+# of what a short key costs). An encoder holds only its options, no state between calls.
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_canonical
+)
+
+
 def _dumps(obj: Any) -> str:
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_canonical
-    )
+    return _ENCODER.encode(obj)
+
+
+def canonical_text(*parts: Any) -> str:
+    """``parts`` as the canonical JSON :func:`stable_key` hashes (for key functions whose
+    result :class:`CacheStrategy` hashes anyway, so a call's key is hashed once)."""
+    return _dumps(parts)
 
 
 def stable_key(*parts: Any) -> str:
@@ -199,7 +210,8 @@ class CacheOptions:
       marking the dependency ``stale_cache``.
     * ``should_cache(result)`` keeps refusals and error texts out of the cache.
     * ``backend_timeout``: a slower backend operation counts as a miss (or a skipped store),
-      never as a stall. Backend errors of any kind are misses too.
+      never as a stall (not applied to :class:`InMemoryTTLCache`, which never waits).
+      Backend errors of any kind are misses too.
     """
 
     backend: CacheBackend
@@ -264,7 +276,8 @@ class SafeBackend:
     ) -> None:
         self._backend = backend
         self._clock = clock
-        self._timeout = timeout
+        # An in-process cache never waits: a timeout per operation could only add its cost.
+        self._timeout = None if type(backend) is InMemoryTTLCache else timeout
         self._telemetry = telemetry
 
     async def get(self, key: str, operation_key: str) -> CacheEntry | None:
@@ -384,7 +397,11 @@ class CacheStrategy(Strategy):
         raw = self._key(context, args, kwargs)
         if raw is None:
             return None
-        return f"{self._namespace}:{stable_key(raw, scope)}"
+        # One SHA-256 of the text (the LLM key is canonical JSON already): JSON-encoding it
+        # again would only escape it. The scope's length keeps the two parts apart.
+        text = f"{raw}" if scope is None else f"{len(scope)}:{scope}|{raw}"
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"{self._namespace}:{'s' if scope is None else 'c'}{digest}"
 
     async def lookup_stale(
         self, context: ResilienceContext, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -484,5 +501,6 @@ __all__ = [
     "CacheOptions",
     "CacheStrategy",
     "InMemoryTTLCache",
+    "canonical_text",
     "stable_key",
 ]

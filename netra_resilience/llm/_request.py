@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from netra_resilience.cache import stable_key
+from netra_resilience.cache import canonical_text
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.context import ResilienceContext
 from netra_resilience.exceptions import ExecutionRejectedError, NetraError, TimeoutRejectedError
@@ -155,7 +155,9 @@ def make_llm_cache_key(
     """A ``CacheOptions.key`` for LLM calls.
 
     The call's :class:`LlmRequest` (or, for a plain ``pipeline.execute(fn, *args, **params)``,
-    all its arguments, positional and keyword) is normalised and hashed with its API kind.
+    all its arguments, positional and keyword) is normalised into canonical JSON with its API
+    kind. Not hashed here: :class:`~netra_resilience.cache.CacheStrategy` hashes it once, with
+    the namespace and caller scope, so prompts never reach a backend's key names.
     Streaming requests bypass the cache unless ``cache_streams`` (a stream is not a value
     that can be stored).
     """
@@ -169,11 +171,11 @@ def make_llm_cache_key(
             # A plain callable: every argument can change the answer, positional ones too.
             if not cache_streams and kwargs.get("stream"):
                 return None
-            return f"call:{stable_key('call', list(args), normalize_params(kwargs, skip))}"
+            return canonical_text("call", list(args), normalize_params(kwargs, skip))
         params = request.params
         if not cache_streams and params.get("stream"):
             return None
-        return f"{request.kind}:{stable_key(request.kind, normalize_params(params, skip))}"
+        return canonical_text(request.kind, normalize_params(params, skip))
 
     return key
 
