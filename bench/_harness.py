@@ -127,3 +127,13 @@ def print_rows(title: str, rows: list[Row]) -> None:
 
 def run_async(coro: Awaitable[None]) -> None:
     asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def summary(measure: str, netra: str, reference: str, ratio: float | None) -> None:
+    """One line of ``python -m bench.run``'s table: what, netra, reference, netra / reference.
+
+    Every ratio is netra's time or cost divided by the reference's, measured in the same run
+    (above 1 = netra slower or costlier); ``None`` when there is nothing to divide by.
+    """
+    shown = "-" if ratio is None else f"{ratio:.2f}"
+    print(f"SUMMARY\t{measure}\t{netra}\t{reference}\t{shown}")

@@ -43,6 +43,8 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from bench._harness import summary
+
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ("plain", "netra")
 LABELS = {"plain": "plain FastAPI", "netra": "with install()"}
@@ -239,6 +241,28 @@ def _report(servers: list[Server], gcs: dict[str, list[int]], args: argparse.Nam
     )
     print(f"p99 ratio netra/plain (above 1 = netra slower): {_spread(p99, '.3f')}")
     print(f"server CPU per request, netra - plain: {_spread(cpu, '+.1f')} us")
+    # bench.run's rows: time per request (1 / req/s), p99 and CPU, netra / plain.
+    summary(
+        f"ASGI under wrk: time per request = 1 / req/s (median of {len(rps)} rounds, "
+        f"spread {min(rps):.3f}-{max(rps):.3f} req/s ratio)",
+        f"{statistics.median([r.rps for r in netra.rounds]):,.0f} req/s",
+        f"plain FastAPI {statistics.median([r.rps for r in plain.rounds]):,.0f} req/s",
+        1 / statistics.median(rps),
+    )
+    summary(
+        "ASGI under wrk: p99 latency",
+        f"{statistics.median([r.p99_ms for r in netra.rounds]):.2f} ms",
+        f"plain FastAPI {statistics.median([r.p99_ms for r in plain.rounds]):.2f} ms",
+        statistics.median(p99),
+    )
+    netra_cpu = statistics.median([r.cpu_us for r in netra.rounds])
+    plain_cpu = statistics.median([r.cpu_us for r in plain.rounds])
+    summary(
+        "ASGI under wrk: server CPU per request",
+        f"{netra_cpu:.1f} us",
+        f"plain FastAPI {plain_cpu:.1f} us",
+        netra_cpu / plain_cpu,
+    )
     requests = {s.name: sum(r.rps * args.duration for r in s.rounds) for s in servers}
     print(
         "GC collections per 10k requests (gen0/gen1/gen2): "
@@ -265,6 +289,12 @@ def main(argv: list[str] | None = None) -> None:
         f"in-process ASGI (process CPU, GC on, 9 alternating rounds x {args.calls}): plain "
         f"{us['plain']:.1f} us/request, with install() {us['netra']:.1f} us "
         f"-> middleware {us['netra'] - us['plain']:+.1f} us"
+    )
+    summary(
+        "ASGI in-process (no server): CPU per request",
+        f"{us['netra']:.1f} us",
+        f"plain FastAPI {us['plain']:.1f} us",
+        us["netra"] / us["plain"],
     )
 
 

@@ -29,6 +29,7 @@ from bench._harness import (
     measure,
     print_rows,
     retained_bytes_per_call,
+    summary,
     version,
 )
 from netra_resilience import BrokenCircuitError, PipelineBuilder, ResilienceContext, use_context
@@ -470,18 +471,17 @@ COMPARISONS: list[tuple[str, str, tuple[str, ...]]] = [
 ]  # fmt: skip
 
 
-def summary(subject: str, by: dict[str, Row], mine: str, peers: tuple[str, ...]) -> None:
-    """One ``SUMMARY`` line (read by bench.run): netra, the cheapest peer present, ratio."""
+def compare(subject: str, by: dict[str, Row], mine: str, peers: tuple[str, ...]) -> None:
+    """netra's extra cost over the cheapest peer present (bench.run's table reads it)."""
     netra = by[mine].overhead_ns
     present = [by[p] for p in peers if p in by]
     if not present:
-        print(f"SUMMARY\t{subject}\t{netra / 1000:.2f} us\tno peer installed\t-")
+        summary(subject, f"{netra / 1000:.2f} us", "no peer installed", None)
         return
     best = min(present, key=lambda r: r.overhead_ns)
-    ratio = f"{netra / best.overhead_ns:.2f}" if best.overhead_ns > 0 else "-"
-    print(
-        f"SUMMARY\t{subject}\t{netra / 1000:.2f} us\t"
-        f"{best.name} {best.overhead_ns / 1000:.2f} us\t{ratio}"
+    ratio = netra / best.overhead_ns if best.overhead_ns > 0 else None
+    summary(
+        subject, f"{netra / 1000:.2f} us", f"{best.name} {best.overhead_ns / 1000:.2f} us", ratio
     )
 
 
@@ -503,7 +503,7 @@ async def main_async(args: argparse.Namespace) -> list[Row]:
     by = {r.name: r for r in rows}
     print("\nCOMPARISONS: extra us per call; ratio = netra / cheapest peer (>1: netra costs more)")
     for subject, mine, peers in COMPARISONS:
-        summary(subject, by, mine, peers)
+        compare(subject, by, mine, peers)
     print("\nMEMORY KEPT PER REJECTION WHILE OPEN (tracemalloc, 5000 rejections)")
     print(f"  netra breaker: {await retained_bytes_per_call(await open_netra_breaker()):.1f} B")
     try:

@@ -25,7 +25,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from bench._harness import Row, RunFn, Variant, measure
+from bench._harness import Row, RunFn, Variant, measure, summary
 from netra_resilience.engine import (
     Hook,
     ResilientEngine,
@@ -151,13 +151,22 @@ async def main_async(args: argparse.Namespace) -> None:
     )
     print(f"calibration: asyncio.timeout block = {await _timeout_cost_us():.1f} us on this machine")
     print_table(rows)
+    bare = next(r for r in rows if r.name == "bare engine")
+    for r in rows:
+        if r is not bare:
+            summary(
+                f"agent run: {r.name} (us per run)",
+                f"{r.median_ns / 1000:.1f} us",
+                f"bare engine {bare.median_ns / 1000:.1f} us",
+                r.median_ns / bare.median_ns,
+            )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--calls", type=int, default=5_000)
     parser.add_argument("--rounds", type=int, default=7)
-    asyncio.run(main_async(parser.parse_args()))
+    asyncio.run(main_async(parser.parse_args(argv)))
 
 
 if __name__ == "__main__":

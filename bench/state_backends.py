@@ -17,12 +17,12 @@ import asyncio
 import contextlib
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from bench._harness import summary
 from netra_resilience.integrations.redis import (
     RedisRateLimiter,
     RedisSessionBackend,
@@ -161,10 +161,15 @@ async def main(ops: int) -> None:
     print("-" * len(header))
     for name, up, down, ratio in rows:
         print(f"{name:<36} {up:>18} {down:>18} {ratio:>7}")
+        if ratio.endswith("x"):
+            summary(f"{name}: Redis down (PostgreSQL) vs Redis up", down, up, float(ratio[:-1]))
+
+
+def cli(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--ops", type=int, default=2000)
+    asyncio.run(main(parser.parse_args(argv).ops))
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ops", type=int, default=2000)
-    args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.ops)))
+    cli()

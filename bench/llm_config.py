@@ -1,0 +1,242 @@
+"""The README app's LLM configuration, per successful call, and what it is made of.
+
+    .venv/bin/python -m bench.llm_config [--calls 20000] [--rounds 7]
+
+``resilience.llm(canned_reply=canned_reply("Busy, retry."))`` (total and attempt timeouts,
+retry honouring Retry-After, breaker, per-caller in-memory stale-answer cache, canned reply)
+around a provider call that returns at once, in a bound request context with a caller (so
+the cache keys, writes and answer filter all run), against the bare provider call; the same
+without a caller (cache bypassed) and with ``cache=None``; tenacity's ``@retry`` alone as the
+peer reference. Then the parts: the cache key (``CacheStrategy.key_for``), a write + read of
+``InMemoryTTLCache`` against cachetools' ``TTLCache``, and the memory 100,000 entries hold in
+each. Every ratio is netra / reference in the same run (above 1 = netra costs more).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import gc
+import os
+import platform
+import sys
+import tracemalloc
+from typing import Any
+
+from bench._harness import Row, RunFn, Variant, measure, print_rows, summary, version
+from netra_resilience import Resilience, ResilienceContext, use_context
+from netra_resilience.cache import CacheEntry, CacheStrategy, InMemoryTTLCache
+from netra_resilience.integrations.openai import canned_reply
+from netra_resilience.llm import LlmRequest
+from netra_resilience.pipeline import Pipeline
+
+MESSAGES = [{"role": "user", "content": "What is 2 + 2? Answer with one digit."}]
+REQUEST = LlmRequest("chat", {"model": "gpt-4o-mini", "messages": MESSAGES})
+ANSWER = object()  # what the provider returns; the cache stores it by reference in process
+
+
+async def provider(request: LlmRequest) -> object:
+    return ANSWER
+
+
+def _readme_pipeline(**options: Any) -> Pipeline:
+    return Resilience().llm(canned_reply=canned_reply("Busy, retry."), **options)
+
+
+def _calls(pipeline: Pipeline, context: ResilienceContext | None) -> RunFn:
+    execute = pipeline.execute
+
+    async def run(n: int) -> None:
+        if context is None:
+            for _ in range(n):
+                await execute(provider, REQUEST)
+            return
+        with use_context(context):
+            for _ in range(n):
+                await execute(provider, REQUEST)
+
+    return run
+
+
+async def _bare() -> RunFn:
+    async def run(n: int) -> None:
+        for _ in range(n):
+            await provider(REQUEST)
+
+    return run
+
+
+async def _readme() -> RunFn:
+    return _calls(_readme_pipeline(), ResilienceContext("chat", user_id="u1"))
+
+
+async def _anonymous() -> RunFn:
+    return _calls(_readme_pipeline(), ResilienceContext("chat"))
+
+
+async def _no_cache() -> RunFn:
+    return _calls(_readme_pipeline(cache=None), ResilienceContext("chat", user_id="u1"))
+
+
+async def _tenacity() -> RunFn:
+    import tenacity as t
+
+    fn = t.retry(
+        stop=t.stop_after_attempt(3),
+        wait=t.wait_random_exponential(multiplier=0.1, max=2),
+        retry=t.retry_if_exception_type(ConnectionError),
+        reraise=True,
+    )(provider)
+
+    async def run(n: int) -> None:
+        for _ in range(n):
+            await fn(REQUEST)
+
+    return run
+
+
+async def _key() -> RunFn:
+    strategy = _readme_pipeline().find(CacheStrategy)
+    assert strategy is not None
+    context = ResilienceContext("chat", user_id="u1")
+    args = (REQUEST,)
+    kwargs: dict[str, Any] = {}
+
+    async def run(n: int) -> None:
+        for _ in range(n):
+            strategy.key_for(context, args, kwargs)
+
+    return run
+
+
+ENTRY = CacheEntry(ANSWER, 0.0, 1e12, 1e12)
+
+
+async def _netra_cache() -> RunFn:
+    cache = InMemoryTTLCache(max_entries=10_000)
+
+    async def run(n: int) -> None:
+        for _ in range(n):
+            await cache.set("chat:key", ENTRY, 600.0)
+            await cache.get("chat:key")
+
+    return run
+
+
+async def _cachetools() -> RunFn:
+    from cachetools import TTLCache
+
+    cache: TTLCache[str, object] = TTLCache(maxsize=10_000, ttl=600)
+
+    async def run(n: int) -> None:
+        for _ in range(n):
+            cache["chat:key"] = ENTRY
+            cache.get("chat:key")
+
+    return run
+
+
+async def _empty() -> RunFn:
+    async def run(n: int) -> None:
+        for _ in range(n):
+            pass
+
+    return run
+
+
+README = "README LLM config, caller bound (key + cache write + filter)"
+VARIANTS = [
+    Variant("bare provider call", "call", _bare, "baseline"),
+    Variant(README, "call", _readme),
+    Variant("README LLM config, anonymous caller (cache bypassed)", "call", _anonymous),
+    Variant("README LLM config, cache=None", "call", _no_cache),
+    Variant("tenacity @retry alone", "call", _tenacity, "tenacity"),
+    Variant("cache key: CacheStrategy.key_for", "part", _key),
+    Variant("InMemoryTTLCache set + get (awaited)", "part", _netra_cache),
+    Variant("cachetools TTLCache set + get", "part", _cachetools, "cachetools"),
+    Variant("empty loop", "part", _empty, "baseline"),
+]
+
+
+async def _memory(entries: int) -> tuple[float, float | None]:
+    """Bytes per entry held by InMemoryTTLCache and by cachetools' TTLCache (same values)."""
+    keys = [f"chat:{i:064x}" for i in range(entries)]
+    values = [CacheEntry(i, 0.0, 1e12, 1e12) for i in range(entries)]
+    gc.collect()
+    tracemalloc.start()
+    start = tracemalloc.get_traced_memory()[0]
+    ours = InMemoryTTLCache(max_entries=entries)
+    for key, value in zip(keys, values, strict=True):
+        await ours.set(key, value, 600.0)
+    netra = (tracemalloc.get_traced_memory()[0] - start) / entries
+    tracemalloc.stop()
+    del ours
+    try:
+        from cachetools import TTLCache
+    except ImportError:
+        return netra, None
+    gc.collect()
+    tracemalloc.start()
+    start = tracemalloc.get_traced_memory()[0]
+    theirs: TTLCache[str, object] = TTLCache(maxsize=entries, ttl=600)
+    for key, value in zip(keys, values, strict=True):
+        theirs[key] = value
+    peer = (tracemalloc.get_traced_memory()[0] - start) / entries
+    tracemalloc.stop()
+    return netra, peer
+
+
+async def main_async(args: argparse.Namespace) -> list[Row]:
+    baselines = {"call": "bare provider call", "part": "empty loop"}
+    rows = await measure(VARIANTS, baselines, calls=args.calls, rounds=args.rounds, warmup=500)
+    print(
+        f"Python {sys.version.split()[0]} on {platform.platform()}, {os.cpu_count()} CPUs; "
+        f"{args.rounds} rounds x {args.calls} calls; {dt.date.today()}; "
+        f"tenacity {version('tenacity')}, cachetools {version('cachetools')}"
+    )
+    print_rows(
+        "LLM CALL (extra ns over the bare provider call)", [r for r in rows if r.group == "call"]
+    )
+    print_rows("PARTS (extra ns over an empty loop)", [r for r in rows if r.group == "part"])
+    by = {r.name: r for r in rows}
+    mine = by[README]
+    peer = by.get("tenacity @retry alone")
+    summary(
+        "README app's LLM config per successful call (extra us) vs a peer's retry alone",
+        f"{mine.overhead_ns / 1000:.2f} us",
+        f"tenacity @retry {peer.overhead_ns / 1000:.2f} us" if peer else "tenacity not installed",
+        mine.overhead_ns / peer.overhead_ns if peer else None,
+    )
+    ours = by["InMemoryTTLCache set + get (awaited)"]
+    theirs = by.get("cachetools TTLCache set + get")
+    summary(
+        "cache write + read (extra us)",
+        f"{ours.overhead_ns / 1000:.2f} us",
+        f"cachetools TTLCache {theirs.overhead_ns / 1000:.2f} us" if theirs else "-",
+        ours.overhead_ns / theirs.overhead_ns if theirs else None,
+    )
+    key = by["cache key: CacheStrategy.key_for"]
+    summary("LLM cache key per call (extra us)", f"{key.overhead_ns / 1000:.2f} us", "-", None)
+    netra_bytes, peer_bytes = await _memory(args.entries)
+    print(f"\nMEMORY, {args.entries:,} entries: InMemoryTTLCache {netra_bytes:.0f} B/entry", end="")
+    print(f", cachetools TTLCache {peer_bytes:.0f} B/entry" if peer_bytes else "")
+    summary(
+        f"memory held by {args.entries:,} cache entries (B per entry)",
+        f"{netra_bytes:.0f} B",
+        f"cachetools TTLCache {peer_bytes:.0f} B" if peer_bytes else "-",
+        netra_bytes / peer_bytes if peer_bytes else None,
+    )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--entries", type=int, default=100_000)
+    asyncio.run(main_async(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()
