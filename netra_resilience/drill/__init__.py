@@ -53,9 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     drill = commands.add_parser(
         "drill",
         help="run the failure scenarios against an agent backend and score it",
-        description="Run the nine origin failure scenarios (plus LLM stalls and malformed "
-        "responses) with concurrent simulated users; print a scorecard, write an HTML "
-        "report, exit 1 when a scenario breaks its thresholds. Needs the 'drill' extra "
+        description="Run the nine origin failure scenarios (plus LLM stalls, malformed "
+        "responses and a tool answer lost after its upstream committed) with concurrent "
+        "simulated users; print a scorecard, write an HTML report, exit 1 when a scenario "
+        "breaks its thresholds. Needs the 'drill' extra "
         "(pip install \"netra-resilience[drill]\"); without --target also the 'demo' extra "
         "and a source checkout (the example backend).",
         epilog=TARGET_CONTRACT,

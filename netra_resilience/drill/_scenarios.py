@@ -1,8 +1,9 @@
 """What the drill runs and how it judges it: the scenarios and the scorecard's thresholds.
 
-The nine origin failure scenarios plus three LLM response faults. Each scenario switches
-faults on through the target's demo endpoints (``/demo/faults``), lets simulated users keep
-talking to the agent, then clears the faults and watches recovery. A fault message carries
+The nine origin failure scenarios plus three LLM response faults and a tool whose answer is
+lost after its upstream did the work. Each scenario switches faults on through the target's
+demo endpoints (``/demo/faults``), lets simulated users keep talking to the agent, then clears
+the faults and watches recovery. A fault message carries
 the drill's secret canary, so a leak anywhere in what users receive is counted. Every request
 becomes a :class:`Sample`; a :class:`ScenarioResult` judges the samples against the origin
 requirements (replies, event delivery, time to detect and to recover, no leaks).
@@ -167,6 +168,18 @@ SCENARIOS: tuple[Scenario, ...] = (
         faults=(("llm", {"kind": "malformed"}),),
         expects="llm",
         notes="a proxy's error page instead of a completion: never shown, never cached",
+    ),
+    Scenario(
+        "tool_commit_stall",
+        "Tool committed, answer lost",
+        "A side-effecting tool whose upstream commits and then stalls (drill addition)",
+        faults=(("tool_response", {"kind": "latency", "seconds": 30}),),
+        expects="tool",
+        detect_via="health",
+        tool=True,
+        notes="the upstream did the work but never answers: the retry carries the same "
+        "idempotency key (done once), the call ends tool=outcome_unknown and the agent "
+        "answers without it instead of repeating the effect",
     ),
 )
 

@@ -58,9 +58,9 @@ def result(samples: list[Sample], *, detect: float | None = 0.5) -> ScenarioResu
     return r
 
 
-def test_the_nine_origin_scenarios_plus_three_llm_faults() -> None:
-    assert len(SCENARIOS) == 12
-    assert len({s.name for s in SCENARIOS}) == 12
+def test_the_nine_origin_scenarios_plus_three_llm_faults_and_a_lost_tool_answer() -> None:
+    assert len(SCENARIOS) == 13
+    assert len({s.name for s in SCENARIOS}) == 13
     assert [s.name for s in select(["llm_malformed", "redis_unavailable"])] == [
         "redis_unavailable",
         "llm_malformed",
