@@ -437,6 +437,7 @@ class Budget:
         "_default_output",
         "_estimate",
         "_limits",
+        "_memory",
         "_prefix",
         "_prices",
         "_scope",
@@ -495,6 +496,8 @@ class Budget:
         self._estimate = estimate_input
         self._default_output = integer(owner, "default_max_output", default_max_output)
         self._store: BudgetStore = store if store is not None else InMemoryBudgetStore()
+        # The default store is synchronous inside: its steps are called without an await.
+        self._memory = self._store if type(self._store) is InMemoryBudgetStore else None
         self._clock = clock or SYSTEM_CLOCK
         self._prefix = prefix
         self.name = name
@@ -591,7 +594,8 @@ class Budget:
             ]
         else:
             held = counters
-        failed = await self._store.reserve(held, now)
+        memory = self._memory
+        failed = memory.reserve_now(held, now) if memory else await self._store.reserve(held, now)
         if failed >= 0:
             raise self._refusal(
                 context=ctx,
@@ -636,10 +640,14 @@ class Budget:
         return units / NANO if limit.metric == "cost" else float(units)
 
     async def adjust(self, deltas: Sequence[tuple[Counter, int]], *, local: bool) -> None:
-        if deltas:
-            # Shielded: a settle or release interrupted by a cancel would leak the hold.
-            now = self._clock.now().timestamp()
-            await asyncio.shield(self._store.adjust(deltas, now, local=local))
+        if not deltas:
+            return
+        now = self._clock.now().timestamp()
+        if self._memory is not None:
+            self._memory.adjust_now(deltas, now)  # no await: nothing a cancel can interrupt
+            return
+        # Shielded: a settle or release interrupted by a cancel would leak the hold.
+        await asyncio.shield(self._store.adjust(deltas, now, local=local))
 
 
 class Reservation:
