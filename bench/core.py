@@ -487,7 +487,8 @@ def compare(subject: str, by: dict[str, Row], mine: str, peers: tuple[str, ...])
 
 async def main_async(args: argparse.Namespace) -> list[Row]:
     baselines = {"success": "bare await ok()", "open": "bare raise+except"}
-    rows = await measure(VARIANTS, baselines, calls=args.calls, rounds=args.rounds)
+    warmup = min(2_000, args.calls)
+    rows = await measure(VARIANTS, baselines, calls=args.calls, rounds=args.rounds, warmup=warmup)
     print(
         f"Python {sys.version.split()[0]} on {platform.platform()}, {os.cpu_count()} CPUs; "
         f"{args.rounds} rounds x {args.calls} calls; {dt.date.today()}"
@@ -504,10 +505,15 @@ async def main_async(args: argparse.Namespace) -> list[Row]:
     print("\nCOMPARISONS: extra us per call; ratio = netra / cheapest peer (>1: netra costs more)")
     for subject, mine, peers in COMPARISONS:
         compare(subject, by, mine, peers)
-    print("\nMEMORY KEPT PER REJECTION WHILE OPEN (tracemalloc, 5000 rejections)")
-    print(f"  netra breaker: {await retained_bytes_per_call(await open_netra_breaker()):.1f} B")
+    kept = min(5_000, 10 * args.calls)
+    print(f"\nMEMORY KEPT PER REJECTION WHILE OPEN (tracemalloc, {kept} rejections)")
+    print(
+        f"  netra breaker: {await retained_bytes_per_call(await open_netra_breaker(), kept):.1f} B"
+    )
     try:
-        print(f"  purgatory:     {await retained_bytes_per_call(await open_purgatory()):.1f} B")
+        print(
+            f"  purgatory:     {await retained_bytes_per_call(await open_purgatory(), kept):.1f} B"
+        )
     except ImportError:
         print("  purgatory:     not installed")
     return rows

@@ -243,7 +243,7 @@ def _scoped(llm: ResilientOpenAI) -> Callable[[], Awaitable[Any]]:
 
 
 async def latencies(call: Callable[[], Awaitable[Any]], samples: int) -> list[float]:
-    for _ in range(500):
+    for _ in range(min(500, samples)):
         await call()
     out: list[float] = []
     gc.collect()
@@ -262,7 +262,7 @@ def pct(values: list[float], q: float) -> float:
 async def main(calls: int, rounds: int, samples: int) -> None:
     print(f"Python {sys.version.split()[0]} on {platform.machine()} ({platform.system()})")
     variants, baselines = transport_variants()
-    rows = await measure(variants, baselines, calls=calls, rounds=rounds, warmup=500)
+    rows = await measure(variants, baselines, calls=calls, rounds=rounds, warmup=min(500, calls))
     print_rows("Resilient transport vs bare transport (same run)", rows)
     print(f"\n{'variant':<46} {'ratio to bare':>14} {'extra us/req':>13}")
     by_name = {r.name: r for r in rows}

@@ -1,0 +1,66 @@
+"""Every benchmark entry imports and runs (tiny iteration counts; no timing is asserted).
+
+Speed is measured by ``python -m bench.run``, never asserted here: these only keep the
+benchmarks runnable and their summary rows well formed (netra / reference, one direction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from bench import (
+    asgi_middleware,
+    core,
+    engine_overhead,
+    llm_config,
+    llm_transport,
+    routing,
+    run,
+    state_backends,
+)
+
+ENTRIES: dict[str, tuple[Callable[[list[str]], object], list[str]]] = {
+    "core": (core.main, ["--calls", "20", "--rounds", "1"]),
+    "llm_config": (llm_config.main, ["--calls", "20", "--rounds", "1", "--entries", "200"]),
+    "engine_overhead": (engine_overhead.main, ["--calls", "5", "--rounds", "1"]),
+    "llm_transport": (
+        llm_transport.cli,
+        ["--calls", "5", "--rounds", "1", "--samples", "5"],
+    ),
+    "routing": (routing.main, ["--calls", "20"]),
+    "state_backends": (state_backends.cli, ["--ops", "3"]),
+    "asgi_middleware": (asgi_middleware.main, ["--in-process-only", "--calls", "3"]),
+}
+
+
+def rows(output: str) -> list[run.Line]:
+    return run.summary_lines(run.Run("x", 0, output, 0.0))
+
+
+@pytest.mark.parametrize("name", sorted(ENTRIES))
+def test_benchmark_runs_and_prints_summary_rows(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    entry, argv = ENTRIES[name]
+    entry(argv)
+    found = rows(capsys.readouterr().out)
+    assert found, f"bench.{name} printed no SUMMARY row"
+    for line in found:
+        assert line.measure and line.netra
+        assert line.ratio == "-" or float(line.ratio) >= 0
+
+
+def test_every_benchmark_module_has_an_entry_here() -> None:
+    assert set(run.discover()) == set(ENTRIES)
+
+
+def test_run_table_keeps_rows_and_names_the_direction(capsys: pytest.CaptureFixture[str]) -> None:
+    output = "noise\nSUMMARY\tretry alone\t1.00 us\tpeer 2.00 us\t0.50\nSUMMARY\tbad\n"
+    runs = [run.Run("core", 0, output, 1.0)]
+    run.print_table(rows(output), runs)
+    table = capsys.readouterr().out
+    assert "ratio = netra / reference" in table
+    assert "retry alone" in table and "0.50" in table
+    assert "bad" not in table
