@@ -16,7 +16,7 @@ import openai
 from openai.types.chat import ChatCompletion
 from openai.types.responses import Response
 
-from netra_resilience.clock import Clock
+from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.context import current_context
 from netra_resilience.exceptions import InvalidOptionsError, TimeoutRejectedError
 from netra_resilience.integrations.http._common import UpstreamStatusError
@@ -32,7 +32,9 @@ from netra_resilience.llm import (
     check_answer,
     is_transient_status,
     open_stream,
+    rate_limit_delay,
     report_failure,
+    report_rate_limit,
     request_of,
     tracker_for,
     usage_of,
@@ -96,11 +98,12 @@ async def invoke_openai(
     its usage chunk; a stream closed or cut before it keeps its worst case). A failed call is
     released; a timed-out or cancelled one keeps its input."""
     if request.kind == "chat":
-        create: Any = client.chat.completions.create
+        resource: Any = client.chat.completions
     elif request.kind == "responses":
-        create = client.responses.create
+        resource = client.responses
     else:
         raise ValueError(f"unsupported LLM request kind {request.kind!r}")
+    create = resource.create
     context = current_context()
     held: Reservation | None = None
     if budget is not None:
@@ -108,11 +111,14 @@ async def invoke_openai(
         held = await budget.reserve(request, context, ceiling=budget_ceiling, dependency=dependency)
     try:
         if not request.stream:
-            result = await create(**request.params)
+            # The raw response keeps the headers: a spent provider quota pauses the limiter.
+            raw = await resource.with_raw_response.create(**request.params)
+            result = raw.parse()
+            report_rate_limit(pipeline, rate_limit_delay(raw.headers, clock or SYSTEM_CLOCK))
             if held is not None:
                 await held.settle(usage_of(result))
             return check_answer(request, result)  # JSON asked, not JSON: the next model
-        return await _open(
+        stream = await _open(
             create,
             request,
             policy=policy,
@@ -121,6 +127,10 @@ async def invoke_openai(
             dependency=dependency,
             held=held,
         )
+        headers = getattr(getattr(stream.source, "response", None), "headers", None)
+        if isinstance(headers, Mapping):
+            report_rate_limit(pipeline, rate_limit_delay(headers, clock or SYSTEM_CLOCK))
+        return stream
     except BaseException as error:
         if held is not None:
             await held.fail(error)  # a no-op once the stream settled

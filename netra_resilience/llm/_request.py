@@ -1,11 +1,12 @@
-"""LLM requests: what a call asks for, its cache key, how its failures are classified.
-"""
+"""LLM requests: what a call asks for, its cache key, how its failures are classified."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from netra_resilience.cache import canonical_text
@@ -252,11 +253,80 @@ def server_delay(headers: Mapping[str, str] | None, clock: Clock = SYSTEM_CLOCK)
     return parse_retry_after_headers(headers, clock.now())
 
 
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_DURATION_SCALE = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_OPENAI_LIMITS = ("requests", "tokens")
+_ANTHROPIC_LIMITS = ("requests", "tokens", "input-tokens", "output-tokens")
+MAX_RATE_LIMIT_DELAY = 3600.0  # a reset further away than this is malformed, not a plan
+
+
+def _reset_seconds(value: str, now: datetime) -> float | None:
+    """``6m0s`` / ``20ms`` / ``1.5s`` (openai) or an RFC 3339 time (anthropic), bounded."""
+    text = value.strip()
+    if not text or len(text) > 40:
+        return None
+    if text[0].isdigit() and not text[:4].isdigit():  # a duration, not a year
+        parts = _DURATION_PART.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            return None
+        seconds = sum(float(n) * _DURATION_SCALE[u] for n, u in parts)
+    else:
+        try:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = (when - now).total_seconds()
+    if not 0.0 < seconds <= MAX_RATE_LIMIT_DELAY:
+        return None
+    return seconds
+
+
+def rate_limit_delay(
+    headers: Mapping[str, str] | None, clock: Clock = SYSTEM_CLOCK
+) -> float | None:
+    """Seconds until a provider limit that is already spent resets, read from a *successful*
+    response's headers (openai ``x-ratelimit-remaining-requests/-tokens`` with
+    ``x-ratelimit-reset-*``; anthropic ``anthropic-ratelimit-*-remaining`` / ``-reset``), so
+    the limiter pauses before the next call earns a 429. ``None`` while quota remains."""
+    if headers is None:
+        return None
+    now = clock.now()
+    waits = []
+    names = [(f"x-ratelimit-remaining-{k}", f"x-ratelimit-reset-{k}") for k in _OPENAI_LIMITS]
+    names += [
+        (f"anthropic-ratelimit-{k}-remaining", f"anthropic-ratelimit-{k}-reset")
+        for k in _ANTHROPIC_LIMITS
+    ]
+    for remaining, reset in names:
+        left = headers.get(remaining)
+        if left is None or left.strip() != "0":
+            continue
+        seconds = _reset_seconds(headers.get(reset) or "", now)
+        if seconds is not None:
+            waits.append(seconds)
+    return max(waits) if waits else None
+
+
+def report_rate_limit(pipeline: Pipeline | None, seconds: float | None) -> None:
+    """Pause every rate limiter (and the shared pause gate) of ``pipeline`` for ``seconds``:
+    the provider said its quota is spent, so callers wait (or fall back) instead of a 429."""
+    if pipeline is None or seconds is None:
+        return
+    for strategy in pipeline.strategies:
+        limiter = getattr(strategy, "limiter", None) if strategy.kind == "rate_limiter" else None
+        if limiter is not None:
+            limiter.pause(seconds)
+
+
 def llm_retry_after(clock: Clock | None = None) -> RetryAfterHint:
     """A :data:`RetryAfterHint` for LLM/HTTP failures, reading HTTP-dates on ``clock``.
 
     A ``retry_after`` attribute (our ``UpstreamStatusError``) wins; otherwise the headers of
-    the exception's ``response`` (openai's ``APIStatusError``) are parsed.
+    the exception's ``response`` (openai's ``APIStatusError``) are parsed; on a success whose
+    result carries ``headers`` (an HTTP response), a spent provider limit
+    (:func:`rate_limit_delay`) is a hint too.
     """
     source = clock or SYSTEM_CLOCK
 
@@ -265,7 +335,11 @@ def llm_retry_after(clock: Clock | None = None) -> RetryAfterHint:
         if seconds is not None:
             return seconds
         exc = outcome.exception
-        if exc is None or isinstance(exc, ExecutionRejectedError):
+        if exc is None:
+            # A success whose headers say a provider limit is spent (transport level).
+            headers = getattr(outcome.result, "headers", None)
+            return rate_limit_delay(headers, source) if isinstance(headers, Mapping) else None
+        if isinstance(exc, ExecutionRejectedError):
             return None
         return server_delay(_headers_of(exc), source)
 
