@@ -204,5 +204,13 @@ def create_app(
     if settings.demo_mode:
         app.include_router(faults_router(backend.resilience))
 
-    install(app, backend.resilience, details=settings.demo_mode)
+    # The status page is internals, like /health's detail: shown in demo mode only here; a
+    # production app passes its operator check as `details`.
+    install(
+        app,
+        backend.resilience,
+        details=settings.demo_mode,
+        status_path="/status",
+        status_demo=settings.demo_mode,
+    )
     return app

@@ -49,17 +49,24 @@ from netra_resilience.integrations.fastapi._middleware import (
     RejectionPolicy,
     ResilienceMiddleware,
 )
+from netra_resilience.integrations.fastapi._status import (
+    RequestStats,
+    StatusRecorder,
+    status_router,
+)
 from netra_resilience.runtime import Resilience
 
 __all__ = [
     "CurrentDegradation",
     "DetailAccess",
+    "RequestStats",
     "ResilienceMiddleware",
     "get_degradation",
     "get_registry",
     "health_router",
     "install",
     "rejection_handler",
+    "status_router",
 ]
 
 
@@ -121,6 +128,8 @@ def install(
     default_retry_after: float = 5.0,
     problem_type: str = "about:blank",
     identify: Identify | None = None,
+    status_path: str | None = None,
+    status_demo: bool = False,
 ) -> HealthMonitor:
     """Wire the runtime into ``app``; returns its health monitor.
 
@@ -131,6 +140,10 @@ def install(
     ``identify(scope)`` names the caller of each request (see :class:`ResilienceMiddleware`):
     without it, per-caller caches are bypassed for calls made outside an engine run. The
     runtime's registry is kept on ``app.state.netra_registry``.
+
+    ``status_path`` (e.g. ``"/status"``) mounts the live status page (:func:`status_router`),
+    gated by ``details`` like the health detail; ``status_demo`` adds its fault switches and
+    chat box (for an app exposing ``/demo/faults`` and ``POST /v1/chat``).
     """
     given: object = resilience
     if not isinstance(given, Resilience):
@@ -141,6 +154,19 @@ def install(
         registry, default_retry_after=default_retry_after, problem_type=problem_type
     )
     app.state.netra_registry = registry
+    if status_path is not None:
+        stats = RequestStats(resilience.clock)
+        router = status_router(
+            registry,
+            stats,
+            clock=resilience.clock,
+            path=status_path,
+            details=details,
+            demo=status_demo,
+        )
+        # Inside ResilienceMiddleware (added after it): the request's degradation is set.
+        app.add_middleware(StatusRecorder, stats=stats, clock=resilience.clock, skip=status_path)
+        app.include_router(router)
     app.add_middleware(
         ResilienceMiddleware,
         registry=registry,
