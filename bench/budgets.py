@@ -16,10 +16,10 @@ import argparse
 import asyncio
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Awaitable, Callable
 
+from bench._harness import summary
 from netra_resilience.context import ResilienceContext
 from netra_resilience.integrations.redis import RedisBudgetStore, redis_breaker, redis_client
 from netra_resilience.llm import Budget, BudgetLimit, BudgetStore, LlmRequest, Usage
@@ -83,7 +83,7 @@ async def throughput(call: Callable[[], Awaitable[object]], ops: int, tasks: int
     return per_task * tasks / (time.perf_counter() - start)
 
 
-async def main(calls: int, ops: int) -> None:
+async def run(calls: int, ops: int) -> None:
     print(f"python {platform.python_version()} on {platform.machine()}")
 
     async def bare() -> None:
@@ -95,6 +95,12 @@ async def main(calls: int, ops: int) -> None:
     for limits in (1, 3):
         ns = await per_call_ns(call_of(budget(None, limits)), calls)
         print(f"{f'{limits} limit(s)':<34} {ns:>9.0f} {ns - base:>9.0f}")
+        summary(
+            f"budget reserve+settle in memory, {limits} limit(s)",
+            f"{(ns - base) / 1000:.2f} us",
+            "-",
+            None,
+        )
 
     with RedisServer() as server:
         client = redis_client(server.url)
@@ -125,14 +131,23 @@ async def main(calls: int, ops: int) -> None:
                 f"ratio {name}: latency {medians[name] / medians[naive_key]:.2f}x, "
                 f"throughput {rates[name] / rates[naive_key]:.2f}x of naive"
             )
+            summary(
+                f"{name} on Redis vs naive check-then-increment (median latency)",
+                f"{medians[name]:.0f} us",
+                f"naive {medians[naive_key]:.0f} us",
+                medians[name] / medians[naive_key],
+            )
         await store.aclose()
         await client.aclose()
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--ops", type=int, default=2_000)
-    options = parser.parse_args()
-    asyncio.run(main(options.calls, options.ops))
-    sys.exit(0)
+    options = parser.parse_args(argv)
+    asyncio.run(run(options.calls, options.ops))
+
+
+if __name__ == "__main__":
+    main()

@@ -12,6 +12,7 @@ import pytest
 
 from bench import (
     asgi_middleware,
+    budgets,
     core,
     engine_overhead,
     llm_config,
@@ -23,6 +24,7 @@ from bench import (
 
 ENTRIES: dict[str, tuple[Callable[[list[str]], object], list[str]]] = {
     "core": (core.main, ["--calls", "20", "--rounds", "1"]),
+    "budgets": (budgets.main, ["--calls", "20", "--ops", "20"]),
     "llm_config": (llm_config.main, ["--calls", "20", "--rounds", "1", "--entries", "200"]),
     "engine_overhead": (engine_overhead.main, ["--calls", "5", "--rounds", "1"]),
     "llm_transport": (
