@@ -82,14 +82,18 @@ def browser() -> Iterator[Any]:
 def test_break_the_llm_from_the_page_and_watch_it_open_and_close(
     backend: str, browser: Any, tmp_path: Path
 ) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(browser, WAIT, poll_frequency=0.05)
+    wait = WebDriverWait(
+        browser, WAIT, poll_frequency=0.05, ignored_exceptions=(StaleElementReferenceException,)
+    )
 
     def breaker_of(name: str) -> str:
-        row = browser.find_elements(By.ID, f"dep-{name}")
-        return str(row[0].get_attribute("data-breaker")) if row else ""
+        # Read in one script: the page redraws its rows on every snapshot.
+        script = "const r=document.getElementById(arguments[0]); return r ? r.dataset.breaker: ''"
+        return str(browser.execute_script(script, f"dep-{name}"))
 
     def send_until(done: Any) -> None:
         """Chat (one turn at a time) until ``done()``: the page's view of a real server."""
