@@ -17,6 +17,7 @@ from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.context import ResilienceContext, _current
 from netra_resilience.exceptions import InvalidOptionsError
 from netra_resilience.fallback import FallbackOptions
+from netra_resilience.hedging import HedgingOptions
 from netra_resilience.outcome import Outcome
 from netra_resilience.rate_limiter import RateLimiterOptions
 from netra_resilience.retry import RetryOptions
@@ -252,6 +253,11 @@ class PipelineBuilder:
         """Adaptive concurrency limit with priority shedding: ``add_admission()`` (Gradient2,
         queue of 100), ``add_admission(algorithm=VegasLimit(), queue_timeout=2)``."""
         return self._add_typed("add_admission", AdmissionOptions, options, fields)
+
+    def add_hedging(self, options: HedgingOptions | None = None, /, **fields: Any) -> Self:
+        """Hedged attempts for work safe to repeat: ``add_hedging(delay=1.5)`` (latency),
+        ``add_hedging(delay=0, max_hedged_attempts=2)`` (parallel), ``delay=None`` (fallback)."""
+        return self._add_typed("add_hedging", HedgingOptions, options, fields)
 
     def add_fallback(self, options: FallbackOptions | None = None, /, **fields: Any) -> Self:
         return self._add_typed("add_fallback", FallbackOptions, options, fields)
