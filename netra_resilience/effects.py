@@ -37,11 +37,13 @@ __all__ = [
     "Effect",
     "EffectScope",
     "FailureStage",
+    "bind_effect_scope",
     "current_effect_scope",
     "derive_idempotency_key",
     "effect_scope",
     "failure_stage",
     "repeat_allowed",
+    "unbind_effect_scope",
     "valid_idempotency_key",
 ]
 
@@ -216,7 +218,7 @@ class EffectScope:
     def __init__(
         self, effect: Effect, idempotency_key: str | None = None, call_id: str = ""
     ) -> None:
-        self.effect = Effect(effect)
+        self.effect = effect if type(effect) is Effect else Effect(effect)
         self.idempotency_key = idempotency_key
         self.call_id = call_id
         self._requests = 0
@@ -243,6 +245,16 @@ _scope: ContextVar[EffectScope | None] = ContextVar("netra_resilience_effect", d
 def current_effect_scope() -> EffectScope | None:
     """The scope of the call running now, if one was declared."""
     return _scope.get()
+
+
+def bind_effect_scope(scope: EffectScope) -> object:
+    """Make ``scope`` current without a ``with`` block (the engine's per-call fast path);
+    pass the returned token to :func:`unbind_effect_scope` in a ``finally``."""
+    return _scope.set(scope)
+
+
+def unbind_effect_scope(token: object) -> None:
+    _scope.reset(token)  # type: ignore[arg-type]
 
 
 @contextmanager

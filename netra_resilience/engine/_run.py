@@ -16,10 +16,12 @@ from netra_resilience.clock import Clock
 from netra_resilience.context import ResilienceContext
 from netra_resilience.degradation import Degradation, DegradationEntry, DegradationReason
 from netra_resilience.effects import (
+    EffectScope,
     FailureStage,
+    bind_effect_scope,
     derive_idempotency_key,
-    effect_scope,
     failure_stage,
+    unbind_effect_scope,
     valid_idempotency_key,
 )
 from netra_resilience.exceptions import (
@@ -35,7 +37,6 @@ from netra_resilience.outcome import Outcome
 from netra_resilience.validation import Seconds, duration, integer, set_field, to_seconds
 
 if TYPE_CHECKING:
-    from netra_resilience.effects import EffectScope
     from netra_resilience.engine._tools import RegisteredTool, ToolFn
 
 
@@ -662,10 +663,14 @@ class RunTools:
         if tool.takes_idempotency_key:
             kwargs["idempotency_key"] = idempotency_key
         context = events.context
-        with effect_scope(effect, idempotency_key=idempotency_key, call_id=call_id) as scope:
+        scope = EffectScope(effect, idempotency_key, call_id)
+        token = bind_effect_scope(scope)
+        try:
             outcome = await entry.pipeline.execute_outcome(
                 _attempt, scope, tool.fn, args, kwargs, context=context
             )
+        finally:
+            unbind_effect_scope(token)
         exc = outcome.exception
         if exc is None:
             return ToolOk(name, outcome.result, call_id, idempotency_key)
