@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 SHORT_ARGS: dict[str, list[str]] = {
     "core": ["--calls", "5000", "--rounds", "5"],
+    "admission": ["--seconds", "30", "--requests", "2000", "--calls", "5000", "--rounds", "5"],
     "llm_config": ["--calls", "5000", "--rounds", "5"],
     "engine_overhead": ["--calls", "1000", "--rounds", "5"],
     "llm_transport": ["--calls", "500", "--rounds", "5", "--samples", "1000"],

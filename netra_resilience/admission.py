@@ -321,11 +321,18 @@ class AdaptiveLimiter:
 
     Every shed call gets a fresh :class:`AdmissionRejectedError` whose ``retry_after`` is the
     recent average latency (about when a seat frees up).
+
+    Latencies are fed to the algorithm per window (Netflix ``WindowedLimit``): the average
+    latency, the most in flight and whether anything dropped, once ``sample_window`` seconds
+    and ``window_samples`` calls have passed, so one burst of fast answers cannot ramp the
+    limit hundreds of times a second. ``sample_window=0, window_samples=1`` updates per call.
     """
 
     __slots__ = (
         "_clock", "_estimator", "_in_flight", "_limit", "_max_queue", "_queue_timeout",
-        "_queued", "_queues", "_rtt", "_shed", "_tenant_queued", "_tenant_seats", "algorithm",
+        "_queued", "_queues", "_rtt", "_shed", "_tenant_queued", "_tenant_seats", "_win_count",
+        "_win_dropped", "_win_inflight", "_win_start", "_win_sum", "_window", "_window_samples",
+        "algorithm",
     )  # fmt: skip
 
     def __init__(
@@ -334,6 +341,8 @@ class AdaptiveLimiter:
         algorithm: LimitAlgorithm | None = None,
         max_queue: int = 100,
         queue_timeout: Seconds | None = None,
+        sample_window: Seconds = 1.0,
+        window_samples: int = 10,
         clock: Clock | None = None,
         random: Callable[[], float] | None = None,
     ) -> None:
@@ -357,6 +366,15 @@ class AdaptiveLimiter:
         self._tenant_queued: dict[str, int] = {}
         self._rtt = 0.0  # recent average latency: the retry_after of a shed call
         self._shed = [0] * _LEVELS
+        self._window = duration(owner, "sample_window", sample_window, allow_zero=True)
+        if math.isinf(self._window):
+            raise InvalidOptionsError(owner, "sample_window", "must be finite")
+        self._window_samples = integer(owner, "window_samples", window_samples)
+        self._win_start = self._clock.monotonic()
+        self._win_count = 0
+        self._win_sum = 0.0
+        self._win_inflight = 0
+        self._win_dropped = False
 
     # -- figures ----------------------------------------------------------------------
     @property
@@ -501,7 +519,18 @@ class AdaptiveLimiter:
     # -- releasing ------------------------------------------------------------------------
     def _sample(self, rtt: float, inflight: int, dropped: bool) -> None:
         self._rtt = rtt if self._rtt == 0 else self._rtt * 0.9 + rtt * 0.1
-        self._limit = max(1, int(self._estimator.update(rtt, inflight, dropped)))
+        self._win_count += 1
+        self._win_sum += rtt
+        self._win_inflight = max(self._win_inflight, inflight)
+        self._win_dropped = self._win_dropped or dropped
+        now = self._clock.monotonic()
+        if self._win_count < self._window_samples or now - self._win_start < self._window:
+            return
+        average = self._win_sum / self._win_count
+        limit = self._estimator.update(average, self._win_inflight, self._win_dropped)
+        self._limit = max(1, int(limit))
+        self._win_start, self._win_count, self._win_sum = now, 0, 0.0
+        self._win_inflight, self._win_dropped = 0, False
 
     def _release(self, tenant: str) -> None:
         seats = self._tenant_seats
@@ -670,6 +699,8 @@ class AdmissionOptions:
     limiter: AdaptiveLimiter | None = None
     max_queue: int = 100
     queue_timeout: Seconds | None = None
+    sample_window: Seconds = 1.0
+    window_samples: int = 10
     priority: Callable[[ResilienceContext], Priority] = priority_of
     tenant: Callable[[ResilienceContext], str] = tenant_of
     is_drop: ShouldHandle = TimeoutError
@@ -679,7 +710,11 @@ class AdmissionOptions:
         if self.limiter is not None:
             if not isinstance(self.limiter, AdaptiveLimiter):
                 raise InvalidOptionsError(_OWNER, "limiter", "must be an AdaptiveLimiter")
-            for name, default in (("algorithm", None), ("max_queue", 100), ("queue_timeout", None)):
+            defaults = (
+                ("algorithm", None), ("max_queue", 100), ("queue_timeout", None),
+                ("sample_window", 1.0), ("window_samples", 10),
+            )  # fmt: skip
+            for name, default in defaults:
                 if getattr(self, name) != default:
                     raise InvalidOptionsError(_OWNER, name, "is set on the limiter itself")
         elif self.algorithm is not None and not isinstance(
@@ -692,6 +727,11 @@ class AdmissionOptions:
         set_field(
             self, "queue_timeout", optional_duration(_OWNER, "queue_timeout", self.queue_timeout)
         )
+        window = duration(_OWNER, "sample_window", self.sample_window, allow_zero=True)
+        if math.isinf(window):
+            raise InvalidOptionsError(_OWNER, "sample_window", "must be finite")
+        set_field(self, "sample_window", window)
+        integer(_OWNER, "window_samples", self.window_samples)
         for name in ("priority", "tenant"):
             if not callable(getattr(self, name)):
                 raise InvalidOptionsError(_OWNER, name, "must be callable")
@@ -705,6 +745,8 @@ class AdmissionOptions:
                 algorithm=self.algorithm,
                 max_queue=self.max_queue,
                 queue_timeout=self.queue_timeout,
+                sample_window=self.sample_window,
+                window_samples=self.window_samples,
                 clock=build.clock,
                 random=build.random,
             )

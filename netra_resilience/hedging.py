@@ -22,7 +22,11 @@ from typing import Any, ClassVar
 from netra_resilience.admission import RetryBudget
 from netra_resilience.context import ResilienceContext
 from netra_resilience.effects import current_effect_scope
-from netra_resilience.exceptions import InvalidOptionsError
+from netra_resilience.exceptions import (
+    ExecutionRejectedError,
+    InvalidOptionsError,
+    TimeoutRejectedError,
+)
 from netra_resilience.outcome import Outcome
 from netra_resilience.predicates import TRANSIENT_EXCEPTION, ShouldHandle, as_predicate
 from netra_resilience.retry import close_discarded
@@ -64,7 +68,9 @@ class HedgingOptions:
       out for the slow tail plus about 3 % of the normal calls.
     * ``max_hedged_attempts``: attempts beyond the first (1-10, Polly's range).
     * ``should_handle``: outcomes that are not acceptable (default: exceptions but
-      rejections); the last of them is returned when every attempt failed.
+      rejections); the last of them is returned when every attempt failed. A *hedge* refused
+      by a strategy inside (shed by admission, an open breaker) is never acceptable: put
+      hedging outside admission so each attempt takes its own seat.
     * ``budget``: a shared :class:`~netra_resilience.admission.RetryBudget`; each call
       deposits, each hedge spends, a denied hedge is not started (counted in ``denied``).
     * ``on_hedge(OnHedgeArgs)``: sync or async, before each hedge starts.
@@ -95,6 +101,12 @@ class HedgingOptions:
 
     def create_strategy(self, build: BuildContext) -> HedgingStrategy:
         return HedgingStrategy(self, build)
+
+
+def _refused(outcome: Outcome[Any]) -> bool:
+    """A hedge that a limiter inside refused (shed, breaker open) never ran: not an answer."""
+    exc = outcome.exception
+    return isinstance(exc, ExecutionRejectedError) and not isinstance(exc, TimeoutRejectedError)
 
 
 class HedgingStrategy(Strategy):
@@ -178,7 +190,7 @@ class HedgingStrategy(Strategy):
                     attempt = running.pop(task)
                     outcome = task.result()
                     try:
-                        handled = self._handles(outcome)
+                        handled = self._handles(outcome) or (attempt > 0 and _refused(outcome))
                     except Exception as exc:
                         return Outcome(None, exc)
                     if not handled:

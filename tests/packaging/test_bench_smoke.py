@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from bench import (
+    admission,
     asgi_middleware,
     budgets,
     core,
@@ -24,6 +25,10 @@ from bench import (
 
 ENTRIES: dict[str, tuple[Callable[[list[str]], object], list[str]]] = {
     "core": (core.main, ["--calls", "20", "--rounds", "1"]),
+    "admission": (
+        admission.main,
+        ["--seconds", "1", "--requests", "40", "--calls", "20", "--rounds", "1"],
+    ),
     "budgets": (budgets.main, ["--calls", "20", "--ops", "20"]),
     "llm_config": (llm_config.main, ["--calls", "20", "--rounds", "1", "--entries", "200"]),
     "engine_overhead": (engine_overhead.main, ["--calls", "5", "--rounds", "1"]),

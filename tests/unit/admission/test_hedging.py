@@ -160,6 +160,20 @@ async def test_losers_release_their_seats(clock: FakeClock) -> None:
     assert clock.pending == 0
 
 
+async def test_a_shed_hedge_does_not_win(clock: FakeClock) -> None:
+    limiter = AdaptiveLimiter(algorithm=AIMDLimit(initial_limit=1, min_limit=1), max_queue=0)
+    pipeline = (
+        PipelineBuilder("llm", clock=clock)
+        .add_hedging(delay=1.0)
+        .add_admission(limiter=limiter)
+        .build()
+    )
+    upstream = Upstream(clock, [3.0])
+    answer = await advance_until_done(clock, pipeline.execute(upstream))
+    assert answer.attempt == 0  # the hedge was shed (one seat): the primary still answered
+    assert limiter.shed() == 1 and limiter.in_flight == 0
+
+
 async def test_unsafe_work_is_never_hedged(clock: FakeClock) -> None:
     pipeline = _pipeline(clock, delay=1.0)
     upstream = Upstream(clock, [10.0, 0.5])

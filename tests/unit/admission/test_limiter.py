@@ -218,7 +218,9 @@ async def test_cancelled_call_releases_its_seat_and_is_no_sample(clock: FakeCloc
 async def test_timeouts_are_drops_other_failures_are_samples(clock: FakeClock) -> None:
     pipeline = (
         PipelineBuilder("llm", clock=clock)
-        .add_admission(algorithm=AIMDLimit(initial_limit=10, timeout=5))
+        .add_admission(
+            algorithm=AIMDLimit(initial_limit=10, timeout=5), sample_window=0, window_samples=1
+        )
         .build()
     )
     limiter = _strategy(pipeline).limiter
