@@ -242,12 +242,13 @@ def _report(servers: list[Server], gcs: dict[str, list[int]], args: argparse.Nam
     print(f"p99 ratio netra/plain (above 1 = netra slower): {_spread(p99, '.3f')}")
     print(f"server CPU per request, netra - plain: {_spread(cpu, '+.1f')} us")
     # bench.run's rows: time per request (1 / req/s), p99 and CPU, netra / plain.
+    times = sorted(1 / r for r in rps)  # per-round time-per-request ratios
     summary(
-        f"ASGI under wrk: time per request = 1 / req/s (median of {len(rps)} rounds, "
-        f"spread {min(rps):.3f}-{max(rps):.3f} req/s ratio)",
+        f"ASGI under wrk: time per request (1 / req/s), median of {len(rps)} rounds "
+        f"(rounds {times[0]:.2f}-{times[-1]:.2f})",
         f"{statistics.median([r.rps for r in netra.rounds]):,.0f} req/s",
         f"plain FastAPI {statistics.median([r.rps for r in plain.rounds]):,.0f} req/s",
-        1 / statistics.median(rps),
+        statistics.median(times),
     )
     summary(
         "ASGI under wrk: p99 latency",

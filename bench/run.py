@@ -99,7 +99,7 @@ def print_table(lines: list[Line], runs: list[Run]) -> None:
     print(
         f"\nnetra-resilience benchmarks - {date.today()} - {platform.python_implementation()} "
         f"{platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs "
-        f"({platform.system()})"
+        f"({platform.system()}), load average {os.getloadavg()[0]:.1f} at the end"
     )
     print("ratio = netra / reference, same run (>1: netra slower or costlier; <1: cheaper)")
     widths = (16, 70, 16, 44, 6)
@@ -122,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900.0, help="per benchmark, seconds")
     args = parser.parse_args(argv)
     names = [n for n in discover() if not args.only or n in args.only]
+    # Other work on the machine inflates every figure; the ratios suffer less (same rounds).
+    print(f"load average before: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)", flush=True)
     runs = []
     for name in names:
         print(f"running bench.{name} ...", flush=True)
