@@ -33,7 +33,7 @@ from typing import Any
 
 from netra_resilience.context import ResilienceContext, bind_context, unbind_context
 from netra_resilience.degradation import Degradation, safe_token
-from netra_resilience.exceptions import ExecutionRejectedError
+from netra_resilience.exceptions import AdmissionRejectedError, ExecutionRejectedError
 from netra_resilience.health import Criticality, ServiceRegistry, retry_after_header
 
 Scope = MutableMapping[str, Any]
@@ -56,7 +56,8 @@ class RejectionPolicy:
     """Decides which rejections become a 503 and renders the problem response.
 
     With a registry, only dependencies registered as ``critical`` qualify (a non-critical
-    rejection that escaped is a missing fallback: it stays an error). Without one, every
+    rejection that escaped is a missing fallback: it stays an error), plus a spent budget and
+    a call shed by admission control, which are answers to the caller. Without one, every
     rejection counts as critical.
     """
 
@@ -76,6 +77,8 @@ class RejectionPolicy:
     def is_critical(self, exc: ExecutionRejectedError) -> bool:
         if self.registry is None or getattr(exc, "http_status", 503) == 429:
             return True  # a spent budget is the caller's answer, whatever the dependency
+        if isinstance(exc, AdmissionRejectedError):
+            return True  # load shed on purpose: "too busy, retry after", whatever the dependency
         return self.registry.criticality_of(exc.dependency) is Criticality.CRITICAL
 
     def retry_after(self, exc: ExecutionRejectedError) -> float:
