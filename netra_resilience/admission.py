@@ -767,12 +767,7 @@ class RetryBudget:
     pipeline that calls the same dependency. Denied spends are counted in :attr:`denied`.
     """
 
-    __slots__ = (
-        "_bucket", "_clock", "_deposits", "_reserve", "_spends", "_start", "_width", "denied",
-        "ratio", "spent",
-    )  # fmt: skip
-
-    _BUCKETS = 10
+    __slots__ = ("_deposits", "_reserve", "_spends", "denied", "ratio", "spent")
 
     def __init__(
         self,
@@ -792,46 +787,164 @@ class RetryBudget:
             raise InvalidOptionsError(owner, "ttl", "must be finite")
         self.ratio = float(ratio)
         self._reserve = float(min_per_second) * seconds
-        self._clock = clock or SYSTEM_CLOCK
-        self._width = seconds / self._BUCKETS
-        self._deposits = [0] * self._BUCKETS
-        self._spends = [0] * self._BUCKETS
-        self._start = self._clock.monotonic()
-        self._bucket = 0  # absolute index of the newest bucket
+        clock = clock or SYSTEM_CLOCK
+        self._deposits = _Buckets(seconds, clock)
+        self._spends = _Buckets(seconds, clock)
         self.spent = 0
         self.denied = 0
 
-    def _advance(self) -> int:
-        now_bucket = int((self._clock.monotonic() - self._start) / self._width)
-        if now_bucket > self._bucket:
-            for b in range(max(self._bucket + 1, now_bucket - self._BUCKETS + 1), now_bucket + 1):
-                self._deposits[b % self._BUCKETS] = 0
-                self._spends[b % self._BUCKETS] = 0
-            self._bucket = now_bucket
-        return self._bucket % self._BUCKETS
-
     def deposit(self) -> None:
         """Count one first attempt."""
-        self._deposits[self._advance()] += 1
+        self._deposits.add()
 
     def try_spend(self) -> bool:
         """May one more retry or hedge run now? (Counts it if so, counts a denial if not.)"""
-        index = self._advance()
-        if sum(self._spends) + 1 > self.ratio * sum(self._deposits) + self._reserve:
+        if self._spends.total() + 1 > self.ratio * self._deposits.total() + self._reserve:
             self.denied += 1
             return False
-        self._spends[index] += 1
+        self._spends.add()
         self.spent += 1
         return True
 
     @property
     def balance(self) -> float:
         """Retries or hedges that may run now."""
-        self._advance()
-        return max(0.0, self.ratio * sum(self._deposits) + self._reserve - sum(self._spends))
+        allowed = self.ratio * self._deposits.total() + self._reserve
+        return max(0.0, allowed - self._spends.total())
 
     def __repr__(self) -> str:
         return f"RetryBudget(ratio={self.ratio:g}, balance={self.balance:g}, denied={self.denied})"
+
+
+# -- client-side adaptive throttling -----------------------------------------------------
+
+
+_THROTTLE = "ThrottleOptions"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ThrottleOptions:
+    """Client-side adaptive throttling (Google SRE book, "Handling Overload"; failsafe-go
+    ``AdaptiveThrottler``): over the last ``window`` seconds, a call is rejected locally with
+    probability ``max(0, (requests - k x accepts) / (requests + 1))``, at most
+    ``max_rejection``, so a dead upstream is not hammered even before a breaker opens.
+
+    ``requests`` counts every call, the ones rejected here too (that is what lets the rate
+    fall until the upstream recovers); ``accepts`` the calls whose outcome ``is_failure``
+    does not match (default: any exception). ``k`` = 2 lets the upstream see about twice what
+    it accepts.
+    """
+
+    k: float = 2.0
+    window: Seconds = 120.0
+    max_rejection: float = 0.9
+    is_failure: ShouldHandle = Exception
+
+    def __post_init__(self) -> None:
+        number(_THROTTLE, "k", self.k)
+        if self.k < 1:
+            raise InvalidOptionsError(_THROTTLE, "k", "must be at least 1")
+        window = duration(_THROTTLE, "window", self.window)
+        if math.isinf(window):
+            raise InvalidOptionsError(_THROTTLE, "window", "must be finite")
+        set_field(self, "window", window)
+        ratio(_THROTTLE, "max_rejection", self.max_rejection, allow_zero=True)
+        set_field(self, "is_failure", as_predicate(_THROTTLE, "is_failure", self.is_failure))
+
+    def create_strategy(self, build: BuildContext) -> ThrottleStrategy:
+        return ThrottleStrategy(self, build)
+
+
+class ThrottleStrategy(Strategy):
+    """See :class:`ThrottleOptions`. A local rejection is an ``AdmissionRejectedError``
+    marked ``throttled``; a cancelled call counts as neither request nor accept."""
+
+    __slots__ = (
+        "_accepts", "_clock", "_failure", "_k", "_max", "_name", "_random", "_requests",
+        "_telemetry", "rejected",
+    )  # fmt: skip
+
+    kind: ClassVar[str] = "throttle"
+
+    def __init__(self, options: ThrottleOptions, build: BuildContext) -> None:
+        self._k = float(options.k)
+        self._max = float(options.max_rejection)
+        self._failure = as_predicate(_THROTTLE, "is_failure", options.is_failure)
+        self._clock = build.clock
+        self._random = build.random
+        self._name = build.name
+        self._telemetry = build.telemetry(self.kind)
+        window = to_seconds(options.window)
+        self._requests = _Buckets(window, self._clock)
+        self._accepts = _Buckets(window, self._clock)
+        self.rejected = 0
+
+    @property
+    def rejection_probability(self) -> float:
+        requests = self._requests.total()
+        accepts = self._accepts.total()
+        return min(self._max, max(0.0, (requests - self._k * accepts) / (requests + 1)))
+
+    async def execute(
+        self, callback: Callback, context: ResilienceContext, state: Any
+    ) -> Outcome[Any]:
+        probability = self.rejection_probability
+        if probability > 0 and self._random() < probability:
+            self._requests.add()
+            self.rejected += 1
+            context.degradation.mark(self._name, DegradationReason.THROTTLED)
+            if self._telemetry.enabled:
+                self._telemetry.emit(
+                    "throttled", Severity.WARNING, context.operation_key,
+                    failure_ratio=probability,
+                )  # fmt: skip
+            return Outcome(
+                None,
+                AdmissionRejectedError(
+                    "throttled: the upstream accepts too few calls",
+                    retry_after=self._requests.width,
+                    dependency=self._name,
+                ),
+            )
+        outcome = await callback(context, state)  # a cancel propagates: counted nowhere
+        self._requests.add()
+        try:
+            failed = self._failure(outcome)
+        except Exception as exc:
+            return Outcome(None, exc)
+        if not failed:
+            self._accepts.add()
+        return outcome
+
+
+class _Buckets:
+    """A count over the last ``seconds``, kept in ten buckets."""
+
+    __slots__ = ("_bucket", "_clock", "_counts", "_start", "width")
+
+    _N = 10
+
+    def __init__(self, seconds: float, clock: Clock) -> None:
+        self._clock = clock
+        self.width = seconds / self._N
+        self._counts = [0] * self._N
+        self._start = clock.monotonic()
+        self._bucket = 0
+
+    def _advance(self) -> int:
+        now_bucket = int((self._clock.monotonic() - self._start) / self.width)
+        if now_bucket > self._bucket:
+            for b in range(max(self._bucket + 1, now_bucket - self._N + 1), now_bucket + 1):
+                self._counts[b % self._N] = 0
+            self._bucket = now_bucket
+        return self._bucket % self._N
+
+    def add(self) -> None:
+        self._counts[self._advance()] += 1
+
+    def total(self) -> int:
+        self._advance()
+        return sum(self._counts)
 
 
 __all__ = [
@@ -846,6 +959,8 @@ __all__ = [
     "Permit",
     "Priority",
     "RetryBudget",
+    "ThrottleOptions",
+    "ThrottleStrategy",
     "VegasLimit",
     "priority_of",
     "tenant_of",

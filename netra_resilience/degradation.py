@@ -34,6 +34,7 @@ class DegradationReason(StrEnum):
     NOT_STORED = "not_stored"
     """A write was accepted by no backend: the caller must tell the user."""
     SHED = "shed"
+    THROTTLED = "throttled"
     RETRY_BUDGET = "retry_budget"
 
 

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, ParamSpec, Self, TypeVar
 
-from netra_resilience.admission import AdmissionOptions
+from netra_resilience.admission import AdmissionOptions, ThrottleOptions
 from netra_resilience.bulkhead import BulkheadOptions
 from netra_resilience.cache import CacheOptions
 from netra_resilience.chaos import ChaosOptions
@@ -253,6 +253,10 @@ class PipelineBuilder:
         """Adaptive concurrency limit with priority shedding: ``add_admission()`` (Gradient2,
         queue of 100), ``add_admission(algorithm=VegasLimit(), queue_timeout=2)``."""
         return self._add_typed("add_admission", AdmissionOptions, options, fields)
+
+    def add_throttle(self, options: ThrottleOptions | None = None, /, **fields: Any) -> Self:
+        """Client-side adaptive throttling (Google SRE): ``add_throttle(k=2, window=120)``."""
+        return self._add_typed("add_throttle", ThrottleOptions, options, fields)
 
     def add_hedging(self, options: HedgingOptions | None = None, /, **fields: Any) -> Self:
         """Hedged attempts for work safe to repeat: ``add_hedging(delay=1.5)`` (latency),
