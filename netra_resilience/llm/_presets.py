@@ -6,12 +6,14 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from netra_resilience.admission import AdmissionOptions, RetryBudget
 from netra_resilience.bulkhead import BulkheadOptions
 from netra_resilience.cache import CacheBackend, CacheKey, CacheOptions
 from netra_resilience.circuit_breaker import CircuitBreakerOptions, CircuitStateStore
 from netra_resilience.clock import Clock
 from netra_resilience.exceptions import InvalidOptionsError
 from netra_resilience.fallback import FallbackOptions
+from netra_resilience.hedging import HedgingOptions
 from netra_resilience.hints import retry_after_of
 from netra_resilience.llm._fallback import (
     LLM_FALLBACK_CASE,
@@ -187,6 +189,9 @@ def standard_llm_pipeline(
     rate_limiter: RateLimiterOptions | None = None,
     shared_pause: bool = True,
     bulkhead: BulkheadOptions | None = None,
+    admission: AdmissionOptions | None = None,
+    hedging: HedgingOptions | None = None,
+    retry_budget: RetryBudget | None = None,
     cache: CacheBackend | None = None,
     cache_ttl: Seconds = 0.0,
     stale_ttl: Seconds = 86_400.0,
@@ -214,6 +219,10 @@ def standard_llm_pipeline(
       instead of hammering the provider and coming back in one retry wave).
     * ``rate_limiter`` / ``bulkhead``: added only when given; a rate limiter with the stock
       ``pause_hint`` gets the LLM one, so a provider's 429 ``Retry-After`` pauses it.
+    * ``admission`` / ``hedging``: added only when given, hedging outside admission (each
+      hedge takes its own seat), both inside the stale cache and fallbacks (a shed call gets
+      the stale or canned answer). ``retry_budget`` caps the retries, and the hedges when
+      ``hedging`` has no budget of its own (see :mod:`netra_resilience.admission`).
     * ``cache``: a :class:`CacheBackend` (e.g. ``AiocacheBackend()``). By default it only
       answers *stale*, when the LLM fails (``stale_ttl``); ``cache_ttl > 0`` also serves fresh
       hits. Answers are keyed per caller scope unless ``share_cache_across_users``; refusals,
@@ -229,6 +238,17 @@ def standard_llm_pipeline(
     retry_options = (
         standard_llm_retry(clock) if retry is None else llm_semantics_retry(retry, clock)
     )
+    for field, value, kind in (
+        ("admission", admission, AdmissionOptions),
+        ("hedging", hedging, HedgingOptions),
+        ("retry_budget", retry_budget, RetryBudget),
+    ):
+        if value is not None and not isinstance(value, kind):
+            raise InvalidOptionsError(_OWNER, field, f"must be {kind.__name__} or None")
+    if retry_budget is not None:
+        retry_options = dataclasses.replace(retry_options, budget=retry_budget)
+        if hedging is not None and hedging.budget is None:
+            hedging = dataclasses.replace(hedging, budget=retry_budget)
     breaker = (
         default_llm_breaker(clock, attempt, breaker_store)
         if circuit_breaker is None
@@ -283,8 +303,12 @@ def standard_llm_pipeline(
             # an SDK error's ``Retry-After`` headers, so a 429 pauses the limiter for everyone.
             rate_limiter = dataclasses.replace(rate_limiter, pause_hint=llm_retry_after(clock))
         builder.add_rate_limiter(rate_limiter)
+    if hedging is not None:
+        builder.add_hedging(hedging)
     if bulkhead is not None:
         builder.add_bulkhead(bulkhead)
+    if admission is not None:
+        builder.add_admission(admission)
     if total is not None:
         builder.add_timeout(TimeoutOptions(timeout=total))
     builder.add_retry(retry_options)
