@@ -143,6 +143,7 @@ async def test_cancelling_the_call_cancels_and_awaits_every_attempt(clock: FakeC
     assert limiter.in_flight == 0  # every seat released in finally
     assert limiter.limit == 5  # cancelled attempts are no latency samples
     assert clock.pending == 0
+    assert asyncio.all_tasks() == {asyncio.current_task()}  # no attempt task left behind
 
 
 async def test_losers_release_their_seats(clock: FakeClock) -> None:
@@ -158,6 +159,7 @@ async def test_losers_release_their_seats(clock: FakeClock) -> None:
     assert answer.attempt == 2
     assert limiter.in_flight == 0 and upstream.cancelled == 2
     assert clock.pending == 0
+    assert asyncio.all_tasks() == {asyncio.current_task()}
 
 
 async def test_a_shed_hedge_does_not_win(clock: FakeClock) -> None:
