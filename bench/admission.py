@@ -11,6 +11,7 @@ every machine); only the per-call cost is real time.
   three times its capacity by closed-loop clients (one sixth high priority, the rest low).
   Variants: no limiter, a fixed bulkhead sized for the healthy upstream (50 + queue 100),
   the adaptive limiter (Vegas, queue 100). Goodput = answers per second / capacity (500/s).
+  Then again with the provider's capacity halving after half the run (bulkhead vs adaptive).
 * retry storm: 50 % upstream errors, 3 attempts; attempts per request with and without a
   shared RetryBudget (ratio 0.1).
 * hedging: 5 % of calls 10x slower; p99 and attempts with and without hedging at the
@@ -41,7 +42,7 @@ def _p99(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
 
-async def overload(variant: str, seconds: float) -> dict[str, Any]:
+async def overload(variant: str, seconds: float, slowdown: bool = False) -> dict[str, Any]:
     clock = FakeClock()
     builder = PipelineBuilder("llm", clock=clock)
     if variant == "bulkhead":
@@ -54,11 +55,15 @@ async def overload(variant: str, seconds: float) -> dict[str, Any]:
     shed = {Priority.HIGH: 0, Priority.LOW: 0}
     end = clock.monotonic() + seconds
 
+    halfway = clock.monotonic() + seconds / 2
+
     async def upstream() -> None:
         nonlocal in_flight
         in_flight += 1
+        # With slowdown, the provider's capacity halves for the second half of the run.
+        capacity = CAPACITY / 2 if slowdown and clock.monotonic() >= halfway else CAPACITY
         try:
-            await clock.sleep(BASE * max(1.0, in_flight / CAPACITY) ** 2)
+            await clock.sleep(BASE * max(1.0, in_flight / capacity) ** 2)
         finally:
             in_flight -= 1
 
@@ -80,8 +85,9 @@ async def overload(variant: str, seconds: float) -> dict[str, Any]:
     tasks += [client(Priority.LOW) for _ in range(clients - high)]
     await advance_until_done(clock, asyncio.gather(*tasks), max_steps=10_000_000)
     answered = sum(len(v) for v in latencies.values())
+    capacity_calls = (CAPACITY / BASE) * (0.75 if slowdown else 1.0)  # per second, on average
     return {
-        "goodput": answered / seconds / (CAPACITY / BASE),
+        "goodput": answered / seconds / capacity_calls,
         "p99_high": _p99(latencies[Priority.HIGH]),
         "shed_high": shed[Priority.HIGH],
         "shed_low": shed[Priority.LOW],
@@ -169,6 +175,26 @@ async def main_async(args: argparse.Namespace) -> None:
             f"({r['p99_high'] / unloaded:.1f}x unloaded)  shed high {r['shed_high']}, "
             f"low {r['shed_low']}"
         )
+    print("  the provider's capacity halves after half the run:")
+    slowed = {v: await overload(v, args.seconds, True) for v in ("bulkhead", "adaptive")}
+    for name, r in slowed.items():
+        print(
+            f"  {name:<9} goodput {r['goodput']:6.1%}  p99 high {r['p99_high']:.3f} s "
+            f"({r['p99_high'] / unloaded:.1f}x unloaded)  shed high {r['shed_high']}, "
+            f"low {r['shed_low']}"
+        )
+    summary(
+        "provider halves its capacity: goodput % (adaptive vs fixed bulkhead)",
+        f"{slowed['adaptive']['goodput']:.1%}",
+        f"{slowed['bulkhead']['goodput']:.1%}",
+        None,
+    )
+    summary(
+        "provider halves its capacity: p99 of admitted high, s (adaptive vs fixed bulkhead)",
+        f"{slowed['adaptive']['p99_high']:.3f}",
+        f"{slowed['bulkhead']['p99_high']:.3f}",
+        slowed["adaptive"]["p99_high"] / slowed["bulkhead"]["p99_high"],
+    )
     adaptive, fixed, bare = results["adaptive"], results["bulkhead"], results["none"]
     summary(
         "overload goodput, % of capacity (adaptive vs fixed bulkhead)",
