@@ -41,7 +41,9 @@ async def test_engine_raises_user_gets_failed_without_secret_or_trace(clock: Fak
         raise Boom(f"provider said 401 for api_key={SECRET} at /srv/app/agent.py line 12")
 
     sink = Recorder()
-    result = await ResilientEngine(engine, clock=clock).run(RunRequest("q"), sink)
+    # A fixed run id: a random one may contain "401" itself, which is no leak.
+    request = RunRequest("q", run_id="run-fixed")
+    result = await ResilientEngine(engine, clock=clock).run(request, sink)
 
     assert result.status is RunStatus.FAILED and result.error_type == "Boom"
     assert isinstance(result.exception, Boom)  # kept for the server's own logs
