@@ -36,6 +36,8 @@ class DegradationReason(StrEnum):
     SHED = "shed"
     THROTTLED = "throttled"
     RETRY_BUDGET = "retry_budget"
+    LOCAL_ONLY = "local_only"
+    """Kept by this process alone (a run's events while the shared event log is down)."""
 
 
 MAX_HISTORY = 256

@@ -21,6 +21,7 @@ from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.engine import (
     Engine,
     EngineLayer,
+    EventLog,
     EventOptions,
     Hook,
     HookFn,
@@ -152,6 +153,7 @@ class Resilience:
         layers: list[EngineLayer] = ...,
         events: EventOptions | None = ...,
         hook_queue_size: int = ...,
+        event_log: EventLog | None = ...,
     ) -> Callable[[Engine], ResilientEngine]: ...
 
     def engine(

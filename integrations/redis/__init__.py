@@ -9,6 +9,7 @@ while that breaker is open.
     RedisCacheBackend(redis, breaker=breaker)
     RedisBudgetStore(redis, breaker=breaker, replicas=4)   # Budget(limits, store=...)
     SessionStore(RedisSessionBackend(redis), database, primary_breaker=breaker)
+    RedisEventLog(redis, breaker=breaker)               # wrap_engine(agent, event_log=...)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from netra_resilience.integrations.redis._client import (
     redis_client,
     redis_should_handle,
 )
+from netra_resilience.integrations.redis._events import RedisEventLog
 from netra_resilience.integrations.redis._limiter import RedisRateLimiter
 from netra_resilience.integrations.redis._sessions import RedisSessionBackend
 
@@ -30,6 +32,7 @@ __all__ = [
     "RedisBudgetStore",
     "RedisCacheBackend",
     "RedisCircuitStateStore",
+    "RedisEventLog",
     "RedisRateLimiter",
     "RedisSessionBackend",
     "redis_breaker",

@@ -3,10 +3,20 @@
 ``wrap_engine(engine, hooks=..., tools=...)`` gives every run a bound context, ordered events
 (``agent_started`` ... ``agent_completed``, always a final one), hooks behind breakers and
 tools behind their own pipelines (``Tool(..., effect=Effect.IDEMPOTENT)`` says what repeating a
-call does, see :mod:`netra_resilience.effects`). See ``examples/engine_quickstart.py``.
+call does, see :mod:`netra_resilience.effects`), and with ``event_log=`` every run's events kept
+for resuming by ``(run_id, last seq)`` (``InMemoryEventLog``; ``RedisEventLog`` across replicas).
+See ``examples/engine_quickstart.py``.
 """
 
 from netra_resilience.effects import Effect
+from netra_resilience.engine._event_log import (
+    Event,
+    EventLog,
+    InMemoryEventLog,
+    ReplayUnavailableError,
+    RunLogWriter,
+    Stored,
+)
 from netra_resilience.engine._hooks import Hook, HookFn, HookQueue, HooksLayer
 from netra_resilience.engine._run import (
     DeliveryStats,
@@ -35,6 +45,8 @@ __all__ = [
     "Effect",
     "Engine",
     "EngineLayer",
+    "Event",
+    "EventLog",
     "EventObserver",
     "EventOptions",
     "EventSink",
@@ -43,13 +55,17 @@ __all__ = [
     "HookFn",
     "HookQueue",
     "HooksLayer",
+    "InMemoryEventLog",
     "PassThroughLayer",
+    "ReplayUnavailableError",
     "ResilientEngine",
     "RunEvents",
+    "RunLogWriter",
     "RunRequest",
     "RunResult",
     "RunStatus",
     "RunTools",
+    "Stored",
     "Tool",
     "ToolFailure",
     "ToolFailureReason",

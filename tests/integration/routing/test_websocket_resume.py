@@ -18,7 +18,7 @@ from starlette.websockets import WebSocket
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from netra_resilience.replay import ReplayBuffer
+from netra_resilience.engine import InMemoryEventLog
 from tests.servers import free_port
 
 TOTAL = 20
@@ -30,7 +30,7 @@ def ev(seq: int) -> dict[str, Any]:
 
 
 async def test_websocket_client_resumes_after_server_and_client_drops() -> None:
-    buffer = ReplayBuffer()
+    buffer = InMemoryEventLog()
     connections = 0
     second_half = asyncio.Event()
 
@@ -58,11 +58,11 @@ async def test_websocket_client_resumes_after_server_and_client_drops() -> None:
 
     async def produce() -> None:
         for seq in range(1, 11):
-            buffer.append(ev(seq))
+            buffer.put(ev(seq))
             await asyncio.sleep(0)
         await second_half.wait()  # the run is still going while clients drop
         for seq in range(11, TOTAL + 1):
-            buffer.append(ev(seq))
+            buffer.put(ev(seq))
             await asyncio.sleep(0)
 
     producer = asyncio.create_task(produce())
