@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 from examples.agent_backend.agent import Agent, Conversations
 from examples.agent_backend.config import Settings
 from examples.agent_backend.faults import faults_router
+from examples.agent_backend.runs import run_event_log, runs_router
 from examples.agent_backend.wiring import (
     AuthService,
     HookSinks,
@@ -38,7 +39,7 @@ from netra_resilience import (
     RunRequest,
     current_degradation,
 )
-from netra_resilience.engine import ResilientEngine, RunResult
+from netra_resilience.engine import EventLog, ResilientEngine, RunResult
 from netra_resilience.integrations.fastapi import CurrentDegradation, install
 from netra_resilience.integrations.sqlalchemy import SqlSessionBackend
 
@@ -68,6 +69,7 @@ class Backend:
     llm: LlmService
     database: SqlSessionBackend
     hook_sinks: HookSinks
+    event_log: EventLog
 
 
 def build_backend(settings: Settings, resilience: Resilience) -> Backend:
@@ -80,9 +82,11 @@ def build_backend(settings: Settings, resilience: Resilience) -> Backend:
     sinks = HookSinks()
     hooks = event_hooks(settings, resilience, sinks)  # analytics: optional, monitoring: monitoring
     tool = external_tool(settings, resilience)  # tool: optional
-    engine = resilience.engine(Agent(llm, Conversations(store)), hooks=hooks, tools=[tool])
+    event_log = run_event_log(settings, resilience)  # runs resumable by (run id, last seq)
+    agent = Agent(llm, Conversations(store))
+    engine = resilience.engine(agent, hooks=hooks, tools=[tool], event_log=event_log)
     register_engine_dependencies(resilience, engine, hooks, tool)
-    return Backend(settings, resilience, engine, auth, llm, database, sinks)
+    return Backend(settings, resilience, engine, auth, llm, database, sinks, event_log)
 
 
 def client_event(event: Mapping[str, Any], outer: Degradation | None) -> dict[str, Any]:
@@ -201,6 +205,7 @@ def create_app(
         request = RunRequest(body.message, user_id=body.user_id, metadata={"stream": True})
         await backend.engine.run(request, send)
 
+    app.include_router(runs_router(backend.engine, backend.auth, backend.event_log))
     if settings.demo_mode:
         app.include_router(faults_router(backend.resilience))
 

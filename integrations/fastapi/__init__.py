@@ -12,6 +12,9 @@
     @app.get("/chat")
     async def chat(degradation: CurrentDegradation) -> dict[str, str]: ...
 
+Runs resumed by ``(run_id, last seq)``: ``run_event_stream(request, log, run_id)`` (SSE with
+``Last-Event-ID``) and ``await send_run_events(websocket, log, run_id, last_seq)``.
+
 ``install`` composes with the application's own lifespan: the runtime (health probes) starts
 after the application's startup (so checks can use the pools it creates) and closes (draining
 engines' hook queues, closing what it holds) before the application's shutdown runs.
@@ -49,6 +52,11 @@ from netra_resilience.integrations.fastapi._middleware import (
     RejectionPolicy,
     ResilienceMiddleware,
 )
+from netra_resilience.integrations.fastapi._resume import (
+    last_event_id,
+    run_event_stream,
+    send_run_events,
+)
 from netra_resilience.integrations.fastapi._status import (
     RequestStats,
     StatusRecorder,
@@ -65,7 +73,10 @@ __all__ = [
     "get_registry",
     "health_router",
     "install",
+    "last_event_id",
     "rejection_handler",
+    "run_event_stream",
+    "send_run_events",
     "status_router",
 ]
 

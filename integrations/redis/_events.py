@@ -39,6 +39,7 @@ __all__ = ["RedisEventLog"]
 _OWNER = "RedisEventLog"
 _FINAL = "agent_completed"
 _MAX_TRACKED_RUNS = 10_000
+_DOWN = "the shared event log is unavailable right now"
 
 # KEYS[1] stream. ARGV: maxlen, ttl ms, then (seq, json) pairs in seq order. An id at or below
 # the stream's top is refused by XADD itself (pcall: skipped, not an error). Returns the
@@ -166,17 +167,18 @@ class RedisEventLog:
             return int(exists), entries
 
         if not self.breaker.allows():
-            raise ReplayUnavailableError("the shared event log is unavailable right now")
+            raise ReplayUnavailableError(_DOWN, "unavailable")
         try:
             exists, entries = await self.breaker.call(fetch)
         except REDIS_ERRORS:
-            raise ReplayUnavailableError("the shared event log is unavailable right now") from None
+            raise ReplayUnavailableError(_DOWN, "unavailable") from None
         if not exists:
             raise ReplayUnavailableError(f"run {run_id!r} is unknown or expired")
         events = [_decode(fields) for _, fields in entries]
         if events and int(events[0]["seq"]) > last_seq + 1:
             raise ReplayUnavailableError(
-                f"run {run_id!r}: events after seq {last_seq} were trimmed (MAXLEN bound)"
+                f"run {run_id!r}: events after seq {last_seq} were trimmed (MAXLEN bound)",
+                "trimmed",
             )
         return events
 
@@ -202,22 +204,20 @@ class RedisEventLog:
         clock = self.breaker.clock
         while True:
             if not self.breaker.allows():
-                raise ReplayUnavailableError("the shared event log is unavailable right now")
+                raise ReplayUnavailableError(_DOWN, "unavailable")
             try:
                 async with clock.timeout(self.block + self.breaker.timeout):
                     reply: Any = await self.client.xread(
                         {key: f"{cursor}-0"}, count=100, block=block_ms
                     )
             except REDIS_ERRORS:
-                raise ReplayUnavailableError(
-                    "the shared event log is unavailable right now"
-                ) from None
+                raise ReplayUnavailableError(_DOWN, "unavailable") from None
             for _, entries in reply or ():
                 for entry_id, fields in entries:
                     seq = _seq_of(entry_id)
                     if seq != cursor + 1:
                         raise ReplayUnavailableError(
-                            f"run {run_id!r}: events after seq {cursor} were trimmed"
+                            f"run {run_id!r}: events after seq {cursor} were trimmed", "trimmed"
                         )
                     cursor = seq
                     event = _decode(fields)

@@ -33,7 +33,13 @@ class ReplayUnavailableError(NetraError):
     shared log cannot be read right now.
 
     The client cannot resume exactly-once and must restart or fetch the run's result.
+    ``reason``: ``unknown`` (never seen or expired), ``trimmed`` (a bound dropped events the
+    client still needs) or ``unavailable`` (the shared log is down: try again shortly).
     """
+
+    def __init__(self, message: str, reason: str = "unknown") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class Stored(StrEnum):
@@ -162,7 +168,8 @@ class InMemoryEventLog:
         events = log.events
         if log.last_seq > last_seq and events and int(events[0]["seq"]) > last_seq + 1:
             raise ReplayUnavailableError(
-                f"run {run_id!r}: events after seq {last_seq} were dropped (buffer bound)"
+                f"run {run_id!r}: events after seq {last_seq} were dropped (buffer bound)",
+                "trimmed",
             )
         if not events or int(events[-1]["seq"]) <= last_seq:
             return []

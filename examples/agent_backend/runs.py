@@ -1,0 +1,98 @@
+"""Runs that outlive their connection (and, with Redis, their replica).
+
+* ``POST /v1/runs`` ``{"user_id", "message"}`` -> 202 ``{"run_id", "events"}``: the run starts
+  in the background, its events go to the event log;
+* ``GET /v1/runs/{run_id}/events``: SSE, ``id:`` = seq; a browser's ``EventSource`` resumes by
+  itself (``Last-Event-ID``), a first connection may pass ``?last_event_id=N``;
+* ``WS /v1/runs/ws``: send ``{"user_id", "message"}`` to start a run and get its events, or
+  ``{"resume": run_id, "last_seq": N}`` to get what was missed after N, then the live ones.
+
+With ``NETRA_REDIS_URL`` the log is a Redis Stream per run, so any replica behind the load
+balancer can resume any run; otherwise it is this process's memory. Run ids are random
+(128 bits): knowing one is what allows following it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import Response
+from pydantic import BaseModel, Field, ValidationError
+
+from examples.agent_backend.config import Settings
+from examples.agent_backend.wiring import AuthService
+from netra_resilience import ExecutionRejectedError, Resilience, RunRequest
+from netra_resilience.engine import EventLog, InMemoryEventLog, ResilientEngine
+from netra_resilience.integrations.fastapi import run_event_stream, send_run_events
+from netra_resilience.integrations.redis import RedisEventLog, redis_breaker, redis_client
+
+
+class StartRun(BaseModel):
+    user_id: str = Field(min_length=1, max_length=128)
+    message: str = Field(min_length=1, max_length=8000)
+
+
+class ResumeRun(BaseModel):
+    resume: str = Field(min_length=1, max_length=64)
+    last_seq: int = Field(default=0, ge=0)
+
+
+def run_event_log(settings: Settings, resilience: Resilience) -> EventLog:
+    """The shared Redis event log when Redis is configured, else an in-process one."""
+    if settings.redis_url is None or settings.redis_url == "memory://":
+        return InMemoryEventLog(clock=resilience.clock)
+    client = resilience.closing(redis_client(settings.redis_url))
+    breaker = resilience.closing(redis_breaker(client, name="events", clock=resilience.clock))
+    return RedisEventLog(client, breaker=breaker)
+
+
+def runs_router(engine: ResilientEngine, auth: AuthService, log: EventLog) -> APIRouter:
+    router = APIRouter()
+
+    async def start(body: StartRun) -> str:
+        await auth.verify(body.user_id)  # a rejection becomes a 503 (auth is critical)
+        request = RunRequest(body.message, user_id=body.user_id, metadata={"stream": True})
+        await engine.start(request)
+        return request.run_id
+
+    @router.post("/v1/runs", status_code=202)
+    async def create_run(body: StartRun) -> dict[str, str]:
+        run_id = await start(body)
+        return {"run_id": run_id, "events": f"/v1/runs/{run_id}/events"}
+
+    @router.get("/v1/runs/{run_id}/events")
+    async def run_events(run_id: str, request: Request) -> Response:
+        return run_event_stream(request, log, run_id)
+
+    @router.websocket("/v1/runs/ws")
+    async def runs_ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            while True:
+                await _turn(websocket, await websocket.receive_json())
+        except WebSocketDisconnect:
+            return  # the run goes on; the client resumes with its run id and last seq
+
+    async def _turn(websocket: WebSocket, raw: Any) -> None:
+        try:
+            if isinstance(raw, dict) and "resume" in raw:
+                resume = ResumeRun.model_validate(raw)
+                await send_run_events(websocket, log, resume.resume, resume.last_seq)
+                return
+            body = StartRun.model_validate(raw)
+        except ValidationError:
+            await websocket.send_json(
+                {"type": "error", "error": "expected {user_id, message} or {resume, last_seq}"}
+            )
+            return
+        try:
+            run_id = await start(body)
+        except ExecutionRejectedError as exc:
+            await websocket.send_json(
+                {"type": "error", "error": "unavailable", "dependency": exc.dependency}
+            )
+            return
+        await send_run_events(websocket, log, run_id, 0)
+
+    return router
