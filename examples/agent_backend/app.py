@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 from examples.agent_backend.agent import Agent, Conversations
 from examples.agent_backend.config import Settings
 from examples.agent_backend.faults import faults_router
-from examples.agent_backend.runs import run_event_log, runs_router
+from examples.agent_backend.runs import ResumableRuns, runs_router
 from examples.agent_backend.wiring import (
     AuthService,
     HookSinks,
@@ -39,7 +39,7 @@ from netra_resilience import (
     RunRequest,
     current_degradation,
 )
-from netra_resilience.engine import EventLog, ResilientEngine, RunResult
+from netra_resilience.engine import ResilientEngine, RunResult
 from netra_resilience.integrations.fastapi import CurrentDegradation, install
 from netra_resilience.integrations.sqlalchemy import SqlSessionBackend
 
@@ -69,7 +69,7 @@ class Backend:
     llm: LlmService
     database: SqlSessionBackend
     hook_sinks: HookSinks
-    event_log: EventLog
+    runs: ResumableRuns
 
 
 def build_backend(settings: Settings, resilience: Resilience) -> Backend:
@@ -82,11 +82,16 @@ def build_backend(settings: Settings, resilience: Resilience) -> Backend:
     sinks = HookSinks()
     hooks = event_hooks(settings, resilience, sinks)  # analytics: optional, monitoring: monitoring
     tool = external_tool(settings, resilience)  # tool: optional
-    event_log = run_event_log(settings, resilience)  # runs resumable by (run id, last seq)
-    agent = Agent(llm, Conversations(store))
-    engine = resilience.engine(agent, hooks=hooks, tools=[tool], event_log=event_log)
+    runs = resilience.closing(ResumableRuns(settings, resilience, database))  # event log, leases
+    engine = resilience.engine(
+        Agent(llm, Conversations(store)),
+        hooks=hooks,
+        tools=[tool],
+        layers=[runs.leases.layer],
+        event_log=runs.event_log,
+    )
     register_engine_dependencies(resilience, engine, hooks, tool)
-    return Backend(settings, resilience, engine, auth, llm, database, sinks, event_log)
+    return Backend(settings, resilience, engine, auth, llm, database, sinks, runs)
 
 
 def client_event(event: Mapping[str, Any], outer: Degradation | None) -> dict[str, Any]:
@@ -130,6 +135,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await backend.database.create_schema()
+        await backend.runs.start()
         yield  # install() runs the runtime inside: it closes what it holds on shutdown
 
     app = FastAPI(title="netra-resilience example agent backend", lifespan=lifespan)
@@ -205,7 +211,7 @@ def create_app(
         request = RunRequest(body.message, user_id=body.user_id, metadata={"stream": True})
         await backend.engine.run(request, send)
 
-    app.include_router(runs_router(backend.engine, backend.auth, backend.event_log))
+    app.include_router(runs_router(backend.engine, backend.auth, backend.runs.event_log))
     if settings.demo_mode:
         app.include_router(faults_router(backend.resilience))
 

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     simulated_latency: float = Field(default=0.005, ge=0)
     # the first backoff of the LLM and tool retries (tests use 0)
     retry_delay: float = Field(default=0.2, ge=0)
+    # seconds a replica holds its runs without renewing; then another replica's sweep ends them
+    run_lease: float = Field(default=15.0, gt=0)
 
     @field_validator("database_url")
     @classmethod

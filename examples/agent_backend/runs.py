@@ -8,12 +8,16 @@
   ``{"resume": run_id, "last_seq": N}`` to get what was missed after N, then the live ones.
 
 With ``NETRA_REDIS_URL`` the log is a Redis Stream per run, so any replica behind the load
-balancer can resume any run; otherwise it is this process's memory. Run ids are random
-(128 bits): knowing one is what allows following it.
+balancer can resume any run; otherwise it is this process's memory. Every run is in the run
+ledger (the sessions database) with a lease this replica renews; when a replica dies, another
+one's sweep ends its runs with ``agent_completed`` ``status: interrupted`` in the log, so a
+resuming client is told instead of waiting forever. Run ids are random (128 bits): knowing
+one is what allows following it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
@@ -23,9 +27,15 @@ from pydantic import BaseModel, Field, ValidationError
 from examples.agent_backend.config import Settings
 from examples.agent_backend.wiring import AuthService
 from netra_resilience import ExecutionRejectedError, Resilience, RunRequest
-from netra_resilience.engine import EventLog, InMemoryEventLog, ResilientEngine
+from netra_resilience.engine import (
+    EventLog,
+    InMemoryEventLog,
+    ResilientEngine,
+    RunLeases,
+)
 from netra_resilience.integrations.fastapi import run_event_stream, send_run_events
 from netra_resilience.integrations.redis import RedisEventLog, redis_breaker, redis_client
+from netra_resilience.integrations.sqlalchemy import SqlRunLedger, SqlSessionBackend
 
 
 class StartRun(BaseModel):
@@ -45,6 +55,30 @@ def run_event_log(settings: Settings, resilience: Resilience) -> EventLog:
     client = resilience.closing(redis_client(settings.redis_url))
     breaker = resilience.closing(redis_breaker(client, name="events", clock=resilience.clock))
     return RedisEventLog(client, breaker=breaker)
+
+
+class ResumableRuns:
+    """The event log, the run ledger (in the sessions database) and this replica's leases."""
+
+    def __init__(
+        self, settings: Settings, resilience: Resilience, database: SqlSessionBackend
+    ) -> None:
+        self.event_log = run_event_log(settings, resilience)
+        self.ledger = SqlRunLedger(database.database)
+        self.leases = RunLeases(
+            self.ledger, self.event_log, lease=settings.run_lease, clock=resilience.clock
+        )
+        self._sweeping: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Create the ledger's table; renew and sweep in the background until closed."""
+        await self.ledger.create_schema()
+        self._sweeping = asyncio.get_running_loop().create_task(self.leases.run())
+
+    async def aclose(self) -> None:
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+            await asyncio.gather(self._sweeping, return_exceptions=True)
 
 
 def runs_router(engine: ResilientEngine, auth: AuthService, log: EventLog) -> APIRouter:

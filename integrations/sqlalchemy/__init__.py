@@ -30,6 +30,7 @@ except ImportError as error:  # the extra is not installed
 
 from netra_resilience.integrations.sqlalchemy._engine import PoolBulkhead, create_pooled_engine
 from netra_resilience.integrations.sqlalchemy._errors import sqlalchemy_should_handle
+from netra_resilience.integrations.sqlalchemy._runs import SqlRunLedger, run_ledger_table
 from netra_resilience.integrations.sqlalchemy._sessions import (
     SqlSessionBackend,
     session_entries_table,
@@ -38,8 +39,10 @@ from netra_resilience.integrations.sqlalchemy._sessions import (
 
 __all__ = [
     "PoolBulkhead",
+    "SqlRunLedger",
     "SqlSessionBackend",
     "create_pooled_engine",
+    "run_ledger_table",
     "session_entries_table",
     "session_table",
     "sqlalchemy_should_handle",

@@ -18,6 +18,7 @@ from netra_resilience.engine._event_log import (
     Stored,
 )
 from netra_resilience.engine._hooks import Hook, HookFn, HookQueue, HooksLayer
+from netra_resilience.engine._ledger import InMemoryRunLedger, LedgerEntry, RunLeases, RunLedger
 from netra_resilience.engine._run import (
     DeliveryStats,
     Engine,
@@ -56,10 +57,14 @@ __all__ = [
     "HookQueue",
     "HooksLayer",
     "InMemoryEventLog",
+    "InMemoryRunLedger",
+    "LedgerEntry",
     "PassThroughLayer",
     "ReplayUnavailableError",
     "ResilientEngine",
     "RunEvents",
+    "RunLeases",
+    "RunLedger",
     "RunLogWriter",
     "RunRequest",
     "RunResult",

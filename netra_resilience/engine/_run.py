@@ -61,6 +61,8 @@ class RunStatus(StrEnum):
     OK = "ok"
     DEGRADED = "degraded"
     FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    """Appended by another replica's sweep (``RunLeases``) after this run's replica died."""
 
 
 def _run_id() -> str:

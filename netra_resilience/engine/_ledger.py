@@ -1,0 +1,254 @@
+"""Run ledger: every accepted run recorded with its owner replica and a lease, so no run is
+silently lost when its replica dies.
+
+* :class:`RunLedger` is the protocol (``InMemoryRunLedger`` here; ``SqlRunLedger`` in
+  ``netra_resilience.integrations.sqlalchemy`` for SQLite/PostgreSQL shared by replicas).
+* :class:`RunLeases` is one replica's side: an engine layer records each run it starts and
+  finishes, and :meth:`RunLeases.tick` (run it every ``lease / 3`` seconds, or let
+  :meth:`RunLeases.run` do it) renews this replica's leases and sweeps the expired leases of
+  dead replicas: for each run it wins, it appends a final ``agent_completed`` with
+  ``status: interrupted`` (and a user-facing notice) to the run's event log, so a client that
+  resumes gets an end instead of waiting forever.
+
+Leases are in wall-clock seconds (``clock.now()``), the time replicas share; keep replicas'
+clocks in sync (NTP) to well within the lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from netra_resilience.clock import SYSTEM_CLOCK, Clock
+from netra_resilience.engine._event_log import FINAL_EVENT, EventLog, Stored
+from netra_resilience.engine._run import Engine, EngineLayer, RunEvents, RunRequest
+from netra_resilience.exceptions import InvalidOptionsError
+from netra_resilience.validation import duration
+
+_LOG = logging.getLogger("netra_resilience.runs")
+
+RUNNING = "running"
+FINISHED = "finished"
+INTERRUPTED = "interrupted"
+INTERRUPTED_MESSAGE = (
+    "The server working on this answer stopped before it finished. Please ask again."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    run_id: str
+    owner: str
+    status: str
+    lease_until: float
+
+
+@runtime_checkable
+class RunLedger(Protocol):
+    """Where accepted runs are recorded. Times are wall-clock seconds since the epoch."""
+
+    async def accept(self, run_id: str, owner: str, lease_until: float) -> None:
+        """Record a new ``running`` run owned by ``owner``."""
+        ...
+
+    async def renew(self, owner: str, lease_until: float) -> int:
+        """Extend every running run of ``owner``; returns how many."""
+        ...
+
+    async def finish(self, run_id: str, owner: str, status: str) -> bool:
+        """End ``run_id`` with ``status`` if ``owner`` still holds it; returns whether it did."""
+        ...
+
+    async def expired(self, now: float, limit: int) -> Sequence[LedgerEntry]:
+        """Running runs whose lease ended before ``now`` (oldest first)."""
+        ...
+
+    async def claim(self, run_id: str, owner: str, now: float, lease_until: float) -> bool:
+        """Take over ``run_id`` if it is still running with an expired lease (atomic: of two
+        replicas sweeping at once, one wins)."""
+        ...
+
+    async def get(self, run_id: str) -> LedgerEntry | None: ...
+
+
+class InMemoryRunLedger:
+    """A ledger in this process (tests, one replica that restarts in place)."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, LedgerEntry] = {}
+
+    async def accept(self, run_id: str, owner: str, lease_until: float) -> None:
+        self._runs[run_id] = LedgerEntry(run_id, owner, RUNNING, lease_until)
+
+    async def renew(self, owner: str, lease_until: float) -> int:
+        mine = [e for e in self._runs.values() if e.owner == owner and e.status == RUNNING]
+        for entry in mine:
+            self._runs[entry.run_id] = LedgerEntry(entry.run_id, owner, RUNNING, lease_until)
+        return len(mine)
+
+    async def finish(self, run_id: str, owner: str, status: str) -> bool:
+        entry = self._runs.get(run_id)
+        if entry is None or entry.owner != owner or entry.status != RUNNING:
+            return False
+        self._runs[run_id] = LedgerEntry(run_id, owner, status, entry.lease_until)
+        return True
+
+    async def expired(self, now: float, limit: int) -> Sequence[LedgerEntry]:
+        due = [e for e in self._runs.values() if e.status == RUNNING and e.lease_until < now]
+        return sorted(due, key=lambda e: e.lease_until)[:limit]
+
+    async def claim(self, run_id: str, owner: str, now: float, lease_until: float) -> bool:
+        entry = self._runs.get(run_id)
+        if entry is None or entry.status != RUNNING or entry.lease_until >= now:
+            return False
+        self._runs[run_id] = LedgerEntry(run_id, owner, RUNNING, lease_until)
+        return True
+
+    async def get(self, run_id: str) -> LedgerEntry | None:
+        return self._runs.get(run_id)
+
+
+_OWNER = "RunLeases"
+
+
+class RunLeases:
+    """One replica's leases on the runs it executes, and the sweep of dead replicas' runs.
+
+    ``owner`` names this replica (default: random per process, so a restarted replica never
+    mistakes a dead one's runs for its own). ``lease``: seconds a run stays owned without a
+    renewal; a replica that stops renewing (killed, frozen) loses its runs after it.
+    Failures of the ledger never fail a run: the run goes on unrecorded (logged).
+    """
+
+    def __init__(
+        self,
+        ledger: RunLedger,
+        event_log: EventLog,
+        *,
+        owner: str | None = None,
+        lease: float = 15.0,
+        clock: Clock | None = None,
+        sweep_limit: int = 100,
+    ) -> None:
+        if not isinstance(ledger, RunLedger):
+            raise InvalidOptionsError(_OWNER, "ledger", "must be a RunLedger")
+        if not isinstance(event_log, EventLog):
+            raise InvalidOptionsError(_OWNER, "event_log", "must be an EventLog")
+        if owner is not None and (not isinstance(owner, str) or not owner):
+            raise InvalidOptionsError(_OWNER, "owner", "must be a non-empty string")
+        self.ledger = ledger
+        self.event_log = event_log
+        self.owner = owner or f"replica-{secrets.token_hex(6)}"
+        self.lease = duration(_OWNER, "lease", lease)
+        self.clock = clock or SYSTEM_CLOCK
+        self.sweep_limit = sweep_limit
+        self.call_timeout = min(self.lease / 3, 2.0)
+        self.interrupted = 0
+
+    def _wall(self) -> float:
+        return self.clock.now().timestamp()
+
+    @property
+    def layer(self) -> EngineLayer:
+        """The engine layer recording each run: ``wrap_engine(..., layers=[leases.layer])``."""
+        return EngineLayer(_LeasedRuns, leases=self)
+
+    async def accept(self, run_id: str) -> bool:
+        try:
+            async with self.clock.timeout(self.call_timeout):
+                await self.ledger.accept(run_id, self.owner, self._wall() + self.lease)
+        except Exception as exc:  # the run must go on; only its takeover is lost
+            _LOG.warning("run ledger unavailable (accept): %s", type(exc).__name__)
+            return False
+        return True
+
+    async def finish(self, run_id: str, status: str) -> None:
+        try:
+            async with self.clock.timeout(self.call_timeout):
+                await self.ledger.finish(run_id, self.owner, status)
+        except Exception as exc:
+            _LOG.warning("run ledger unavailable (finish): %s", type(exc).__name__)
+
+    async def tick(self) -> int:
+        """Renew this replica's leases, then sweep expired ones; returns runs interrupted."""
+        now = self._wall()
+        await self.ledger.renew(self.owner, now + self.lease)
+        swept = 0
+        for entry in await self.ledger.expired(now, self.sweep_limit):
+            if entry.owner == self.owner:
+                continue  # ours (a renewal raced the sweep): still running here
+            if not await self.ledger.claim(entry.run_id, self.owner, now, now + self.lease):
+                continue  # another replica took it
+            interrupted = await self._interrupt(entry.run_id)
+            swept += interrupted
+            # if this write is lost, a later sweep claims the run again and finds it ended
+            await self.finish(entry.run_id, INTERRUPTED if interrupted else FINISHED)
+        self.interrupted += swept
+        return swept
+
+    async def _interrupt(self, run_id: str) -> bool:
+        """Append the final ``interrupted`` event unless the run's log already ended."""
+        last = await self.event_log.last_seq(run_id)
+        if last:
+            with contextlib.suppress(Exception):
+                tail = await self.event_log.read(run_id, last - 1)
+                if tail and tail[-1].get("type") == FINAL_EVENT:
+                    return False  # it finished; only the ledger missed it
+        event: dict[str, Any] = {
+            "type": FINAL_EVENT,
+            "run_id": run_id,
+            "seq": last + 1,
+            "degraded": True,
+            "degradation": {"replica": INTERRUPTED},
+            "data": {
+                "status": INTERRUPTED,
+                "interrupted": True,
+                "notice": INTERRUPTED_MESSAGE,
+            },
+        }
+        return await self.event_log.append(event) is not Stored.DUPLICATE
+
+    async def run(self) -> None:
+        """Tick every ``lease / 3`` seconds until cancelled (a ledger error skips one tick)."""
+        while True:
+            try:
+                await self.tick()
+            except Exception as exc:
+                _LOG.warning("run ledger sweep failed: %s", type(exc).__name__)
+            await self.clock.sleep(self.lease / 3)
+
+
+class _LeasedRuns:
+    """The engine layer: a run is in the ledger while it runs here."""
+
+    def __init__(self, app: Engine, *, leases: RunLeases) -> None:
+        self.app = app
+        self.leases = leases
+
+    async def __call__(self, request: RunRequest, events: RunEvents, /) -> Any:
+        leases = self.leases
+        recorded = await leases.accept(request.run_id)
+        status = FINISHED
+        try:
+            return await self.app(request, events)
+        except asyncio.CancelledError:
+            status = "cancelled"
+            raise
+        finally:
+            if recorded:
+                await _shielded(leases.finish(request.run_id, status))
+
+
+async def _shielded(coro: Any) -> None:
+    """Finish the ledger write even if the run is being cancelled (bounded by the ledger)."""
+    task = asyncio.ensure_future(coro)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.gather(task, return_exceptions=True)
+        raise
