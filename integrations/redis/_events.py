@@ -8,17 +8,20 @@
 One stream per run (``prefix + run_id``), entry id ``<seq>-0`` so Redis itself refuses a
 ``seq`` at or below the last one (a re-sent event is never duplicated, and two writers for
 one run - an owner and a sweep - cannot interleave out of order). ``MAXLEN ~`` bounds it and
-every append renews its TTL. Every event is first kept in a local :class:`InMemoryEventLog`
-mirror (what the client connected here follows, at memory speed); events Redis missed while
-it was down are written back, in order, with the next append that reaches it, so the shared
-stream never has a hole. While the shared Redis breaker is open, appends return
-``LOCAL_ONLY`` (the run is flagged ``events=local_only``) and never wait.
+every append renews its TTL. Each event goes to Redis first, then to a local
+:class:`InMemoryEventLog` mirror (what the clients connected here follow, at memory speed),
+so a client never holds an event that a resume on another replica could miss. While the
+shared Redis breaker is open (or a write fails) the event goes to the mirror alone at once,
+``LOCAL_ONLY`` (the run is flagged ``events=local_only``), and is written back, in order,
+with the next append that reaches Redis, so the shared stream never has a hole. A run whose
+final event could only be kept locally is resumable on this replica alone (best-effort).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator
+from collections import deque
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -105,7 +108,9 @@ class RedisEventLog:
             ttl=min(self.ttl, 3600.0),
             clock=self.breaker.clock,
         )
-        self._synced: dict[str, int] = {}  # run -> highest seq known to be in Redis
+        # run -> its events Redis has not got yet (written back, in order, with the next
+        # append that reaches Redis)
+        self._backlog: dict[str, deque[Event]] = {}
         self._append = client.register_script(_APPEND)
 
     def _key(self, run_id: str) -> str:
@@ -115,36 +120,44 @@ class RedisEventLog:
     async def append(self, event: Event) -> Stored:
         run_id = str(event["run_id"])
         seq = int(event["seq"])
-        new_here = self.local.put(event)
-        if not new_here and seq <= self._synced.get(run_id, 0):
+        local = self.local
+        if seq <= await local.last_seq(run_id):
             return Stored.DUPLICATE
+        backlog = self._backlog.get(run_id, ())
+        stored = Stored.LOCAL_ONLY
         breaker = self.breaker
-        if not breaker.allows():
-            return Stored.LOCAL_ONLY
-        try:
-            added = await breaker.call(lambda: self._sync(run_id, seq))
-        except REDIS_ERRORS:
-            return Stored.LOCAL_ONLY
-        if event.get("type") == _FINAL:
-            self._synced.pop(run_id, None)  # nothing more to write back for this run
-        if added < seq:
-            return Stored.DUPLICATE  # Redis had this seq already (another writer)
-        return Stored.STORED
+        if breaker.allows():
+            pending = [*backlog, event]
+            try:
+                added = await breaker.call(lambda: self._write(run_id, pending))
+            except REDIS_ERRORS:
+                pass
+            else:
+                self._backlog.pop(run_id, None)
+                stored = Stored.STORED if added >= seq else Stored.DUPLICATE
+        if stored is Stored.LOCAL_ONLY:
+            self._keep_back(run_id, event)
+        if stored is not Stored.DUPLICATE:
+            # Only now may followers here see it: an event a client got is one the shared
+            # log has (or one flagged local_only), so a resume elsewhere never misses it.
+            local.put(event)
+        return stored
 
-    async def _sync(self, run_id: str, seq: int) -> int:
-        """Write every locally kept event Redis has not seen, up to ``seq``; returns the
-        highest seq this call added."""
-        synced = self._synced.get(run_id, 0)
-        pending = [e for e in self.local.buffered_after(run_id, synced) if int(e["seq"]) <= seq]
-        if not pending:
-            return 0
+    def _keep_back(self, run_id: str, event: Event) -> None:
+        backlog = self._backlog.get(run_id)
+        if backlog is None:
+            backlog = self._backlog[run_id] = deque(maxlen=self.max_events_per_run)
+            if len(self._backlog) > _MAX_TRACKED_RUNS:
+                self._backlog.pop(next(iter(self._backlog)))  # the oldest run's backlog
+        backlog.append(event)
+
+    async def _write(self, run_id: str, events: Sequence[Event]) -> int:
+        """XADD ``events`` in order (those at or below the stream's top are skipped);
+        returns the highest seq this call added."""
         args: list[Any] = [self.max_events_per_run, max(1, round(self.ttl * 1000))]
-        for event in pending:
+        for event in events:
             args += [int(event["seq"]), json.dumps(event, separators=(",", ":"))]
-        added, top = await self._append(keys=[self._key(run_id)], args=args)
-        self._synced[run_id] = max(int(top), synced)
-        if len(self._synced) > _MAX_TRACKED_RUNS:
-            self._synced.pop(next(iter(self._synced)))  # the oldest run written
+        added, _ = await self._append(keys=[self._key(run_id)], args=args)
         return int(added)
 
     # -- reading -----------------------------------------------------------------------
