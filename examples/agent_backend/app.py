@@ -3,20 +3,25 @@
 * ``POST /v1/chat`` ``{"user_id", "message"}`` -> ``{"answer", "status", "degraded", "events"}``
   (and the ``Netra-Degraded`` header when something degraded);
 * ``WS /v1/chat/ws``: send the same JSON, receive the run's events, ``agent_completed`` last;
+  a frame that is not that JSON (not JSON, binary, nested past 200 levels, over
+  ``MAX_FRAME_BYTES``, a bad user id) gets ``{"type": "error", "reason", "error"}`` and the
+  socket stays open; a client that hangs up mid-run cancels its run (the hooks still get the
+  final ``agent_completed``);
 * ``GET /health/live``, ``/health/ready``, ``/health`` (``application/health+json``);
 * ``/demo/faults`` (demo mode only): switch faults on and off per dependency.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, HTTPException, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from examples.agent_backend.agent import Agent, Conversations
 from examples.agent_backend.config import Settings
@@ -40,15 +45,51 @@ from netra_resilience import (
     current_degradation,
 )
 from netra_resilience.engine import ResilientEngine, RunResult
-from netra_resilience.integrations.fastapi import CurrentDegradation, install
+from netra_resilience.integrations.fastapi import CurrentDegradation, install, serve_frames
 from netra_resilience.integrations.sqlalchemy import SqlSessionBackend
 
 FAILED_MESSAGE = "Sorry, I could not answer this time. Please try again."
+MAX_FRAME_BYTES = 131_072
+"""The most one chat request may hold, in bytes, as an HTTP body or a WebSocket text frame
+(128 KiB: 8000 characters written as ``\\uXXXX`` surrogate pairs still fit)."""
+
+# Text that no store can keep: NUL (PostgreSQL rejects it) and lone surrogates (not UTF-8).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class ChatRequest(BaseModel):
     user_id: str = Field(min_length=1, max_length=128)
     message: str = Field(min_length=1, max_length=8000)
+
+    @field_validator("user_id")
+    @classmethod
+    def _printable_id(cls, value: str) -> str:
+        # A key for Redis, PostgreSQL and logs: no control, format or unpaired characters.
+        if not value.isprintable():
+            raise ValueError("user_id must be printable text (no control characters)")
+        return value
+
+    @field_validator("message")
+    @classmethod
+    def _storable_message(cls, value: str) -> str:
+        if _UNSTORABLE.search(value):
+            raise ValueError("message must not hold NUL or unpaired surrogate characters")
+        return value
+
+
+def request_errors(exc: ValidationError) -> list[Any]:
+    """What was wrong, never the input itself (it may be huge or carry secrets)."""
+    return list(exc.errors(include_url=False, include_input=False, include_context=False))
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, refused with 413 past ``MAX_FRAME_BYTES`` (never buffered whole)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FRAME_BYTES:
+            raise HTTPException(413, f"a chat request may hold at most {MAX_FRAME_BYTES} bytes")
+    return bytes(body)
 
 
 class ChatResponse(BaseModel):
@@ -152,12 +193,11 @@ def create_app(
     async def chat(request: Request, degradation: CurrentDegradation) -> ChatResponse:
         # Parsed from the raw body whatever the Content-Type, so `curl -d '{...}'` (which sends
         # application/x-www-form-urlencoded) works as the README shows.
+        # A client that leaves mid-body raises ClientDisconnect here: install() answers it 499.
         try:
-            body = ChatRequest.model_validate_json(await request.body())
+            body = ChatRequest.model_validate_json(await read_body(request))
         except ValidationError as exc:
-            raise RequestValidationError(
-                exc.errors(include_url=False, include_input=False)
-            ) from None
+            raise RequestValidationError(request_errors(exc)) from None
         await backend.auth.verify(body.user_id)  # a rejection becomes a 503 (auth is critical)
         events: list[dict[str, Any]] = []
 
@@ -173,18 +213,28 @@ def create_app(
     @app.websocket("/v1/chat/ws")
     async def chat_ws(websocket: WebSocket) -> None:
         await websocket.accept()
-        try:
-            while True:
-                raw = await websocket.receive_json()
-                await _ws_turn(websocket, raw)
-        except WebSocketDisconnect:
-            return
 
-    async def _ws_turn(websocket: WebSocket, raw: Any) -> None:
+        async def turn(text: str) -> None:
+            await _ws_turn(websocket, text)
+
+        # Bad frames answered, the socket kept open, a hang-up mid-run cancels the run.
+        await serve_frames(websocket, turn, max_frame_bytes=MAX_FRAME_BYTES)
+
+    async def _ws_turn(websocket: WebSocket, text: str) -> None:
         try:
-            body = ChatRequest.model_validate(raw)
-        except ValidationError:
-            await websocket.send_json({"type": "error", "error": "expected {user_id, message}"})
+            body = ChatRequest.model_validate_json(text)
+        except ValidationError as exc:
+            errors = request_errors(exc)
+            await websocket.send_json(
+                {
+                    "type": "error",
+                    "reason": "invalid_json"
+                    if errors and errors[0]["type"] == "json_invalid"
+                    else "invalid_request",
+                    "error": "expected {user_id, message}",
+                    "fields": sorted({".".join(map(str, e["loc"])) for e in errors if e["loc"]}),
+                }
+            )
             return
         outer = current_degradation()
         if outer is not None:  # one socket, many turns: each turn starts clean

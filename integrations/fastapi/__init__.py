@@ -15,6 +15,14 @@
 Runs resumed by ``(run_id, last seq)``: ``run_event_stream(request, log, run_id)`` (SSE with
 ``Last-Event-ID``) and ``await send_run_events(websocket, log, run_id, last_seq)``.
 
+A WebSocket route hands its frames to ``serve_frames`` (bad frames answered with an error event,
+the socket kept open, a hang-up cancelling the running handler quietly)::
+
+    @app.websocket("/chat")
+    async def chat(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await serve_frames(websocket, lambda text: answer(websocket, text))
+
 ``install`` composes with the application's own lifespan: the runtime (health probes) starts
 after the application's startup (so checks can use the pools it creates) and closes (draining
 engines' hook queues, closing what it holds) before the application's shutdown runs.
@@ -29,7 +37,7 @@ from netra_resilience.integrations import missing_extra
 
 try:
     from fastapi import Depends, FastAPI
-    from starlette.requests import HTTPConnection
+    from starlette.requests import ClientDisconnect, HTTPConnection
     from starlette.responses import Response
     from starlette.websockets import WebSocket
 except ImportError as error:  # the extra is not installed
@@ -62,13 +70,23 @@ from netra_resilience.integrations.fastapi._status import (
     StatusRecorder,
     status_router,
 )
+from netra_resilience.integrations.fastapi._websocket import (
+    MAX_FRAME_BYTES,
+    FrameHandler,
+    client_gone,
+    serve_frames,
+)
 from netra_resilience.runtime import Resilience
 
 __all__ = [
+    "CLIENT_CLOSED_REQUEST",
+    "MAX_FRAME_BYTES",
     "CurrentDegradation",
     "DetailAccess",
+    "FrameHandler",
     "RequestStats",
     "ResilienceMiddleware",
+    "client_gone",
     "get_degradation",
     "get_registry",
     "health_router",
@@ -77,8 +95,12 @@ __all__ = [
     "rejection_handler",
     "run_event_stream",
     "send_run_events",
+    "serve_frames",
     "status_router",
 ]
+
+CLIENT_CLOSED_REQUEST = 499
+"""The status logged for a request whose client left before its body arrived (nginx's 499)."""
 
 
 def get_degradation(connection: HTTPConnection) -> Degradation:
@@ -126,6 +148,12 @@ def rejection_handler(
     return handle
 
 
+async def client_disconnect_handler(connection: HTTPConnection, exc: Exception) -> Response:
+    """A client that aborts mid-body (Starlette's ``ClientDisconnect``) is normal: answer 499
+    (nobody reads it; the access log shows it) instead of a traceback."""
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
 def install(
     app: FastAPI,
     resilience: Resilience,
@@ -145,7 +173,8 @@ def install(
     """Wire the runtime into ``app``; returns its health monitor.
 
     Adds :class:`ResilienceMiddleware` (call ``install`` after your other ``add_middleware``
-    calls so it is outermost), the rejection exception handler, the health routes (unless
+    calls so it is outermost), the rejection exception handler, a quiet 499 for a client that
+    leaves mid-body (``ClientDisconnect``), the health routes (unless
     ``health_path`` is ``None``), and runs the runtime inside the app's lifespan (also when
     the app was made with ``FastAPI(lifespan=resilience.lifespan)``: entering is counted).
     ``identify(scope)`` names the caller of each request (see :class:`ResilienceMiddleware`):
@@ -187,6 +216,7 @@ def install(
     )
     # Typed as HTTPConnection: Starlette calls it with a Request or a WebSocket.
     app.add_exception_handler(ExecutionRejectedError, cast(Any, rejection_handler(policy)))
+    app.add_exception_handler(ClientDisconnect, cast(Any, client_disconnect_handler))
     # Wrapping the router's own lifespan works on every FastAPI release (no reliance on
     # nested-router lifespan merging) and keeps the app's startup outside the runtime's.
     app.router.lifespan_context = resilience.around(app.router.lifespan_context)
