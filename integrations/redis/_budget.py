@@ -32,9 +32,10 @@ from redis.commands.core import AsyncScript
 from netra_resilience.circuit_breaker import BackendBreaker, CircuitState, CircuitStateChange
 from netra_resilience.context import current_context
 from netra_resilience.degradation import DegradationReason
+from netra_resilience.exceptions import ExecutionRejectedError
 from netra_resilience.integrations.redis._client import checked_breaker
 from netra_resilience.llm import Counter, InMemoryBudgetStore
-from netra_resilience.validation import Seconds, duration, integer
+from netra_resilience.validation import Seconds, duration, integer, to_seconds
 
 # KEYS[1]: this reservation's marker, then the counters. ARGV[1]: the marker's expiry (ms),
 # then per counter i: amount, limit, expiry (ms). Returns {0, totals...} when every amount
@@ -104,7 +105,9 @@ class _Step:
 class RedisBudgetStore:
     """A ``BudgetStore`` in Redis; see the module doc. ``breaker``: the Redis server's
     :func:`redis_breaker`; ``replicas``: how many processes share the limits (their local
-    shares while Redis is down add up to what the last seen totals left). ``prefix`` names
+    shares while Redis is down add up to what the last seen totals left; ``fail_closed``
+    refuses calls instead, an ``ExecutionRejectedError`` naming the Redis dependency, for a
+    budget that must never be passed even during an outage). ``prefix`` names
     the step markers (keep the budget's hash tag); a marker lives ``dedupe_ttl``: a copy of a
     timed-out step reaching Redis later than that would apply twice."""
 
@@ -116,12 +119,14 @@ class RedisBudgetStore:
         replicas: int = 1,
         prefix: str = "{netra:budget}:step:",
         dedupe_ttl: Seconds = 600.0,
+        fail_closed: bool = False,
     ) -> None:
         owner = type(self).__name__
         self.breaker = checked_breaker(owner, breaker)
         self.replicas = integer(owner, "replicas", replicas)
         self._dedupe_ms = int(duration(owner, "dedupe_ttl", dedupe_ttl) * 1000)
         self.client = client
+        self.fail_closed = bool(fail_closed)
         self._prefix = prefix
         self._reserve: AsyncScript = client.register_script(RESERVE)
         self._adjust: AsyncScript = client.register_script(ADJUST)
@@ -178,6 +183,12 @@ class RedisBudgetStore:
         return self._reserve_locally(counters, now)
 
     def _reserve_locally(self, counters: Sequence[Counter], now: float) -> int:
+        if self.fail_closed:
+            raise ExecutionRejectedError(
+                "budget store unavailable: calls are refused until it answers",
+                retry_after=to_seconds(self.breaker.retry_interval),
+                dependency=self.breaker.name,
+            )
         ctx = current_context()
         if ctx is not None:
             ctx.degradation.mark(self.breaker.name, DegradationReason.FALLBACK_MEMORY)

@@ -10,6 +10,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 
 from netra_resilience.context import ResilienceContext
+from netra_resilience.exceptions import ExecutionRejectedError
 from netra_resilience.integrations.redis import RedisBudgetStore, redis_breaker, redis_client
 from netra_resilience.llm import BudgetExhaustedError, BudgetScope
 from tests.integration.state import _budget_procs as procs
@@ -134,3 +135,24 @@ async def test_sigstopped_redis_local_shares_then_reconciled_exactly(
     staleness = sum(max(0, at_stop - s) for s in seen) // 4
     overshoot = max(0, spent - int(usd * 1e9))
     assert overshoot <= staleness + procs.WORST_UNITS, (overshoot, staleness)
+
+
+async def test_fail_closed_refuses_while_redis_is_down(
+    fault_redis: RedisServer, namespace: str
+) -> None:
+    client = redis_client(fault_redis.url, connect_timeout=0.2)
+    store = RedisBudgetStore(
+        client, breaker=redis_breaker(client, timeout=0.2, failure_threshold=1), fail_closed=True
+    )
+    budget = procs.make_budget(store, namespace, 1.0)
+    try:
+        await (await budget.reserve(procs.REQUEST)).settle(None)
+        fault_redis.kill()
+        with pytest.raises(ExecutionRejectedError) as info:
+            await budget.reserve(procs.REQUEST)
+        assert not isinstance(info.value, BudgetExhaustedError)
+        assert info.value.dependency == "redis" and info.value.retry_after == 1.0
+        assert store.pending == 1  # the undecided reservation, undone once Redis answers
+    finally:
+        await store.aclose()
+        await client.aclose()
