@@ -6,6 +6,7 @@ import uvicorn
 
 from examples.agent_backend.app import create_app
 from examples.agent_backend.config import Settings
+from examples.agent_backend.server import server_config
 
 WALKTHROUGH = """\
 netra-resilience example agent backend on {base}
@@ -44,7 +45,8 @@ def main() -> None:
     if settings.demo_mode:
         text += DEMO_STEPS.format(base=base)
     print(text, flush=True)
-    uvicorn.run(create_app(settings), host="127.0.0.1", port=settings.port, log_level="warning")
+    # Bounded header/body reads and keep-alive (server.py): no stalled connection stays open.
+    uvicorn.Server(server_config(create_app(settings), settings)).run()
 
 
 if __name__ == "__main__":

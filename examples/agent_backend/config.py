@@ -1,20 +1,27 @@
 """Configuration from environment variables (all optional: the defaults need no key, no server).
 
-=========================  ======================================================================
-``OPENAI_API_KEY``         the openai SDK calls the real API when set; otherwise the same SDK
-                           calls a simulated OpenAI-compatible provider served in-process
-``OPENAI_BASE_URL``        any OpenAI-compatible endpoint (with ``OPENAI_API_KEY``)
-``NETRA_LLM_MODEL``        model name (default ``gpt-4o-mini``)
-``NETRA_LLM_TIMEOUT``      seconds per LLM attempt (default 10)
-``NETRA_REDIS_URL``        sessions on Redis with the database as fallback; ``memory://`` is an
-                           in-process stand-in for Redis (demos and drills); absent: no Redis
-``NETRA_DATABASE_URL``     SQLite file by default (``sqlite:///netra_demo.db``); PostgreSQL accepted
-``NETRA_TOOL_URL``         base URL of the external HTTP tool (GET, JSON); simulated when absent
-``PORT``                   listening port (default 8000)
-``NETRA_DEMO``             ``1`` turns on demo mode: the fault switches under ``/demo/faults``
-``NETRA_BREAKER_SECONDS``  how long an open breaker stays open (default 15)
-``NETRA_BREAKER_WINDOW``   seconds of calls a breaker judges the failure ratio over (10)
-=========================  ======================================================================
+=============================  =====================================================================
+``OPENAI_API_KEY``             the openai SDK calls the real API when set; otherwise the same SDK
+                               calls a simulated OpenAI-compatible provider served in-process
+``OPENAI_BASE_URL``            any OpenAI-compatible endpoint (with ``OPENAI_API_KEY``)
+``NETRA_LLM_MODEL``            model name (default ``gpt-4o-mini``)
+``NETRA_LLM_TIMEOUT``          seconds per LLM attempt (default 10)
+``NETRA_REDIS_URL``            sessions on Redis with the database as fallback; ``memory://`` is an
+                               in-process stand-in for Redis (demos and drills); absent: no Redis
+``NETRA_DATABASE_URL``         SQLite file by default (``sqlite:///netra_demo.db``); PostgreSQL
+                               accepted
+``NETRA_TOOL_URL``             base URL of the external HTTP tool (GET, JSON); simulated when absent
+``PORT``                       listening port (default 8000)
+``NETRA_DEMO``                 ``1`` turns on demo mode: the fault switches under ``/demo/faults``
+``NETRA_BREAKER_SECONDS``      how long an open breaker stays open (default 15)
+``NETRA_BREAKER_WINDOW``       seconds of calls a breaker judges the failure ratio over (10)
+``NETRA_HEADER_TIMEOUT``       seconds a client has to send a request head (10; ``server.py``)
+``NETRA_BODY_TIMEOUT``         seconds without a body byte before the connection is closed (10)
+``NETRA_KEEP_ALIVE_TIMEOUT``   seconds an idle keep-alive connection stays open (5)
+``NETRA_WS_MAX_SIZE``          bytes of the largest WebSocket frame the server reads (1 MiB; past it
+                               the socket closes with 1009, below it the app answers frames over
+                               128 KiB with an error event)
+=============================  =====================================================================
 
 Parsed by pydantic-settings: every other field is ``NETRA_<FIELD>`` too (e.g.
 ``NETRA_DISCOVERY_TTL``); an empty variable counts as unset; a bad value fails at startup with a
@@ -78,6 +85,11 @@ class Settings(BaseSettings):
     simulated_latency: float = Field(default=0.005, ge=0)
     # the first backoff of the LLM and tool retries (tests use 0)
     retry_delay: float = Field(default=0.2, ge=0)
+    # what `python -m examples.agent_backend` gives uvicorn (server.py)
+    header_timeout: float = Field(default=10.0, gt=0)
+    body_timeout: float = Field(default=10.0, gt=0)
+    keep_alive_timeout: float = Field(default=5.0, gt=0)
+    ws_max_size: int = Field(default=1 << 20, ge=1 << 17)
     # seconds a replica holds its runs without renewing; then another replica's sweep ends them
     run_lease: float = Field(default=15.0, gt=0)
 
