@@ -90,8 +90,9 @@ class _ManagedServer:
 
 class RedisServer(_ManagedServer):
     """A ``redis-server`` child process on a free loopback port, persistence off unless
-    ``appendonly`` (AOF, fsync every second: a SIGKILL of the process then loses no
-    acknowledged write, as Redis writes the AOF before it replies)."""
+    ``appendonly`` (AOF with ``appendfsync always``: every acknowledged write is in the file
+    before the reply. With ``everysec`` Redis may postpone the write while a slow fsync runs
+    and still reply, so a SIGKILL on a busy machine lost an acknowledged turn)."""
 
     def __init__(
         self, *, port: int | None = None, binary: str | None = None, appendonly: bool = False
@@ -131,7 +132,7 @@ class RedisServer(_ManagedServer):
             "--bind", "127.0.0.1",
             "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "everysec",
+            "--appendfsync", "always",
             "--dir", self._dir,
             "--logfile", "",
             "--loglevel", "warning",
