@@ -4,7 +4,7 @@
         lb.url                      # http://127.0.0.1:N, round robin over the live replicas
         a.kill()                    # SIGKILL: the replica dies mid-run, as a crash would
 
-HAProxy health-checks each replica's ``/health/live`` every 100 ms (down after one failure),
+HAProxy health-checks each replica's ``/health/live`` every 100 ms (down after two failures),
 redispatches a refused connection to the other server, and keeps WebSocket tunnels open for
 as long as the test needs. Like ``tests/servers.py``, starting is the one place these helpers
 wait in real time (a bounded poll).
@@ -112,6 +112,7 @@ defaults
     timeout client 30s
     timeout server 30s
     timeout tunnel 60s
+    timeout check 1s
     retries 2
     option redispatch
 frontend agents
@@ -120,7 +121,7 @@ frontend agents
 backend replicas
     balance roundrobin
     option httpchk GET /health/live
-    default-server inter 100ms fall 1 rise 2 on-marked-down shutdown-sessions
+    default-server inter 100ms fall 2 rise 2 on-marked-down shutdown-sessions
 {servers}
 """
 

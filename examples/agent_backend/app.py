@@ -129,7 +129,7 @@ def build_backend(settings: Settings, resilience: Resilience) -> Backend:
         hooks=hooks,
         tools=[tool],
         layers=[runs.leases.layer],
-        event_log=runs.event_log,
+        event_log=runs.leases.log,
     )
     register_engine_dependencies(resilience, engine, hooks, tool)
     return Backend(settings, resilience, engine, auth, llm, database, sinks, runs)

@@ -52,8 +52,13 @@ def run_event_log(settings: Settings, resilience: Resilience) -> EventLog:
     """The shared Redis event log when Redis is configured, else an in-process one."""
     if settings.redis_url is None or settings.redis_url == "memory://":
         return InMemoryEventLog(clock=resilience.clock)
-    client = resilience.closing(redis_client(settings.redis_url))
-    breaker = resilience.closing(redis_breaker(client, name="events", clock=resilience.clock))
+    # every follower of a run executing on another replica holds a connection in XREAD BLOCK
+    client = resilience.closing(redis_client(settings.redis_url, max_connections=2048))
+    # 0.5 s per call, not the default 0.1 s: a burst of runs on a busy replica must not trip
+    # it (every event it then keeps locally only is lost to a resume elsewhere)
+    breaker = resilience.closing(
+        redis_breaker(client, name="events", timeout=0.5, clock=resilience.clock)
+    )
     return RedisEventLog(client, breaker=breaker)
 
 

@@ -216,6 +216,13 @@ class RedisEventLog:
         block_ms = max(1, round(self.block * 1000))
         clock = self.breaker.clock
         while True:
+            # events this replica appended for a run it does not execute (a sweep's final one,
+            # perhaps kept locally only) are in its mirror
+            for event in self._mirrored_after(run_id, cursor):
+                cursor = int(event["seq"])
+                yield event
+                if event.get("type") == _FINAL:
+                    return
             if not self.breaker.allows():
                 raise ReplayUnavailableError(_DOWN, "unavailable")
             try:
@@ -237,6 +244,12 @@ class RedisEventLog:
                     yield event
                     if event.get("type") == _FINAL:
                         return
+
+    def _mirrored_after(self, run_id: str, cursor: int) -> list[Event]:
+        events = self.local.buffered_after(run_id, cursor)
+        if not events or int(events[0]["seq"]) != cursor + 1:
+            return []
+        return events
 
     async def last_seq(self, run_id: str) -> int:
         local = await self.local.last_seq(run_id)

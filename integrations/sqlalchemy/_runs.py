@@ -18,10 +18,10 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
-    insert,
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.expression import Executable
 
@@ -52,11 +52,20 @@ class SqlRunLedger:
         self.database = database if isinstance(database, PoolBulkhead) else PoolBulkhead(database)
         self.table = table if isinstance(table, Table) else run_ledger_table(table or "netra_runs")
         t = self.table
-        self._accept = insert(t).values(
-            run_id=bindparam("r"),
-            owner=bindparam("o"),
-            status="running",
-            lease_until=bindparam("l"),
+        dialect = self.database.engine.dialect.name
+        if dialect not in {"postgresql", "sqlite"}:
+            raise ValueError(f"SqlRunLedger supports postgresql and sqlite, not {dialect!r}")
+        upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        # a retried accept (the first one timed out but landed) changes nothing
+        self._accept = (
+            upsert(t)
+            .values(
+                run_id=bindparam("r"),
+                owner=bindparam("o"),
+                status="running",
+                lease_until=bindparam("l"),
+            )
+            .on_conflict_do_nothing(index_elements=[t.c.run_id])
         )
         self._renew = (
             update(t)

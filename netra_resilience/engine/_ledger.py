@@ -3,9 +3,10 @@ silently lost when its replica dies.
 
 * :class:`RunLedger` is the protocol (``InMemoryRunLedger`` here; ``SqlRunLedger`` in
   ``netra_resilience.integrations.sqlalchemy`` for SQLite/PostgreSQL shared by replicas).
-* :class:`RunLeases` is one replica's side: an engine layer records each run it starts and
-  finishes, and :meth:`RunLeases.tick` (run it every ``lease / 3`` seconds, or let
-  :meth:`RunLeases.run` do it) renews this replica's leases and sweeps the expired leases of
+* :class:`RunLeases` is one replica's side: an engine layer records each run it starts, the
+  log it wraps (``leases.log``) records each run's end once its final event is stored, and
+  :meth:`RunLeases.tick` (every ``lease / 3`` seconds; :meth:`RunLeases.run` loops it)
+  renews this replica's leases and sweeps the expired leases of
   dead replicas: for each run it wins, it appends a final ``agent_completed`` with
   ``status: interrupted`` (and a user-facing notice) to the run's event log, so a client that
   resumes gets an end instead of waiting forever.
@@ -20,12 +21,12 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
-from netra_resilience.engine._event_log import FINAL_EVENT, EventLog, Stored
+from netra_resilience.engine._event_log import FINAL_EVENT, Event, EventLog, Stored
 from netra_resilience.engine._run import Engine, EngineLayer, RunEvents, RunRequest
 from netra_resilience.exceptions import InvalidOptionsError
 from netra_resilience.validation import duration
@@ -53,7 +54,7 @@ class RunLedger(Protocol):
     """Where accepted runs are recorded. Times are wall-clock seconds since the epoch."""
 
     async def accept(self, run_id: str, owner: str, lease_until: float) -> None:
-        """Record a new ``running`` run owned by ``owner``."""
+        """Record a new ``running`` run owned by ``owner`` (again: no change, no error)."""
         ...
 
     async def renew(self, owner: str, lease_until: float) -> int:
@@ -83,7 +84,7 @@ class InMemoryRunLedger:
         self._runs: dict[str, LedgerEntry] = {}
 
     async def accept(self, run_id: str, owner: str, lease_until: float) -> None:
-        self._runs[run_id] = LedgerEntry(run_id, owner, RUNNING, lease_until)
+        self._runs.setdefault(run_id, LedgerEntry(run_id, owner, RUNNING, lease_until))
 
     async def renew(self, owner: str, lease_until: float) -> int:
         mine = [e for e in self._runs.values() if e.owner == owner and e.status == RUNNING]
@@ -149,6 +150,7 @@ class RunLeases:
         self.sweep_limit = sweep_limit
         self.call_timeout = min(self.lease / 3, 2.0)
         self.interrupted = 0
+        self._unrecorded: dict[str, None] = {}  # runs whose accept failed: retried each tick
 
     def _wall(self) -> float:
         return self.clock.now().timestamp()
@@ -158,16 +160,24 @@ class RunLeases:
         """The engine layer recording each run: ``wrap_engine(..., layers=[leases.layer])``."""
         return EngineLayer(_LeasedRuns, leases=self)
 
+    @property
+    def log(self) -> EventLog:
+        """The event log to give the engine (``wrap_engine(..., event_log=leases.log)``): a
+        run is finished in the ledger only once its final event is in the log, so a replica
+        dying in between leaves it to the sweep instead of losing its end."""
+        return _FinishingLog(self.event_log, self)
+
     async def accept(self, run_id: str) -> bool:
         try:
             async with self.clock.timeout(self.call_timeout):
                 await self.ledger.accept(run_id, self.owner, self._wall() + self.lease)
-        except Exception as exc:  # the run must go on; only its takeover is lost
+        except Exception as exc:  # the run goes on; the next tick records it
             _LOG.warning("run ledger unavailable (accept): %s", type(exc).__name__)
-            return False
+            self._unrecorded[run_id] = None
         return True
 
     async def finish(self, run_id: str, status: str) -> None:
+        self._unrecorded.pop(run_id, None)
         try:
             async with self.clock.timeout(self.call_timeout):
                 await self.ledger.finish(run_id, self.owner, status)
@@ -177,6 +187,9 @@ class RunLeases:
     async def tick(self) -> int:
         """Renew this replica's leases, then sweep expired ones; returns runs interrupted."""
         now = self._wall()
+        for run_id in list(self._unrecorded):  # accept is idempotent: a late one is harmless
+            await self.ledger.accept(run_id, self.owner, now + self.lease)
+            self._unrecorded.pop(run_id, None)
         await self.ledger.renew(self.owner, now + self.lease)
         swept = 0
         for entry in await self.ledger.expired(now, self.sweep_limit):
@@ -224,24 +237,40 @@ class RunLeases:
 
 
 class _LeasedRuns:
-    """The engine layer: a run is in the ledger while it runs here."""
+    """The engine layer: a run is in the ledger from its start (its end: see ``RunLeases.log``)."""
 
     def __init__(self, app: Engine, *, leases: RunLeases) -> None:
         self.app = app
         self.leases = leases
 
     async def __call__(self, request: RunRequest, events: RunEvents, /) -> Any:
-        leases = self.leases
-        recorded = await leases.accept(request.run_id)
-        status = FINISHED
-        try:
-            return await self.app(request, events)
-        except asyncio.CancelledError:
-            status = "cancelled"
-            raise
-        finally:
-            if recorded:
-                await _shielded(leases.finish(request.run_id, status))
+        await self.leases.accept(request.run_id)
+        return await self.app(request, events)
+
+
+class _FinishingLog:
+    """An event log that ends a run in the ledger when the run's final event is stored."""
+
+    def __init__(self, inner: EventLog, leases: RunLeases) -> None:
+        self.inner = inner
+        self.leases = leases
+
+    async def append(self, event: Event) -> Stored:
+        stored = await self.inner.append(event)
+        if event.get("type") == FINAL_EVENT and stored is not Stored.DUPLICATE:
+            data = event.get("data") or {}
+            status = "cancelled" if data.get("cancelled") else str(data.get("status", FINISHED))
+            await _shielded(self.leases.finish(str(event["run_id"]), status))
+        return stored
+
+    async def read(self, run_id: str, last_seq: int) -> list[Event]:
+        return await self.inner.read(run_id, last_seq)
+
+    def follow(self, run_id: str, last_seq: int = 0) -> AsyncGenerator[Event, None]:
+        return self.inner.follow(run_id, last_seq)
+
+    async def last_seq(self, run_id: str) -> int:
+        return await self.inner.last_seq(run_id)
 
 
 async def _shielded(coro: Any) -> None:

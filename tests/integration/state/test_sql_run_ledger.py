@@ -38,6 +38,7 @@ async def test_ledger_contract(ledger: SqlRunLedger) -> None:
     await ledger.accept("r1", "a", 100.0)
     await ledger.accept("r2", "a", 100.0)
     await ledger.accept("r3", "b", 100.0)
+    await ledger.accept("r3", "c", 900.0)  # a retried accept changes nothing
     assert await ledger.get("r1") == LedgerEntry("r1", "a", "running", 100.0)
     assert await ledger.renew("a", 150.0) == 2
     assert await ledger.finish("r2", "a", "finished")

@@ -35,7 +35,7 @@ async def test_dead_replicas_run_ends_interrupted_for_the_waiting_client(
     ledger, log = InMemoryRunLedger(), InMemoryEventLog(clock=clock)
     a = RunLeases(ledger, log, owner="a", lease=10, clock=clock)
     b = RunLeases(ledger, log, owner="b", lease=10, clock=clock)
-    engine_a = wrap_engine(stuck_agent, clock=clock, event_log=log, layers=[a.layer])
+    engine_a = wrap_engine(stuck_agent, clock=clock, event_log=a.log, layers=[a.layer])
     run = await engine_a.start(RunRequest("hi", run_id="r1"))
     await clock.settle()
     assert (await ledger.get("r1")) == LedgerEntry("r1", "a", "running", a._wall() + 10)
@@ -62,7 +62,7 @@ async def test_a_live_replica_keeps_its_runs_past_the_first_lease(clock: FakeClo
     ledger, log = InMemoryRunLedger(), InMemoryEventLog(clock=clock)
     a = RunLeases(ledger, log, owner="a", lease=10, clock=clock)
     b = RunLeases(ledger, log, owner="b", lease=10, clock=clock)
-    engine_a = wrap_engine(stuck_agent, clock=clock, event_log=log, layers=[a.layer])
+    engine_a = wrap_engine(stuck_agent, clock=clock, event_log=a.log, layers=[a.layer])
     run = await engine_a.start(RunRequest("hi", run_id="r2"))
     for _ in range(6):  # 30 s: three leases, renewed every lease / 3
         await clock.advance(a.lease / 3)
@@ -79,7 +79,7 @@ async def test_a_live_replica_keeps_its_runs_past_the_first_lease(clock: FakeClo
 async def test_two_sweepers_append_one_interrupted_event(clock: FakeClock) -> None:
     ledger, log = InMemoryRunLedger(), InMemoryEventLog(clock=clock)
     a = RunLeases(ledger, log, owner="a", lease=5, clock=clock)
-    engine_a = wrap_engine(stuck_agent, clock=clock, event_log=log, layers=[a.layer])
+    engine_a = wrap_engine(stuck_agent, clock=clock, event_log=a.log, layers=[a.layer])
     runs = [await engine_a.start(RunRequest("hi", run_id=f"r{n}")) for n in range(20)]
     await clock.advance(6)
     b = RunLeases(ledger, log, owner="b", lease=5, clock=clock)
@@ -109,7 +109,7 @@ async def test_a_run_that_finished_unrecorded_gets_no_second_final_event(
     async def quick(request: RunRequest, events: RunEvents) -> str:
         return "done"
 
-    result = await wrap_engine(quick, clock=clock, event_log=log, layers=[a.layer]).run(
+    result = await wrap_engine(quick, clock=clock, event_log=a.log, layers=[a.layer]).run(
         RunRequest("hi", run_id="r9")
     )
     assert result.output == "done"  # the ledger's failure is not the run's
@@ -136,7 +136,7 @@ async def test_a_hanging_ledger_delays_a_run_by_its_call_timeout_only(clock: Fak
     async def quick(request: RunRequest, events: RunEvents) -> str:
         return "done"
 
-    stack = wrap_engine(quick, clock=clock, event_log=log, layers=[a.layer])
+    stack = wrap_engine(quick, clock=clock, event_log=a.log, layers=[a.layer])
     begin = clock.monotonic()
     task = asyncio.create_task(stack.run(RunRequest("hi")))
     while not task.done():
@@ -145,6 +145,33 @@ async def test_a_hanging_ledger_delays_a_run_by_its_call_timeout_only(clock: Fak
     assert clock.monotonic() - begin <= a.call_timeout + 0.5
     with pytest.raises(ConnectionError):
         await a.tick()  # run() logs this and tries again next tick
+
+
+class FlakyAcceptLedger(InMemoryRunLedger):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail = True
+
+    async def accept(self, run_id: str, owner: str, lease_until: float) -> None:
+        if self.fail:
+            raise ConnectionError("pool busy")
+        await super().accept(run_id, owner, lease_until)
+
+
+async def test_a_run_whose_accept_failed_is_recorded_by_the_next_tick(clock: FakeClock) -> None:
+    ledger, log = FlakyAcceptLedger(), InMemoryEventLog(clock=clock)
+    a = RunLeases(ledger, log, owner="a", lease=3, clock=clock)
+    engine_a = wrap_engine(stuck_agent, clock=clock, event_log=a.log, layers=[a.layer])
+    run = await engine_a.start(RunRequest("hi", run_id="late"))
+    await clock.settle()
+    assert await ledger.get("late") is None
+    ledger.fail = False
+    await a.tick()
+    assert (await ledger.get("late")).owner == "a"  # type: ignore[union-attr]
+    await clock.advance(4)  # a dies: b's sweep now sees the run
+    b = RunLeases(ledger, log, owner="b", lease=3, clock=clock)
+    assert await b.tick() == 1
+    run.cancel()
 
 
 def test_invalid_options_name_the_field() -> None:
