@@ -20,7 +20,7 @@ from tests.integration.agents.test_openai_agents import sdk_client
 
 pytestmark = pytest.mark.timeout(30)
 
-APPS = ["openai_agents_app", "pydantic_ai_app"]
+APPS = ["openai_agents_app", "pydantic_ai_app", "langgraph_app"]
 
 
 def make_client(example: str, provider: FakeProvider) -> Any:
