@@ -20,6 +20,8 @@ Series (names follow Prometheus practice: base units, ``_total`` on counters):
   criticality);
 * ``netra_degraded_answers_total{dependency,reason}``: answers served in place of the
   dependency's (stale cache, canned reply, fallback...), counted by :meth:`timing`'s strategy;
+* ``netra_budget_exhausted_total{dependency,outcome}``: calls that met an exhausted budget
+  (``stepped_down`` to a cheaper alternate at the step-down point, or ``refused``);
 * ``netra_hook_jobs_dropped_total`` and ``netra_hook_queue_jobs``: the observed engines' hook
   queues (:meth:`PrometheusListener.observe_engine`).
 
@@ -60,6 +62,7 @@ from netra_resilience.integrations._metrics import (
     event_error_type,
     health_statuses,
 )
+from netra_resilience.llm import BUDGET_EXHAUSTED
 from netra_resilience.outcome import Outcome
 from netra_resilience.pipeline import Pipeline
 from netra_resilience.strategy import BuildContext, Callback, Strategy
@@ -125,9 +128,10 @@ class _StateCollector(Collector):
 class PrometheusTimingOptions:
     histogram: Histogram
     degraded: Counter
+    budget: Counter
 
     def create_strategy(self, build: BuildContext) -> PrometheusTimingStrategy:
-        return PrometheusTimingStrategy(self.histogram, self.degraded, build)
+        return PrometheusTimingStrategy(self.histogram, self.degraded, self.budget, build)
 
 
 class PrometheusTimingStrategy(Strategy):
@@ -137,9 +141,12 @@ class PrometheusTimingStrategy(Strategy):
 
     kind = "prometheus_timing"
 
-    def __init__(self, histogram: Histogram, degraded: Counter, build: BuildContext) -> None:
+    def __init__(
+        self, histogram: Histogram, degraded: Counter, budget: Counter, build: BuildContext
+    ) -> None:
         self._histogram = histogram
         self._degraded = degraded
+        self._budget = budget
         self._clock = build.clock
         self._name = build.name
         self._dependency = safe_token(build.name)  # as degradation marks spell it
@@ -163,6 +170,8 @@ class PrometheusTimingStrategy(Strategy):
         self._histogram.labels(self._name, failure or "").observe(self._clock.monotonic() - started)
         if reasons and failure is None:
             self._degraded.labels(self._name, reasons[-1]).inc()
+        if BUDGET_EXHAUSTED in reasons:  # answered by a cheaper step, or refused outright
+            self._budget.labels(self._name, "refused" if failure else "stepped_down").inc()
         return outcome
 
 
@@ -231,6 +240,13 @@ class PrometheusListener:
             ["dependency", "reason"],
             registry=self.registry,
         )
+        self._budget = Counter(
+            f"{namespace}_budget_exhausted",
+            "Calls whose token/cost budget was exhausted (or at its step-down point): "
+            "outcome=stepped_down (a cheaper alternate answered) or refused",
+            ["dependency", "outcome"],
+            registry=self.registry,
+        )
         self._collector = _StateCollector(namespace)
         self.registry.register(self._collector)
         if services is not None:
@@ -263,7 +279,9 @@ class PrometheusListener:
     def timing(self) -> PrometheusTimingOptions:
         """Options for a strategy that records call durations and degraded answers (add it
         outermost: it sees what the caller got)."""
-        return PrometheusTimingOptions(histogram=self.duration, degraded=self._degraded)
+        return PrometheusTimingOptions(
+            histogram=self.duration, degraded=self._degraded, budget=self._budget
+        )
 
     def on_event(self, event: TelemetryEvent) -> None:
         dependency = event.source.pipeline

@@ -29,6 +29,7 @@ from netra_resilience import (
     use_context,
 )
 from netra_resilience.integrations.prometheus import PrometheusListener, asset_path
+from netra_resilience.llm import BUDGET_EXHAUSTED
 from netra_resilience.testing import FakeClock, advance_until_done
 
 SERIES = re.compile(r"\bnetra_[a-z_]+")
@@ -64,6 +65,17 @@ async def scraped_series(clock: FakeClock) -> set[str]:
             ],
         )
     )
+
+    async def cheaper(_: Any) -> str:
+        return "a cheaper model's answer"
+
+    priced = resilience.add(
+        Dependency(
+            "priced",
+            "important",
+            strategies=[prom.timing(), FallbackOptions(action=cheaper, reason=BUDGET_EXHAUSTED)],
+        )
+    )
     resilience.add(Dependency("database", "critical"))
     resilience.add(Dependency("monitoring", "monitoring"))
 
@@ -72,6 +84,7 @@ async def scraped_series(clock: FakeClock) -> set[str]:
 
     for _ in range(3):
         assert await llm.execute(down) == "last good answer"
+    assert await priced.execute(down) == "a cheaper model's answer"
 
     async def hook(_: Any) -> None:
         await clock.sleep(1)
@@ -94,6 +107,7 @@ async def test_degraded_answers_dependency_info_and_hook_drops_are_exported(
     names = await scraped_series(clock)
     for name in (
         "netra_degraded_answers_total",
+        "netra_budget_exhausted_total",
         "netra_dependency_info",
         "netra_hook_jobs_dropped_total",
         "netra_hook_queue_jobs",
@@ -142,8 +156,8 @@ async def test_every_series_the_rules_and_the_dashboard_name_is_exported(
     dashboard = json.loads(asset_path("grafana_dashboard.json").read_text())
     queries = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     queries += [v["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
-    queries += re.findall(r"expr:(.*?)\n\s+for:", rules, re.S)  # each rule's expression
-    assert len(queries) == 11 + 2 + 5  # panel targets, template queries, alert rules
+    queries += re.findall(r"expr:(.*?)\n\s+(?:for|labels):", rules, re.S)  # rule expressions
+    assert len(queries) == 11 + 2 + 7  # panel targets, template queries, alert rules
     named = {n for q in queries for n in SERIES.findall(q)}
     assert named  # the files do name series
     assert named <= exported, f"not exported: {sorted(named - exported)}"
@@ -170,7 +184,7 @@ def test_promtool_checks_and_unit_tests_the_alert_rules(tmp_path: Path) -> None:
         cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 5 rules found" in check.stdout
+    assert "SUCCESS: 7 rules found" in check.stdout
     test = subprocess.run(
         [tool, "test", "rules", "prometheus_alerts_test.yml"],
         cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
