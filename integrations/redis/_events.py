@@ -19,6 +19,7 @@ final event could only be kept locally is resumable on this replica alone (best-
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import deque
 from collections.abc import AsyncGenerator, Sequence
@@ -130,8 +131,8 @@ class RedisEventLog:
             pending = [*backlog, event]
             try:
                 added = await breaker.call(lambda: self._write(run_id, pending))
-            except REDIS_ERRORS:
-                pass
+            except Exception:  # whatever failed, the event must reach the backlog and the
+                pass  # mirror: escaping here lost it from both and left a gap in the stream
             else:
                 self._backlog.pop(run_id, None)
                 stored = Stored.STORED if added >= seq else Stored.DUPLICATE
@@ -142,6 +143,29 @@ class RedisEventLog:
             # log has (or one flagged local_only), so a resume elsewhere never misses it.
             local.put(event)
         return stored
+
+    async def write_back(self) -> int:
+        """Write every run's backlog to Redis, in order (for runs with no next append to
+        carry it: a final event that failed to reach Redis); returns the runs written back.
+        ``RunLeases`` calls it on every tick."""
+        written = 0
+        for run_id in list(self._backlog):
+            backlog = self._backlog.get(run_id)
+            if not backlog or not self.breaker.allows():
+                continue
+            pending = list(backlog)
+            try:
+                await self.breaker.call(functools.partial(self._write, run_id, pending))
+            except Exception:  # still down: the next tick tries again
+                continue
+            if self._backlog.get(run_id) is backlog and len(backlog) == len(pending):
+                self._backlog.pop(run_id, None)
+            else:  # appended meanwhile: keep what came after what was written
+                for _ in pending:
+                    if backlog:
+                        backlog.popleft()
+            written += 1
+        return written
 
     def _keep_back(self, run_id: str, event: Event) -> None:
         backlog = self._backlog.get(run_id)

@@ -191,6 +191,12 @@ class RunLeases:
             await self.ledger.accept(run_id, self.owner, now + self.lease)
             self._unrecorded.pop(run_id, None)
         await self.ledger.renew(self.owner, now + self.lease)
+        # A shared log keeps what it could not write (e.g. a final event during a Redis
+        # hiccup) until a later append carries it; a run that has ended has none: push it.
+        write_back = getattr(self.event_log, "write_back", None)
+        if callable(write_back):
+            with contextlib.suppress(Exception):
+                await write_back()
         swept = 0
         for entry in await self.ledger.expired(now, self.sweep_limit):
             if entry.owner == self.owner:

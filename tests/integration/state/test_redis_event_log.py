@@ -184,3 +184,37 @@ def test_invalid_options_name_the_field(clients: list[Redis]) -> None:
         RedisEventLog(clients[0], breaker=breaker, block=5.0)
     with pytest.raises(InvalidOptionsError, match="prefix"):
         RedisEventLog(clients[0], breaker=breaker, prefix="")
+
+
+async def test_an_unexpected_write_error_leaves_no_gap_and_write_back_delivers_a_final(
+    clients: list[Redis], namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write failing with any error (not only a connection error) keeps the event for the
+    write-back: a later event must not reach Redis ahead of it (a gap a resume would skip),
+    and a final event nothing follows is pushed by ``write_back`` (RunLeases ticks it)."""
+    from redis.exceptions import ResponseError
+
+    owner, other = (replica(c, namespace) for c in clients)
+    run = f"{namespace}-gap"
+    assert await owner.append(ev(run, 1)) is Stored.STORED
+    real_write = owner._write
+    failures = iter([ResponseError("BUSY Redis is busy running a script")])
+
+    async def flaky(run_id: str, events: Any) -> int:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return await real_write(run_id, events)
+
+    monkeypatch.setattr(owner, "_write", flaky)
+    assert await owner.append(ev(run, 2)) is Stored.LOCAL_ONLY  # kept, not lost
+    assert await owner.append(ev(run, 3)) is Stored.STORED  # carries 2 along, in order
+    assert [int(e["seq"]) for e in await other.read(run, 0)] == [1, 2, 3]
+
+    failures = iter([ResponseError("BUSY"), ResponseError("BUSY")])
+    final = ev(run, 4, "agent_completed")
+    assert await owner.append(final) is Stored.LOCAL_ONLY
+    assert await owner.write_back() == 0  # still failing: kept for the next tick
+    assert await owner.write_back() == 1
+    assert await owner.write_back() == 0  # nothing left
+    assert [int(e["seq"]) for e in await other.read(run, 0)] == [1, 2, 3, 4]
