@@ -115,6 +115,8 @@ class InMemoryRunLedger:
 
 
 _OWNER = "RunLeases"
+ACCEPT_TIMEOUT = 3.0
+"""Seconds a run may wait to be recorded before it starts unrecorded (retried each tick)."""
 
 
 class RunLeases:
@@ -149,6 +151,10 @@ class RunLeases:
         self.clock = clock or SYSTEM_CLOCK
         self.sweep_limit = sweep_limit
         self.call_timeout = min(self.lease / 3, 2.0)
+        # A run starts only once recorded (or after this bound): a run left unrecorded dies
+        # unseen with its replica. Longer than the other calls: a burst of accepts queues in
+        # front of the database pool (a 0.33 s bound lost 24 of 100 runs under load).
+        self.accept_timeout = max(self.call_timeout, ACCEPT_TIMEOUT)
         self.interrupted = 0
         self._unrecorded: dict[str, None] = {}  # runs whose accept failed: retried each tick
 
@@ -169,7 +175,7 @@ class RunLeases:
 
     async def accept(self, run_id: str) -> bool:
         try:
-            async with self.clock.timeout(self.call_timeout):
+            async with self.clock.timeout(self.accept_timeout):
                 await self.ledger.accept(run_id, self.owner, self._wall() + self.lease)
         except Exception as exc:  # the run goes on; the next tick records it
             _LOG.warning("run ledger unavailable (accept): %s", type(exc).__name__)

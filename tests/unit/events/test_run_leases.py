@@ -129,7 +129,9 @@ class DownLedger(InMemoryRunLedger):
         raise ConnectionError("down")
 
 
-async def test_a_hanging_ledger_delays_a_run_by_its_call_timeout_only(clock: FakeClock) -> None:
+async def test_a_hanging_ledger_delays_a_run_by_its_accept_timeout_only(
+    clock: FakeClock,
+) -> None:
     log = InMemoryEventLog(clock=clock)
     a = RunLeases(DownLedger(), log, owner="a", lease=6, clock=clock)
 
@@ -142,7 +144,7 @@ async def test_a_hanging_ledger_delays_a_run_by_its_call_timeout_only(clock: Fak
     while not task.done():
         await clock.advance(0.5)
     assert task.result().output == "done"
-    assert clock.monotonic() - begin <= a.call_timeout + 0.5
+    assert clock.monotonic() - begin <= a.accept_timeout + 0.5
     with pytest.raises(ConnectionError):
         await a.tick()  # run() logs this and tries again next tick
 
