@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,6 +29,8 @@ def redis_url() -> Iterator[str]:
     try:
         server = RedisServer()
     except ServerUnavailableError as exc:  # scripts/test installs redis-server (CI has it)
+        if os.environ.get("CI"):
+            raise  # CI must never pass by skipping the real-server tests
         pytest.skip(str(exc))
     with server:
         yield server.url
