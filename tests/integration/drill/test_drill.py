@@ -214,7 +214,7 @@ def serving(app: Any) -> Iterator[str]:
     deadline = time.monotonic() + 10
     while not server.started:
         assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
+        time.sleep(0.01)  # real-sleep-ok: polling a real uvicorn start-up, bounded
     try:
         yield f"http://127.0.0.1:{server.config.port}"
     finally:

@@ -51,7 +51,7 @@ async def test_silent_and_stalled_connections_are_closed_within_the_bound(
         for _ in range(500):
             if server.started:
                 break
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # real-sleep-ok: real uvicorn start-up, bounded
         assert server.started
         port = server.servers[0].sockets[0].getsockname()[1]
 

@@ -53,7 +53,7 @@ def backend(tmp_path: Path) -> Iterator[str]:
     deadline = time.monotonic() + 15
     while not server.started:
         assert time.monotonic() < deadline, "the example backend did not start"
-        time.sleep(0.02)
+        time.sleep(0.02)  # real-sleep-ok: polling a real uvicorn start-up, bounded
     try:
         yield f"http://127.0.0.1:{server.config.port}"
     finally:

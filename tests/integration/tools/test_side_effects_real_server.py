@@ -74,7 +74,7 @@ async def backoff(clock: FakeClock) -> None:
     until = loop.time() + REAL_IO
     while (deadline := clock.next_deadline()) is None:
         assert loop.time() < until, "the retry never started its backoff"
-        await asyncio.sleep(0.001)  # lets the cancelled request's socket unwind
+        await asyncio.sleep(0.001)  # real-sleep-ok: a real socket unwinds
     await clock.advance(deadline - clock.monotonic())
 
 
