@@ -31,6 +31,16 @@ DetailAccess = bool | Callable[[Request], bool | Awaitable[bool]]
 """Who sees the health detail: ``True`` everyone, ``False`` no one, or a check per request."""
 
 
+async def detail_allowed(details: DetailAccess, request: Request) -> bool:
+    """Whether ``request`` may see internals (the health detail, the status page)."""
+    if isinstance(details, bool):
+        return details
+    verdict = details(request)
+    if inspect.isawaitable(verdict):
+        verdict = await verdict
+    return verdict is True
+
+
 def _health_response(
     document: Mapping[str, Any], status: int, retry_after: str | None = None
 ) -> Response:
@@ -68,12 +78,7 @@ def health_router(
     router = APIRouter()
 
     async def allowed(request: Request) -> bool:
-        if isinstance(details, bool):
-            return details
-        verdict = details(request)
-        if inspect.isawaitable(verdict):
-            verdict = await verdict
-        return verdict is True
+        return await detail_allowed(details, request)
 
     async def live() -> Response:
         return _health_response(LIVENESS_DOCUMENT, http_codes[HealthStatus.PASS])

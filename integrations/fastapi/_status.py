@@ -14,7 +14,6 @@ a caller it refuses.
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 from collections.abc import AsyncIterator, Callable
@@ -30,7 +29,7 @@ from netra_resilience.clock import Clock
 from netra_resilience.degradation import Degradation
 from netra_resilience.exceptions import InvalidOptionsError
 from netra_resilience.health import ServiceRegistry
-from netra_resilience.integrations.fastapi._health import DetailAccess
+from netra_resilience.integrations.fastapi._health import DetailAccess, detail_allowed
 from netra_resilience.integrations.fastapi._middleware import STATE_DEGRADATION
 from netra_resilience.validation import Seconds, duration
 
@@ -224,7 +223,6 @@ class _Snapshots:
         self._since = _StateSince(clock)
         self._started = clock.monotonic()
         self._last: tuple[float, str] | None = None
-        self.watchers = 0
 
     def document(self) -> dict[str, Any]:
         registry = self._registry
@@ -296,12 +294,7 @@ def status_router(
     no_store = {"Cache-Control": "no-store"}
 
     async def allowed(request: Request) -> bool:
-        if isinstance(details, bool):
-            return details
-        verdict = details(request)
-        if inspect.isawaitable(verdict):
-            verdict = await verdict
-        return verdict is True
+        return await detail_allowed(details, request)
 
     def refused() -> Response:
         return JSONResponse({"detail": "forbidden"}, status_code=403, headers=no_store)
@@ -324,14 +317,10 @@ def status_router(
             return refused()
 
         async def stream() -> AsyncIterator[str]:
-            snapshots.watchers += 1
-            try:
-                yield f"retry: {int(every * 1000)}\n\n"
-                while not await request.is_disconnected():
-                    yield f"data: {snapshots.encoded()}\n\n"
-                    await clock.sleep(every)
-            finally:
-                snapshots.watchers -= 1
+            yield f"retry: {int(every * 1000)}\n\n"
+            while not await request.is_disconnected():
+                yield f"data: {snapshots.encoded()}\n\n"
+                await clock.sleep(every)
 
         headers = {**no_store, "X-Accel-Buffering": "no"}
         return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
