@@ -29,7 +29,7 @@ LOCAL_IMPORT_LIMIT = 3
 # The 0.2 shape (issue 11): a small root namespace, modules by concept, and an example
 # backend that a newcomer reads with few imports.
 ROOT_NAMES_LIMIT = 35
-MODULES_LIMIT = 100  # 0.2 landed at 86; the capabilities after it bring their own modules
+MODULES_LIMIT = 104  # 0.2 landed at 86; each capability after it (admission, runs, adapters) brings its own concept modules
 EXAMPLE_MODULES_LIMIT = 8
 
 
