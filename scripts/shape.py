@@ -29,7 +29,9 @@ LOCAL_IMPORT_LIMIT = 3
 # The 0.2 shape (issue 11): a small root namespace, modules by concept, and an example
 # backend that a newcomer reads with few imports.
 ROOT_NAMES_LIMIT = 35
-MODULES_LIMIT = 104  # 0.2 landed at 86; each capability after it (admission, runs, adapters) brings its own concept modules
+# 0.2 landed at 86; each capability after it (admission, runs, adapters) brings its own
+# concept modules
+MODULES_LIMIT = 104
 EXAMPLE_MODULES_LIMIT = 8
 
 
