@@ -67,6 +67,20 @@ class SqlRunLedger:
             )
             .on_conflict_do_nothing(index_elements=[t.c.run_id])
         )
+        adopt = upsert(t).values(
+            run_id=bindparam("r"),
+            owner=bindparam("o"),
+            status="running",
+            lease_until=bindparam("l"),
+        )
+        self._adopt = adopt.on_conflict_do_update(
+            index_elements=[t.c.run_id],
+            set_={
+                "owner": adopt.excluded.owner,
+                "status": "running",
+                "lease_until": adopt.excluded.lease_until,
+            },
+        )
         self._renew = (
             update(t)
             .where(t.c.owner == bindparam("o"), t.c.status == "running")
@@ -123,6 +137,9 @@ class SqlRunLedger:
 
     async def claim(self, run_id: str, owner: str, now: float, lease_until: float) -> bool:
         return await self._count(self._claim, r=run_id, o=owner, now=now, l=lease_until) == 1
+
+    async def adopt(self, run_id: str, owner: str, lease_until: float) -> None:
+        await self._count(self._adopt, r=run_id, o=owner, l=lease_until)
 
     async def get(self, run_id: str) -> LedgerEntry | None:
         rows = await self.database.run(functools.partial(_all, self._get, {"r": run_id}))

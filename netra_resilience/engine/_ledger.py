@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -76,6 +76,11 @@ class RunLedger(Protocol):
 
     async def get(self, run_id: str) -> LedgerEntry | None: ...
 
+    async def adopt(self, run_id: str, owner: str, lease_until: float) -> None:
+        """Record ``run_id`` as ``running`` under ``owner`` whoever held it: a durable engine
+        executes the run here now (it recovered it, or started it)."""
+        ...
+
 
 class InMemoryRunLedger:
     """A ledger in this process (tests, one replica that restarts in place)."""
@@ -113,6 +118,13 @@ class InMemoryRunLedger:
     async def get(self, run_id: str) -> LedgerEntry | None:
         return self._runs.get(run_id)
 
+    async def adopt(self, run_id: str, owner: str, lease_until: float) -> None:
+        self._runs[run_id] = LedgerEntry(run_id, owner, RUNNING, lease_until)
+
+
+RecoverRun = Callable[[LedgerEntry], Awaitable[bool]]
+"""A durable engine's recovery of a run this replica took over from a dead one: ``True``
+when the run goes on (here or on another replica), ``False`` to end it ``interrupted``."""
 
 _OWNER = "RunLeases"
 ACCEPT_TIMEOUT = 3.0
@@ -126,6 +138,10 @@ class RunLeases:
     mistakes a dead one's runs for its own). ``lease``: seconds a run stays owned without a
     renewal; a replica that stops renewing (killed, frozen) loses its runs after it.
     Failures of the ledger never fail a run: the run goes on unrecorded (logged).
+
+    ``recover``: with durable execution (``integrations.dbos.DurableEngine.recover``), each
+    run taken over is first offered to it; a run it resumes is not interrupted, and the
+    replica that executes it next adopts it in the ledger (see :meth:`accept`).
     """
 
     def __init__(
@@ -137,6 +153,7 @@ class RunLeases:
         lease: float = 15.0,
         clock: Clock | None = None,
         sweep_limit: int = 100,
+        recover: RecoverRun | None = None,
     ) -> None:
         if not isinstance(ledger, RunLedger):
             raise InvalidOptionsError(_OWNER, "ledger", "must be a RunLedger")
@@ -144,6 +161,8 @@ class RunLeases:
             raise InvalidOptionsError(_OWNER, "event_log", "must be an EventLog")
         if owner is not None and (not isinstance(owner, str) or not owner):
             raise InvalidOptionsError(_OWNER, "owner", "must be a non-empty string")
+        if recover is not None and not callable(recover):
+            raise InvalidOptionsError(_OWNER, "recover", "must be an async callable")
         self.ledger = ledger
         self.event_log = event_log
         self.owner = owner or f"replica-{secrets.token_hex(6)}"
@@ -155,8 +174,15 @@ class RunLeases:
         # unseen with its replica. Longer than the other calls: a burst of accepts queues in
         # front of the database pool (a 0.33 s bound lost 24 of 100 runs under load).
         self.accept_timeout = max(self.call_timeout, ACCEPT_TIMEOUT)
+        # A durable engine's recovery asks its database twice; off any run's path, so it may
+        # take as long as an accept (too short a bound interrupts a run it was resuming).
+        self.recover_timeout = self.accept_timeout
+        self.recover = recover
         self.interrupted = 0
-        self._unrecorded: dict[str, None] = {}  # runs whose accept failed: retried each tick
+        self.resumed = 0
+        self._unrecorded: dict[
+            str, bool
+        ] = {}  # run -> adopt, for a failed accept: retried each tick
 
     def _wall(self) -> float:
         return self.clock.now().timestamp()
@@ -173,13 +199,16 @@ class RunLeases:
         dying in between leaves it to the sweep instead of losing its end."""
         return _FinishingLog(self.event_log, self)
 
-    async def accept(self, run_id: str) -> bool:
+    async def accept(self, run_id: str, *, adopt: bool = False) -> bool:
+        """Record a run starting here; ``adopt``: a durable run, owned by whichever replica
+        executes it now (a recovered one arrives with another replica's claim)."""
+        record = self.ledger.adopt if adopt else self.ledger.accept
         try:
             async with self.clock.timeout(self.accept_timeout):
-                await self.ledger.accept(run_id, self.owner, self._wall() + self.lease)
+                await record(run_id, self.owner, self._wall() + self.lease)
         except Exception as exc:  # the run goes on; the next tick records it
             _LOG.warning("run ledger unavailable (accept): %s", type(exc).__name__)
-            self._unrecorded[run_id] = None
+            self._unrecorded[run_id] = adopt
         return True
 
     async def finish(self, run_id: str, status: str) -> None:
@@ -193,8 +222,9 @@ class RunLeases:
     async def tick(self) -> int:
         """Renew this replica's leases, then sweep expired ones; returns runs interrupted."""
         now = self._wall()
-        for run_id in list(self._unrecorded):  # accept is idempotent: a late one is harmless
-            await self.ledger.accept(run_id, self.owner, now + self.lease)
+        for run_id, adopt in list(self._unrecorded.items()):  # idempotent: a late one is harmless
+            record = self.ledger.adopt if adopt else self.ledger.accept
+            await record(run_id, self.owner, now + self.lease)
             self._unrecorded.pop(run_id, None)
         await self.ledger.renew(self.owner, now + self.lease)
         # A shared log keeps what it could not write (e.g. a final event during a Redis
@@ -209,12 +239,27 @@ class RunLeases:
                 continue  # ours (a renewal raced the sweep): still running here
             if not await self.ledger.claim(entry.run_id, self.owner, now, now + self.lease):
                 continue  # another replica took it
+            if await self._recovered(entry):
+                continue  # goes on under durable execution; its executor adopts it
             interrupted = await self._interrupt(entry.run_id)
             swept += interrupted
             # if this write is lost, a later sweep claims the run again and finds it ended
             await self.finish(entry.run_id, INTERRUPTED if interrupted else FINISHED)
         self.interrupted += swept
         return swept
+
+    async def _recovered(self, entry: LedgerEntry) -> bool:
+        recover = self.recover
+        if recover is None:
+            return False
+        try:
+            async with self.clock.timeout(self.recover_timeout):
+                resumed = await recover(entry)
+        except Exception as exc:  # cannot hand it over: it ends interrupted, not lost
+            _LOG.warning("durable recovery failed: %s", type(exc).__name__)
+            return False
+        self.resumed += bool(resumed)
+        return bool(resumed)
 
     async def _interrupt(self, run_id: str) -> bool:
         """Append the final ``interrupted`` event unless the run's log already ended."""
@@ -256,7 +301,7 @@ class _LeasedRuns:
         self.leases = leases
 
     async def __call__(self, request: RunRequest, events: RunEvents, /) -> Any:
-        await self.leases.accept(request.run_id)
+        await self.leases.accept(request.run_id, adopt=events.steps.durable)
         return await self.app(request, events)
 
 

@@ -5,6 +5,7 @@ call, and the engine layers it passes through.
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -16,6 +17,7 @@ from netra_resilience.clock import Clock
 from netra_resilience.context import ResilienceContext
 from netra_resilience.degradation import Degradation, DegradationEntry, DegradationReason
 from netra_resilience.effects import (
+    Effect,
     EffectScope,
     FailureStage,
     bind_effect_scope,
@@ -39,6 +41,8 @@ from netra_resilience.validation import Seconds, duration, integer, set_field, t
 if TYPE_CHECKING:
     from netra_resilience.engine._tools import RegisteredTool, ToolFn
 
+
+T = TypeVar("T")
 
 EventSink = Callable[[dict[str, Any]], Awaitable[None]]
 """Where a run's events go, e.g. ``websocket.send_json``. Receives one JSON-ready dict per event."""
@@ -286,6 +290,84 @@ def _cancelling() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One tool call, as a durable engine sees it when it records the call as a step.
+
+    ``key_given``: the caller passed ``idempotency_key`` itself, vouching that the upstream
+    applies the call once per key (a derived key is only a hint to the upstream).
+    """
+
+    tool: str
+    call_id: str
+    effect: Effect
+    idempotency_key: str | None = None
+    key_given: bool = False
+
+    @property
+    def repeatable(self) -> bool:
+        """May a recovered run repeat this call after an execution that died mid-call?
+        ``read`` always; ``idempotent`` with its key; ``unsafe`` only with a given key."""
+        if self.effect is Effect.UNSAFE:
+            return self.key_given
+        return True
+
+
+class RunSteps(Protocol):
+    """How a run's units of work execute: tool calls, and what the engine passes to
+    :meth:`RunEvents.step` (its LLM calls). :data:`DIRECT_STEPS` runs them as they come; a
+    durable engine (``netra_resilience.integrations.dbos``) records each one, so that an
+    execution recovering the run gets the recorded result instead of running it again.
+    """
+
+    @property
+    def durable(self) -> bool:
+        """True when the run may be re-executed elsewhere after its process dies."""
+        ...
+
+    async def begin(self, events: RunEvents) -> None:
+        """Called once per execution, before the run's first event."""
+        ...
+
+    async def call(
+        self, name: str, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: Any
+    ) -> T:
+        """Run ``fn(*args, **kwargs)`` as the step ``name``."""
+        ...
+
+    async def tool(
+        self, call: ToolCall, execute: Callable[[], Awaitable[ToolResult]]
+    ) -> ToolResult:
+        """Run one tool call (``execute`` goes through the tool's pipeline)."""
+        ...
+
+
+class DirectSteps:
+    """Runs every step at once, records nothing (the default; stateless)."""
+
+    __slots__ = ()
+
+    @property
+    def durable(self) -> bool:
+        return False
+
+    async def begin(self, events: RunEvents) -> None:
+        return None
+
+    async def call(
+        self, name: str, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: Any
+    ) -> T:
+        return await fn(*args, **kwargs)
+
+    async def tool(
+        self, call: ToolCall, execute: Callable[[], Awaitable[ToolResult]]
+    ) -> ToolResult:
+        return await execute()
+
+
+DIRECT_STEPS: RunSteps = DirectSteps()
+
+
 class EventObserver(Protocol):
     """Sees every event of a run (hooks use this). Implementations must not raise."""
 
@@ -305,17 +387,25 @@ class RunEvents:
     time each dependency degrades, an ``agent_degraded`` notice (``{"dependency", "reason"}``)
     follows at once (and once more if a tool's call ends ``outcome_unknown``). Emitting only
     queues the event, so it never waits for the user's sink.
+
+    ``steps`` is how the run's units of work execute (:class:`RunSteps`); an execution that
+    re-runs a recovered run replays its recorded steps with its earlier events withheld
+    (:meth:`replay_through`) until it does something new (:meth:`go_live`).
     """
 
     __slots__ = (
         "_closed",
         "_delivery",
+        "_ended_before",
         "_noticed",
         "_observers",
+        "_replay_to",
+        "_replaying",
         "_seq",
         "_unsubscribe",
         "clock",
         "context",
+        "steps",
     )
 
     def __init__(self, context: ResilienceContext, delivery: EventDelivery, clock: Clock) -> None:
@@ -327,6 +417,10 @@ class RunEvents:
         self._closed = False
         self._noticed: set[str] = set()
         self._unsubscribe = context.degradation.subscribe(self._on_mark)
+        self.steps = DIRECT_STEPS
+        self._replaying = False
+        self._replay_to = 0
+        self._ended_before = False
 
     @property
     def run_id(self) -> str:
@@ -357,11 +451,37 @@ class RunEvents:
     async def thinking(self, text: str, **data: Any) -> None:
         await self(EventType.AGENT_THINKING, text=text, **data)
 
+    async def step(
+        self, name: str, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any
+    ) -> T:
+        """``await events.step("llm", llm.answer, message)``: one unit of the run's work (an
+        LLM call), run through :attr:`steps`. Directly by default; under a durable engine a
+        recorded step, so a recovered run gets its result instead of calling again."""
+        return await self.steps.call(name, fn, args, kwargs)
+
+    def replay_through(self, last_seq: int, *, ended: bool = False) -> None:
+        """This execution re-runs a run whose events up to ``last_seq`` an earlier execution
+        delivered: events are numbered but withheld until :meth:`go_live`, then numbered
+        after ``last_seq``. ``ended``: that earlier execution's final event is among them, so
+        nothing of this one is delivered."""
+        self._replaying = True
+        self._replay_to = last_seq
+        self._ended_before = ended
+
+    def go_live(self) -> None:
+        """The run does something no earlier execution finished (a step runs for real): its
+        events from here on are new (no-op outside a replay)."""
+        if self._replaying and not self._ended_before:
+            self._replaying = False
+            self._seq = max(self._seq, self._replay_to)
+
     def emit_nowait(self, event_type: str, data: dict[str, Any]) -> dict[str, Any] | None:
         """Build, number and queue an event; notify observers. ``None`` after close."""
         if self._closed:
             return None
         self._seq += 1
+        if self._replaying:
+            return None  # an earlier execution of the run delivered it
         degradation = self.context.degradation
         event = {
             "type": str(event_type),
@@ -401,6 +521,7 @@ class RunEvents:
 
     def close(self, final_type: str, data: dict[str, Any]) -> dict[str, Any] | None:
         """Emit the final event and refuse every later one."""
+        self.go_live()  # a replay that reached the end: the final event is new
         event = self.emit_nowait(final_type, data)
         self._closed = True
         self._unsubscribe()
@@ -447,9 +568,6 @@ class RunResult:
         if self.exception is not None:
             raise self.exception
         return self.output
-
-
-T = TypeVar("T")
 
 
 class ToolFailureReason(StrEnum):
@@ -528,6 +646,20 @@ class ToolFailure:
     def unknown(cls, tool: str, call_id: str = "") -> ToolFailure:
         reason = ToolFailureReason.UNKNOWN_TOOL
         return cls(tool, reason, _MESSAGES[reason], call_id=call_id)
+
+    @classmethod
+    def interrupted(cls, call: ToolCall) -> ToolFailure:
+        """``outcome_unknown`` for a call that started in an execution of the run that died
+        before the call answered (a recovered run does not repeat it blindly)."""
+        reason = ToolFailureReason.OUTCOME_UNKNOWN
+        return cls(
+            call.tool,
+            reason,
+            _MESSAGES[reason],
+            error_type="ExecutionLost",
+            call_id=call.call_id,
+            idempotency_key=call.idempotency_key,
+        )
 
     @classmethod
     def from_outcome(
@@ -636,7 +768,21 @@ class RunTools:
         if entry is None or events is None:
             result = ToolFailure.unknown(name, call_id)
         else:
-            result = await self._run(entry, events, call_id, idempotency_key, args, kwargs)
+            effect = entry.tool.effect
+            key_given = idempotency_key is not None
+            if idempotency_key is None and effect.needs_key:
+                idempotency_key = derive_idempotency_key(events.run_id, call_id)
+            steps = events.steps
+            if steps is DIRECT_STEPS:
+                result = await self._run(entry, events, call_id, idempotency_key, args, kwargs)
+            else:
+                call = ToolCall(name, call_id, effect, idempotency_key, key_given)
+                result = await steps.tool(
+                    call,
+                    functools.partial(
+                        self._run, entry, events, call_id, idempotency_key, args, kwargs
+                    ),
+                )
         if events is not None:
             data = {"tool": name, "call_id": call_id, "ok": result.ok}
             if isinstance(result, ToolFailure):
@@ -660,8 +806,6 @@ class RunTools:
         tool = entry.tool
         effect = tool.effect
         name = tool.name
-        if idempotency_key is None and effect.needs_key:
-            idempotency_key = derive_idempotency_key(events.run_id, call_id)
         if tool.takes_idempotency_key:
             kwargs["idempotency_key"] = idempotency_key
         context = events.context

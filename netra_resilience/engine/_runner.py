@@ -30,6 +30,7 @@ from netra_resilience.engine._run import (
     RunRequest,
     RunResult,
     RunStatus,
+    RunSteps,
     Start,
     build_stack,
     is_json_shaped,
@@ -100,17 +101,26 @@ class ResilientEngine:
         *,
         user_id: str | None = None,
         tenant_id: str | None = None,
+        steps: RunSteps | None = None,
+        logged: asyncio.Event | None = None,
     ) -> RunResult:
         """Run once; events go to ``sink`` (e.g. ``websocket.send_json``) if given.
 
         ``request`` is a :class:`RunRequest` or the bare input (``user_id``/``tenant_id`` then
-        name the caller: caches and limiters keep one caller's answers from another's)."""
-        return await self._execute(_request_of(request, user_id, tenant_id), sink, None)
+        name the caller: caches and limiters keep one caller's answers from another's).
+        ``steps``: how tool calls and :meth:`RunEvents.step` calls execute (a durable
+        engine's recorder; default: directly). ``logged`` is set once the run's first event
+        is in the event log."""
+        return await self._execute(_request_of(request, user_id, tenant_id), sink, logged, steps)
 
     __call__ = run
 
     async def _execute(
-        self, request: RunRequest, sink: EventSink | None, logged: asyncio.Event | None
+        self,
+        request: RunRequest,
+        sink: EventSink | None,
+        logged: asyncio.Event | None,
+        steps: RunSteps | None = None,
     ) -> RunResult:
         # Inside a request (the ASGI middleware bound one), the run marks the request's own
         # Degradation, so what the agent hit also reaches the Netra-Degraded header.
@@ -130,6 +140,9 @@ class ResilientEngine:
             events.add_observer(writer)
         token = bind_context(context)
         try:
+            if steps is not None:
+                events.steps = steps
+                await steps.begin(events)
             result = await self._run(request, events, delivery, writer)
             if writer is not None:
                 await writer.flush(self.clock, self._flush_timeout)

@@ -51,6 +51,16 @@ async def test_ledger_contract(ledger: SqlRunLedger) -> None:
     assert await ledger.get("missing") is None
 
 
+async def test_a_durable_runs_executor_adopts_it(ledger: SqlRunLedger) -> None:
+    await ledger.adopt("d1", "a", 100.0)  # a new run: recorded like an accept
+    assert await ledger.get("d1") == LedgerEntry("d1", "a", "running", 100.0)
+    assert await ledger.claim("d1", "b", 120.0, 200.0)  # a died; b's sweep resumes it
+    await ledger.adopt("d1", "c", 300.0)  # DBOS runs it on c: c owns it, whoever held it
+    assert await ledger.get("d1") == LedgerEntry("d1", "c", "running", 300.0)
+    assert not await ledger.finish("d1", "b", "ok")
+    assert await ledger.finish("d1", "c", "ok")
+
+
 async def test_concurrent_sweepers_win_each_run_once(ledger: SqlRunLedger) -> None:
     runs = [f"run-{n}" for n in range(30)]
     for run in runs:
