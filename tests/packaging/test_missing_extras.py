@@ -34,6 +34,7 @@ else:
         ("netra_resilience.integrations.sqlalchemy", "sqlalchemy", "sqlalchemy"),
         ("netra_resilience.integrations.prometheus", "prometheus_client", "prometheus"),
         ("netra_resilience.integrations.aiocache", "aiocache", "aiocache"),
+        ("netra_resilience.integrations.dbos", "dbos", "dbos"),
     ],
 )
 def test_a_missing_library_names_the_extra(adapter: str, blocked: str, extra: str) -> None:

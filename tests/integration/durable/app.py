@@ -1,0 +1,187 @@
+"""A small durable agent app on DBOS, run in-process by the unit-level tests and as a
+subprocess (``python -m tests.integration.durable.app``) by the SIGKILL test.
+
+The agent charges (``unsafe``, completes), asks the LLM (a step through an LLM pipeline),
+then reserves (``idempotent``) and notifies (``unsafe``) at once. Every tool and the LLM are
+HTTP calls to the test's local tool server, which counts what it applied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+import httpx
+from dbos import DBOS
+
+from netra_resilience import Resilience
+from netra_resilience.engine import (
+    Effect,
+    EventLog,
+    ResilientEngine,
+    RunEvents,
+    RunLeases,
+    RunRequest,
+    Tool,
+    ToolFailure,
+)
+from netra_resilience.integrations.dbos import DurableEngine
+from netra_resilience.pipeline import Pipeline
+
+APP_VERSION = "netra-durable-test-1"
+QUEUE = "netra_recovery"
+
+
+def _tools(server: str) -> list[Tool]:
+    async def post(path: str, body: dict[str, Any], key: str | None) -> Any:
+        headers = {"Idempotency-Key": key} if key else {}
+        async with httpx.AsyncClient(base_url=server, timeout=30.0) as client:
+            response = await client.post(path, json=body, headers=headers)
+            response.raise_for_status()
+            return response.json()
+
+    async def charge(amount: int, idempotency_key: str | None = None) -> Any:
+        return await post("/charge", {"amount": amount}, idempotency_key)
+
+    async def reserve(item: str, idempotency_key: str | None = None) -> Any:
+        return await post("/reserve", {"item": item}, idempotency_key)
+
+    async def notify(text: str, idempotency_key: str | None = None) -> Any:
+        return await post("/notify", {"text": text}, idempotency_key)
+
+    async def lookup(item: str) -> Any:
+        return await post("/lookup", {"item": item}, None)
+
+    # timeouts longer than the test: an in-flight call is cut by the SIGKILL, not by them
+    return [
+        Tool("charge", charge, effect=Effect.UNSAFE, timeout=30, max_attempts=1),
+        Tool("reserve", reserve, effect=Effect.IDEMPOTENT, timeout=30, max_attempts=1),
+        Tool("notify", notify, effect=Effect.UNSAFE, timeout=30, max_attempts=1),
+        Tool("lookup", lookup, effect=Effect.READ, timeout=30, max_attempts=1),
+    ]
+
+
+def _agent(server: str, llm: Pipeline) -> Any:
+    async def ask(prompt: str) -> str:
+        async def call() -> str:
+            async with httpx.AsyncClient(base_url=server, timeout=30.0) as client:
+                response = await client.post("/llm", json={"prompt": prompt})
+                response.raise_for_status()
+                return str(response.json()["text"])
+
+        return await llm.execute(call)
+
+    async def agent(request: RunRequest, events: RunEvents) -> dict[str, Any]:
+        await events.thinking("charging")
+        charged = await request.tools.call("charge", 5)
+        looked = await request.tools.call("lookup", "seat")
+        answer = await events.step("llm", ask, str(request.input))
+        await events.thinking("booking", answer=answer)
+        reserved, notified = await asyncio.gather(
+            request.tools.call("reserve", "seat"), request.tools.call("notify", answer)
+        )
+        return {
+            "answer": answer,
+            "charged": charged.ok,
+            "looked": looked.ok,
+            "reserved": reserved.ok,
+            "notified": notified.ok,
+            "notify_unknown": isinstance(notified, ToolFailure) and notified.outcome_unknown,
+        }
+
+    return agent
+
+
+def build(
+    resilience: Resilience, server: str, log: EventLog, *, leases: RunLeases | None = None
+) -> DurableEngine:
+    """The engine (tools, LLM pipeline, event log) wrapped for DBOS; before DBOS.launch()."""
+    llm = resilience.pipeline("llm").add_timeout(30.0).add_circuit_breaker().build()
+    engine: ResilientEngine = resilience.engine(
+        _agent(server, llm),
+        tools=_tools(server),
+        event_log=leases.log if leases is not None else log,
+        layers=[leases.layer] if leases is not None else [],
+    )
+    return DurableEngine(engine, name="durable_test_run", queue=QUEUE)
+
+
+def dbos_config(database_url: str, executor: str) -> Any:
+    return {
+        "name": "netra-durable-test",
+        "system_database_url": database_url,
+        "executor_id": executor,
+        "application_version": APP_VERSION,
+    }
+
+
+async def serve(args: argparse.Namespace) -> None:
+    """One replica: DBOS on PostgreSQL, the Redis event log, the run ledger with its leases
+    (renewed and swept in the background); ``--run-id`` starts that run here."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from netra_resilience.integrations.redis import RedisEventLog, redis_breaker, redis_client
+    from netra_resilience.integrations.sqlalchemy import SqlRunLedger
+
+    resilience = Resilience()
+    client = redis_client(args.redis)
+    log = RedisEventLog(client, breaker=redis_breaker(client, timeout=1.0), prefix=args.prefix)
+    database = create_async_engine(args.ledger)
+    ledger = SqlRunLedger(database)
+    await ledger.create_schema()
+    leases = RunLeases(ledger, log, owner=args.executor, lease=args.lease)
+    durable = build(resilience, args.tools, log, leases=leases)
+    leases.recover = durable.recover
+    DBOS(config=dbos_config(args.database, args.executor))
+    DBOS.launch()  # inside the running loop: recovered workflows run on it
+    await DBOS.register_queue_async(QUEUE, polling_interval_sec=0.05)
+    sweeping = asyncio.get_running_loop().create_task(leases.run())
+    try:
+        if args.run_id:
+            await durable.start(RunRequest(args.message, user_id="u1", run_id=args.run_id))
+        print(json.dumps({"ready": args.executor}), flush=True)
+        if args.until_done:
+            async for event in log.follow(args.until_done):
+                if event.get("type") == "agent_completed":
+                    break
+            await durable.result(args.until_done)
+            status = await DBOS.get_workflow_status_async(args.until_done)
+            print(
+                json.dumps(
+                    {
+                        "workflow": status.status if status else None,
+                        "executor": status.executor_id if status else None,
+                        "resumed": leases.resumed,
+                        "interrupted": leases.interrupted,
+                    }
+                ),
+                flush=True,
+            )
+        else:
+            await asyncio.Event().wait()  # until SIGKILLed
+    finally:
+        sweeping.cancel()
+        await asyncio.gather(sweeping, return_exceptions=True)
+        await resilience.aclose()
+        await ledger.database.aclose()
+        await database.dispose()
+        await client.aclose()
+        DBOS.destroy()
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser()
+    for name in ("database", "ledger", "redis", "tools", "executor", "prefix"):
+        parser.add_argument(f"--{name}", required=True)
+    parser.add_argument("--lease", type=float, default=1.0)
+    parser.add_argument("--run-id", default="")
+    parser.add_argument("--message", default="hello")
+    parser.add_argument("--until-done", default="")
+    asyncio.run(serve(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
