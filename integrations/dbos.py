@@ -229,12 +229,15 @@ class DurableEngine:
             return 0, False
         try:
             last = await log.last_seq(run_id)
-            if not last:
-                return 0, False
-            tail = await log.read(run_id, last - 1)
         except Exception as exc:  # the shared log is down: replay unwithheld, the log dedupes
             _LOG.warning("event log unavailable at recovery: %s", type(exc).__name__)
             return 0, False
+        if not last:
+            return 0, False
+        try:
+            tail = await log.read(run_id, last - 1)
+        except Exception:  # the end is unknown: go on after the last seq
+            return last, False
         return last, bool(tail) and tail[-1].get("type") == _FINAL_EVENT
 
     async def _execute(self, payload: dict[str, Any]) -> dict[str, Any]:

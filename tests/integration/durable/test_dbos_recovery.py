@@ -26,12 +26,13 @@ ROOT = Path(__file__).resolve().parents[3]
 BOUND = 40.0  # seconds: every wait below is bounded by it
 
 
-def replica(args: list[str]) -> subprocess.Popen[str]:
+def replica(args: list[str], errors: Path) -> subprocess.Popen[str]:
+    """A replica process; its log (DBOS's, tracebacks) goes to ``errors``."""
     return subprocess.Popen(
         [sys.executable, "-m", "tests.integration.durable.app", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=errors.open("w"),
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
@@ -46,7 +47,7 @@ def ready(process: subprocess.Popen[str]) -> dict[str, Any]:
 
 
 async def test_a_killed_replicas_run_completes_on_another_without_repeating_side_effects(
-    postgres: PostgresServer, redis_server: RedisServer
+    postgres: PostgresServer, redis_server: RedisServer, tmp_path: Path
 ) -> None:
     name = "d" + uuid.uuid4().hex[:10]
     ledger_url = postgres.create_database(name)
@@ -57,7 +58,9 @@ async def test_a_killed_replicas_run_completes_on_another_without_repeating_side
     with ToolServer(hold=frozenset({"/reserve", "/notify"})) as tools:
         common = ["--database", database, "--ledger", ledger_url, "--redis", redis_server.url]
         common += ["--tools", tools.url, "--prefix", name, "--lease", "0.6"]
-        first = replica([*common, "--executor", "replica-a", "--run-id", run_id])
+        first = replica(
+            [*common, "--executor", "replica-a", "--run-id", run_id], tmp_path / "a.log"
+        )
         second: subprocess.Popen[str] | None = None
         try:
             assert ready(first) == {"ready": "replica-a"}
@@ -67,7 +70,9 @@ async def test_a_killed_replicas_run_completes_on_another_without_repeating_side
             first.send_signal(signal.SIGKILL)
             first.wait(BOUND)
             tools.released.set()
-            second = replica([*common, "--executor", "replica-b", "--until-done", run_id])
+            second = replica(
+                [*common, "--executor", "replica-b", "--until-done", run_id], tmp_path / "b.log"
+            )
             assert ready(second) == {"ready": "replica-b"}
             last = int(seen[-1]["seq"]) if seen else 0
 
