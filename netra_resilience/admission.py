@@ -61,6 +61,14 @@ PRIORITY_PROPERTY = "netra.priority"
 """``context.properties[PRIORITY_PROPERTY] = Priority.HIGH`` sets a call's priority."""
 
 _LEVELS = len(Priority)
+_RESERVE_LEVEL = Priority.HIGH  # this priority and above may take the reserved seats
+
+
+def _reserve_ratio(owner: str, value: float) -> float:
+    number(owner, "priority_reserve", value, minimum=0.0, exclusive=False)
+    if value > 0.5:
+        raise InvalidOptionsError(owner, "priority_reserve", "must be at most 0.5")
+    return float(value)
 
 
 def _log10(limit: float) -> int:
@@ -75,6 +83,9 @@ class LimitEstimator(Protocol):
     """The running state of a limit algorithm: one per limiter."""
 
     limit: float
+    slow_start: bool
+    """Still searching for the upstream's capacity: the limiter samples every two round trips
+    instead of every ``sample_window`` (TCP slow start works per round trip)."""
 
     def update(self, rtt: float, inflight: int, dropped: bool) -> float: ...
 
@@ -112,6 +123,7 @@ class AIMDLimit:
 
 class _AIMD:
     __slots__ = ("_o", "_timeout", "limit")
+    slow_start = False
 
     def __init__(self, options: AIMDLimit) -> None:
         self._o = options
@@ -134,8 +146,14 @@ class VegasLimit:
     against the lowest latency seen (``limit * (1 - rtt_noload / rtt)``).
 
     Below ``log10(limit)`` queued the limit grows fast, below ``3·log10`` by ``log10``; above
-    ``6·log10`` (or on a drop) it shrinks by ``log10``. The no-load latency is re-probed every
+    ``6·log10`` it shrinks by half the excess over ``6·log10`` (at least ``log10``: Netflix
+    always takes ``log10``, which leaves a provider that halved its capacity overloaded for
+    dozens of windows), and by ``log10`` on a drop. The no-load latency is re-probed every
     ``probe_multiplier x limit`` samples (jittered) so it can follow a slower upstream.
+
+    ``slow_start`` (TCP Vegas, Brakmo & Peterson): until the first sample that shows a queue
+    (or a drop), the limit doubles per sample instead of adding ``6·log10``, so a limiter
+    started far below the upstream's capacity finds it in a few windows, not dozens.
     """
 
     initial_limit: int = 20
@@ -143,18 +161,23 @@ class VegasLimit:
     max_limit: int = 200
     smoothing: float = 1.0
     probe_multiplier: int = 30
+    slow_start: bool = True
 
     def __post_init__(self) -> None:
         _bounds("VegasLimit", self.initial_limit, self.min_limit, self.max_limit)
         ratio("VegasLimit", "smoothing", self.smoothing)
         integer("VegasLimit", "probe_multiplier", self.probe_multiplier)
+        if not isinstance(self.slow_start, bool):
+            raise InvalidOptionsError("VegasLimit", "slow_start", "must be a bool")
 
     def estimator(self, random: Callable[[], float]) -> LimitEstimator:
         return _Vegas(self, random)
 
 
 class _Vegas:
-    __slots__ = ("_jitter", "_o", "_probe_count", "_random", "_rtt_noload", "limit")
+    __slots__ = (
+        "_jitter", "_o", "_probe_count", "_random", "_rtt_noload", "limit", "slow_start",
+    )  # fmt: skip
 
     def __init__(self, options: VegasLimit, random: Callable[[], float]) -> None:
         self._o = options
@@ -163,6 +186,7 @@ class _Vegas:
         self._rtt_noload = 0.0
         self._probe_count = 0
         self._jitter = 0.5 + random() / 2
+        self.slow_start = options.slow_start
 
     def update(self, rtt: float, inflight: int, dropped: bool) -> float:
         o = self._o
@@ -171,23 +195,29 @@ class _Vegas:
             self._jitter, self._probe_count = 0.5 + self._random() / 2, 0
             self._rtt_noload = rtt
             return self.limit
-        if self._rtt_noload == 0 or rtt < self._rtt_noload:
+        if self._rtt_noload == 0 and self.slow_start:
+            self._rtt_noload = rtt  # the first sample: no queue by definition, keep ramping
+        elif self._rtt_noload == 0 or rtt < self._rtt_noload:
             self._rtt_noload = rtt
             return self.limit
         limit = self.limit
         queue = math.ceil(limit * (1 - self._rtt_noload / rtt))
         log = _log10(limit)
         if dropped:
+            self.slow_start = False
             new = limit - log
         elif inflight * 2 < limit:
             return limit  # not using the limit: no evidence for growing it
         elif queue <= log:
-            new = limit + 6 * log
+            new = limit * 2 if self.slow_start else limit + 6 * log
         elif queue < 3 * log:
+            self.slow_start = False
             new = limit + log
         elif queue > 6 * log:
-            new = limit - log
+            self.slow_start = False
+            new = limit - max(log, queue - 6 * log)
         else:
+            self.slow_start = False
             return limit
         new = max(o.min_limit, min(o.max_limit, new))
         self.limit = (1 - o.smoothing) * limit + o.smoothing * new
@@ -233,6 +263,7 @@ _WARMUP = 10  # samples averaged plainly before the long average turns exponenti
 
 class _Gradient2:
     __slots__ = ("_count", "_factor", "_long", "_o", "limit")
+    slow_start = False
 
     def __init__(self, options: Gradient2Limit) -> None:
         self._o = options
@@ -310,7 +341,13 @@ class Permit:
 class AdaptiveLimiter:
     """An adaptive concurrency limit with a priority queue and per-tenant fairness.
 
-    * A call takes a seat when fewer than ``limit`` are in flight and nobody waits.
+    * A call takes a seat when fewer than ``limit`` are in flight and nobody of its priority
+      or higher waits. ``priority_reserve`` (e.g. 0.1; default 0) holds that share of the
+      limit, rounded down, for ``HIGH`` and ``CRITICAL`` calls (Netflix's guaranteed
+      partitions): a flood of low calls fills the rest, so an important call finds a seat at
+      once instead of queueing behind them. The adaptive limit grows past what the low calls
+      hold until latency shows the upstream full, so an unused reserve costs little
+      throughput.
     * Otherwise it queues if its priority's share of ``max_queue`` has room: priority ``p``
       may fill ``(p + 1) / 5`` of the queue (background a fifth, critical all of it). When
       there is no room, a queued call of lower priority (or of the same priority but a tenant
@@ -329,8 +366,9 @@ class AdaptiveLimiter:
     """
 
     __slots__ = (
-        "_clock", "_estimator", "_in_flight", "_limit", "_max_queue", "_queue_timeout",
-        "_queued", "_queues", "_rtt", "_shed", "_tenant_queued", "_tenant_seats", "_win_count",
+        "_clock", "_estimator", "_in_flight", "_level_queued", "_limit", "_max_queue",
+        "_queue_timeout", "_queued", "_queues", "_reserve", "_reserved", "_rtt", "_shed",
+        "_tenant_queued", "_tenant_seats", "_win_count",
         "_win_dropped", "_win_inflight", "_win_start", "_win_sum", "_window", "_window_samples",
         "algorithm",
     )  # fmt: skip
@@ -343,6 +381,7 @@ class AdaptiveLimiter:
         queue_timeout: Seconds | None = None,
         sample_window: Seconds = 1.0,
         window_samples: int = 10,
+        priority_reserve: float = 0.0,
         clock: Clock | None = None,
         random: Callable[[], float] | None = None,
     ) -> None:
@@ -355,12 +394,16 @@ class AdaptiveLimiter:
         callable_or_none(owner, "random", random)
         self.algorithm = algorithm
         self._estimator = algorithm.estimator(random or (lambda: 0.5))
-        self._limit = int(self._estimator.limit)
+        self._reserve = _reserve_ratio(owner, priority_reserve)
+        self._limit = 0
+        self._reserved = 0
+        self._set_limit(self._estimator.limit)
         self._max_queue = integer(owner, "max_queue", max_queue, minimum=0)
         self._queue_timeout = optional_duration(owner, "queue_timeout", queue_timeout)
         self._clock = clock or SYSTEM_CLOCK
         self._in_flight = 0
         self._queued = 0
+        self._level_queued = [0] * _LEVELS
         self._queues: list[dict[str, deque[_Waiter]]] = [{} for _ in range(_LEVELS)]
         self._tenant_seats: dict[str, int] = {}
         self._tenant_queued: dict[str, int] = {}
@@ -401,17 +444,22 @@ class AdaptiveLimiter:
         return self._tenant_seats.get(tenant, 0)
 
     # -- acquiring ----------------------------------------------------------------------
-    def try_acquire(self, tenant: str = "") -> Permit | None:
-        """A seat if one is free and nobody waits; never waits."""
-        if self._in_flight < self._limit and not self._queued:
+    @property
+    def reserved(self) -> int:
+        """Seats of the current limit that only ``HIGH`` and ``CRITICAL`` calls may take."""
+        return self._reserved
+
+    def try_acquire(self, tenant: str = "", priority: Priority = Priority.NORMAL) -> Permit | None:
+        """A seat if one is free for ``priority`` and nobody as important waits; never waits."""
+        if self._may_seat(int(priority)):
             return self._seat(tenant)
         return None
 
     async def acquire(self, priority: Priority = Priority.NORMAL, tenant: str = "") -> Permit:
         """A seat, queueing by priority if allowed; raises ``AdmissionRejectedError`` if shed."""
-        if self._in_flight < self._limit and not self._queued:
-            return self._seat(tenant)
         level = int(priority)
+        if self._may_seat(level):
+            return self._seat(tenant)
         if not self._make_room(level, tenant):
             raise self._rejection(level, "over the concurrency limit and its queue share")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -437,6 +485,19 @@ class AdaptiveLimiter:
                 self._dequeue(waiter)
             raise
         return self._handed(tenant)
+
+    def _cap(self, level: int) -> int:
+        return self._limit if level >= _RESERVE_LEVEL else self._limit - self._reserved
+
+    def _may_seat(self, level: int) -> bool:
+        if self._in_flight >= self._cap(level):
+            return False
+        # A waiter less important than this call is one its cap keeps out (see _drain).
+        return not self._queued or not any(self._level_queued[level:])
+
+    def _set_limit(self, limit: float) -> None:
+        self._limit = max(1, int(limit))
+        self._reserved = int(self._limit * self._reserve)
 
     def _seat(self, tenant: str) -> Permit:
         self._in_flight += 1
@@ -484,6 +545,7 @@ class AdaptiveLimiter:
             queue = tenants[waiter.tenant] = deque()
         queue.append(waiter)
         self._queued += 1
+        self._level_queued[waiter.priority] += 1
         self._tenant_queued[waiter.tenant] = self._tenant_queued.get(waiter.tenant, 0) + 1
 
     def _forget(self, waiter: _Waiter) -> None:
@@ -493,6 +555,7 @@ class AdaptiveLimiter:
         if queue is not None and not queue:
             del tenants[waiter.tenant]
         self._queued -= 1
+        self._level_queued[waiter.priority] -= 1
         left = self._tenant_queued[waiter.tenant] - 1
         if left:
             self._tenant_queued[waiter.tenant] = left
@@ -524,11 +587,14 @@ class AdaptiveLimiter:
         self._win_inflight = max(self._win_inflight, inflight)
         self._win_dropped = self._win_dropped or dropped
         now = self._clock.monotonic()
-        if self._win_count < self._window_samples or now - self._win_start < self._window:
+        window = self._window
+        if self._estimator.slow_start:
+            window = min(window, 2 * self._rtt)
+        if self._win_count < self._window_samples or now - self._win_start < window:
             return
         average = self._win_sum / self._win_count
         limit = self._estimator.update(average, self._win_inflight, self._win_dropped)
-        self._limit = max(1, int(limit))
+        self._set_limit(limit)
         self._win_start, self._win_count, self._win_sum = now, 0, 0.0
         self._win_inflight, self._win_dropped = 0, False
 
@@ -546,8 +612,13 @@ class AdaptiveLimiter:
 
     def _drain(self) -> None:
         """Hand free seats (the limit may have grown) to the most deserving waiters."""
-        while self._queued and self._in_flight < self._limit:
-            waiter = self._next_waiter()
+        while self._queued:
+            level = _LEVELS - 1
+            while not self._level_queued[level]:
+                level -= 1
+            if self._in_flight >= self._cap(level):
+                return  # the most important waiter cannot be seated: nobody below it can
+            waiter = self._next_waiter(level)
             if waiter.future.done():
                 continue  # cancelled, not resumed yet: it leaves by itself
             seats = self._tenant_seats
@@ -555,20 +626,18 @@ class AdaptiveLimiter:
             self._in_flight += 1
             waiter.future.set_result(None)
 
-    def _next_waiter(self) -> _Waiter:
-        for level in range(_LEVELS - 1, -1, -1):
-            tenants = self._queues[level]
-            if tenants:
-                seats = self._tenant_seats
-                tenant = min(tenants, key=lambda t: seats.get(t, 0))  # insertion order breaks ties
-                waiter = tenants[tenant].popleft()
-                self._forget(waiter)
-                return waiter
-        raise AssertionError("no waiter although the queue count is positive")
+    def _next_waiter(self, level: int) -> _Waiter:
+        tenants = self._queues[level]
+        seats = self._tenant_seats
+        tenant = min(tenants, key=lambda t: seats.get(t, 0))  # insertion order breaks ties
+        waiter = tenants[tenant].popleft()
+        self._forget(waiter)
+        return waiter
 
     def __repr__(self) -> str:
         return (
-            f"AdaptiveLimiter(limit={self._limit}, in_flight={self._in_flight}, "
+            f"AdaptiveLimiter(limit={self._limit}, reserved={self._reserved}, "
+            f"in_flight={self._in_flight}, "
             f"queued={self._queued}, max_queue={self._max_queue})"
         )
 
@@ -628,10 +697,11 @@ class AdmissionStrategy(Strategy):
     ) -> Outcome[Any]:
         limiter = self._limiter
         tenant = self._tenant(context)
-        permit = limiter.try_acquire(tenant)
+        priority = self._priority(context)
+        permit = limiter.try_acquire(tenant, priority)
         if permit is None:
             try:
-                permit = await limiter.acquire(self._priority(context), tenant)
+                permit = await limiter.acquire(priority, tenant)
             except AdmissionRejectedError as exc:
                 return await self._shed(context, exc)
         completed = False
@@ -701,6 +771,7 @@ class AdmissionOptions:
     queue_timeout: Seconds | None = None
     sample_window: Seconds = 1.0
     window_samples: int = 10
+    priority_reserve: float = 0.0
     priority: Callable[[ResilienceContext], Priority] = priority_of
     tenant: Callable[[ResilienceContext], str] = tenant_of
     is_drop: ShouldHandle = TimeoutError
@@ -712,7 +783,7 @@ class AdmissionOptions:
                 raise InvalidOptionsError(_OWNER, "limiter", "must be an AdaptiveLimiter")
             defaults = (
                 ("algorithm", None), ("max_queue", 100), ("queue_timeout", None),
-                ("sample_window", 1.0), ("window_samples", 10),
+                ("sample_window", 1.0), ("window_samples", 10), ("priority_reserve", 0.0),
             )  # fmt: skip
             for name, default in defaults:
                 if getattr(self, name) != default:
@@ -732,6 +803,7 @@ class AdmissionOptions:
             raise InvalidOptionsError(_OWNER, "sample_window", "must be finite")
         set_field(self, "sample_window", window)
         integer(_OWNER, "window_samples", self.window_samples)
+        _reserve_ratio(_OWNER, self.priority_reserve)
         for name in ("priority", "tenant"):
             if not callable(getattr(self, name)):
                 raise InvalidOptionsError(_OWNER, name, "must be callable")
@@ -747,6 +819,7 @@ class AdmissionOptions:
                 queue_timeout=self.queue_timeout,
                 sample_window=self.sample_window,
                 window_samples=self.window_samples,
+                priority_reserve=self.priority_reserve,
                 clock=build.clock,
                 random=build.random,
             )
@@ -955,6 +1028,7 @@ __all__ = [
     "AdmissionStrategy",
     "Gradient2Limit",
     "LimitAlgorithm",
+    "LimitEstimator",
     "OnShedArgs",
     "Permit",
     "Priority",

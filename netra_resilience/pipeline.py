@@ -250,7 +250,7 @@ class PipelineBuilder:
         return self._add_typed("add_bulkhead", BulkheadOptions, options, fields)
 
     def add_admission(self, options: AdmissionOptions | None = None, /, **fields: Any) -> Self:
-        """Adaptive concurrency limit with priority shedding: ``add_admission()`` (Gradient2,
+        """Adaptive concurrency limit with priority shedding: ``add_admission()`` (Vegas,
         queue of 100), ``add_admission(algorithm=VegasLimit(), queue_timeout=2)``."""
         return self._add_typed("add_admission", AdmissionOptions, options, fields)
 

@@ -330,3 +330,42 @@ async def test_one_limiter_shared_between_pipelines(clock: FakeClock) -> None:
     assert outcome.exception.dependency == "b"
     gate.set()
     assert await holder == "ok"
+
+
+async def test_the_priority_reserve_holds_seats_for_high_calls(clock: FakeClock) -> None:
+    limiter = AdaptiveLimiter(algorithm=_fixed(10), max_queue=10, priority_reserve=0.2, clock=clock)
+    assert limiter.reserved == 2
+    low = [limiter.try_acquire("a", Priority.LOW) for _ in range(9)]
+    assert sum(p is not None for p in low) == 8  # the last two seats are not theirs
+    queued_low = asyncio.ensure_future(limiter.acquire(Priority.LOW, "a"))
+    await clock.settle()
+    assert limiter.queued == 1
+    # A high call takes a reserved seat at once, although a low call waits.
+    high = limiter.try_acquire("b", Priority.HIGH)
+    assert high is not None and limiter.in_flight == 9
+    # A freed seat below the low cap goes to the low waiter; a freed reserved seat does not.
+    high.record()
+    await clock.settle()
+    assert not queued_low.done()
+    first = low[0]
+    assert first is not None
+    first.record()
+    await clock.settle()
+    permit = queued_low.result()
+    assert limiter.in_flight == 8
+    for p in [*low[1:], permit]:
+        if p is not None:
+            p.record()
+    assert limiter.in_flight == 0 and limiter.queued == 0
+
+
+def test_priority_reserve_is_validated() -> None:
+    with pytest.raises(InvalidOptionsError) as info:
+        AdaptiveLimiter(priority_reserve=0.6)
+    assert info.value.field == "priority_reserve"
+    with pytest.raises(InvalidOptionsError) as info:
+        AdmissionOptions(priority_reserve=-0.1)
+    assert info.value.field == "priority_reserve"
+    with pytest.raises(InvalidOptionsError) as info:
+        AdmissionOptions(limiter=AdaptiveLimiter(), priority_reserve=0.1)
+    assert info.value.field == "priority_reserve"

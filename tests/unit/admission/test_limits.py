@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 
 from netra_resilience import InvalidOptionsError
-from netra_resilience.admission import AIMDLimit, Gradient2Limit, LimitAlgorithm, VegasLimit
+from netra_resilience.admission import (
+    AIMDLimit,
+    Gradient2Limit,
+    LimitAlgorithm,
+    LimitEstimator,
+    VegasLimit,
+)
 
 ALGORITHMS: list[LimitAlgorithm] = [
     Gradient2Limit(initial_limit=20, min_limit=2, max_limit=100),
@@ -97,6 +103,7 @@ def test_vegas_reprobes_the_no_load_latency() -> None:
         (lambda: AIMDLimit(timeout=0), "timeout"),
         (lambda: VegasLimit(smoothing=0), "smoothing"),
         (lambda: VegasLimit(probe_multiplier=0), "probe_multiplier"),
+        (lambda: VegasLimit(slow_start=1), "slow_start"),  # type: ignore[arg-type]
         (lambda: Gradient2Limit(tolerance=0.5), "tolerance"),
         (lambda: Gradient2Limit(queue_size=-1), "queue_size"),
         (lambda: Gradient2Limit(long_window=0), "long_window"),
@@ -106,3 +113,32 @@ def test_invalid_options_name_the_field(factory: object, field: str) -> None:
     with pytest.raises(InvalidOptionsError) as info:
         factory()  # type: ignore[operator]
     assert info.value.field == field
+
+
+def _searching(estimator: LimitEstimator) -> bool:
+    return estimator.slow_start
+
+
+def test_vegas_slow_start_doubles_until_a_queue_shows_then_drains_to_the_target() -> None:
+    estimator = VegasLimit(initial_limit=20, max_limit=500).estimator(lambda: 0.5)
+    assert estimator.slow_start
+    assert estimator.update(0.1, 20, False) == 40  # the first sample: no queue by definition
+    assert estimator.update(0.1, 40, False) == 80
+    # At 80 the latency shows 40 queued (80 x (1 - 0.1 / 0.2)): slow start ends and the limit
+    # drops to the no-queue estimate plus 6·log10 (80 - 40 + 6), not by log10 alone.
+    assert estimator.update(0.2, 80, False) == 46
+    assert not _searching(estimator)
+    assert estimator.update(0.1, 46, False) == 52  # then the additive rule: + 6·log10
+
+
+def test_vegas_without_slow_start_grows_additively() -> None:
+    estimator = VegasLimit(initial_limit=20, slow_start=False).estimator(lambda: 0.5)
+    estimator.update(0.1, 20, False)  # the no-load latency, no change
+    assert estimator.update(0.1, 20, False) == 26
+
+
+def test_vegas_slow_start_ends_on_a_drop() -> None:
+    estimator = VegasLimit(initial_limit=20).estimator(lambda: 0.5)
+    estimator.update(0.1, 20, False)
+    assert estimator.update(0.1, 40, True) == 39
+    assert not _searching(estimator)
