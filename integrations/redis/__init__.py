@@ -8,6 +8,7 @@ while that breaker is open.
     RedisRateLimiter(redis, breaker=breaker, key="openai", rate=50, burst=10, replicas=4)
     RedisCacheBackend(redis, breaker=breaker)
     RedisBudgetStore(redis, breaker=breaker, replicas=4)   # Budget(limits, store=...)
+    RedisRetryBudget(redis, breaker=breaker, key="openai", replicas=4)  # retries + hedges
     SessionStore(RedisSessionBackend(redis), database, primary_breaker=breaker)
     RedisEventLog(redis, breaker=breaker)               # wrap_engine(agent, event_log=...)
 """
@@ -25,6 +26,7 @@ from netra_resilience.integrations.redis._client import (
 )
 from netra_resilience.integrations.redis._events import RedisEventLog
 from netra_resilience.integrations.redis._limiter import RedisRateLimiter
+from netra_resilience.integrations.redis._retry_budget import RedisRetryBudget
 from netra_resilience.integrations.redis._sessions import RedisSessionBackend
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "RedisCircuitStateStore",
     "RedisEventLog",
     "RedisRateLimiter",
+    "RedisRetryBudget",
     "RedisSessionBackend",
     "redis_breaker",
     "redis_client",
