@@ -201,7 +201,7 @@ class _Vegas:
             self._rtt_noload = rtt
             return self.limit
         limit = self.limit
-        queue = math.ceil(limit * (1 - self._rtt_noload / rtt))
+        queue = math.ceil(limit * (1 - self._rtt_noload / rtt)) if rtt > 0 else 0
         log = _log10(limit)
         if dropped:
             self.slow_start = False

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from netra_resilience.admission import AdmissionOptions, RetryBudget
+from netra_resilience.admission import AdmissionOptions, RetryBudget, VegasLimit
 from netra_resilience.bulkhead import BulkheadOptions
 from netra_resilience.cache import CacheBackend, CacheKey, CacheOptions
 from netra_resilience.circuit_breaker import CircuitBreakerOptions, CircuitStateStore
@@ -170,6 +170,19 @@ def validate_llm_pipeline(
             )
 
 
+def default_llm_admission(attempt_timeout: float | None) -> AdmissionOptions:
+    """``admission=True``: Vegas from 20 (slow start finds the provider's capacity in a few
+    round trips) up to 200, a queue of 100 waited in at most one attempt's timeout (a call
+    that would time out anyway is better shed at once, with its stale or canned answer), a
+    tenth of the limit held for ``HIGH``/``CRITICAL`` calls."""
+    return AdmissionOptions(
+        algorithm=VegasLimit(initial_limit=20, max_limit=200),
+        max_queue=100,
+        queue_timeout=attempt_timeout,
+        priority_reserve=0.1,
+    )
+
+
 def optional_seconds(field: str, value: Seconds | None) -> float | None:
     return None if value is None else duration(_OWNER, field, value)
 
@@ -189,9 +202,9 @@ def standard_llm_pipeline(
     rate_limiter: RateLimiterOptions | None = None,
     shared_pause: bool = True,
     bulkhead: BulkheadOptions | None = None,
-    admission: AdmissionOptions | None = None,
+    admission: AdmissionOptions | bool | None = None,
     hedging: HedgingOptions | None = None,
-    retry_budget: RetryBudget | None = None,
+    retry_budget: RetryBudget | bool | None = None,
     cache: CacheBackend | None = None,
     cache_ttl: Seconds = 0.0,
     stale_ttl: Seconds = 86_400.0,
@@ -223,6 +236,11 @@ def standard_llm_pipeline(
       hedge takes its own seat), both inside the stale cache and fallbacks (a shed call gets
       the stale or canned answer). ``retry_budget`` caps the retries, and the hedges when
       ``hedging`` has no budget of its own (see :mod:`netra_resilience.admission`).
+      ``admission=True`` / ``retry_budget=True`` take the LLM defaults (``False``: none):
+      an adaptive Vegas limit (20 to 200, slow start) with a queue of 100 waited in at most
+      ``attempt_timeout`` and a tenth of the limit reserved for ``HIGH``/``CRITICAL`` calls;
+      retries (and hedges) at most 20 % of the last 10 s of calls plus 1 per second. For a
+      budget shared by replicas pass a ``RedisRetryBudget``.
     * ``cache``: a :class:`CacheBackend` (e.g. ``AiocacheBackend()``). By default it only
       answers *stale*, when the LLM fails (``stale_ttl``); ``cache_ttl > 0`` also serves fresh
       hits. Answers are keyed per caller scope unless ``share_cache_across_users``; refusals,
@@ -243,8 +261,20 @@ def standard_llm_pipeline(
         ("hedging", hedging, HedgingOptions),
         ("retry_budget", retry_budget, RetryBudget),
     ):
+        may_be_bool = kind is not HedgingOptions  # True: the defaults, False: none
         if value is not None and not isinstance(value, kind):
-            raise InvalidOptionsError(_OWNER, field, f"must be {kind.__name__} or None")
+            if may_be_bool and isinstance(value, bool):
+                continue
+            allowed = ", a bool (True: the defaults)" if may_be_bool else ""
+            raise InvalidOptionsError(_OWNER, field, f"must be {kind.__name__}{allowed} or None")
+    if admission is True:
+        admission = default_llm_admission(attempt)
+    elif admission is False:
+        admission = None
+    if retry_budget is True:
+        retry_budget = RetryBudget(ratio=0.2, min_per_second=1.0, ttl=10.0, clock=clock)
+    elif retry_budget is False:
+        retry_budget = None
     if retry_budget is not None:
         retry_options = dataclasses.replace(retry_options, budget=retry_budget)
         if hedging is not None and hedging.budget is None:
