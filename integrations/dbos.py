@@ -194,6 +194,10 @@ class _DbosSteps:
         return ToolFailure.interrupted(call)
 
 
+def _request_of(request: RunRequest | Any, user_id: str | None) -> RunRequest:
+    return request if isinstance(request, RunRequest) else RunRequest(request, user_id=user_id)
+
+
 class DurableEngine:
     """``DurableEngine(resilience.engine(agent, tools=..., event_log=...))``: its runs are
     DBOS workflows named ``name`` (build it before ``DBOS.launch()``, in every replica).
@@ -268,8 +272,11 @@ class DurableEngine:
         its first event is in the event log (bounded by the engine's ``flush_timeout``), so
         ``event_log.follow(run_id)`` finds it on any replica. Starting a run id again does
         not run it twice."""
-        if not isinstance(request, RunRequest):
-            request = RunRequest(request, user_id=user_id)
+        request = _request_of(request, user_id)
+        await self._start(request)
+        return request.run_id
+
+    async def _start(self, request: RunRequest) -> WorkflowHandleAsync[dict[str, Any]]:
         payload = {
             "input": request.input,
             "user_id": request.user_id,
@@ -281,7 +288,7 @@ class DurableEngine:
             with SetWorkflowID(request.run_id):
                 handle = await DBOS.start_workflow_async(self._workflow, payload)
             waiter = asyncio.ensure_future(logged.wait())
-            done = asyncio.ensure_future(handle.get_result())
+            done = asyncio.ensure_future(handle.get_result())  # shielded by DBOS
             try:
                 with contextlib.suppress(TimeoutError):
                     async with self.engine.clock.timeout(
@@ -293,17 +300,20 @@ class DurableEngine:
                 done.cancel()
         finally:
             self._logged.pop(request.run_id, None)
-        return request.run_id
+        return handle
 
-    async def result(self, run_id: str) -> dict[str, Any]:
-        """Wait for the run's workflow to end: ``{"run_id", "status", "output"}``."""
+    async def result(self, run_id: str, *, polling: float = 0.2) -> dict[str, Any]:
+        """Wait for the run's workflow to end, wherever it runs (``polling``: seconds between
+        looks at the database): ``{"run_id", "status", "output"}``."""
         handle: WorkflowHandleAsync[dict[str, Any]] = await DBOS.retrieve_workflow_async(run_id)
-        result: dict[str, Any] = await handle.get_result()
+        result: dict[str, Any] = await handle.get_result(polling_interval_sec=polling)
         return result
 
     async def run(self, request: RunRequest | Any, *, user_id: str | None = None) -> dict[str, Any]:
-        """:meth:`start`, then :meth:`result`."""
-        return await self.result(await self.start(request, user_id=user_id))
+        """Start the run here and wait for its end (``{"run_id", "status", "output"}``)."""
+        handle = await self._start(_request_of(request, user_id))
+        result: dict[str, Any] = await handle.get_result()
+        return result
 
     async def recover(self, entry: LedgerEntry) -> bool:
         """The ledger's hook (``RunLeases(recover=durable.recover)``): resume the workflow of

@@ -140,26 +140,21 @@ async def serve(args: argparse.Namespace) -> None:
     await DBOS.register_queue_async(QUEUE, polling_interval_sec=0.05)
     sweeping = asyncio.get_running_loop().create_task(leases.run())
     try:
-        if args.run_id:
-            await durable.start(RunRequest(args.message, user_id="u1", run_id=args.run_id))
+        runs = [run for run in args.run_ids.split(",") if run]
+        if not args.until_done:
+            await asyncio.gather(
+                *(durable.start(RunRequest(args.message, user_id="u1", run_id=r)) for r in runs)
+            )
         print(json.dumps({"ready": args.executor}), flush=True)
         if args.until_done:
-            async for event in log.follow(args.until_done):
-                if event.get("type") == "agent_completed":
-                    break
-            await durable.result(args.until_done)
-            status = await DBOS.get_workflow_status_async(args.until_done)
-            print(
-                json.dumps(
-                    {
-                        "workflow": status.status if status else None,
-                        "executor": status.executor_id if status else None,
-                        "resumed": leases.resumed,
-                        "interrupted": leases.interrupted,
-                    }
-                ),
-                flush=True,
-            )
+            await asyncio.gather(*(durable.result(run) for run in runs))
+            workflows = [await DBOS.get_workflow_status_async(run) for run in runs]
+            done = {
+                "workflows": sorted({(w.status, w.executor_id) for w in workflows if w}),
+                "resumed": leases.resumed,
+                "interrupted": leases.interrupted,
+            }
+            print(json.dumps(done), flush=True)
         else:
             await asyncio.Event().wait()  # until SIGKILLed
     finally:
@@ -177,9 +172,9 @@ def main(argv: list[str]) -> None:
     for name in ("database", "ledger", "redis", "tools", "executor", "prefix"):
         parser.add_argument(f"--{name}", required=True)
     parser.add_argument("--lease", type=float, default=1.0)
-    parser.add_argument("--run-id", default="")
+    parser.add_argument("--run-ids", default="", help="comma-separated")
     parser.add_argument("--message", default="hello")
-    parser.add_argument("--until-done", default="")
+    parser.add_argument("--until-done", action="store_true", help="recover --run-ids, exit")
     asyncio.run(serve(parser.parse_args(argv)))
 
 

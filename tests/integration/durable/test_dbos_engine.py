@@ -80,7 +80,7 @@ async def test_recover_hands_over_only_a_pending_workflow_of_its_dead_owner(
             durable = build(resilience, tools.url, log)
             DBOS.launch()
             run_id = await durable.start(RunRequest("hello"))
-            assert await asyncio.to_thread(tools.wait_holding, {"/reserve"}, 20.0)
+            assert await asyncio.to_thread(tools.wait_holding, {"/reserve"}, 1, 20.0)
             # pending on this live executor: a sweep that thinks another owner died leaves it
             assert not await durable.recover(LedgerEntry(run_id, "replica-x", "running", 0.0))
             assert not await durable.recover(

@@ -1,6 +1,6 @@
-"""A durable run's replica SIGKILLed mid-run; another replica's ledger sweep hands the run to
-DBOS, which continues it from its last completed step (real DBOS, PostgreSQL, redis-server,
-a real local HTTP tool server, replicas as processes)."""
+"""A replica SIGKILLed with durable runs mid-flight; another replica's ledger sweep hands them
+to DBOS, which continues each from its last completed step (real DBOS, PostgreSQL,
+redis-server, a real local HTTP tool server, replicas as processes)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from netra_resilience.engine import Event
@@ -46,47 +47,81 @@ def ready(process: subprocess.Popen[str]) -> dict[str, Any]:
     return message
 
 
-async def test_a_killed_replicas_run_completes_on_another_without_repeating_side_effects(
+RUNS = 10  # runs in flight on the replica that dies
+# two replica processes starting DBOS, and RUNS runs of 6 recorded steps each: ~10 s on an idle
+# machine, several times that on a loaded CI runner; every wait inside is bounded by BOUND
+pytestmark = pytest.mark.timeout(120)
+
+
+async def test_a_killed_replicas_runs_complete_on_another_without_repeating_side_effects(
     postgres: PostgresServer, redis_server: RedisServer, tmp_path: Path
 ) -> None:
     name = "d" + uuid.uuid4().hex[:10]
     ledger_url = postgres.create_database(name)
     database = ledger_url.replace("postgresql+asyncpg://", "postgresql://")
-    run_id = uuid.uuid4().hex
+    runs = [uuid.uuid4().hex for _ in range(RUNS)]
     client = redis_client(redis_server.url)
     log = RedisEventLog(client, breaker=redis_breaker(client, timeout=1.0), prefix=name)
     with ToolServer(hold=frozenset({"/reserve", "/notify"})) as tools:
         common = ["--database", database, "--ledger", ledger_url, "--redis", redis_server.url]
         common += ["--tools", tools.url, "--prefix", name, "--lease", "0.6"]
-        first = replica(
-            [*common, "--executor", "replica-a", "--run-id", run_id], tmp_path / "a.log"
-        )
+        common += ["--run-ids", ",".join(runs)]
+        first = replica([*common, "--executor", "replica-a"], tmp_path / "a.log")
         second: subprocess.Popen[str] | None = None
         try:
             assert ready(first) == {"ready": "replica-a"}
-            # both side effects in flight at once, then the replica dies
-            assert await asyncio.to_thread(tools.wait_holding, {"/reserve", "/notify"}, BOUND)
-            seen: list[Event] = await log.read(run_id, 0)  # what the client has so far
+            # every run has both side effects in flight at once, then the replica dies
+            held = await asyncio.to_thread(tools.wait_holding, {"/reserve", "/notify"}, RUNS, BOUND)
+            assert held
+            seen = {run: await log.read(run, 0) for run in runs}  # what the clients have
             first.send_signal(signal.SIGKILL)
             first.wait(BOUND)
             tools.released.set()
             second = replica(
-                [*common, "--executor", "replica-b", "--until-done", run_id], tmp_path / "b.log"
+                [*common, "--executor", "replica-b", "--until-done"], tmp_path / "b.log"
             )
             assert ready(second) == {"ready": "replica-b"}
-            last = int(seen[-1]["seq"]) if seen else 0
 
-            async def resume() -> list[Event]:
-                return [event async for event in log.follow(run_id, last)]
+            async def resume(run: str) -> list[Event]:
+                last = int(seen[run][-1]["seq"]) if seen[run] else 0
+                return [event async for event in log.follow(run, last)]
 
-            resumed = await asyncio.wait_for(resume(), BOUND)
+            resumed = await asyncio.wait_for(asyncio.gather(*map(resume, runs)), BOUND)
             done = await asyncio.to_thread(ready, second)
         finally:
             for process in (first, second):
                 if process is not None and process.poll() is None:
                     process.kill()
                     process.wait(BOUND)
-    events = seen + resumed
+    for run, after in zip(runs, resumed, strict=True):
+        check_run(seen[run] + after)
+    # completed steps ran exactly once per run; each idempotent call in flight was repeated
+    # with its key (applied once); no unsafe call in flight was repeated
+    assert tools.requests["/charge"] == tools.applied["/charge"] == RUNS
+    assert tools.requests["/lookup"] == tools.requests["/llm"] == RUNS
+    assert tools.requests["/reserve"] == 2 * RUNS and tools.applied["/reserve"] == RUNS
+    assert len(set(tools.keys["/reserve"])) == RUNS
+    assert tools.requests["/notify"] == RUNS
+    # DBOS finished every workflow on the second replica, handed over by its sweep
+    assert done == {
+        "workflows": [["SUCCESS", "replica-b"]],
+        "resumed": RUNS,
+        "interrupted": 0,
+    }
+    engine = create_async_engine(ledger_url)
+    ledger = SqlRunLedger(engine)
+    try:
+        entries = [await ledger.get(run) for run in runs]
+    finally:
+        await ledger.database.aclose()
+        await engine.dispose()
+    assert {(e.owner, e.status) for e in entries if e is not None} == {("replica-b", "degraded")}
+    assert None not in entries
+    await client.aclose()
+
+
+def check_run(events: list[Event]) -> None:
+    """What one client saw, before the kill and after resuming with its last seq."""
     # every seq exactly once, in order, ending with the real answer (not interrupted)
     assert [int(e["seq"]) for e in events] == list(range(1, len(events) + 1))
     assert [e["type"] for e in events].count("agent_completed") == 1
@@ -98,27 +133,6 @@ async def test_a_killed_replicas_run_completes_on_another_without_repeating_side
     assert output["charged"] and output["looked"] and output["reserved"]
     assert not output["notified"] and output["notify_unknown"]
     assert final["degradation"] == {"notify": "outcome_unknown"}
-    completed = {e["data"]["call_id"]: e["data"] for e in events if e["type"] == "tool_completed"}
-    assert completed["notify-4"]["outcome_unknown"] is True
-    assert [e["data"]["call_id"] for e in events if e["type"] == "tool_completed"].count(
-        "charge-1"
-    ) == 1
-    # completed steps ran exactly once; the idempotent call in flight was repeated with its
-    # key (applied once); the unsafe one in flight was not repeated
-    assert tools.requests["/charge"] == tools.applied["/charge"] == 1
-    assert tools.requests["/lookup"] == 1
-    assert tools.requests["/llm"] == 1
-    assert tools.requests["/reserve"] == 2 and tools.applied["/reserve"] == 1
-    assert len(set(tools.keys["/reserve"])) == 1
-    assert tools.requests["/notify"] == 1
-    # DBOS finished the workflow on the second replica, handed over by its sweep
-    assert done == {"workflow": "SUCCESS", "executor": "replica-b", "resumed": 1, "interrupted": 0}
-    engine = create_async_engine(ledger_url)
-    ledger = SqlRunLedger(engine)
-    try:
-        entry = await ledger.get(run_id)
-    finally:
-        await ledger.database.aclose()
-        await engine.dispose()
-    assert entry is not None and (entry.owner, entry.status) == ("replica-b", "degraded")
-    await client.aclose()
+    completed = [e["data"] for e in events if e["type"] == "tool_completed"]
+    assert [c["call_id"] for c in completed].count("charge-1") == 1
+    assert {c["call_id"]: c.get("outcome_unknown") for c in completed}["notify-4"] is True

@@ -1,8 +1,9 @@
 """A real local HTTP server standing in for the tools' and the LLM's upstreams.
 
 It applies each side effect once per ``Idempotency-Key`` (a repeated key gets the stored
-answer: what an idempotent upstream does), counts every request, and can hold the first
-request on a path unanswered until released (a call in flight when its process dies).
+answer: what an idempotent upstream does), counts every request, and can hold the requests
+on a path unanswered until released (calls in flight when their process dies); a repeated
+key is answered at once.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ HOLD_LIMIT = 30.0  # seconds a held request waits at most (the test releases it 
 
 class ToolServer:
     def __init__(self, *, hold: frozenset[str] = frozenset()) -> None:
-        self.hold = set(hold)
+        self.hold = frozenset(hold)
         self.requests: Counter[str] = Counter()  # path -> requests received
         self.applied: Counter[str] = Counter()  # path -> side effects applied
         self.keys: dict[str, list[str | None]] = {}  # path -> Idempotency-Key of each request
         self._answers: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.held = threading.Condition(self._lock)
-        self.holding: set[str] = set()
+        self.holding: Counter[str] = Counter()  # path -> requests held now or before
         self.released = threading.Event()
         server = self
 
@@ -66,18 +67,20 @@ class ToolServer:
                 answer = {"ok": True, "path": path, "n": self.applied[path]}
             if key is not None:
                 self._answers[key] = answer
-            hold = path in self.hold
+            hold = path in self.hold and not self.released.is_set()
             if hold:
-                self.hold.discard(path)  # only the first request on the path
-                self.holding.add(path)
+                self.holding[path] += 1
                 self.held.notify_all()
         if hold:
             self.released.wait(HOLD_LIMIT)
         return answer
 
-    def wait_holding(self, paths: set[str], timeout: float) -> bool:
+    def wait_holding(self, paths: set[str], count: int, timeout: float) -> bool:
+        """Wait until ``count`` requests on each of ``paths`` are held."""
         with self._lock:
-            return self.held.wait_for(lambda: paths <= self.holding, timeout)
+            return self.held.wait_for(
+                lambda: all(self.holding[path] >= count for path in paths), timeout
+            )
 
     def __enter__(self) -> Self:
         self._thread.start()
