@@ -35,6 +35,7 @@ SHORT_ARGS: dict[str, list[str]] = {
     "admission": ["--seconds", "30", "--requests", "2000", "--calls", "5000", "--rounds", "5"],
     "llm_config": ["--calls", "5000", "--rounds", "5"],
     "engine_overhead": ["--calls", "1000", "--rounds", "5"],
+    "durable_runs": ["--runs", "30", "--rounds", "5"],
     "llm_transport": ["--calls", "500", "--rounds", "5", "--samples", "1000"],
     "routing": ["--calls", "20000"],
     "state_backends": ["--ops", "300"],

@@ -15,6 +15,7 @@ from bench import (
     asgi_middleware,
     budgets,
     core,
+    durable_runs,
     engine_overhead,
     llm_config,
     llm_transport,
@@ -32,6 +33,7 @@ ENTRIES: dict[str, tuple[Callable[[list[str]], object], list[str]]] = {
     "budgets": (budgets.main, ["--calls", "20", "--ops", "20"]),
     "llm_config": (llm_config.main, ["--calls", "20", "--rounds", "1", "--entries", "200"]),
     "engine_overhead": (engine_overhead.main, ["--calls", "5", "--rounds", "1"]),
+    "durable_runs": (durable_runs.main, ["--runs", "2", "--rounds", "1"]),
     "llm_transport": (
         llm_transport.cli,
         ["--calls", "5", "--rounds", "1", "--samples", "5"],
