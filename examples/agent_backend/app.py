@@ -261,7 +261,7 @@ def create_app(
         request = RunRequest(body.message, user_id=body.user_id, metadata={"stream": True})
         await backend.engine.run(request, send)
 
-    app.include_router(runs_router(backend.engine, backend.auth, backend.runs.event_log))
+    app.include_router(runs_router(backend.engine, backend.auth, backend.runs.leases.log))
     if settings.demo_mode:
         app.include_router(faults_router(backend.resilience))
 

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 
-from netra_resilience.engine import Event, EventLog, ReplayUnavailableError
+from netra_resilience.engine import Event, EventLog, ReplayUnavailableError, ended_by_sweep
 from netra_resilience.integrations import missing_extra
 
 try:
@@ -73,10 +73,19 @@ async def _stream(
 
 
 async def _already_final(log: EventLog, run_id: str, last_seq: int) -> bool:
+    """Whether a client at ``last_seq``, with nothing after it in the log, has the run's end."""
     if last_seq < 1:
         return False
-    tail = await log.read(run_id, last_seq - 1)
-    return bool(tail) and tail[-1].get("type") == FINAL_EVENT
+    top = await log.last_seq(run_id)
+    if not 0 < top <= last_seq:
+        return False
+    tail = await log.read(run_id, top - 1)
+    if not tail or tail[-1].get("type") != FINAL_EVENT:
+        return False
+    # A sweep's end at the client's own seq may sit where the client holds another event
+    # (one the dead replica kept only locally): it gets the end after its seq instead, and
+    # a browser that reconnects past it then gets the 204.
+    return top < last_seq or not ended_by_sweep(tail[-1])
 
 
 def _refusal(exc: ReplayUnavailableError) -> Response:

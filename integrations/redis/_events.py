@@ -5,10 +5,17 @@
     engine = wrap_engine(agent, event_log=log)           # every event: XADD, in order
     async for event in log.follow(run_id, last_seq): ... # XRANGE the missed ones, XREAD live
 
-One stream per run (``prefix + run_id``), entry id ``<seq>-0`` so Redis itself refuses a
-``seq`` at or below the last one (a re-sent event is never duplicated, and two writers for
-one run - an owner and a sweep - cannot interleave out of order). ``MAXLEN ~`` bounds it and
-every append renews its TTL. Each event goes to Redis first, then to a local
+One stream per run (``prefix + run_id``), entry id ``<seq>-0``: a ``seq`` at or below the
+stream's top is skipped (a re-sent event is never duplicated). A run's final event closes its
+stream: nothing is added after it, whoever writes (the owner of a run whose lease lapsed while
+it still ran gets ``Stored.ENDED``, and its own followers get the sweep's end instead of a
+gap). A sweep ends another replica's run with :meth:`RedisEventLog.end`, one script that
+appends the final event at the stream's real top + 1 (never at a seq guessed from this
+replica's mirror, which Redis would refuse). A follower whose client holds events past the
+top (kept only by the dead replica) gets the end right after them; so does one at the seq of
+a sweep's end (``ended_by_sweep``): it may hold another event there, and a resume means it
+has no end yet (a browser that had it reconnects once more, then gets 204). ``MAXLEN ~`` bounds a
+stream and every append renews its TTL. Each event goes to Redis first, then to a local
 :class:`InMemoryEventLog` mirror (what the clients connected here follow, at memory speed),
 so a client never holds an event that a resume on another replica could miss. While the
 shared Redis breaker is open (or a write fails) the event goes to the mirror alone at once,
@@ -33,6 +40,7 @@ from netra_resilience.engine import (
     InMemoryEventLog,
     ReplayUnavailableError,
     Stored,
+    ended_by_sweep,
 )
 from netra_resilience.exceptions import InvalidOptionsError
 from netra_resilience.integrations.redis._client import REDIS_ERRORS, checked_breaker
@@ -45,26 +53,85 @@ _FINAL = "agent_completed"
 _MAX_TRACKED_RUNS = 10_000
 _DOWN = "the shared event log is unavailable right now"
 
-# KEYS[1] stream. ARGV: maxlen, ttl ms, then (seq, json) pairs in seq order. An id at or below
-# the stream's top is refused by XADD itself (pcall: skipped, not an error). Returns the
-# highest seq added (0 if none) and the stream's top seq after the call.
-_APPEND = """
+# The stream's top: its seq, and its JSON when it is a run's final event (field f): after a
+# final event the stream takes nothing more, whoever writes (fencing a replica whose lease
+# lapsed while it still ran the run: its events never land after the sweep's end).
+_TOP = """
+local function top(key)
+  local entries = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
+  if #entries == 0 then return 0, false end
+  local seq = tonumber(string.match(entries[1][1], '^(%d+)'))
+  local fields = entries[1][2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'f' then return seq, fields[2] end
+  end
+  return seq, false
+end
+"""
+
+# KEYS[1] stream. ARGV: maxlen, ttl ms, then (seq, final 0/1, json) triples in seq order. A
+# seq at or below the stream's top is skipped (already there). Returns the highest seq added
+# (0 if none) and, when the stream already ended, the final event's JSON (nothing added).
+_APPEND = (
+    _TOP
+    + """
+local last, ended = top(KEYS[1])
+if ended then return {0, ended} end
 local added = 0
-for i = 3, #ARGV, 2 do
-  local ok = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[i] .. '-0', 'e', ARGV[i+1])
-  if type(ok) ~= 'table' then added = tonumber(ARGV[i]) end
+for i = 3, #ARGV, 3 do
+  local seq = tonumber(ARGV[i])
+  if seq > last then
+    if ARGV[i+1] == '1' then
+      redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], seq .. '-0', 'e', ARGV[i+2], 'f', '1')
+    else
+      redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], seq .. '-0', 'e', ARGV[i+2])
+    end
+    added, last = seq, seq
+    if ARGV[i+1] == '1' then break end
+  end
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local last = 0
-if #top > 0 then last = tonumber(string.match(top[1][1], '^(%d+)')) end
-return {added, last}
+return {added, false}
 """
+)
+
+# KEYS[1] stream. ARGV: maxlen, ttl ms, the final event's JSON without its opening '{' and
+# seq. Appends it at top + 1 unless the stream already ended: returns {seq, json} or {0, json}
+# of the final event already there.
+_END = (
+    _TOP
+    + """
+local last, ended = top(KEYS[1])
+if ended then return {0, ended} end
+local seq = last + 1
+local json = '{"seq":' .. seq .. ',' .. ARGV[3]
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], seq .. '-0', 'e', json, 'f', '1')
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return {seq, json}
+"""
+)
 
 
 def _seq_of(entry_id: Any) -> int:
     text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
     return int(text.split("-", 1)[0])
+
+
+class _RunEnded(Exception):
+    """The run's stream already ends with its final event (a sweep ended it elsewhere)."""
+
+    def __init__(self, final: Event) -> None:
+        super().__init__("the run's event log has already ended")
+        self.final = final
+
+
+def _is_final(fields: Any) -> bool:
+    return b"f" in fields or "f" in fields
+
+
+def _after(end: Event, cursor: int) -> Event:
+    """The run's end for a client whose seqs go past it (kept only by a dead replica)."""
+    return {**end, "seq": cursor + 1}
 
 
 def _decode(fields: Any) -> Event:
@@ -113,6 +180,7 @@ class RedisEventLog:
         # append that reaches Redis)
         self._backlog: dict[str, deque[Event]] = {}
         self._append = client.register_script(_APPEND)
+        self._end = client.register_script(_END)
 
     def _key(self, run_id: str) -> str:
         return self.prefix + run_id
@@ -122,6 +190,8 @@ class RedisEventLog:
         run_id = str(event["run_id"])
         seq = int(event["seq"])
         local = self.local
+        if local.finished(run_id):
+            return Stored.ENDED if seq > await local.last_seq(run_id) else Stored.DUPLICATE
         if seq <= await local.last_seq(run_id):
             return Stored.DUPLICATE
         backlog = self._backlog.get(run_id, ())
@@ -131,6 +201,9 @@ class RedisEventLog:
             pending = [*backlog, event]
             try:
                 added = await breaker.call(lambda: self._write(run_id, pending))
+            except _RunEnded as ended:
+                self._ended(ended.final)
+                return Stored.ENDED
             except Exception:  # whatever failed, the event must reach the backlog and the
                 pass  # mirror: escaping here lost it from both and left a gap in the stream
             else:
@@ -144,6 +217,30 @@ class RedisEventLog:
             local.put(event)
         return stored
 
+    def _ended(self, final: Event) -> None:
+        """The stream already ended (another replica's sweep): this replica's followers of
+        the run get that end, right after what they got, and nothing more is written."""
+        self._backlog.pop(str(final["run_id"]), None)
+        self.local.put_end(final)
+
+    async def end(self, run_id: str, event: Event) -> Event | None:
+        body = {k: v for k, v in event.items() if k != "seq"}
+        body["run_id"] = run_id
+        rest = json.dumps(body, separators=(",", ":"))[1:]  # the JSON after its '{'
+        args: list[Any] = [self.max_events_per_run, max(1, round(self.ttl * 1000)), rest]
+        if not self.breaker.allows():
+            raise ReplayUnavailableError(_DOWN, "unavailable")
+        try:
+            seq, raw = await self.breaker.call(
+                lambda: self._end(keys=[self._key(run_id)], args=args)
+            )
+        except Exception:  # not written (or not known to be): the caller tries again
+            raise ReplayUnavailableError(_DOWN, "unavailable") from None
+        if not int(seq):
+            return None
+        final: Event = json.loads(raw)
+        return final
+
     async def write_back(self) -> int:
         """Write every run's backlog to Redis, in order (for runs with no next append to
         carry it: a final event that failed to reach Redis); returns the runs written back.
@@ -156,16 +253,26 @@ class RedisEventLog:
             pending = list(backlog)
             try:
                 await self.breaker.call(functools.partial(self._write, run_id, pending))
+            except _RunEnded as ended:
+                self._ended(ended.final)
             except Exception:  # still down: the next tick tries again
                 continue
-            if self._backlog.get(run_id) is backlog and len(backlog) == len(pending):
-                self._backlog.pop(run_id, None)
-            else:  # appended meanwhile: keep what came after what was written
-                for _ in pending:
-                    if backlog:
-                        backlog.popleft()
+            else:
+                self._settle_backlog(run_id, backlog, len(pending))
             written += 1
         return written
+
+    def _settle_backlog(self, run_id: str, backlog: deque[Event], written: int) -> None:
+        if self._backlog.get(run_id) is backlog and len(backlog) == written:
+            self._backlog.pop(run_id, None)
+        else:  # appended meanwhile: keep what came after what was written
+            for _ in range(written):
+                if backlog:
+                    backlog.popleft()
+
+    def backlogged(self, run_id: str) -> bool:
+        """Whether events of ``run_id`` wait here to be written back to Redis."""
+        return bool(self._backlog.get(run_id))
 
     def _keep_back(self, run_id: str, event: Event) -> None:
         backlog = self._backlog.get(run_id)
@@ -177,11 +284,15 @@ class RedisEventLog:
 
     async def _write(self, run_id: str, events: Sequence[Event]) -> int:
         """XADD ``events`` in order (those at or below the stream's top are skipped);
-        returns the highest seq this call added."""
+        returns the highest seq this call added. Raises :class:`_RunEnded` (nothing added)
+        when the stream already holds the run's final event."""
         args: list[Any] = [self.max_events_per_run, max(1, round(self.ttl * 1000))]
         for event in events:
-            args += [int(event["seq"]), json.dumps(event, separators=(",", ":"))]
-        added, _ = await self._append(keys=[self._key(run_id)], args=args)
+            final = "1" if event.get("type") == _FINAL else "0"
+            args += [int(event["seq"]), final, json.dumps(event, separators=(",", ":"))]
+        added, ended = await self._append(keys=[self._key(run_id)], args=args)
+        if ended:
+            raise _RunEnded(json.loads(ended))
         return int(added)
 
     # -- reading -----------------------------------------------------------------------
@@ -194,19 +305,26 @@ class RedisEventLog:
         return await self._read_shared(run_id, last_seq)
 
     async def _read_shared(self, run_id: str, last_seq: int) -> list[Event]:
+        events, _, _ = await self._fetch(run_id, last_seq)
+        return events
+
+    async def _fetch(self, run_id: str, last_seq: int) -> tuple[list[Event], int, Event | None]:
+        """The stream's events after ``last_seq``, its top seq, and its final event if the
+        run has ended."""
         key = self._key(run_id)
 
-        async def fetch() -> tuple[int, list[Any]]:
+        async def fetch() -> tuple[int, list[Any], list[Any]]:
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.exists(key)
                 pipe.xrange(key, min=f"{last_seq + 1}-0", max="+")
-                exists, entries = await pipe.execute()
-            return int(exists), entries
+                pipe.xrevrange(key, count=1)
+                exists, entries, top = await pipe.execute()
+            return int(exists), entries, top
 
         if not self.breaker.allows():
             raise ReplayUnavailableError(_DOWN, "unavailable")
         try:
-            exists, entries = await self.breaker.call(fetch)
+            exists, entries, top = await self.breaker.call(fetch)
         except REDIS_ERRORS:
             raise ReplayUnavailableError(_DOWN, "unavailable") from None
         if not exists:
@@ -217,7 +335,12 @@ class RedisEventLog:
                 f"run {run_id!r}: events after seq {last_seq} were trimmed (MAXLEN bound)",
                 "trimmed",
             )
-        return events
+        top_seq, end = 0, None
+        if top:
+            top_seq = _seq_of(top[0][0])
+            if _is_final(top[0][1]):
+                end = _decode(top[0][1])
+        return events, top_seq, end
 
     async def follow(self, run_id: str, last_seq: int = 0) -> AsyncGenerator[Event, None]:
         local = self.local
@@ -231,34 +354,43 @@ class RedisEventLog:
                     yield event
                 return
         cursor = last_seq
-        for event in await self._read_shared(run_id, cursor):
+        events, top, end = await self._fetch(run_id, cursor)
+        for event in events:
             cursor = int(event["seq"])
             yield event
             if event.get("type") == _FINAL:
                 return
+        if end is not None:  # ended at or before the client's seq
+            end_seq = int(end["seq"])
+            if end_seq < cursor or (end_seq == cursor and ended_by_sweep(end)):
+                yield _after(end, cursor)
+            return
+        # A client may hold events past the stream's top: those the replica that ran the run
+        # kept only locally before it died. Read from the top, so the end a sweep appends
+        # there still reaches it (right after what it has).
+        position = min(cursor, top)
         key = self._key(run_id)
         block_ms = max(1, round(self.block * 1000))
         clock = self.breaker.clock
         while True:
-            # events this replica appended for a run it does not execute (a sweep's final one,
-            # perhaps kept locally only) are in its mirror
-            for event in self._mirrored_after(run_id, cursor):
-                cursor = int(event["seq"])
-                yield event
-                if event.get("type") == _FINAL:
-                    return
             if not self.breaker.allows():
                 raise ReplayUnavailableError(_DOWN, "unavailable")
             try:
                 async with clock.timeout(self.block + self.breaker.timeout):
                     reply: Any = await self.client.xread(
-                        {key: f"{cursor}-0"}, count=100, block=block_ms
+                        {key: f"{position}-0"}, count=100, block=block_ms
                     )
             except REDIS_ERRORS:
                 raise ReplayUnavailableError(_DOWN, "unavailable") from None
             for _, entries in reply or ():
                 for entry_id, fields in entries:
-                    seq = _seq_of(entry_id)
+                    seq = position = _seq_of(entry_id)
+                    final = _is_final(fields)
+                    if seq <= cursor:  # the client has this seq already
+                        if final:
+                            yield _after(_decode(fields), cursor)
+                            return
+                        continue
                     if seq != cursor + 1:
                         raise ReplayUnavailableError(
                             f"run {run_id!r}: events after seq {cursor} were trimmed", "trimmed"
@@ -266,14 +398,8 @@ class RedisEventLog:
                     cursor = seq
                     event = _decode(fields)
                     yield event
-                    if event.get("type") == _FINAL:
+                    if final or event.get("type") == _FINAL:
                         return
-
-    def _mirrored_after(self, run_id: str, cursor: int) -> list[Event]:
-        events = self.local.buffered_after(run_id, cursor)
-        if not events or int(events[0]["seq"]) != cursor + 1:
-            return []
-        return events
 
     async def last_seq(self, run_id: str) -> int:
         local = await self.local.last_seq(run_id)

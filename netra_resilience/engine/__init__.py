@@ -16,6 +16,7 @@ from netra_resilience.engine._event_log import (
     ReplayUnavailableError,
     RunLogWriter,
     Stored,
+    ended_by_sweep,
 )
 from netra_resilience.engine._hooks import Hook, HookFn, HookQueue, HooksLayer
 from netra_resilience.engine._ledger import InMemoryRunLedger, LedgerEntry, RunLeases, RunLedger
@@ -82,5 +83,6 @@ __all__ = [
     "ToolOk",
     "ToolResult",
     "ToolsLayer",
+    "ended_by_sweep",
     "wrap_engine",
 ]

@@ -28,6 +28,18 @@ EVENTS_DEPENDENCY = "events"
 """The dependency name of the event log in degradation flags (``events=local_only``)."""
 
 
+def ended_by_sweep(event: Event) -> bool:
+    """Whether ``event`` is a final event another replica appended for a run it did not run
+    (``RunLeases``' sweep: ``data.interrupted``). A client may hold a different event at its
+    seq - one the dead replica kept only locally - so a resume at that seq still gets it."""
+    data = event.get("data")
+    return (
+        event.get("type") == FINAL_EVENT
+        and isinstance(data, Mapping)
+        and data.get("interrupted") is True
+    )
+
+
 class ReplayUnavailableError(NetraError):
     """The run is unknown or expired, events after ``last_seq`` were already dropped, or the
     shared log cannot be read right now.
@@ -51,6 +63,9 @@ class Stored(StrEnum):
     """Only in this process (the shared log is down): a resume elsewhere is best-effort."""
     DUPLICATE = "duplicate"
     """A ``seq`` at or below the run's last one: ignored, so a re-sent event is never doubled."""
+    ENDED = "ended"
+    """The run's log already ends with its final event (another replica's sweep ended the
+    run while this one still ran it): refused, nothing is kept after a run's end."""
 
 
 @runtime_checkable
@@ -76,6 +91,17 @@ class EventLog(Protocol):
 
     async def last_seq(self, run_id: str) -> int:
         """The run's highest kept ``seq`` (0: unknown)."""
+        ...
+
+    async def end(self, run_id: str, event: Event) -> Event | None:
+        """Append ``event`` as the run's final event right after its last kept one (the
+        event's own ``seq`` is ignored), in one step, unless the log already ends with a
+        final event; returns the event as kept (with its ``seq``), or ``None``.
+
+        For a replica ending another's run (the sweep). Raises
+        :class:`ReplayUnavailableError` (``unavailable``) when the log cannot be written right
+        now: a ``seq`` guessed from what this replica holds could hide the end behind the
+        events a client already has, so the caller tries again later."""
         ...
 
 
@@ -130,7 +156,7 @@ class InMemoryEventLog:
             while len(self._runs) > self._max_runs:
                 _, evicted = self._runs.popitem(last=False)
                 evicted.changed.set()  # wake its followers: they report it unavailable
-        if seq <= log.last_seq:
+        if seq <= log.last_seq or log.finished:
             return False
         log.events.append(event)
         log.last_seq = seq
@@ -187,9 +213,33 @@ class InMemoryEventLog:
             self._live(run, now)
         return len(expired)
 
+    def put_end(self, event: Event) -> None:
+        """Keep ``event``, a run's final event written elsewhere, as this run's end: at its
+        own ``seq``, or right after the events kept here when they already go past it (they
+        were kept only here: the followers here must still get an end after them)."""
+        log = self._live(str(event["run_id"]), self._clock.monotonic())
+        if log is not None and log.finished:
+            return
+        if log is not None and int(event["seq"]) <= log.last_seq:
+            event = {**event, "seq": log.last_seq + 1}
+        self.put(event)
+
     # -- the EventLog protocol ---------------------------------------------------------
     async def append(self, event: Event) -> Stored:
-        return Stored.STORED if self.put(event) else Stored.DUPLICATE
+        if self.put(event):
+            return Stored.STORED
+        if self.finished(str(event["run_id"])) and int(event["seq"]) > await self.last_seq(
+            str(event["run_id"])
+        ):
+            return Stored.ENDED
+        return Stored.DUPLICATE
+
+    async def end(self, run_id: str, event: Event) -> Event | None:
+        if self.finished(run_id):
+            return None
+        final = {**event, "run_id": run_id, "seq": await self.last_seq(run_id) + 1}
+        self.put(final)
+        return final
 
     async def read(self, run_id: str, last_seq: int) -> list[Event]:
         return self.after(run_id, last_seq)
@@ -225,7 +275,7 @@ class RunLogWriter:
 
     __slots__ = (
         "_degradation", "_first", "_idle", "_log", "_queue", "_ready", "_task", "appended",
-        "local_only",
+        "ended", "local_only",
     )  # fmt: skip
 
     def __init__(
@@ -242,8 +292,12 @@ class RunLogWriter:
         self._task: asyncio.Task[None] | None = None
         self.appended = 0
         self.local_only = 0
+        self.ended = False
+        """Another replica ended the run in the log (its lease lapsed): nothing more is kept."""
 
     def notify(self, event: Event) -> None:
+        if self.ended:
+            return
         self._queue.append(event)
         self._idle.clear()
         if self._task is None:
@@ -269,12 +323,15 @@ class RunLogWriter:
             if stored is Stored.LOCAL_ONLY:
                 self.local_only += 1
                 self._degradation.mark(EVENTS_DEPENDENCY, DegradationReason.LOCAL_ONLY)
-            else:
+            elif stored is not Stored.ENDED:
                 self.appended += 1
             queue.popleft()
             if self._first is not None:
                 self._first.set()
-            if event.get("type") == FINAL_EVENT and not queue:
+            if stored is Stored.ENDED:  # another replica ended the run: the log takes no more
+                self.ended = True
+                queue.clear()
+            if (event.get("type") == FINAL_EVENT or self.ended) and not queue:
                 self._idle.set()
                 return
 

@@ -4,12 +4,15 @@ silently lost when its replica dies.
 * :class:`RunLedger` is the protocol (``InMemoryRunLedger`` here; ``SqlRunLedger`` in
   ``netra_resilience.integrations.sqlalchemy`` for SQLite/PostgreSQL shared by replicas).
 * :class:`RunLeases` is one replica's side: an engine layer records each run it starts, the
-  log it wraps (``leases.log``) records each run's end once its final event is stored, and
+  log it wraps (``leases.log``) records each run's end once its final event is in the log
+  every replica reads (a final event kept only locally: once written back), and
   :meth:`RunLeases.tick` (every ``lease / 3`` seconds; :meth:`RunLeases.run` loops it)
   renews this replica's leases and sweeps the expired leases of
-  dead replicas: for each run it wins, it appends a final ``agent_completed`` with
-  ``status: interrupted`` (and a user-facing notice) to the run's event log, so a client that
-  resumes gets an end instead of waiting forever.
+  dead replicas: for each run it wins, it ends the run's event log with a final
+  ``agent_completed`` ``status: interrupted`` (and a user-facing notice) - ``EventLog.end``,
+  at the log's own top, retried next tick while the log cannot be written - so a client that
+  resumes gets an end instead of waiting forever. A replica whose lease lapsed while it
+  still ran the run finds the log ended (``Stored.ENDED``) and writes nothing more.
 
 Leases are in wall-clock seconds (``clock.now()``), the time replicas share; keep replicas'
 clocks in sync (NTP) to well within the lease.
@@ -26,7 +29,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
-from netra_resilience.engine._event_log import FINAL_EVENT, Event, EventLog, Stored
+from netra_resilience.engine._event_log import (
+    FINAL_EVENT,
+    Event,
+    EventLog,
+    ReplayUnavailableError,
+    Stored,
+)
 from netra_resilience.engine._run import Engine, EngineLayer, RunEvents, RunRequest
 from netra_resilience.exceptions import InvalidOptionsError
 from netra_resilience.validation import duration
@@ -180,9 +189,12 @@ class RunLeases:
         self.recover = recover
         self.interrupted = 0
         self.resumed = 0
-        self._unrecorded: dict[
-            str, bool
-        ] = {}  # run -> adopt, for a failed accept: retried each tick
+        self._unrecorded: dict[str, bool] = {}  # run -> adopt, for a failed accept: retried
+        self._ending: dict[str, None] = {}  # runs taken over, their final event not yet logged
+        # Runs whose final event only this replica holds (the shared log was unreachable):
+        # still running in the ledger - if this replica dies, a sweep ends them - until the
+        # write-back shares the final event. run -> its final status.
+        self.unshared: dict[str, str] = {}
 
     def _wall(self) -> float:
         return self.clock.now().timestamp()
@@ -211,6 +223,22 @@ class RunLeases:
             self._unrecorded[run_id] = adopt
         return True
 
+    async def refusal(self, run_id: str, error: ReplayUnavailableError) -> ReplayUnavailableError:
+        """What to tell a client the log cannot resume: a run the log does not know but the
+        ledger has running is not unknown - its events have not reached the shared log yet
+        (its replica kept them locally, or died before writing them; the sweep will end
+        it there): the client tries again shortly."""
+        if error.reason != "unknown":
+            return error
+        try:
+            async with self.clock.timeout(self.call_timeout):
+                entry = await self.ledger.get(run_id)
+        except Exception:
+            return error
+        if entry is None or entry.status != RUNNING:
+            return error
+        return ReplayUnavailableError(f"run {run_id!r} is not in the shared log yet", "unavailable")
+
     async def finish(self, run_id: str, status: str) -> None:
         self._unrecorded.pop(run_id, None)
         try:
@@ -222,29 +250,38 @@ class RunLeases:
     async def tick(self) -> int:
         """Renew this replica's leases, then sweep expired ones; returns runs interrupted."""
         now = self._wall()
+        # renewal first: nothing else this tick does may let this replica's own leases lapse
+        await self.ledger.renew(self.owner, now + self.lease)
         for run_id, adopt in list(self._unrecorded.items()):  # idempotent: a late one is harmless
             record = self.ledger.adopt if adopt else self.ledger.accept
-            await record(run_id, self.owner, now + self.lease)
+            await record(run_id, self.owner, self._wall() + self.lease)
             self._unrecorded.pop(run_id, None)
-        await self.ledger.renew(self.owner, now + self.lease)
         # A shared log keeps what it could not write (e.g. a final event during a Redis
         # hiccup) until a later append carries it; a run that has ended has none: push it.
         write_back = getattr(self.event_log, "write_back", None)
         if callable(write_back):
             with contextlib.suppress(Exception):
                 await write_back()
+        backlogged = getattr(self.event_log, "backlogged", None)
+        for run_id, status in list(self.unshared.items()):
+            if not callable(backlogged) or not backlogged(run_id):
+                del self.unshared[run_id]
+                await self.finish(run_id, status)
         swept = 0
-        for entry in await self.ledger.expired(now, self.sweep_limit):
+        # runs this replica took over but could not end yet (their log was unreachable): it
+        # holds their leases meanwhile, so they are not swept again elsewhere
+        for run_id in list(self._ending):
+            swept += await self._end_taken(run_id)
+        for entry in await self.ledger.expired(self._wall(), self.sweep_limit):
             if entry.owner == self.owner:
                 continue  # ours (a renewal raced the sweep): still running here
+            now = self._wall()
             if not await self.ledger.claim(entry.run_id, self.owner, now, now + self.lease):
                 continue  # another replica took it
             if await self._recovered(entry):
                 continue  # goes on under durable execution; its executor adopts it
-            interrupted = await self._interrupt(entry.run_id)
-            swept += interrupted
-            # if this write is lost, a later sweep claims the run again and finds it ended
-            await self.finish(entry.run_id, INTERRUPTED if interrupted else FINISHED)
+            self._ending[entry.run_id] = None
+            swept += await self._end_taken(entry.run_id)
         self.interrupted += swept
         return swept
 
@@ -261,18 +298,22 @@ class RunLeases:
         self.resumed += bool(resumed)
         return bool(resumed)
 
-    async def _interrupt(self, run_id: str) -> bool:
-        """Append the final ``interrupted`` event unless the run's log already ended."""
-        last = await self.event_log.last_seq(run_id)
-        if last:
-            with contextlib.suppress(Exception):
-                tail = await self.event_log.read(run_id, last - 1)
-                if tail and tail[-1].get("type") == FINAL_EVENT:
-                    return False  # it finished; only the ledger missed it
+    async def _end_taken(self, run_id: str) -> int:
+        interrupted = await self._interrupt(run_id)
+        if interrupted is None:
+            return 0  # the next tick tries again
+        self._ending.pop(run_id, None)
+        # if this write is lost, a later sweep claims the run again and finds it ended
+        await self.finish(run_id, INTERRUPTED if interrupted else FINISHED)
+        return int(interrupted)
+
+    async def _interrupt(self, run_id: str) -> bool | None:
+        """End the run with a final ``interrupted`` event right after its last logged one,
+        unless its log already ended (``False``); ``None`` when the log cannot be written now
+        (tried again next tick: never a seq guessed from a stale top)."""
         event: dict[str, Any] = {
             "type": FINAL_EVENT,
             "run_id": run_id,
-            "seq": last + 1,
             "degraded": True,
             "degradation": {"replica": INTERRUPTED},
             "data": {
@@ -281,7 +322,12 @@ class RunLeases:
                 "notice": INTERRUPTED_MESSAGE,
             },
         }
-        return await self.event_log.append(event) is not Stored.DUPLICATE
+        try:
+            async with self.clock.timeout(self.call_timeout):
+                return await self.event_log.end(run_id, event) is not None
+        except Exception as exc:
+            _LOG.warning("event log unavailable (sweep): %s", type(exc).__name__)
+            return None
 
     async def run(self) -> None:
         """Tick every ``lease / 3`` seconds until cancelled (a ledger error skips one tick)."""
@@ -314,20 +360,34 @@ class _FinishingLog:
 
     async def append(self, event: Event) -> Stored:
         stored = await self.inner.append(event)
-        if event.get("type") == FINAL_EVENT and stored is not Stored.DUPLICATE:
+        if event.get("type") == FINAL_EVENT:
             data = event.get("data") or {}
             status = "cancelled" if data.get("cancelled") else str(data.get("status", FINISHED))
-            await _shielded(self.leases.finish(str(event["run_id"]), status))
+            if stored is Stored.STORED:
+                await _shielded(self.leases.finish(str(event["run_id"]), status))
+            elif stored is Stored.LOCAL_ONLY:  # finished once the write-back shares it
+                self.leases.unshared[str(event["run_id"])] = status
         return stored
 
     async def read(self, run_id: str, last_seq: int) -> list[Event]:
-        return await self.inner.read(run_id, last_seq)
+        try:
+            return await self.inner.read(run_id, last_seq)
+        except ReplayUnavailableError as exc:
+            raise await self.leases.refusal(run_id, exc) from None
 
-    def follow(self, run_id: str, last_seq: int = 0) -> AsyncGenerator[Event, None]:
-        return self.inner.follow(run_id, last_seq)
+    async def follow(self, run_id: str, last_seq: int = 0) -> AsyncGenerator[Event, None]:
+        try:
+            async with contextlib.aclosing(self.inner.follow(run_id, last_seq)) as events:
+                async for event in events:
+                    yield event
+        except ReplayUnavailableError as exc:
+            raise await self.leases.refusal(run_id, exc) from None
 
     async def last_seq(self, run_id: str) -> int:
         return await self.inner.last_seq(run_id)
+
+    async def end(self, run_id: str, event: Event) -> Event | None:
+        return await self.inner.end(run_id, event)
 
 
 async def _shielded(coro: Any) -> None:
