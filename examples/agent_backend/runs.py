@@ -18,11 +18,11 @@ one is what allows following it.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
+from pydantic_core import from_json
 
 from examples.agent_backend.config import Settings
 from examples.agent_backend.wiring import AuthService
@@ -33,7 +33,11 @@ from netra_resilience.engine import (
     ResilientEngine,
     RunLeases,
 )
-from netra_resilience.integrations.fastapi import run_event_stream, send_run_events
+from netra_resilience.integrations.fastapi import (
+    run_event_stream,
+    send_run_events,
+    serve_frames,
+)
 from netra_resilience.integrations.redis import RedisEventLog, redis_breaker, redis_client
 from netra_resilience.integrations.sqlalchemy import SqlRunLedger, SqlSessionBackend
 
@@ -87,6 +91,8 @@ class ResumableRuns:
 
 
 def runs_router(engine: ResilientEngine, auth: AuthService, log: EventLog) -> APIRouter:
+    """The routes; ``log`` is what they read runs from (``ResumableRuns.leases.log``: a run
+    the shared log has not got yet but the ledger has running is "try again", not unknown)."""
     router = APIRouter()
 
     async def start(body: StartRun) -> str:
@@ -107,22 +113,30 @@ def runs_router(engine: ResilientEngine, auth: AuthService, log: EventLog) -> AP
     @router.websocket("/v1/runs/ws")
     async def runs_ws(websocket: WebSocket) -> None:
         await websocket.accept()
-        try:
-            while True:
-                await _turn(websocket, await websocket.receive_json())
-        except WebSocketDisconnect:
-            return  # the run goes on; the client resumes with its run id and last seq
 
-    async def _turn(websocket: WebSocket, raw: Any) -> None:
+        async def turn(text: str) -> None:
+            await _turn(websocket, text)
+
+        # Bad frames answered, the socket kept open; a hang-up stops only the sending: the
+        # run goes on, and the client resumes with its run id and last seq.
+        await serve_frames(websocket, turn)
+
+    async def _turn(websocket: WebSocket, text: str) -> None:
         try:
+            raw = from_json(text)  # bounded depth: a deeply nested frame is a ValueError
             if isinstance(raw, dict) and "resume" in raw:
                 resume = ResumeRun.model_validate(raw)
                 await send_run_events(websocket, log, resume.resume, resume.last_seq)
                 return
             body = StartRun.model_validate(raw)
-        except ValidationError:
+        except ValueError as exc:  # pydantic's ValidationError is one too
+            reason = "invalid_request" if isinstance(exc, ValidationError) else "invalid_json"
             await websocket.send_json(
-                {"type": "error", "error": "expected {user_id, message} or {resume, last_seq}"}
+                {
+                    "type": "error",
+                    "reason": reason,
+                    "error": "expected {user_id, message} or {resume, last_seq}",
+                }
             )
             return
         try:

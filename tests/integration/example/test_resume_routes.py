@@ -90,6 +90,27 @@ async def test_websocket_client_resumes_on_the_other_replica(
             assert refused["type"] == "resume_failed" and refused["reason"] == "unknown"
 
 
+async def test_runs_websocket_answers_bad_frames_and_keeps_the_socket_open(
+    tmp_path: Path, redis_url: str
+) -> None:
+    async with replica(tmp_path, redis_url, "a") as a, connect(f"ws://{a}/v1/runs/ws") as ws:
+        answers = []
+        for frame in ("not json", "[" * 5000, b"\x00binary", '{"resume": ""}'):
+            await ws.send(frame)
+            answers.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+        assert [(e["type"], e["reason"]) for e in answers] == [
+            ("error", "invalid_json"),
+            ("error", "invalid_json"),
+            ("error", "binary_frame"),
+            ("error", "invalid_request"),
+        ]
+        await ws.send(json.dumps({"user_id": "u1", "message": "still here?"}))
+        got = [json.loads(await asyncio.wait_for(ws.recv(), 10))]
+        while got[-1]["type"] != "agent_completed":
+            got.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+        assert seqs(got) == list(range(1, len(got) + 1))
+
+
 async def sse_events(
     client: httpx.AsyncClient, url: str, headers: dict[str, str], limit: int | None = None
 ) -> tuple[int, list[dict[str, Any]]]:
