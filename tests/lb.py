@@ -4,9 +4,11 @@
         lb.url                      # http://127.0.0.1:N, round robin over the live replicas
         a.kill()                    # SIGKILL: the replica dies mid-run, as a crash would
 
-HAProxy health-checks each replica's ``/health/live`` every 100 ms (down after two failures),
-redispatches a refused connection to the other server, and keeps WebSocket tunnels open for
-as long as the test needs. Like ``tests/servers.py``, starting is the one place these helpers
+HAProxy health-checks each replica's ``/health/live`` every 100 ms (down after three failed
+checks: a killed replica refuses at once, while a replica slowed by a loaded machine gets 2 s
+per check before it counts as failed, so it keeps its share of the clients), redispatches a
+refused connection to the other server, and keeps WebSocket tunnels open for as long as the
+test needs. Like ``tests/servers.py``, starting is the one place these helpers
 wait in real time (a bounded poll).
 """
 
@@ -112,7 +114,7 @@ defaults
     timeout client 30s
     timeout server 30s
     timeout tunnel 60s
-    timeout check 1s
+    timeout check 2s
     retries 2
     option redispatch
 frontend agents
@@ -121,7 +123,7 @@ frontend agents
 backend replicas
     balance roundrobin
     option httpchk GET /health/live
-    default-server inter 100ms fall 2 rise 2 on-marked-down shutdown-sessions
+    default-server inter 100ms fall 3 rise 2 on-marked-down shutdown-sessions
 {servers}
 """
 
