@@ -23,7 +23,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 
-from netra_resilience.engine import Event, EventLog, ReplayUnavailableError, ended_by_sweep
+from netra_resilience.engine import (
+    LOGGED_SEQ,
+    Event,
+    EventLog,
+    ReplayUnavailableError,
+    ended_by_sweep,
+)
 from netra_resilience.integrations import missing_extra
 
 try:
@@ -34,13 +40,20 @@ except ImportError as error:  # part of the fastapi extra
 __all__ = ["last_event_id", "run_event_stream", "send_run_events"]
 
 FINAL_EVENT = "agent_completed"
+_END_ID = ".end"
 _STATUS = {"unknown": 404, "trimmed": 410, "unavailable": 503}
+
+
+def _raw_last_event_id(request: Request) -> str | None:
+    return request.headers.get("last-event-id") or request.query_params.get("last_event_id")
 
 
 def last_event_id(request: Request) -> int:
     """The client's last seq: the ``Last-Event-ID`` header (a browser's reconnect) or the
     ``last_event_id`` query parameter (a first connection resuming); 0 when absent/invalid."""
-    raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+    raw = _raw_last_event_id(request)
+    if raw and raw.endswith(_END_ID):
+        raw = raw.removesuffix(_END_ID)
     try:
         seq = int(raw) if raw else 0
     except ValueError:
@@ -49,10 +62,11 @@ def last_event_id(request: Request) -> int:
 
 
 def _sse(event: Event) -> ServerSentEvent:
+    end = _END_ID if LOGGED_SEQ in event else ""  # an end delivered after the client's seq
     return ServerSentEvent(
         data=json.dumps(dict(event), separators=(",", ":")),
         event=str(event.get("type", "message")),
-        id=str(event["seq"]),
+        id=f"{event['seq']}{end}",
     )
 
 
@@ -76,16 +90,13 @@ async def _already_final(log: EventLog, run_id: str, last_seq: int) -> bool:
     """Whether a client at ``last_seq``, with nothing after it in the log, has the run's end."""
     if last_seq < 1:
         return False
-    top = await log.last_seq(run_id)
-    if not 0 < top <= last_seq:
-        return False
-    tail = await log.read(run_id, top - 1)
-    if not tail or tail[-1].get("type") != FINAL_EVENT:
-        return False
+    if await log.last_seq(run_id) != last_seq:
+        return False  # past the log's top: it holds events only a dead replica kept
+    tail = await log.read(run_id, last_seq - 1)
     # A sweep's end at the client's own seq may sit where the client holds another event
-    # (one the dead replica kept only locally): it gets the end after its seq instead, and
-    # a browser that reconnects past it then gets the 204.
-    return top < last_seq or not ended_by_sweep(tail[-1])
+    # (one the dead replica kept only locally): it gets the end after its seq instead (id
+    # "<seq>.end", and a reconnect with that id gets the 204).
+    return bool(tail) and tail[-1].get("type") == FINAL_EVENT and not ended_by_sweep(tail[-1])
 
 
 def _refusal(exc: ReplayUnavailableError) -> Response:
@@ -97,13 +108,19 @@ def _refusal(exc: ReplayUnavailableError) -> Response:
 class _RunEventStream(Response):
     """Decides the status (events, 204, 404/410/503) when sent, then streams."""
 
-    def __init__(self, log: EventLog, run_id: str, last_seq: int, ping: float) -> None:
+    def __init__(
+        self, log: EventLog, run_id: str, last_seq: int, ping: float, *, ended: bool
+    ) -> None:
         super().__init__()
         self._log, self._run_id, self._last_seq, self._ping = log, run_id, last_seq, ping
+        self._ended = ended
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         log, run_id, last_seq = self._log, self._run_id, self._last_seq
         response: Response
+        if self._ended:  # the client's last event was the run's end (id "<seq>.end")
+            await Response(status_code=204)(scope, receive, send)
+            return
         try:
             first = await log.read(run_id, last_seq)
             if not first and await _already_final(log, run_id, last_seq):
@@ -123,7 +140,9 @@ def run_event_stream(
     request: Request, log: EventLog, run_id: str, *, ping: float = 15.0
 ) -> Response:
     """An SSE response with ``run_id``'s events after the client's :func:`last_event_id`."""
-    return _RunEventStream(log, run_id, last_event_id(request), ping)
+    raw = _raw_last_event_id(request) or ""
+    ended = raw.endswith(_END_ID)
+    return _RunEventStream(log, run_id, last_event_id(request), ping, ended=ended)
 
 
 async def send_run_events(

@@ -36,6 +36,7 @@ from redis.asyncio import Redis
 
 from netra_resilience.circuit_breaker import BackendBreaker
 from netra_resilience.engine import (
+    LOGGED_SEQ,
     Event,
     InMemoryEventLog,
     ReplayUnavailableError,
@@ -131,7 +132,7 @@ def _is_final(fields: Any) -> bool:
 
 def _after(end: Event, cursor: int) -> Event:
     """The run's end for a client whose seqs go past it (kept only by a dead replica)."""
-    return {**end, "seq": cursor + 1}
+    return {**end, "seq": cursor + 1, LOGGED_SEQ: int(end["seq"])}
 
 
 def _decode(fields: Any) -> Event:

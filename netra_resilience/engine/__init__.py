@@ -10,6 +10,7 @@ See ``examples/engine_quickstart.py``.
 
 from netra_resilience.effects import Effect
 from netra_resilience.engine._event_log import (
+    LOGGED_SEQ,
     Event,
     EventLog,
     InMemoryEventLog,
@@ -45,6 +46,7 @@ from netra_resilience.engine._runner import ResilientEngine, wrap_engine
 from netra_resilience.engine._tools import Tool, ToolFn, ToolsLayer
 
 __all__ = [
+    "LOGGED_SEQ",
     "DeliveryStats",
     "Effect",
     "Engine",

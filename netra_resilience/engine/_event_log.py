@@ -24,6 +24,11 @@ from netra_resilience.validation import duration, integer
 Event = Mapping[str, Any]
 
 FINAL_EVENT = "agent_completed"
+LOGGED_SEQ = "logged_seq"
+"""Field of a run's final event delivered right after the client's own seq instead of at its
+seq in the log - the client held events past the log's end (kept only by a replica that
+died) or at a sweep's end: the event's seq in the log. Over SSE its id is ``<seq>.end``, so
+a browser reconnecting with it is told the run has ended (204)."""
 EVENTS_DEPENDENCY = "events"
 """The dependency name of the event log in degradation flags (``events=local_only``)."""
 

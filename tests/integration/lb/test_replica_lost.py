@@ -49,19 +49,19 @@ class Client:
         """Record one event; True when it is the final one."""
         self.run_id = event["run_id"]
         self.seqs.append(int(event["seq"]))
-        # ``started``: the runs in flight (past their first step, not ended). The kill comes
-        # once a third of them are at once: on a loaded machine the first runs may end
-        # before the last ones start, so a count of runs ever started says little.
+        # ``started``: [runs ever past their first step, those of them not ended yet]. The
+        # kill comes once a third are in flight at once (on a loaded machine the first runs
+        # may end before the last ones start), or else once three quarters have started.
         if len(self.seqs) == 2:
-            started.append(1)
-            if len(started) >= IN_FLIGHT_AT_KILL:
-                mid_run.set()
+            started[0] += 1
+            started[1] += 1
         if event["type"] == "agent_completed":
-            if len(self.seqs) >= 2 and started:
-                started.pop()
+            if len(self.seqs) >= 2:
+                started[1] -= 1
             self.final = event
-            return True
-        return False
+        if started[1] >= IN_FLIGHT_AT_KILL or started[0] >= CLIENTS * 3 // 4:
+            mid_run.set()
+        return self.final is not None
 
 
 async def drive_ws(client: Client, url: str, mid_run: asyncio.Event, started: list[int]) -> None:
@@ -179,7 +179,7 @@ async def test_sigkill_one_replica_mid_run_every_client_gets_a_terminal_event(
     ):
         clients = [Client(f"{transport}-user-{n}") for n in range(CLIENTS)]
         mid_run = asyncio.Event()
-        started: list[int] = []
+        started = [0, 0]
         if transport == "websocket":
             url = lb.url.replace("http://", "ws://") + "/v1/runs/ws"
             drivers = [asyncio.create_task(drive_ws(c, url, mid_run, started)) for c in clients]

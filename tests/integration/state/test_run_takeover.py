@@ -148,7 +148,8 @@ async def test_an_owner_whose_lease_lapsed_neither_skips_a_seq_nor_writes_past_t
     for last in (seqs[-1], seqs[-1] + 1):
         again = await asyncio.wait_for(collect(log_b, "r", last), 5)
         assert [(e["seq"], e["type"]) for e in again] == [(last + 1, "agent_completed")]
-    assert await sse_ids(log_b, "r", seqs[-1] + 1) == (204, [])
+    assert await sse_ids(log_b, "r", f"{seqs[-1] + 1}.end") == (204, [])
+    assert again[0]["logged_seq"] == seqs[-1]  # where the end is in the log
     assert (await ledger.get("r")).status == "interrupted"  # type: ignore[union-attr]
     assert await log_a.append({**got[-1], "type": "agent_thinking", "seq": 9}) is Stored.ENDED
 
@@ -192,8 +193,9 @@ async def test_events_only_the_dead_replica_kept_still_get_an_end_after_them(
     # the sweep's seq: it still gets the end, after its seq - over SSE too, then a 204
     resumed = await asyncio.wait_for(collect_from(b.log, "r", 1), 5)
     assert [(e["seq"], e["type"]) for e in resumed] == [(2, "agent_completed")]
-    assert await sse_ids(b.log, "r", 1) == (200, ["2"])
-    assert await sse_ids(b.log, "r", 2) == (204, [])
+    assert await sse_ids(b.log, "r", "1") == (200, ["2.end"])  # the end, after its seq
+    assert await sse_ids(b.log, "r", "2.end") == (204, [])  # a browser's reconnect after it
+    assert await sse_ids(b.log, "r", "3") == (200, ["4.end"])
     with pytest.raises(ReplayUnavailableError) as unknown:
         await asyncio.wait_for(collect_from(b.log, "never-accepted", 0), 5)
     assert unknown.value.reason == "unknown"
@@ -252,7 +254,7 @@ async def test_a_final_event_only_its_replica_holds_leaves_the_run_to_the_sweep(
     assert (await ledger.get("dies")).status == "interrupted"  # type: ignore[union-attr]
 
 
-async def sse_ids(log: Any, run: str, last_event_id: int) -> tuple[int, list[str]]:
+async def sse_ids(log: Any, run: str, last_event_id: str) -> tuple[int, list[str]]:
     """GET the run's SSE stream with ``Last-Event-ID``: the status and the ids received."""
     app = FastAPI()
 
@@ -262,7 +264,7 @@ async def sse_ids(log: Any, run: str, last_event_id: int) -> tuple[int, list[str
 
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-        headers = {"Last-Event-ID": str(last_event_id)}
+        headers = {"Last-Event-ID": last_event_id}
         response = await client.get(f"/events/{run}", headers=headers)
     ids = [line[3:].strip() for line in response.text.splitlines() if line.startswith("id:")]
     return response.status_code, ids
