@@ -28,6 +28,7 @@ from examples.agent_backend.config import Settings
 from examples.agent_backend.wiring import AuthService
 from netra_resilience import ExecutionRejectedError, Resilience, RunRequest
 from netra_resilience.engine import (
+    EndableEventLog,
     EventLog,
     InMemoryEventLog,
     ResilientEngine,
@@ -52,7 +53,7 @@ class ResumeRun(BaseModel):
     last_seq: int = Field(default=0, ge=0)
 
 
-def run_event_log(settings: Settings, resilience: Resilience) -> EventLog:
+def run_event_log(settings: Settings, resilience: Resilience) -> EndableEventLog:
     """The shared Redis event log when Redis is configured, else an in-process one."""
     if settings.redis_url is None or settings.redis_url == "memory://":
         return InMemoryEventLog(clock=resilience.clock)

@@ -11,6 +11,7 @@ See ``examples/engine_quickstart.py``.
 from netra_resilience.effects import Effect
 from netra_resilience.engine._event_log import (
     LOGGED_SEQ,
+    EndableEventLog,
     Event,
     EventLog,
     InMemoryEventLog,
@@ -49,6 +50,7 @@ __all__ = [
     "LOGGED_SEQ",
     "DeliveryStats",
     "Effect",
+    "EndableEventLog",
     "Engine",
     "EngineLayer",
     "Event",

@@ -98,6 +98,12 @@ class EventLog(Protocol):
         """The run's highest kept ``seq`` (0: unknown)."""
         ...
 
+
+@runtime_checkable
+class EndableEventLog(EventLog, Protocol):
+    """An :class:`EventLog` in which another replica can end a run (``RunLeases``' sweep of a
+    dead replica's runs needs one; ``InMemoryEventLog`` and ``RedisEventLog`` are)."""
+
     async def end(self, run_id: str, event: Event) -> Event | None:
         """Append ``event`` as the run's final event right after its last kept one (the
         event's own ``seq`` is ignored), in one step, unless the log already ends with a

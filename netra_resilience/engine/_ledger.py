@@ -31,8 +31,8 @@ from typing import Any, Protocol, runtime_checkable
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.engine._event_log import (
     FINAL_EVENT,
+    EndableEventLog,
     Event,
-    EventLog,
     ReplayUnavailableError,
     Stored,
 )
@@ -156,7 +156,7 @@ class RunLeases:
     def __init__(
         self,
         ledger: RunLedger,
-        event_log: EventLog,
+        event_log: EndableEventLog,
         *,
         owner: str | None = None,
         lease: float = 15.0,
@@ -166,8 +166,10 @@ class RunLeases:
     ) -> None:
         if not isinstance(ledger, RunLedger):
             raise InvalidOptionsError(_OWNER, "ledger", "must be a RunLedger")
-        if not isinstance(event_log, EventLog):
-            raise InvalidOptionsError(_OWNER, "event_log", "must be an EventLog")
+        if not isinstance(event_log, EndableEventLog):
+            raise InvalidOptionsError(
+                _OWNER, "event_log", "must be an EventLog with end() (an EndableEventLog)"
+            )
         if owner is not None and (not isinstance(owner, str) or not owner):
             raise InvalidOptionsError(_OWNER, "owner", "must be a non-empty string")
         if recover is not None and not callable(recover):
@@ -205,7 +207,7 @@ class RunLeases:
         return EngineLayer(_LeasedRuns, leases=self)
 
     @property
-    def log(self) -> EventLog:
+    def log(self) -> EndableEventLog:
         """The event log to give the engine (``wrap_engine(..., event_log=leases.log)``): a
         run is finished in the ledger only once its final event is in the log, so a replica
         dying in between leaves it to the sweep instead of losing its end."""
@@ -354,7 +356,7 @@ class _LeasedRuns:
 class _FinishingLog:
     """An event log that ends a run in the ledger when the run's final event is stored."""
 
-    def __init__(self, inner: EventLog, leases: RunLeases) -> None:
+    def __init__(self, inner: EndableEventLog, leases: RunLeases) -> None:
         self.inner = inner
         self.leases = leases
 
