@@ -13,14 +13,15 @@ the fleet had left plus ``ratio`` of its own new first attempts, so all replicas
 within ``ratio x fleet requests + min_per_second x ttl`` (the reserve is the fleet's, not each
 replica's).
 
-Until its first sync (run ``await budget.sync()`` at start-up, e.g. in the lifespan) and
-while Redis is unavailable (its breaker open, or no sync succeeded for three intervals; a
-sync is bounded by the breaker's timeout and skipped while it is open) a replica decides
-alone, as a plain ``RetryBudget`` over its own counts with ``1 / replicas`` of the reserve:
-calls whose retry it decided so are marked ``<breaker name>=fallback_memory`` and counted in
-``local_decisions``. What it counted meanwhile is sent by the next sync that succeeds. A sync
-whose reply was lost after Redis ran it is sent again (counted twice in the fleet totals for
-one ``ttl``: a little more or less budget, never unbounded).
+The first sync runs with the first call (or ``await budget.sync()`` at start-up). Until it
+answers and while Redis is unavailable (its breaker open, or no sync succeeded for three
+intervals; a sync is bounded by the breaker's timeout and skipped while it is open) a replica
+decides alone, as a plain ``RetryBudget`` over its own counts with ``1 / replicas`` of the
+reserve, counted in ``local_decisions``; once a sync has failed, the calls whose retry it
+decided so are marked ``<breaker name>=fallback_memory``. What it counted meanwhile is sent
+by the next sync that succeeds. A sync whose reply was lost after Redis ran it is sent again
+(counted twice in the fleet totals for one ``ttl``: a little more or less budget, never
+unbounded).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class RedisRetryBudget(RetryBudget):
     whether decisions are made on the fleet's figures right now."""
 
     __slots__ = (
-        "_clock", "_closed", "_fleet_reserve", "_interval", "_key", "_new_deposits",
+        "_clock", "_closed", "_fleet_reserve", "_interval", "_key", "_lock", "_new_deposits",
         "_new_spends", "_replicas", "_script", "_share", "_synced_at", "_task", "_ttl",
         "breaker", "client", "local_decisions", "syncs_failed",
     )  # fmt: skip
@@ -125,6 +126,7 @@ class RedisRetryBudget(RetryBudget):
         self._synced_at: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._lock = asyncio.Lock()  # one sync at a time: each count is sent once
         self.local_decisions = 0
         self.syncs_failed = 0
 
@@ -145,7 +147,7 @@ class RedisRetryBudget(RetryBudget):
     def try_spend(self) -> bool:
         if not self.shared:
             self.local_decisions += 1
-            context = current_context()
+            context = current_context() if self.syncs_failed else None  # not just starting
             if context is not None:
                 context.degradation.mark(self.breaker.name, DegradationReason.FALLBACK_MEMORY)
             if not super().try_spend():
@@ -169,6 +171,10 @@ class RedisRetryBudget(RetryBudget):
     async def sync(self) -> bool:
         """Send this replica's new counts and read the fleet's (one script, bounded by the
         breaker's timeout); False when Redis did not answer (the counts are kept)."""
+        async with self._lock:
+            return await self._sync()
+
+    async def _sync(self) -> bool:
         if not self.breaker.allows():  # open: no call (allows() starts the probe when due)
             self.syncs_failed += 1
             return False
@@ -191,8 +197,8 @@ class RedisRetryBudget(RetryBudget):
 
     async def _sync_forever(self) -> None:
         while True:
-            await self._clock.sleep(self._interval)
             await self.sync()
+            await self._clock.sleep(self._interval)
 
     async def aclose(self) -> None:
         """Stop the background sync (the client and the breaker belong to the caller)."""

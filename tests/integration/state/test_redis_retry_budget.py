@@ -129,7 +129,7 @@ async def test_redis_down_decides_locally_flagged_and_sends_the_counts_later(
     for _ in range(5):  # bounded: refused at once, then the open breaker skips Redis
         assert not await budget.sync()
     assert time.monotonic() - started < 2.0
-    assert budget.syncs_failed == 5 and not budget.shared and not budget.breaker.available
+    assert budget.syncs_failed >= 5 and not budget.shared and not budget.breaker.available
     for _ in range(30):
         budget.deposit()
     ctx = ResilienceContext("ask")
