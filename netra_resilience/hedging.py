@@ -15,11 +15,12 @@ import asyncio
 import bisect
 import inspect
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from netra_resilience.admission import RetryBudget
+from netra_resilience.cache import call_arguments
 from netra_resilience.context import ResilienceContext
 from netra_resilience.effects import current_effect_scope
 from netra_resilience.exceptions import (
@@ -57,6 +58,13 @@ class OnHedgeArgs:
 
 OnHedge = Callable[[OnHedgeArgs], Awaitable[None] | None]
 
+HedgeTarget = Callable[
+    [ResilienceContext, tuple[Any, ...], dict[str, Any]], Awaitable[Outcome[Any]]
+]
+"""``target(context, args, kwargs) -> Outcome``: what a hedge runs instead of the call itself,
+with the call's arguments (another deployment or model; see ``alternate_hedge`` in
+:mod:`netra_resilience.llm`). What it raises becomes its outcome."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HedgingOptions:
@@ -74,6 +82,8 @@ class HedgingOptions:
     * ``budget``: a shared :class:`~netra_resilience.admission.RetryBudget`; each call
       deposits, each hedge spends, a denied hedge is not started (counted in ``denied``).
     * ``on_hedge(OnHedgeArgs)``: sync or async, before each hedge starts.
+    * ``targets``: hedge ``n`` runs ``targets[n - 1]`` (the last one repeats) instead of the
+      call itself; empty (the default): every hedge repeats the call.
     """
 
     delay: Seconds | None = 2.0
@@ -83,6 +93,7 @@ class HedgingOptions:
     should_handle: ShouldHandle = TRANSIENT_EXCEPTION
     budget: RetryBudget | None = None
     on_hedge: OnHedge | None = None
+    targets: Sequence[HedgeTarget] = ()
 
     def __post_init__(self) -> None:
         set_field(self, "delay", optional_duration(_OWNER, "delay", self.delay, allow_zero=True))
@@ -98,9 +109,20 @@ class HedgingOptions:
         if self.budget is not None and not isinstance(self.budget, RetryBudget):
             raise InvalidOptionsError(_OWNER, "budget", "must be a RetryBudget")
         callable_or_none(_OWNER, "on_hedge", self.on_hedge)
+        if not all(callable(t) for t in self.targets):
+            raise InvalidOptionsError(_OWNER, "targets", "must be a sequence of callables")
+        set_field(self, "targets", tuple(self.targets))
 
     def create_strategy(self, build: BuildContext) -> HedgingStrategy:
         return HedgingStrategy(self, build)
+
+
+async def _run_target(target: HedgeTarget, context: ResilienceContext, state: Any) -> Outcome[Any]:
+    args, kwargs = call_arguments(state)
+    try:
+        return await target(context, args, kwargs)
+    except Exception as exc:
+        return Outcome(None, exc)
 
 
 def _refused(outcome: Outcome[Any]) -> bool:
@@ -119,7 +141,7 @@ class HedgingStrategy(Strategy):
 
     __slots__ = (
         "_budget", "_clock", "_delay", "_handles", "_latencies", "_max", "_name", "_on_hedge",
-        "_percentile", "_sorted", "_telemetry", "hedge_wins", "hedges",
+        "_percentile", "_sorted", "_targets", "_telemetry", "hedge_wins", "hedges",
     )  # fmt: skip
 
     kind: ClassVar[str] = "hedging"
@@ -134,6 +156,7 @@ class HedgingStrategy(Strategy):
         self._handles = as_predicate(_OWNER, "should_handle", options.should_handle)
         self._budget = options.budget
         self._on_hedge = options.on_hedge
+        self._targets = tuple(options.targets)
         self._clock = build.clock
         self._name = build.name
         self._telemetry = build.telemetry(self.kind)
@@ -174,7 +197,13 @@ class HedgingStrategy(Strategy):
 
         def launch() -> None:
             nonlocal launched
-            running[asyncio.ensure_future(callback(context, state))] = launched
+            attempt: Awaitable[Outcome[Any]]
+            if launched and self._targets:
+                target = self._targets[min(launched, len(self._targets)) - 1]
+                attempt = _run_target(target, context, state)
+            else:
+                attempt = callback(context, state)
+            running[asyncio.ensure_future(attempt)] = launched
             launched += 1
 
         try:
@@ -269,4 +298,4 @@ class HedgingStrategy(Strategy):
         running.clear()
 
 
-__all__ = ["HedgingOptions", "HedgingStrategy", "OnHedgeArgs"]
+__all__ = ["HedgeTarget", "HedgingOptions", "HedgingStrategy", "OnHedgeArgs"]

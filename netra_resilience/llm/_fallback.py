@@ -12,9 +12,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from netra_resilience.context import ResilienceContext
 from netra_resilience.degradation import DegradationReason
 from netra_resilience.exceptions import NetraError, RateLimitRejectedError
 from netra_resilience.fallback import FallbackArgs
+from netra_resilience.hedging import HedgeTarget
 from netra_resilience.llm._budget import BUDGET_EXHAUSTED, BudgetExhaustedError
 from netra_resilience.llm._request import LLM_DEPENDENCY_FAILURE, LlmRequest, request_of
 from netra_resilience.llm._stream import field
@@ -289,6 +291,20 @@ class Alternate:
             raise ValueError("Alternate.context_window must be a positive int")
         if self.capabilities is not None:
             object.__setattr__(self, "capabilities", frozenset(self.capabilities))
+
+
+def alternate_hedge(alternate: Alternate) -> HedgeTarget:
+    """A hedge target (``HedgingOptions(targets=...)``) that sends the hedge to ``alternate``,
+    through its own pipeline (its breaker, timeout) when it has one."""
+
+    async def hedge(
+        context: ResilienceContext, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Outcome[Any]:
+        return await FallbackChain._try(
+            alternate, FallbackArgs(Outcome(None), context, args, kwargs)
+        )
+
+    return hedge
 
 
 def breaker_open(pipeline: Pipeline | None) -> bool:

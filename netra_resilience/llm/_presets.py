@@ -21,6 +21,7 @@ from netra_resilience.llm._fallback import (
     CannedReply,
     DegradedAnswers,
     FallbackChain,
+    alternate_hedge,
     answer_cache_filter,
 )
 from netra_resilience.llm._request import (
@@ -211,6 +212,7 @@ def standard_llm_pipeline(
     cache_key: CacheKey = llm_cache_key,
     share_cache_across_users: bool = False,
     alternates: Sequence[Alternate] = (),
+    hedge_to_alternates: bool = False,
     canned_reply: CannedReply | None = None,
     fallback_on: Callable[[Outcome[Any]], bool] = LLM_DEPENDENCY_FAILURE,
     provider: str | None = None,
@@ -250,6 +252,8 @@ def standard_llm_pipeline(
       ``fallback_on`` it also steps for a context overflow, a content-policy refusal and an
       unusable 200 (:data:`LLM_FALLBACK_CASE`); ``provider`` / ``context_window`` describe the
       primary for that choice. ``canned_reply``: the last resort, tried after the stale cache.
+      ``hedge_to_alternates``: ``hedging``'s hedges go to the alternates in order (each
+      through its own pipeline) instead of repeating the primary.
     """
     total = optional_seconds("total_timeout", total_timeout)
     attempt = optional_seconds("attempt_timeout", attempt_timeout)
@@ -275,6 +279,13 @@ def standard_llm_pipeline(
         retry_budget = RetryBudget(ratio=0.2, min_per_second=1.0, ttl=10.0, clock=clock)
     elif retry_budget is False:
         retry_budget = None
+    if hedge_to_alternates:
+        if hedging is None or not alternates:
+            raise InvalidOptionsError(
+                _OWNER, "hedge_to_alternates", "needs hedging and at least one alternate"
+            )
+        targets = tuple(alternate_hedge(a) for a in alternates)
+        hedging = dataclasses.replace(hedging, targets=targets)
     if retry_budget is not None:
         retry_options = dataclasses.replace(retry_options, budget=retry_budget)
         if hedging is not None and hedging.budget is None:
