@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     ws_max_size: int = Field(default=1 << 20, ge=1 << 17)
     # seconds a replica holds its runs without renewing; then another replica's sweep ends them
     run_lease: float = Field(default=15.0, gt=0)
+    # how many replicas share the LLM retry budget on Redis (each spends 1/replicas between syncs)
+    replicas: int = Field(default=1, ge=1)
 
     @field_validator("database_url")
     @classmethod

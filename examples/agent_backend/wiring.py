@@ -4,7 +4,10 @@ One place declares every dependency with its criticality:
 
 ==============  ============  =====================================================================
 ``llm``         important     the LLM preset (``resilience.llm``): retry, breaker, timeouts, stale
-                              answer from the cache, a canned reply as the last resort
+                              answer from the cache, a canned reply as the last resort; an
+                              adaptive concurrency limit (shed calls get the stale or canned
+                              answer) and a retry budget, on Redis for every replica when
+                              ``NETRA_REDIS_URL`` is set
 ``tool``        optional      rate limited, retried, behind a breaker; endpoints from discovery
 ``redis``       optional      session store primary (when configured); database as fallback
 ``database``    critical      conversations (SQLite file by default, PostgreSQL accepted);
@@ -116,6 +119,24 @@ def llm_service(settings: Settings, resilience: Resilience) -> LlmService:
     resilience.on_close(client.close)
 
     attempt = settings.llm_timeout
+    budget: Any = True  # the preset's retry budget: retries <= 20 % of calls + 1/s
+    if settings.redis_url is not None and settings.redis_url != "memory://":
+        from netra_resilience.integrations.redis import (
+            RedisRetryBudget,
+            redis_breaker,
+            redis_client,
+        )
+
+        # One budget for every replica: a failing provider sees at most ~1.2x the calls.
+        redis = resilience.closing(redis_client(settings.redis_url))
+        budget = RedisRetryBudget(
+            redis,
+            breaker=redis_breaker(redis, clock=resilience.clock),
+            key="llm",
+            replicas=settings.replicas,
+            clock=resilience.clock,
+        )
+        resilience.closing(budget)  # closed before its client (reverse order)
     # The preset keeps its LLM classification (transient provider failures, Retry-After)
     # for the fields these options leave at their defaults; only the timing is ours.
     pipeline = resilience.llm(
@@ -133,6 +154,8 @@ def llm_service(settings: Settings, resilience: Resilience) -> LlmService:
             break_duration=settings.breaker_seconds,
         ),
         canned_reply=canned_reply(CANNED_REPLY),
+        admission=True,  # Vegas 20..200, queue 100 for at most `attempt`, 0.1 reserve
+        retry_budget=budget,
     )
     streams = StreamPolicy(first_token_timeout=attempt, idle_timeout=attempt)
     return LlmService(ResilientOpenAI(client, pipeline, stream_policy=streams), settings.llm_model)
