@@ -18,7 +18,13 @@ from netra_resilience.exceptions import NetraError, RateLimitRejectedError
 from netra_resilience.fallback import FallbackArgs
 from netra_resilience.hedging import HedgeTarget
 from netra_resilience.llm._budget import BUDGET_EXHAUSTED, BudgetExhaustedError
-from netra_resilience.llm._request import LLM_DEPENDENCY_FAILURE, LlmRequest, request_of
+from netra_resilience.llm._request import (
+    LLM_DEPENDENCY_FAILURE,
+    LlmRequest,
+    error_body_type,
+    request_of,
+    status_of,
+)
 from netra_resilience.llm._stream import field
 from netra_resilience.outcome import Outcome
 from netra_resilience.pipeline import Pipeline
@@ -74,6 +80,11 @@ def _refused_response(result: Any) -> bool:
     return False
 
 
+def _is_message(result: Any) -> bool:
+    """An Anthropic Messages API answer (``type == "message"``)."""
+    return bool(field(result, "type") == "message" and field(result, "role") == "assistant")
+
+
 def is_complete_answer(result: Any) -> bool:
     """False for nothing, errors, streams, refusals, content-filtered or failed responses."""
     if result is None or isinstance(result, BaseException | Outcome):
@@ -85,6 +96,8 @@ def is_complete_answer(result: Any) -> bool:
         return bool(choices) and not _refused_chat(choices)
     if field(result, "object") == "response" or field(result, "output") is not None:
         return not _refused_response(result)
+    if _is_message(result):
+        return bool(field(result, "content")) and field(result, "stop_reason") != "refusal"
     return True
 
 
@@ -150,6 +163,12 @@ def check_answer(request: LlmRequest, result: Any) -> Any:
 
 
 def _error_code(exc: BaseException) -> str | None:
+    if error_body_type(exc) == "invalid_request_error":
+        # anthropic names no code for an overflow: "prompt is too long: N tokens > M maximum"
+        body = getattr(exc, "body", None)
+        message = body["error"].get("message") if isinstance(body, dict) else None
+        if isinstance(message, str) and message.startswith("prompt is too long"):
+            return "context_length_exceeded"
     code = getattr(exc, "code", None)
     if isinstance(code, str):
         return code
@@ -186,6 +205,8 @@ def _unusable(result: Any, request: LlmRequest | None) -> bool:
         return False
     if field(result, "object") == "response":
         return field(result, "status") == "incomplete" or not field(result, "output")
+    if _is_message(result):
+        return not field(result, "content") or field(result, "stop_reason") == "max_tokens"
     return False
 
 
@@ -209,6 +230,8 @@ def failure_class(outcome: Outcome[Any], request: LlmRequest | None = None) -> s
             and (field(result, "status") in (None, "completed"))
         ):
             return CONTENT_POLICY
+        if _is_message(result) and field(result, "stop_reason") == "refusal":
+            return CONTENT_POLICY
         return UNUSABLE_ANSWER if _unusable(result, request) else None
     code = _error_code(exc)
     if code in _CONTEXT_CODES:
@@ -217,8 +240,7 @@ def failure_class(outcome: Outcome[Any], request: LlmRequest | None = None) -> s
         return CONTENT_POLICY
     if isinstance(exc, BudgetExhaustedError):
         return BUDGET_EXHAUSTED
-    status = getattr(exc, "status_code", None)
-    if status == 429 or isinstance(exc, RateLimitRejectedError):
+    if status_of(exc) == 429 or isinstance(exc, RateLimitRejectedError):
         return "rate_limited"
     if LLM_DEPENDENCY_FAILURE(outcome):
         return UNAVAILABLE

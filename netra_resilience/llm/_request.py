@@ -207,6 +207,42 @@ def is_transient_status(status: int, headers: Mapping[str, str] | None = None) -
     return status in _TRANSIENT_STATUSES or status >= 500
 
 
+# The error types of an Anthropic-style error body (``{"type": "error", "error": {"type":
+# ...}}``) and the status each stands for. An error event inside a 200 stream carries no
+# status of its own (the SDK raises it with the stream's 200): its type says what happened.
+_ERROR_TYPE_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+def error_body_type(exc: BaseException) -> str | None:
+    """``error.type`` of an SDK error's parsed body (anthropic: ``overloaded_error``)."""
+    body = getattr(exc, "body", None)
+    inner = body.get("error") if isinstance(body, dict) else None
+    kind = inner.get("type") if isinstance(inner, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def status_of(exc: BaseException) -> int | None:
+    """The HTTP status an SDK error stands for: its ``status_code``, or for an error event
+    inside a successful stream (status below 400) the status its body's error type means."""
+    status = getattr(exc, "status_code", None)
+    if not isinstance(status, int) or isinstance(status, bool):
+        return None
+    if status < 400:
+        return _ERROR_TYPE_STATUS.get(error_body_type(exc) or "", status)
+    return status
+
+
 def _headers_of(exc: BaseException) -> Mapping[str, str] | None:
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None)
@@ -218,7 +254,8 @@ def is_transient_failure(exc: BaseException) -> bool:
 
     * our own rejections are not (an open breaker, a full bulkhead), except timeouts;
     * an explicit boolean ``transient`` attribute decides when present;
-    * an integer ``status_code`` decides by :func:`is_transient_status`;
+    * an integer ``status_code`` decides by :func:`is_transient_status` (an error event in
+      a 200 stream by its body's error type: ``overloaded_error`` is a 529);
     * connection errors, timeouts, and a body that does not parse as JSON are transient;
     * everything else (4xx, programming errors) is not.
     """
@@ -229,8 +266,8 @@ def is_transient_failure(exc: BaseException) -> bool:
     flag = getattr(exc, "transient", None)
     if isinstance(flag, bool):
         return flag
-    status = getattr(exc, "status_code", None)
-    if isinstance(status, int) and not isinstance(status, bool):
+    status = status_of(exc)
+    if status is not None:
         return is_transient_status(status, _headers_of(exc))
     if isinstance(exc, ConnectionError | TimeoutError | json.JSONDecodeError):
         return True

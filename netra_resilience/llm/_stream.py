@@ -117,6 +117,33 @@ class ResponsesStreamTracker:
         return self._complete
 
 
+_MESSAGES_PREAMBLE = frozenset({"message_start", "content_block_start", "ping"})
+
+
+class MessagesStreamTracker:
+    """Anthropic Messages API: complete on ``message_stop``; an ``error`` event raises. The
+    answer starts with the first delta (``message_start`` and an empty block are preamble)."""
+
+    __slots__ = ("_complete",)
+
+    def __init__(self) -> None:
+        self._complete = False
+
+    def observe(self, chunk: Any) -> None:
+        kind = field(chunk, "type")
+        if kind == "error":
+            raise StreamProviderError("an error event")
+        if kind == "message_stop":
+            self._complete = True
+
+    def is_preamble(self, chunk: Any) -> bool:
+        return field(chunk, "type") in _MESSAGES_PREAMBLE
+
+    @property
+    def complete(self) -> bool:
+        return self._complete
+
+
 class EndOfBodyTracker:
     """For streams without a terminal event: a clean end of the body counts as complete."""
 
@@ -134,11 +161,14 @@ class EndOfBodyTracker:
 
 
 def tracker_for(kind: str) -> StreamTracker:
-    """The tracker for an API kind (``"chat"``, ``"responses"``; others: end of body)."""
+    """The tracker for an API kind (``"chat"``, ``"responses"``, ``"messages"``; others: end
+    of body)."""
     if kind == "chat":
         return ChatStreamTracker()
     if kind == "responses":
         return ResponsesStreamTracker()
+    if kind == "messages":
+        return MessagesStreamTracker()
     return EndOfBodyTracker()
 
 

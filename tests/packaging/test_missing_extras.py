@@ -29,6 +29,7 @@ else:
     [
         ("netra_resilience.integrations.fastapi", "fastapi", "fastapi"),
         ("netra_resilience.integrations.openai", "openai", "openai"),
+        ("netra_resilience.integrations.anthropic", "anthropic", "anthropic"),
         ("netra_resilience.integrations.http.httpx", "httpx", "httpx"),
         ("netra_resilience.integrations.http.httpx2", "httpx2", "httpx2"),
         ("netra_resilience.integrations.sqlalchemy", "sqlalchemy", "sqlalchemy"),
@@ -48,7 +49,16 @@ def test_a_missing_library_names_the_extra(adapter: str, blocked: str, extra: st
 
 
 def test_the_core_imports_no_adapter_library() -> None:
-    libraries = ("fastapi", "starlette", "httpx", "httpx2", "openai", "redis", "sqlalchemy")
+    libraries = (
+        "fastapi",
+        "starlette",
+        "httpx",
+        "httpx2",
+        "openai",
+        "anthropic",
+        "redis",
+        "sqlalchemy",
+    )
     code = (
         "import sys, netra_resilience;"
         f"print(sorted(m for m in {libraries!r} if m in sys.modules))"

@@ -20,7 +20,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anthropic
 import httpx2
+from anthropic._base_client import get_platform
 
 FAKE_KEY = "sk-test-NEVER-LEAK-0123456789abcdef"
 BASE_URL = "http://llm.test/v1"
@@ -188,6 +190,23 @@ class FakeProvider:
         finally:
             server.close()
             await server.wait_closed()
+
+
+def anthropic_client(
+    provider: FakeProvider, base_url: str = ANTHROPIC_URL
+) -> anthropic.AsyncAnthropic:
+    """An ``AsyncAnthropic`` on ``provider`` (its mock transport, or a real server at
+    ``base_url``), SDK retries off: the pipeline under test is the one retry owner."""
+    http = (
+        httpx2.AsyncClient(transport=provider.transport())
+        if base_url == ANTHROPIC_URL
+        else httpx2.AsyncClient()
+    )
+    client = anthropic.AsyncAnthropic(
+        api_key=FAKE_KEY, base_url=base_url, http_client=http, max_retries=0
+    )
+    client._platform = get_platform()  # skip the SDK's threaded platform probe (real time)
+    return client
 
 
 def _text(content: Any) -> str:

@@ -15,15 +15,17 @@ import pytest
 
 from netra_resilience import Resilience
 from netra_resilience.testing import FakeClock, advance_until_done
-from tests.integration.agents.provider import FAKE_KEY, FakeProvider
+from tests.integration.agents.provider import FAKE_KEY, FakeProvider, anthropic_client
 from tests.integration.agents.test_openai_agents import sdk_client
 
 pytestmark = pytest.mark.timeout(30)
 
-APPS = ["openai_agents_app", "pydantic_ai_app", "langgraph_app"]
+APPS = ["openai_agents_app", "pydantic_ai_app", "langgraph_app", "anthropic_app"]
 
 
 def make_client(example: str, provider: FakeProvider) -> Any:
+    if example == "anthropic_app":
+        return anthropic_client(provider)
     return sdk_client(provider)
 
 
