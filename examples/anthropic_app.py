@@ -27,7 +27,7 @@ from netra_resilience.integrations.anthropic import (
 )
 from netra_resilience.integrations.fastapi import CurrentDegradation, install
 
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-sonnet-4-6"
 
 
 def create_app(

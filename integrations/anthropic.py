@@ -5,7 +5,7 @@ tool-using agent loop run as a resilient engine.
 ::
 
     llm = ResilientAnthropic(AsyncAnthropic(), resilience.llm(canned_reply=canned_message("Busy.")))
-    reply = await llm.messages.create(model="claude-sonnet-4-5", max_tokens=512, messages=[...])
+    reply = await llm.messages.create(model="claude-sonnet-4-6", max_tokens=512, messages=[...])
 
 anthropic 2.x sends every request through an ``httpx2.AsyncClient`` (as openai 3.x does), so
 the same two layers serve it; use one or both, never a retry in both (nested retries multiply):

@@ -53,9 +53,10 @@ from tests.integration.agents.provider import (
     ANTHROPIC_URL,
     FAKE_KEY,
     FakeProvider,
+    Recorder,
     anthropic_client,
+    sdk_client,
 )
-from tests.integration.agents.test_openai_agents import Recorder, sdk_client
 from tests.integration.llm.helpers import Upstream, http_pipeline, parts_then, sse_response
 
 pytestmark = pytest.mark.timeout(30)
@@ -232,8 +233,9 @@ async def test_529s_open_the_breaker(clock: FakeClock) -> None:
     upstream = Upstream(error(529, "overloaded_error"))
     llm = ResilientAnthropic(client_on(upstream), http_pipeline(clock, attempts=1))
     for _ in range(4):
-        with pytest.raises(anthropic.InternalServerError):
+        with pytest.raises(anthropic.APIStatusError) as failed:  # OverloadedError
             await ask(clock, llm)
+        assert failed.value.status_code == 529
     assert breaker_of(llm).state is CircuitState.OPEN
     with pytest.raises(BrokenCircuitError):
         await ask(clock, llm)
