@@ -41,6 +41,7 @@ SHORT_ARGS: dict[str, list[str]] = {
     "state_backends": ["--ops", "300"],
     "budgets": ["--calls", "5000", "--ops", "500"],
     "asgi_middleware": ["--rounds", "3", "--duration", "10"],
+    "adapters": ["--calls", "50", "--rounds", "5"],
 }
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from bench import (
+    adapters,
     admission,
     asgi_middleware,
     budgets,
@@ -25,6 +26,7 @@ from bench import (
 )
 
 ENTRIES: dict[str, tuple[Callable[[list[str]], object], list[str]]] = {
+    "adapters": (adapters.main, ["--calls", "1", "--rounds", "1", "--warmup", "1"]),
     "core": (core.main, ["--calls", "20", "--rounds", "1"]),
     "admission": (
         admission.main,

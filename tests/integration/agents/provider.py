@@ -10,6 +10,9 @@ It behaves like a tiny tool-using model, so the real frameworks run their real l
 
 ``fail = (status, headers)`` makes every request fail. Served two ways: ``transport()`` (an
 ``httpx2.MockTransport``) and ``serve()`` (a real HTTP/1.1 server on loopback).
+
+``sdk_client`` / ``anthropic_client`` build the real SDK clients on it, ``Recorder`` keeps the
+events a run sends (shared by the adapter tests and ``bench/adapters.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from typing import Any
 
 import anthropic
 import httpx2
-from anthropic._base_client import get_platform
+import openai
+from anthropic._base_client import get_platform as anthropic_platform
+from openai._base_client import get_platform as openai_platform
 
 FAKE_KEY = "sk-test-NEVER-LEAK-0123456789abcdef"
 BASE_URL = "http://llm.test/v1"
@@ -192,6 +197,29 @@ class FakeProvider:
             await server.wait_closed()
 
 
+def sdk_client(provider: FakeProvider, base_url: str = BASE_URL) -> openai.AsyncOpenAI:
+    http = (
+        httpx2.AsyncClient(transport=provider.transport())
+        if base_url == BASE_URL
+        else httpx2.AsyncClient()
+    )
+    client = openai.AsyncOpenAI(api_key=FAKE_KEY, base_url=base_url, http_client=http)
+    client._platform = openai_platform()  # skip the SDK's threaded platform probe
+    return client.with_options(max_retries=0)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    async def __call__(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+    @property
+    def types(self) -> list[str]:
+        return [e["type"] for e in self.events]
+
+
 def anthropic_client(
     provider: FakeProvider, base_url: str = ANTHROPIC_URL
 ) -> anthropic.AsyncAnthropic:
@@ -205,7 +233,7 @@ def anthropic_client(
     client = anthropic.AsyncAnthropic(
         api_key=FAKE_KEY, base_url=base_url, http_client=http, max_retries=0
     )
-    client._platform = get_platform()  # skip the SDK's threaded platform probe (real time)
+    client._platform = anthropic_platform()  # skip the SDK's threaded platform probe
     return client
 
 

@@ -15,8 +15,12 @@ import pytest
 
 from netra_resilience import Resilience
 from netra_resilience.testing import FakeClock, advance_until_done
-from tests.integration.agents.provider import FAKE_KEY, FakeProvider, anthropic_client
-from tests.integration.agents.test_openai_agents import sdk_client
+from tests.integration.agents.provider import (
+    FAKE_KEY,
+    FakeProvider,
+    anthropic_client,
+    sdk_client,
+)
 
 pytestmark = pytest.mark.timeout(30)
 

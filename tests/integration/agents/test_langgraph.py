@@ -23,8 +23,7 @@ from netra_resilience.integrations.langgraph import (
 )
 from netra_resilience.integrations.openai import ResilientOpenAI
 from netra_resilience.testing import FakeClock, advance_until_done
-from tests.integration.agents.provider import FakeProvider
-from tests.integration.agents.test_openai_agents import Recorder, sdk_client
+from tests.integration.agents.provider import FakeProvider, Recorder, sdk_client
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -5,46 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx2
-import openai
 import pytest
 from agents import Agent, ModelSettings, RunConfig, function_tool
 from agents.retry import ModelRetrySettings
-from openai._base_client import get_platform
 
 from netra_resilience import InvalidOptionsError, Resilience, RunRequest, Tool
 from netra_resilience.engine import RunStatus
 from netra_resilience.integrations.openai import ResilientOpenAI, canned_reply
 from netra_resilience.integrations.openai_agents import AgentsEngine
 from netra_resilience.testing import FakeClock, advance_until_done
-from tests.integration.agents.provider import BASE_URL, FAKE_KEY, FakeProvider
+from tests.integration.agents.provider import FakeProvider, Recorder, sdk_client
 
 pytestmark = pytest.mark.timeout(30)
 
 NO_TRACING = RunConfig(tracing_disabled=True)
-
-
-def sdk_client(provider: FakeProvider, base_url: str = BASE_URL) -> openai.AsyncOpenAI:
-    http = (
-        httpx2.AsyncClient(transport=provider.transport())
-        if base_url == BASE_URL
-        else httpx2.AsyncClient()
-    )
-    client = openai.AsyncOpenAI(api_key=FAKE_KEY, base_url=base_url, http_client=http)
-    client._platform = get_platform()  # skip the SDK's threaded platform probe
-    return client.with_options(max_retries=0)
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-
-    async def __call__(self, event: dict[str, Any]) -> None:
-        self.events.append(event)
-
-    @property
-    def types(self) -> list[str]:
-        return [e["type"] for e in self.events]
 
 
 def weather_agent(calls: list[str]) -> Agent[Any]:

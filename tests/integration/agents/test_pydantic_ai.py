@@ -13,8 +13,7 @@ from netra_resilience.engine import RunStatus
 from netra_resilience.integrations.openai import ResilientOpenAI, canned_reply
 from netra_resilience.integrations.pydantic_ai import PydanticAIEngine, resilient_model
 from netra_resilience.testing import FakeClock, advance_until_done
-from tests.integration.agents.provider import FakeProvider
-from tests.integration.agents.test_openai_agents import Recorder, sdk_client
+from tests.integration.agents.provider import FakeProvider, Recorder, sdk_client
 
 pytestmark = pytest.mark.timeout(30)
 
