@@ -203,9 +203,13 @@ def sdk_client(provider: FakeProvider, base_url: str = BASE_URL) -> openai.Async
         if base_url == BASE_URL
         else httpx2.AsyncClient()
     )
-    client = openai.AsyncOpenAI(api_key=FAKE_KEY, base_url=base_url, http_client=http)
+    # max_retries=0 here, not with_options(): a copy would lose the probed platform and
+    # probe again in a thread, real time in which a fake clock jumps over attempt timeouts
+    client = openai.AsyncOpenAI(
+        api_key=FAKE_KEY, base_url=base_url, http_client=http, max_retries=0
+    )
     client._platform = openai_platform()  # skip the SDK's threaded platform probe
-    return client.with_options(max_retries=0)
+    return client
 
 
 class Recorder:
