@@ -20,7 +20,13 @@ from netra_resilience.circuit_breaker import (
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.context import ResilienceContext
 from netra_resilience.degradation import DegradationReason
-from netra_resilience.engine._run import Engine, PassThroughLayer, RunEvents, RunRequest
+from netra_resilience.engine._run import (
+    Continuation,
+    Engine,
+    PassThroughLayer,
+    RunEvents,
+    RunRequest,
+)
 from netra_resilience.exceptions import (
     BrokenCircuitError,
     InvalidOptionsError,
@@ -111,14 +117,21 @@ HookJob = tuple[Callable[..., Awaitable[object]], tuple[Any, ...]]
 
 
 class HookQueue:
-    """Bounded FIFO served by ``workers`` tasks; ``aclose()`` drains it on shutdown."""
+    """Bounded FIFO served by ``workers`` tasks; ``aclose()`` drains it on shutdown.
+
+    Cheap on the run's path: offering a job wakes at most one idle worker. A worker runs each
+    job up to its first wait at once; jobs that finish without waiting (most hooks hand off
+    to a buffer) go by one after another, and a job that has to wait first wakes another idle
+    worker for the rest of the queue.
+    """
 
     __slots__ = (
         "_clock",
         "_closing",
+        "_idle",
         "_jobs",
         "_max",
-        "_ready",
+        "_waking",
         "_worker_count",
         "_workers",
         "abandoned",
@@ -131,7 +144,8 @@ class HookQueue:
         self._worker_count = integer("HookQueue", "workers", workers, minimum=1, maximum=64)
         self._clock = clock or SYSTEM_CLOCK
         self._jobs: deque[HookJob] = deque()
-        self._ready: asyncio.Event | None = None
+        self._idle: deque[asyncio.Future[None]] = deque()
+        self._waking = 0  # workers woken that have not resumed yet
         self._workers: list[asyncio.Task[None]] = []
         self._closing = False
         self.dropped = 0
@@ -153,13 +167,22 @@ class HookQueue:
             jobs.popleft()
             self.dropped += 1
         jobs.append((fn, args))
-        if self._ready is None:
+        if not self._workers:
             self._start()
-        assert self._ready is not None
-        self._ready.set()
+        elif not self._waking:
+            self._wake()
+
+    def _wake(self) -> None:
+        """Wake one idle worker, if any."""
+        idle = self._idle
+        while idle:
+            waiter = idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                self._waking += 1
+                return
 
     def _start(self) -> None:
-        self._ready = asyncio.Event()
         loop = asyncio.get_running_loop()
         for _ in range(self._worker_count):
             # An empty contextvars.Context: a worker must not inherit the ResilienceContext of
@@ -169,32 +192,46 @@ class HookQueue:
 
     async def _work(self) -> None:
         jobs = self._jobs
-        ready = self._ready
-        assert ready is not None
+        loop = asyncio.get_running_loop()
         while True:
             if not jobs:
                 if self._closing:
                     return
-                ready.clear()
-                await ready.wait()
+                waiter = loop.create_future()
+                self._idle.append(waiter)
+                try:
+                    await waiter
+                finally:
+                    if waiter.done() and not waiter.cancelled():
+                        self._waking -= 1
                 continue
             fn, args = jobs.popleft()
             try:
-                await fn(*args)
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise  # the worker itself is being stopped (drain deadline)
-                # else the job raised it by itself (a closing socket): keep serving
-            except Exception:  # jobs handle their own failures
-                pass
+                step = fn(*args).__await__()
+                first = step.send(None)
+            except StopIteration:
+                pass  # done without waiting
+            except (Exception, asyncio.CancelledError):
+                pass  # raised by the job itself, synchronously: jobs handle their own failures
+            else:
+                if jobs:
+                    self._wake()  # this job waits: the rest of the queue need not
+                try:
+                    await Continuation(step, first, None)
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise  # the worker itself is being stopped (drain deadline)
+                    # else the job raised it by itself (a closing socket): keep serving
+                except Exception:  # jobs handle their own failures
+                    pass
             self.processed += 1
 
     async def aclose(self, within: float | None = 5.0) -> None:
         """Stop accepting jobs, run what is queued (at most ``within`` s on the clock), stop."""
         self._closing = True
-        if self._ready is not None:
-            self._ready.set()
+        while self._idle:
+            self._wake()
         workers = [task for task in self._workers if not task.done()]
         if not workers:
             return

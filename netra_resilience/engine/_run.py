@@ -5,11 +5,12 @@ call, and the engine layers it passes through.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeAlias, TypeVar
 
@@ -44,8 +45,15 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-EventSink = Callable[[dict[str, Any]], Awaitable[None]]
-"""Where a run's events go, e.g. ``websocket.send_json``. Receives one JSON-ready dict per event."""
+EventSink = Callable[[dict[str, Any]], Awaitable[None] | None]
+"""Where a run's events go, e.g. ``websocket.send_json``, or a plain function such as
+``queue.put_nowait``. Receives one JSON-ready dict per event.
+
+A send starts on the run's own task, in a copy of its context: a sink that returns without
+waiting costs no task and no timer. A send that waits continues on a sender task, bounded by
+``send_timeout``; so a sink should not tie its first steps to the current task (enter
+``asyncio.timeout()`` or an anyio cancel scope before its first ``await``) — wrap such a sink's
+body in ``asyncio.wait_for`` or a task of its own."""
 
 
 class EventType(StrEnum):
@@ -95,7 +103,15 @@ class RunRequest:
     tools: RunTools = field(default_factory=_no_tools, kw_only=True, repr=False, compare=False)
 
     def with_tools(self, tools: RunTools) -> RunRequest:
-        return replace(self, tools=tools)
+        # The constructor, not dataclasses.replace (which inspects the fields on every call).
+        return RunRequest(
+            self.input,
+            user_id=self.user_id,
+            tenant_id=self.tenant_id,
+            run_id=self.run_id,
+            metadata=self.metadata,
+            tools=tools,
+        )
 
 
 class Engine(Protocol):
@@ -161,8 +177,50 @@ class DeliveryStats:
     """Still queued when the sink was dead or the flush timed out."""
 
 
+class Continuation:
+    """A sink call that did not finish in its first step: awaiting this drives the rest.
+
+    ``step`` already yielded ``first`` (the future it waits on); the awaiting task takes over
+    from there, passing on what it is sent or thrown, so the send goes on exactly as if it had
+    been awaited from its start. ``context`` is where its first step ran (the rest must too).
+    """
+
+    __slots__ = ("context", "first", "step")
+
+    def __init__(self, step: Any, first: Any, context: contextvars.Context | None) -> None:
+        self.step = step
+        self.first = first
+        self.context = context
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        step, value = self.step, self.first
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                step.close()
+                raise
+            except BaseException as exc:  # a cancellation or the task's own throw: pass it on
+                try:
+                    value = step.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    value = step.send(sent)
+                except StopIteration:
+                    return
+
+
 class EventDelivery:
-    """Orders, buffers and sends one run's events; see :class:`EventOptions` for the bounds."""
+    """Orders, buffers and sends one run's events; see :class:`EventOptions` for the bounds.
+
+    A send starts on the emitting task: a sink that finishes without waiting (a plain function,
+    an in-memory ``async def``, a socket with room in its buffer) costs no task and no timer.
+    Only a send that has to wait is handed to a sender task, which finishes it under
+    ``send_timeout`` and sends whatever queued up meanwhile, then ends (the next event starts
+    on the emitting task again).
+    """
 
     __slots__ = (
         "_clock",
@@ -170,7 +228,6 @@ class EventDelivery:
         "_dead",
         "_max",
         "_queue",
-        "_ready",
         "_send_timeout",
         "_sink",
         "_task",
@@ -183,25 +240,34 @@ class EventDelivery:
         self._send_timeout = to_seconds(options.send_timeout)
         self._max = options.queue_size
         self._queue: deque[dict[str, Any]] = deque()
-        self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._dead = False
         self.stats = DeliveryStats()
 
+    @property
+    def sending(self) -> bool:
+        """Is a sender task still at work (a send had to wait)?"""
+        return self._task is not None
+
+    @property
+    def listening(self) -> bool:
+        """Is there a sink the next event would go to?"""
+        return self._sink is not None and not self._closed
+
     def put(self, event: dict[str, Any]) -> None:
-        """Queue ``event`` without waiting (called on the agent's path)."""
+        """Send or queue ``event`` without waiting (called on the agent's path)."""
         self.stats.emitted += 1
         if self._sink is None or self._closed:
+            return
+        if self._task is None:  # nothing queued or in flight: send it now
+            self._send_now(event)
             return
         queue = self._queue
         if len(queue) >= self._max and not self._make_room(event):
             self.stats.dropped += 1
             return
-        queue.append(event)
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._send_all())
-        self._ready.set()
+        queue.append(event)  # the sender task, busy, takes it next
 
     def _make_room(self, incoming: dict[str, Any]) -> bool:
         """Drop the oldest intermediate event; essentials may exceed the bound (at most 3)."""
@@ -216,18 +282,61 @@ class EventDelivery:
     def close(self) -> None:
         """No more events; the sender finishes what is queued, then stops."""
         self._closed = True
-        self._ready.set()
 
-    async def _send_all(self) -> None:
+    def _begin(
+        self, event: dict[str, Any], context: contextvars.Context | None
+    ) -> bool | Continuation:
+        """Call the sink and run it up to its first wait: True when that sent the event, False
+        when it failed at once, else the send still going. ``context``: a copy of the emitting
+        task's context to run the sink in (None: the sender task's own)."""
+        sink = self._sink
+        assert sink is not None
+        try:
+            if context is None:
+                pending: Any = sink(event)
+                if pending is None:  # a plain function: done
+                    return True
+                step = pending.__await__()
+                first = step.send(None)
+            else:
+                pending = context.run(sink, event)
+                if pending is None:
+                    return True
+                step = pending.__await__()
+                first = context.run(step.send, None)
+        except StopIteration:
+            return True
+        except (Exception, asyncio.CancelledError):  # raised by the sink itself, synchronously
+            return False
+        return Continuation(step, first, context)
+
+    def _send_now(self, event: dict[str, Any]) -> None:
+        if self._dead and event["type"] != EventType.AGENT_COMPLETED:
+            self.stats.undelivered += 1
+            return
+        attempts = 1 if self._dead else 2
+        for attempt in range(attempts):
+            if attempt:
+                self.stats.retried += 1
+            started = self._begin(event, contextvars.copy_context())
+            if started is True:
+                self.stats.sent += 1
+                return
+            if started is not False:  # it waits: a sender task finishes it, bounded
+                self._task = asyncio.get_running_loop().create_task(
+                    self._send_all(event, started, attempts - attempt), context=started.context
+                )
+                return
+        self.stats.failed += 1
+        self._dead = True
+
+    async def _send_all(self, event: dict[str, Any], started: Continuation, attempts: int) -> None:
         queue = self._queue
         try:
-            while True:
-                if not queue:
-                    if self._closed:
-                        return
-                    self._ready.clear()
-                    await self._ready.wait()
-                    continue
+            if not await self._send(event, attempts=attempts, started=started):
+                self.stats.failed += 1
+                self._dead = True
+            while queue:
                 event = queue.popleft()
                 final = event["type"] == EventType.AGENT_COMPLETED
                 if self._dead and not final:
@@ -239,16 +348,26 @@ class EventDelivery:
         finally:
             self.stats.undelivered += len(queue)
             queue.clear()
+            self._task = None
 
-    async def _send(self, event: dict[str, Any], *, attempts: int) -> bool:
-        sink = self._sink
-        assert sink is not None
+    async def _send(
+        self, event: dict[str, Any], *, attempts: int, started: Continuation | None = None
+    ) -> bool:
         for attempt in range(attempts):
             if attempt:
                 self.stats.retried += 1
+            pending, started = started, None
+            if pending is None:
+                begun = self._begin(event, None)
+                if begun is True:
+                    self.stats.sent += 1
+                    return True
+                if begun is False:
+                    continue
+                pending = begun
             try:
                 async with self._clock.timeout(self._send_timeout):
-                    await sink(event)
+                    await pending
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
@@ -435,6 +554,11 @@ class RunEvents:
         """True once the final event is out (or the run was cancelled): emits are ignored."""
         return self._closed
 
+    @property
+    def observed(self) -> bool:
+        """Does any observer (hooks, the event log) see this run's events?"""
+        return bool(self._observers)
+
     def add_observer(self, observer: EventObserver) -> None:
         self._observers.append(observer)
 
@@ -445,7 +569,7 @@ class RunEvents:
         if _cancelling():
             return  # the run is being cancelled: only the final event may still go out
         event = self.emit_nowait(event_type, data)
-        if event is not None:
+        if event is not None and self._observers:
             await self.observe(event)
 
     async def thinking(self, text: str, **data: Any) -> None:
@@ -476,12 +600,17 @@ class RunEvents:
             self._seq = max(self._seq, self._replay_to)
 
     def emit_nowait(self, event_type: str, data: dict[str, Any]) -> dict[str, Any] | None:
-        """Build, number and queue an event; notify observers. ``None`` after close."""
+        """Number, build and send (or queue) an event; notify observers. ``None`` after close,
+        or when no sink or observer would see it (then it is numbered and counted, not built)."""
         if self._closed:
             return None
         self._seq += 1
         if self._replaying:
             return None  # an earlier execution of the run delivered it
+        delivery = self._delivery
+        if not self._observers and not delivery.listening:
+            delivery.stats.emitted += 1  # numbered and counted, but no one would read it
+            return None
         degradation = self.context.degradation
         event = {
             "type": str(event_type),
@@ -491,7 +620,7 @@ class RunEvents:
             "degradation": degradation.as_dict(),
             "data": data,
         }
-        self._delivery.put(event)
+        delivery.put(event)
         for observer in self._observers:
             try:
                 observer.notify(event)
@@ -891,7 +1020,7 @@ class Start:
 
     async def __call__(self, request: RunRequest, events: RunEvents, /) -> Any:
         started = events.emit_nowait(EventType.AGENT_STARTED, {})
-        if started is not None:
+        if started is not None and events.observed:
             await events.observe(started)
         return await self.engine(request, events)
 

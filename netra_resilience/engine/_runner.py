@@ -156,7 +156,10 @@ class ResilientEngine:
                 else:
                     data["error"] = public_error(exc)
                 events.close(EventType.AGENT_COMPLETED, data)
-            self._detach(delivery.flush(self._flush_timeout))
+            if delivery.sending:
+                self._detach(delivery.flush(self._flush_timeout))
+            else:
+                delivery.close()
             if writer is not None:
                 self._detach(writer.flush(self.clock, self._flush_timeout))
             raise
@@ -222,9 +225,10 @@ class ResilientEngine:
             if self.options.include_output and is_json_shaped(output):
                 data["output"] = output
         final = events.close(EventType.AGENT_COMPLETED, data)
-        if final is not None:
+        if final is not None and events.observed:
             await events.observe(final)
-        await delivery.flush(self._flush_timeout)
+        if delivery.sending:  # a send had to wait: finish it (bounded)
+            await delivery.flush(self._flush_timeout)
         return RunResult(
             run_id=request.run_id,
             status=status,
