@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import random as _random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
 from typing import Any, ParamSpec, Self, TypeVar
 
@@ -17,6 +17,8 @@ from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.context import ResilienceContext, _current
 from netra_resilience.exceptions import InvalidOptionsError
 from netra_resilience.fallback import FallbackOptions
+from netra_resilience.fused import Runner
+from netra_resilience.fused import fuse as fused_runner
 from netra_resilience.hedging import HedgingOptions
 from netra_resilience.outcome import Outcome
 from netra_resilience.rate_limiter import RateLimiterOptions
@@ -56,7 +58,7 @@ class _Link:
 class Pipeline:
     """Runs callables through its strategies. Built by :class:`PipelineBuilder`, reused freely."""
 
-    __slots__ = ("_entry", "build_context", "instance", "name", "strategies")
+    __slots__ = ("_entry", "_fused", "build_context", "instance", "name", "strategies")
 
     def __init__(
         self,
@@ -64,6 +66,8 @@ class Pipeline:
         instance: str,
         strategies: tuple[Strategy, ...],
         build_context: BuildContext | None = None,
+        *,
+        fuse: bool = True,
     ) -> None:
         self.name = name
         self.instance = instance
@@ -72,9 +76,21 @@ class Pipeline:
         """Clock, randomness and telemetry it was built with: adapters wrapping this pipeline
         (HTTP transports, the openai facade) take their clock from here."""
         entry: Callback = _invoke
+        links: list[Callback] = []  # links[i]: the step after strategies[i]
         for strategy in reversed(strategies):
+            links.append(entry)
             entry = _Link(strategy, entry)
+        links.reverse()
         self._entry = entry
+        # Chosen once: standard strategies run as one fused coroutine (``fused.py``).
+        self._fused: Runner | None = (
+            fused_runner(name, self.build_context.clock, strategies, links) if fuse else None
+        )
+
+    @property
+    def fused(self) -> bool:
+        """True when calls run fused (one coroutine) rather than through the onion."""
+        return self._fused is not None
 
     async def _run(self, context: ResilienceContext | None, state: Any) -> Outcome[Any]:
         current = _current.get()
@@ -100,17 +116,36 @@ class Pipeline:
         **kwargs: Any,
     ) -> Awaitable[Outcome[T]]:
         """Run ``fn(*args, **kwargs)`` and return its outcome instead of raising."""
+        fused = self._fused
+        if fused is not None:
+            return fused(fn, args, kwargs, context, True)
         return self._run(context, (fn, args, kwargs))
 
-    async def execute(
+    def execute(
         self,
         fn: Callable[..., Awaitable[T]],
         /,
         *args: Any,
         context: ResilienceContext | None = None,
         **kwargs: Any,
+    ) -> Coroutine[Any, Any, T]:
+        """Run ``fn(*args, **kwargs)`` through the strategies; return its result or raise.
+
+        ``await pipeline.execute(fn, ...)``. Not ``async def`` itself: it hands back the
+        fused runner's coroutine (or the onion's), one coroutine frame fewer per call.
+        """
+        fused = self._fused
+        if fused is not None:
+            return fused(fn, args, kwargs, context, False)  # type: ignore[return-value]
+        return self._execute_onion(fn, args, kwargs, context)
+
+    async def _execute_onion(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        context: ResilienceContext | None,
     ) -> T:
-        """Run ``fn(*args, **kwargs)`` through the strategies; return its result or raise."""
         if context is None:  # the common case, inlined: one coroutine frame fewer
             outcome = await self._entry(
                 _current.get() or ResilienceContext(self.name), (fn, args, kwargs)
@@ -127,6 +162,9 @@ class Pipeline:
 
         @functools.wraps(fn)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            fused = self._fused
+            if fused is not None:
+                return await fused(fn, args, kwargs, None, False)  # type: ignore[no-any-return]
             outcome: Outcome[T] = await self._run(None, (fn, args, kwargs))
             return outcome.unwrap()
 
@@ -272,7 +310,9 @@ class PipelineBuilder:
     def add_chaos(self, options: ChaosOptions | None = None, /, **fields: Any) -> Self:
         return self._add_typed("add_chaos", ChaosOptions, options, fields)
 
-    def build(self) -> Pipeline:
+    def build(self, *, fuse: bool = True) -> Pipeline:
+        """The pipeline. ``fuse=False`` keeps the general onion (one coroutine per strategy)
+        even where the strategies could run fused: same behaviour, for comparison."""
         if self._used:
             raise RuntimeError("PipelineBuilder.build() may be called only once")
         self._used = True
@@ -282,4 +322,4 @@ class PipelineBuilder:
         )
         for position, strategy in enumerate(strategies):
             strategy.on_pipeline_built(position, strategies)
-        return Pipeline(self._build.name, self._build.instance, strategies, self._build)
+        return Pipeline(self._build.name, self._build.instance, strategies, self._build, fuse=fuse)

@@ -16,11 +16,19 @@ from netra_resilience.outcome import Outcome
 class OutcomePredicate:
     """A callable ``Outcome -> bool`` that composes with ``|``."""
 
-    __slots__ = ("_fn", "description")
+    __slots__ = ("_fn", "description", "exceptions_only")
 
-    def __init__(self, fn: Callable[[Outcome[Any]], bool], description: str = "") -> None:
+    def __init__(
+        self,
+        fn: Callable[[Outcome[Any]], bool],
+        description: str = "",
+        *,
+        exceptions_only: bool = False,
+    ) -> None:
         self._fn = fn
         self.description = description
+        self.exceptions_only = exceptions_only
+        """True when it never handles a success: a strategy may skip calling it for one."""
 
     def __call__(self, outcome: Outcome[Any]) -> bool:
         return self._fn(outcome)
@@ -32,7 +40,8 @@ class OutcomePredicate:
             return first(outcome) or other(outcome)
 
         other_desc = getattr(other, "description", repr(other))
-        return OutcomePredicate(either, f"{self.description} | {other_desc}")
+        only = self.exceptions_only and getattr(other, "exceptions_only", False) is True
+        return OutcomePredicate(either, f"{self.description} | {other_desc}", exceptions_only=only)
 
     def __repr__(self) -> str:
         return f"OutcomePredicate({self.description})"
@@ -47,7 +56,8 @@ def handle(*exception_types: type[BaseException]) -> OutcomePredicate:
     def matches(outcome: Outcome[Any]) -> bool:
         return isinstance(outcome.exception, types)
 
-    return OutcomePredicate(matches, "handle(" + ", ".join(t.__name__ for t in types) + ")")
+    description = "handle(" + ", ".join(t.__name__ for t in types) + ")"
+    return OutcomePredicate(matches, description, exceptions_only=True)
 
 
 def handle_result(predicate: Callable[[Any], bool]) -> OutcomePredicate:
@@ -65,7 +75,7 @@ def handle_exception(predicate: Callable[[BaseException], bool]) -> OutcomePredi
     def matches(outcome: Outcome[Any]) -> bool:
         return outcome.exception is not None and bool(predicate(outcome.exception))
 
-    return OutcomePredicate(matches, "handle_exception")
+    return OutcomePredicate(matches, "handle_exception", exceptions_only=True)
 
 
 def _any_exception(outcome: Outcome[Any]) -> bool:
@@ -104,8 +114,10 @@ def as_predicate(owner: str, field: str, value: object) -> Callable[[Outcome[Any
     )
 
 
-ANY_EXCEPTION = OutcomePredicate(_any_exception, "any Exception")
+ANY_EXCEPTION = OutcomePredicate(_any_exception, "any Exception", exceptions_only=True)
 """Default for breakers and fallbacks: any ``Exception`` (never CancelledError)."""
 
-TRANSIENT_EXCEPTION = OutcomePredicate(_transient_exception, "any Exception except rejections")
+TRANSIENT_EXCEPTION = OutcomePredicate(
+    _transient_exception, "any Exception except rejections", exceptions_only=True
+)
 """Default for retries: any ``Exception`` except :class:`ExecutionRejectedError` (but timeouts)."""

@@ -235,6 +235,9 @@ def _seconds_arg(method: str, field: str, value: Seconds) -> float:
 class TokenBucketLimiter(BucketQueue):
     """``rate`` permits per second, at most ``burst`` at once; weighted, FIFO, pausable.
 
+    (A fused pipeline does :meth:`try_acquire`'s free-permit step inline, in
+    ``netra_resilience.fused``: keep the two in step.)
+
     The bucket is kept as one number (GCRA): the time at which it was, or will be, empty. A
     free permit costs one clock read and a few float operations, with no ``await``. Callers
     that must wait queue in FIFO order and only the head of the queue sleeps, so a thousand
@@ -616,7 +619,10 @@ class RateLimiterStrategy(Strategy):
         return Outcome(None, error)
 
     def _pause(
-        self, limiter: RateLimiter | None, outcome: Outcome[Any], context: ResilienceContext
+        self,
+        limiter: RateLimiter | None,
+        outcome: Outcome[Any],
+        context: ResilienceContext | None,  # None: a fused pipeline's private context
     ) -> None:
         if self._hint is None or limiter is None:
             return
@@ -629,9 +635,8 @@ class RateLimiterStrategy(Strategy):
         except Exception:  # a broken hint or a remote limiter's error must not fail the call
             return
         if self._telemetry.enabled:
-            self._telemetry.emit(
-                "rate_limiter_paused", Severity.WARNING, context.operation_key, seconds=seconds
-            )
+            key = self._name if context is None else context.operation_key
+            self._telemetry.emit("rate_limiter_paused", Severity.WARNING, key, seconds=seconds)
 
 
 _OWNER = "RateLimiterOptions"

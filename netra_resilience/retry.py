@@ -443,7 +443,8 @@ class RetryStrategy(Strategy):
     """Retries handled outcomes. See :class:`RetryOptions` for the rules."""
 
     __slots__ = (
-        "_budget", "_builds", "_clock", "_delays", "_name", "_never", "_on_retry",
+        "_budget", "_builds", "_clock", "_delays", "_exceptions_only", "_name", "_never",
+        "_on_retry",
         "_on_retry_async", "_owner", "_should_handle", "_telemetry", "_timed",
     )  # fmt: skip
 
@@ -453,6 +454,8 @@ class RetryStrategy(Strategy):
     def __init__(self, options: RetryOptions, build: BuildContext) -> None:
         handles = cast("Callable[[Outcome[Any]], bool]", options.should_handle)  # normalised
         self._should_handle = _unwrapped(handles)
+        # A predicate that never handles a success need not see one (fused pipelines skip it).
+        self._exceptions_only = getattr(handles, "exceptions_only", False) is True
         self._delays = DelayPolicy(options, build.random)
         self._on_retry = options.on_retry
         self._on_retry_async = is_async(options.on_retry)

@@ -168,10 +168,13 @@ class _Entry:
 class DeadlineQueue:
     """In-order deadlines of one event loop, served by a single loop timer."""
 
-    __slots__ = ("_armed", "_armed_at", "_entries", "loop")
+    __slots__ = ("_armed", "_armed_at", "_entries", "loop", "monotonic_time")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        # The stdlib loop's time() is time.monotonic(): a caller holding a fresh reading of
+        # it may skip the loop.time() call (uvloop's cached time is another clock).
+        self.monotonic_time = getattr(loop.time, "__func__", None) is asyncio.BaseEventLoop.time
         self._entries: deque[_Entry] = deque()
         self._armed = False
         self._armed_at = 0.0  # when the armed timer fires (meaningful while _armed)

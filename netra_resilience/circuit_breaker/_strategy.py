@@ -181,9 +181,19 @@ class CircuitBreakerStrategy(Strategy):
             return False
 
     def _reject(
-        self, retry_after: float | None, isolated: bool, context: ResilienceContext
+        self, retry_after: float | None, isolated: bool, context: ResilienceContext | None
     ) -> Outcome[Any]:
-        # A fresh exception per rejection, returned (not raised) here: no traceback grows.
+        # Returned (not raised) here: no traceback grows.
+        return Outcome(None, self._rejection(retry_after, isolated, context))
+
+    def _rejection(
+        self, retry_after: float | None, isolated: bool, context: ResilienceContext | None
+    ) -> BrokenCircuitError:
+        """A fresh rejection error; marks the context and reports it.
+
+        ``context`` None: a fused pipeline's private context, which nobody can read, so it is
+        neither made nor marked.
+        """
         if isolated:
             exc: BrokenCircuitError = IsolatedCircuitError(
                 self._isolated_message, dependency=self._name
@@ -194,17 +204,21 @@ class CircuitBreakerStrategy(Strategy):
             )
             # What opened it, by type name only: the upstream's message may hold a secret,
             # and keeping the exception (Polly's inner exception) would pin its frames.
-            exc.opened_by = self._backend.last_failure_type
-        context.degradation.mark(self._name, _REASON)
+            ctl = self._ctl
+            exc.opened_by = (
+                ctl.last_failure_type if ctl is not None else self._backend.last_failure_type
+            )
+        if context is not None:
+            context.degradation.mark(self._name, _REASON)
         if self._telemetry.enabled:
             self._telemetry.emit(
                 "circuit_rejected",
                 Severity.DEBUG,
-                context.operation_key,
+                self._name if context is None else context.operation_key,
                 state="isolated" if isolated else "open",
                 retry_after=retry_after,
             )
-        return Outcome(None, exc)
+        return exc
 
     # -- inspection and manual control -------------------------------------------------
     @property
