@@ -793,7 +793,8 @@ class AnthropicEngine:
     model). Each model call is an ``agent_thinking`` event; tools run through the engine's
     tool pipelines (``run.tools(name={...})``), and a failed, rate-limited or open-breaker
     tool answers the model with the :class:`~netra_resilience.engine.ToolFailure` as JSON
-    (``is_error``), so the model can reason about it.
+    (``is_error``), so the model can reason about it. Give ``run.tools()`` to the engine:
+    a tool it does not know answers ``unknown_tool``.
     """
 
     def __init__(
