@@ -16,9 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import gc
+import math
 import os
 import platform
 import sys
+import time
+import tracemalloc
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -161,6 +165,89 @@ async def _fallback() -> RunFn:
 @variant("netra chaos (off)", "success")
 async def _chaos() -> RunFn:
     return pipeline_call(PipelineBuilder("x").add_chaos(ChaosOptions(control=ChaosControl())))
+
+
+def readme_pipeline() -> PipelineBuilder:
+    """The README's pipeline: limiter -> total timeout -> retry -> breaker -> attempt timeout."""
+    return (
+        PipelineBuilder("llm")
+        .add_rate_limiter(RateLimiterOptions(limiter=TokenBucketLimiter(rate=1e9, burst=10**9)))
+        .add_timeout(20)
+        .add_retry(max_attempts=3, delay=0.5, should_handle=(ConnectionError, TimeoutError))
+        .add_circuit_breaker(failure_ratio=0.5, minimum_throughput=10)
+        .add_timeout(5)
+    )
+
+
+class _FloorState:
+    """What the hand-fused floor keeps: a GCRA bucket, a breaker flag and counters."""
+
+    __slots__ = ("empty_at", "failures", "open_until", "successes")
+
+    def __init__(self) -> None:
+        self.empty_at = -math.inf
+        self.open_until = 0.0
+        self.failures = 0
+        self.successes = 0
+
+
+def hand_fused_floor() -> Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]:
+    """The README pipeline's job written by hand as one coroutine, the least a library can do:
+    one clock read, a token-bucket check, a total deadline, a retry loop, a breaker flag and
+    counter, one loop timer per attempt (``call_at`` + ``cancel``)."""
+    monotonic = time.monotonic
+    interval, burst_time = 1e-9, 1.0
+    state = _FloorState()
+
+    async def call(fn: Callable[[], Awaitable[Any]]) -> Any:
+        now = monotonic()
+        base = state.empty_at
+        if base < now - burst_time:
+            base = now - burst_time
+        if base + interval > now:
+            raise RuntimeError("rate limited")
+        state.empty_at = base + interval
+        deadline = now + 20.0
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        attempt = 0
+        while True:
+            if state.open_until > now:
+                raise RuntimeError("circuit open")
+            handle = loop.call_at(min(now + 5.0, deadline), task.cancel)
+            try:
+                result = await fn()
+            except (ConnectionError, TimeoutError):
+                state.failures += 1
+                attempt += 1
+                if attempt == 3:
+                    raise
+                await asyncio.sleep(0.5 * 2**attempt)
+                now = monotonic()
+                continue
+            finally:
+                handle.cancel()
+            state.successes += 1
+            return result
+
+    return call
+
+
+@variant("netra README pipeline", "success")
+async def _readme() -> RunFn:
+    return pipeline_call(readme_pipeline())
+
+
+@variant("hand-fused floor (README pipeline's job)", "success", "floor")
+async def _floor() -> RunFn:
+    call = hand_fused_floor()
+
+    async def run(n: int) -> None:
+        for _ in range(n):
+            await call(ok)
+
+    return run
 
 
 @variant("netra standard LLM stack", "success")
@@ -428,6 +515,99 @@ async def _hyx_open() -> RunFn:
     return loop_reject(fn, BreakerFailing)
 
 
+# -- per-key pipelines ----------------------------------------------------------------------
+async def _per_call_ns(calls: int, rounds: int, call: Callable[[int], Awaitable[Any]]) -> float:
+    best = math.inf
+    for _ in range(rounds):
+        gc.collect()
+        gc.disable()
+        try:
+            start = time.perf_counter_ns()
+            for i in range(calls):
+                await call(i)
+            best = min(best, (time.perf_counter_ns() - start) / calls)
+        finally:
+            gc.enable()
+    return best
+
+
+def _bytes_per(make: Callable[[int], Any], count: int) -> tuple[float, list[Any]]:
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    kept = [make(i) for i in range(count)]
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return max(after - before, 0) / count, kept
+
+
+async def per_key(keys: int, calls: int, rounds: int) -> None:
+    """The README pipeline per key (``build_keyed``): build cost and memory per key, and the
+    per-call cost with ``keys`` keys in use against one key; purgatory's per-key breakers
+    (``get_breaker(key)``) as the peer for the memory and build cost."""
+    names = [f"user-{i}" for i in range(keys)]
+    keyed = readme_pipeline().build_keyed(max_keys=keys)
+    start = time.perf_counter_ns()
+    for name in names:
+        keyed.get(name)
+    build_us = (time.perf_counter_ns() - start) / keys / 1000
+    sample = min(keys, 5_000)
+    other = readme_pipeline().build_keyed(max_keys=sample)
+    kept_bytes, _ = _bytes_per(lambda i: other.get(f"m-{i}"), sample)
+    one = keyed.get(names[0]).execute
+    get = keyed.get
+
+    async def one_key(_i: int) -> Any:
+        return await one(ok)
+
+    async def many_keys(i: int) -> Any:
+        return await get(names[(i * 7919) % keys]).execute(ok)
+
+    single = await _per_call_ns(calls, rounds, one_key)
+    spread = await _per_call_ns(calls, rounds, many_keys)
+    summary(
+        f"per-key pipelines (README pipeline): per call with {keys} keys vs 1 key",
+        f"{spread / 1000:.2f} us",
+        f"1 key {single / 1000:.2f} us",
+        spread / single,
+    )
+    try:
+        from purgatory import AsyncCircuitBreakerFactory
+    except ImportError:
+        summary("per-key pipelines: memory per key", f"{kept_bytes:.0f} B", "no peer", None)
+        summary("per-key pipelines: build per key", f"{build_us:.1f} us", "no peer", None)
+        return
+    factory = AsyncCircuitBreakerFactory(default_threshold=5, default_ttl=30)
+    await factory.initialize()
+    start = time.perf_counter_ns()
+    for name in names[:sample]:
+        await factory.get_breaker(name)
+    peer_us = (time.perf_counter_ns() - start) / sample / 1000
+    peer_factory = AsyncCircuitBreakerFactory(default_threshold=5, default_ttl=30)
+    await peer_factory.initialize()
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(sample):
+        await peer_factory.get_breaker(f"m-{i}")
+    gc.collect()
+    peer_bytes = max(tracemalloc.get_traced_memory()[0] - before, 0) / sample
+    tracemalloc.stop()
+    summary(
+        "per-key pipelines: memory per key (README pipeline vs a purgatory breaker)",
+        f"{kept_bytes:.0f} B",
+        f"purgatory {peer_bytes:.0f} B",
+        kept_bytes / peer_bytes if peer_bytes else None,
+    )
+    summary(
+        "per-key pipelines: build per key (README pipeline vs a purgatory breaker)",
+        f"{build_us:.1f} us",
+        f"purgatory {peer_us:.1f} us",
+        build_us / peer_us if peer_us else None,
+    )
+
+
 PEERS = (
     "tenacity",
     "stamina",
@@ -464,6 +644,10 @@ COMPARISONS: list[tuple[str, str, tuple[str, ...]]] = [
     ("open-breaker rejection (over a bare raise)", "netra breaker OPEN reject",
      ("purgatory OPEN reject", "circuitbreaker OPEN reject", "aiobreaker OPEN reject",
       "pybreaker OPEN reject", "hyx OPEN reject")),
+    ("README pipeline (5 strategies) vs the same job fused by hand", "netra README pipeline",
+     ("hand-fused floor (README pipeline's job)",)),
+    ("README pipeline (5 strategies) vs tenacity's retry alone", "netra README pipeline",
+     ("tenacity @retry",)),
     ("standard LLM stack (6 strategies) vs a peer's retry alone", STACK,
      ("tenacity @retry", "stamina @retry")),
     ("standard LLM stack in a bound request context vs a peer's retry alone",
@@ -507,15 +691,22 @@ async def main_async(args: argparse.Namespace) -> list[Row]:
         compare(subject, by, mine, peers)
     kept = min(5_000, 10 * args.calls)
     print(f"\nMEMORY KEPT PER REJECTION WHILE OPEN (tracemalloc, {kept} rejections)")
-    print(
-        f"  netra breaker: {await retained_bytes_per_call(await open_netra_breaker(), kept):.1f} B"
-    )
+    netra_kept = await retained_bytes_per_call(await open_netra_breaker(), kept)
+    print(f"  netra breaker: {netra_kept:.1f} B")
     try:
-        print(
-            f"  purgatory:     {await retained_bytes_per_call(await open_purgatory(), kept):.1f} B"
+        peer_kept = await retained_bytes_per_call(await open_purgatory(), kept)
+        print(f"  purgatory:     {peer_kept:.1f} B")
+        summary(
+            "open-breaker rejection: memory kept per rejection",
+            f"{netra_kept:.1f} B",
+            f"purgatory {peer_kept:.1f} B",
+            netra_kept / peer_kept if peer_kept else None,
         )
     except ImportError:
         print("  purgatory:     not installed")
+    keys = args.keys if args.keys is not None else min(100_000, 20 * args.calls)
+    print(f"\nPER-KEY PIPELINES ({keys} keys)")
+    await per_key(keys, args.calls, args.rounds)
     return rows
 
 
@@ -523,6 +714,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument(
+        "--keys", type=int, default=None, help="per-key pipelines (default: 20 x calls, <= 100k)"
+    )
     asyncio.run(main_async(parser.parse_args(argv)))
 
 

@@ -22,7 +22,6 @@ import functools
 import textwrap
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, fields
-from types import CodeType
 from typing import Any
 
 from netra_resilience.bulkhead import BulkheadStrategy
@@ -129,11 +128,16 @@ class Shape:
 
 
 def fuse(
-    name: str, clock: Clock, strategies: Sequence[Strategy], links: Sequence[Callback]
+    name: str,
+    clock: Clock,
+    strategies: Sequence[Strategy],
+    links: Sequence[Callback],
+    entry: Callback,
 ) -> Runner | None:
     """The fused runner of this pipeline, or ``None`` (keep the onion).
 
-    ``links[i]`` is the onion step after ``strategies[i]`` (what that strategy calls).
+    ``links[i]`` is the onion step after ``strategies[i]`` (what that strategy calls);
+    ``entry`` the onion's first step.
     Fusable: a limiter with a fixed cost on one shared limiter whose pause hint reads
     exceptions only; any bulkhead; a total timeout fused with its retry's attempt timeout;
     any retry; a breaker with in-process state; a fixed innermost timeout. Timeout
@@ -174,12 +178,11 @@ def fuse(
         attempt=attempt_s is not None and attempt_s._timeout is not None,
         system=type(clock) is SystemClock,
     )
-    namespace: dict[str, Any] = {
-        **_SHARED,
+    parts: dict[str, Any] = {
         "name": name,
         "clock": clock,
         "monotonic": clock.monotonic,
-        "entry": _entry_of(strategies, links),
+        "entry": entry,
         "limiter_s": limiter_s,
         "bulkhead_s": bulkhead_s,
         "total_s": total_s,
@@ -188,45 +191,62 @@ def fuse(
         "attempt_s": attempt_s,
     }
     if limiter_s is not None:
-        namespace.update(
+        parts.update(
             try_acquire=limiter_s._try_acquire,
             permits=limiter_s._permits,
             limiter=limiter,
             rest_limiter=by_role[0][1],
         )
     if bucket is not None:
-        namespace.update(
+        parts.update(
             bucket_now=bucket._monotonic,
             burst_time=bucket._burst_time,
             cost=limiter_s._permits * bucket._interval,
         )
     if bulkhead_s is not None:
-        namespace.update(seats=bulkhead_s._limiter, rest_bulkhead=by_role[1][1])
+        parts.update(seats=bulkhead_s._limiter, rest_bulkhead=by_role[1][1])
     if total_s is not None:
-        namespace.update(total=total_s._timeout)
+        parts.update(total=total_s._timeout)
     if retry_s is not None:
-        namespace.update(
+        parts.update(
             retry_should=retry_s._should_handle,
             retry_budget=retry_s._budget,
             rest_retry=by_role[3][1],
         )
     if breaker_s is not None:
-        namespace.update(
+        parts.update(
             ctl=breaker_s._ctl,
             breaker_now=breaker_s._now,
             add_success=breaker_s._add_success,
             rest_breaker=by_role[4][1],
         )
     if attempt_s is not None:
-        namespace.update(attempt_seconds=attempt_s._timeout, rest_attempt=by_role[5][1])
-    exec(_code_for(shape), namespace)  # defines ``run`` over this pipeline's parts
-    runner: Runner = namespace["run"]
+        parts.update(attempt_seconds=attempt_s._timeout, rest_attempt=by_role[5][1])
+    runner: Runner = _maker_for(shape)(**parts)
     return runner
 
 
+# Everything a pipeline's runner closes over, by name (the maker's keyword parameters).
+_PARTS = (
+    "name", "clock", "monotonic", "entry", "limiter_s", "bulkhead_s", "total_s", "retry_s",
+    "breaker_s", "attempt_s", "try_acquire", "permits", "limiter", "rest_limiter",
+    "bucket_now", "burst_time", "cost", "seats", "rest_bulkhead", "total", "retry_should",
+    "retry_budget", "rest_retry", "ctl", "breaker_now", "add_success", "rest_breaker",
+    "attempt_seconds", "rest_attempt",
+)  # fmt: skip
+
+
 @functools.cache  # a memo of a pure function: the code for a shape never changes
-def _code_for(shape: Shape) -> CodeType:
-    return compile(_source(shape), f"<netra fused pipeline {_describe(shape)}>", "exec")
+def _maker_for(shape: Shape) -> Callable[..., Runner]:
+    """``make(**parts) -> run`` for ``shape``, compiled once: a pipeline's runner is then a
+    closure over its parts (a few cells), not a module of its own."""
+    body = "\n".join("    " + line if line else "" for line in _source(shape).splitlines())
+    params = ", ".join(f"{part}=None" for part in _PARTS)
+    source = f"def make(*, {params}):\n{body}\n    return run\n"
+    namespace = dict(_SHARED)
+    exec(compile(source, f"<netra fused pipeline {_describe(shape)}>", "exec"), namespace)
+    maker: Callable[..., Runner] = namespace["make"]
+    return maker
 
 
 def _describe(shape: Shape) -> str:
@@ -604,16 +624,6 @@ def _get(by_role: dict[int, tuple[Strategy, Callback]], role: int, kind: type[An
         return None
     assert isinstance(found[0], kind)
     return found[0]
-
-
-def _entry_of(strategies: Sequence[Strategy], links: Sequence[Callback]) -> Callback:
-    first = strategies[0]
-    after = links[0]
-
-    def entry(context: ResilienceContext, state: Any) -> Awaitable[Outcome[Any]]:
-        return first.execute(after, context, state)
-
-    return entry
 
 
 # What every fused runner's source may name, besides its pipeline's own parts.

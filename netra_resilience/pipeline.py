@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import random as _random
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
 from typing import Any, ParamSpec, Self, TypeVar
@@ -22,10 +23,11 @@ from netra_resilience.fused import fuse as fused_runner
 from netra_resilience.hedging import HedgingOptions
 from netra_resilience.outcome import Outcome
 from netra_resilience.rate_limiter import RateLimiterOptions
-from netra_resilience.retry import RetryOptions
+from netra_resilience.retry import RetryOptions, RetryStrategy
 from netra_resilience.strategy import BuildContext, Callback, Strategy, StrategyOptions
 from netra_resilience.telemetry import TelemetryListener
-from netra_resilience.timeout import TimeoutOptions
+from netra_resilience.timeout import TimeoutOptions, TimeoutStrategy
+from netra_resilience.validation import integer
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -44,15 +46,15 @@ async def _invoke(context: ResilienceContext, state: Any) -> Outcome[Any]:
 class _Link:
     """Binds a strategy to the step after it, once, at build time (no per-call closures)."""
 
-    __slots__ = ("_execute", "_next")
+    __slots__ = ("_next", "_strategy")
 
     def __init__(self, strategy: Strategy, next_step: Callback) -> None:
-        self._execute = strategy.execute
+        self._strategy = strategy  # not a bound method: 64 B less per link and pipeline
         self._next = next_step
 
     def __call__(self, context: ResilienceContext, state: Any) -> Awaitable[Outcome[Any]]:
         # Not async: returns the strategy's coroutine directly, saving a frame per level.
-        return self._execute(self._next, context, state)
+        return self._strategy.execute(self._next, context, state)
 
 
 class Pipeline:
@@ -84,7 +86,7 @@ class Pipeline:
         self._entry = entry
         # Chosen once: standard strategies run as one fused coroutine (``fused.py``).
         self._fused: Runner | None = (
-            fused_runner(name, self.build_context.clock, strategies, links) if fuse else None
+            fused_runner(name, self.build_context.clock, strategies, links, entry) if fuse else None
         )
 
     @property
@@ -310,6 +312,14 @@ class PipelineBuilder:
     def add_chaos(self, options: ChaosOptions | None = None, /, **fields: Any) -> Self:
         return self._add_typed("add_chaos", ChaosOptions, options, fields)
 
+    def build_keyed(self, *, max_keys: int = 100_000, fuse: bool = True) -> KeyedPipelines:
+        """One pipeline per key (a user, a tenant), each built on first use: see
+        :class:`KeyedPipelines`. ``pipelines.get(user_id).execute(fn)``."""
+        if self._used:
+            raise RuntimeError("PipelineBuilder.build() may be called only once")
+        self._used = True
+        return KeyedPipelines(self._build, tuple(self._items), max_keys=max_keys, fuse=fuse)
+
     def build(self, *, fuse: bool = True) -> Pipeline:
         """The pipeline. ``fuse=False`` keeps the general onion (one coroutine per strategy)
         even where the strategies could run fused: same behaviour, for comparison."""
@@ -323,3 +333,103 @@ class PipelineBuilder:
         for position, strategy in enumerate(strategies):
             strategy.on_pipeline_built(position, strategies)
         return Pipeline(self._build.name, self._build.instance, strategies, self._build, fuse=fuse)
+
+
+# Strategies that keep no state of their own between calls: one instance serves every key.
+_STATELESS = (TimeoutStrategy, RetryStrategy)
+
+
+class KeyedPipelines:
+    """One pipeline per key (a user, a tenant), built from one builder on the key's first use.
+
+    Each key's pipeline has its own state wherever a strategy keeps some (a breaker, a
+    ``rate=``/``burst=`` token bucket, a bulkhead), as if built with
+    ``PipelineBuilder(name, instance=key)`` from the same options; what the options hold (a
+    shared ``limiter=``, a retry budget, hooks) is shared, as it would be. Timeouts and
+    retries keep no state between calls, so one instance of each serves every key, as do the
+    builder's randomness and the fused code: a key costs its state and little else. (Their
+    telemetry reports the builder's ``instance``; breakers and limiters report the key.)
+
+    Keys live in an LRU of at most ``max_keys``: an evicted key starts afresh (a closed
+    breaker, a full bucket) when it returns; calls already running keep their pipeline.
+    """
+
+    __slots__ = ("_build", "_fuse", "_items", "_max_keys", "_pipelines", "_shared")
+
+    def __init__(
+        self,
+        build: BuildContext,
+        items: tuple[StrategyOptions | Strategy, ...],
+        *,
+        max_keys: int = 100_000,
+        fuse: bool = True,
+    ) -> None:
+        self._max_keys = integer("KeyedPipelines", "max_keys", max_keys, minimum=1)
+        self._build = build
+        self._items = items
+        self._fuse = fuse
+        self._pipelines: OrderedDict[str, Pipeline] = OrderedDict()
+        # A prototype, built once: its stateless strategies (wired together, e.g. a total
+        # timeout fused with its retry) are the ones every key's pipeline uses.
+        prototype = tuple(
+            item if isinstance(item, Strategy) else item.create_strategy(build) for item in items
+        )
+        for position, strategy in enumerate(prototype):
+            strategy.on_pipeline_built(position, prototype)
+        self._shared = tuple(
+            strategy if type(strategy) in _STATELESS or isinstance(item, Strategy) else None
+            for item, strategy in zip(items, prototype, strict=True)
+        )
+
+    @property
+    def name(self) -> str:
+        return self._build.name
+
+    @property
+    def max_keys(self) -> int:
+        return self._max_keys
+
+    def get(self, key: str) -> Pipeline:
+        """The pipeline of ``key`` (built on first use, then reused)."""
+        pipelines = self._pipelines
+        pipeline = pipelines.get(key)
+        if pipeline is not None:
+            pipelines.move_to_end(key)
+            return pipeline
+        pipeline = self._create(key)
+        pipelines[key] = pipeline
+        if len(pipelines) > self._max_keys:
+            pipelines.popitem(last=False)
+        return pipeline
+
+    def peek(self, key: str) -> Pipeline | None:
+        """The pipeline of ``key`` if it exists, without building it or refreshing its age."""
+        return self._pipelines.get(key)
+
+    def _create(self, key: str) -> Pipeline:
+        base = self._build
+        build = BuildContext(
+            name=base.name,
+            instance=key,
+            clock=base.clock,
+            random=base.random,
+            listener=base.listener,
+        )
+        strategies = tuple(
+            shared if shared is not None else item.create_strategy(build)  # type: ignore[union-attr]
+            for item, shared in zip(self._items, self._shared, strict=True)
+        )
+        for position, (strategy, shared) in enumerate(zip(strategies, self._shared, strict=True)):
+            if shared is None:  # built for this key: wired now; shared ones were, once
+                strategy.on_pipeline_built(position, strategies)
+        return Pipeline(base.name, key, strategies, build, fuse=self._fuse)
+
+    def __len__(self) -> int:
+        return len(self._pipelines)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._pipelines
+
+    def __repr__(self) -> str:
+        kinds = ", ".join(type(item).__name__.removesuffix("Options") for item in self._items)
+        return f"KeyedPipelines({self.name!r}, [{kinds}], keys={len(self._pipelines)})"

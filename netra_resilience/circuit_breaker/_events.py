@@ -5,7 +5,6 @@ the ``on_*`` callbacks and state listeners.
 from __future__ import annotations
 
 import contextlib
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -101,7 +100,9 @@ class StateEvents:
             CircuitState.HALF_OPEN: on_half_opened,
         }
         self._listeners: list[StateListener] = []
-        self._queue: deque[CircuitStateChange] = deque()
+        # Changes published while one is being delivered (rare, short): a list, not a deque,
+        # whose first block would cost every breaker ~0.7 KB.
+        self._queue: list[CircuitStateChange] = []
         self._busy = False
         self.active = False
         self._refresh()
@@ -134,7 +135,7 @@ class StateEvents:
         self._busy = True
         try:
             while self._queue:
-                self._deliver(self._queue.popleft())
+                self._deliver(self._queue.pop(0))
         finally:
             self._busy = False
 

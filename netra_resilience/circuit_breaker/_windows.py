@@ -4,7 +4,6 @@ current run of consecutive failures.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -70,8 +69,10 @@ class RollingTimeWindow:
         self._total = 0
         self._failures = 0
         self._slow = 0
-        # (bucket start, total, failures, slow at that start); the last one is current.
-        self._buckets: deque[tuple[float, int, int, int]] = deque()
+        # (bucket start, total, failures, slow at that start); the last one is current. A
+        # list, not a deque: at most ``buckets`` + 1 entries, and a deque's first block alone
+        # is ~0.7 KB, kept by every breaker (per-key pipelines have thousands).
+        self._buckets: list[tuple[float, int, int, int]] = []
         self.reset(monotonic())
 
     def add_success(self) -> None:
@@ -107,7 +108,7 @@ class RollingTimeWindow:
             self._start = now
             buckets.append((now, self._total, self._failures, self._slow))
         while now - buckets[0][0] >= self._sampling:
-            buckets.popleft()  # never empties: the current bucket started less than a bucket ago
+            del buckets[0]  # never empties: the current bucket started less than a bucket ago
         self._next_roll = min(self._start + self._bucket, buckets[0][0] + self._sampling)
 
 

@@ -285,3 +285,41 @@ async def test_open_breaker_rejects_without_a_private_context_or_a_raise() -> No
     with pytest.raises(BrokenCircuitError):
         await pipeline.execute(Script("ok"), context=ctx)
     assert [e.reason for e in ctx.degradation.history] == ["circuit_open"]
+
+
+async def play_system_clock(spec: dict[str, Any], calls: list[Any], *, fuse: bool) -> Any:
+    """The same on the real clock (its inline deadline-queue timer): calls that never wait."""
+    listener = RecordingListener()
+    builder = PipelineBuilder("dep", random=random.Random(7).random, telemetry=listener)
+    builder.add_rate_limiter(rate=1e6, burst=spec["burst"])
+    builder.add_timeout(30)
+    builder.add_retry(max_attempts=spec["attempts"], delay=0.0)
+    builder.add_circuit_breaker(minimum_throughput=2, break_duration=300)
+    builder.add_timeout(10)
+    pipeline = builder.build(fuse=fuse)
+    assert pipeline.fused is fuse
+    marks: list[Any] = []
+    results = [await one_call(pipeline, Steps(*steps), how, marks) for steps, how in calls]
+    return [real_time_free(r) for r in results], marks, listener.names()
+
+
+def real_time_free(result: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A result without what real time changes between two runs (an open break's rest)."""
+    if result[0] != "BrokenCircuitError":
+        return result
+    name, _, (_, timeout, dependency, opened_by), cause = result
+    return (name, timeout, dependency, opened_by, cause)
+
+
+@pytest.mark.parametrize("seed", range(10))
+async def test_fused_and_onion_agree_on_the_real_clock(seed: int) -> None:
+    rng = random.Random(seed)
+    spec = {"burst": rng.choice([3, 50]), "attempts": rng.choice([1, 2, 3])}
+    steps = ["ok", Upstream, ValueError, "bad"]  # no hint: a hint would be a real sleep
+    calls = [
+        ([rng.choice(steps) for _ in range(3)], rng.choice(["outcome", "raise", "bound"]))
+        for _ in range(12)
+    ]
+    fused = await play_system_clock(spec, calls, fuse=True)
+    onion = await play_system_clock(spec, calls, fuse=False)
+    assert fused == onion

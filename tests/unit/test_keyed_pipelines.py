@@ -1,0 +1,115 @@
+"""Per-key pipelines (``PipelineBuilder.build_keyed``): each key its own state, built on first
+use, the same behaviour as a pipeline built for that key alone, stateless parts shared."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from netra_resilience import (
+    BrokenCircuitError,
+    InvalidOptionsError,
+    PipelineBuilder,
+    RateLimitRejectedError,
+)
+from netra_resilience.circuit_breaker import CircuitBreakerStrategy, CircuitState
+from netra_resilience.rate_limiter import TokenBucketLimiter
+from netra_resilience.testing import FakeClock, RecordingListener, advance_until_done
+from netra_resilience.timeout import TimeoutStrategy
+from tests.unit.retry._support import HANG, Script, Upstream
+
+
+def per_user(
+    clock: FakeClock, listener: RecordingListener | None = None, *, instance: str = ""
+) -> PipelineBuilder:
+    return (
+        PipelineBuilder(
+            "llm", instance=instance, clock=clock, random=lambda: 0.5, telemetry=listener
+        )
+        .add_rate_limiter(rate=1, burst=2)
+        .add_timeout(20)
+        .add_retry(max_attempts=2, delay=1, should_handle=(Upstream, TimeoutError))
+        .add_circuit_breaker(minimum_throughput=2, break_duration=30)
+        .add_timeout(5)
+    )
+
+
+async def test_each_key_has_its_own_breaker_and_bucket() -> None:
+    clock = FakeClock()
+    keyed = per_user(clock).build_keyed()
+    alice, bob = keyed.get("alice"), keyed.get("bob")
+    assert keyed.get("alice") is alice and len(keyed) == 2 and "bob" in keyed
+    assert alice.fused and bob.fused
+    await advance_until_done(clock, alice.execute_outcome(Script(Upstream)))  # 2 attempts
+    assert alice.find(CircuitBreakerStrategy).state is CircuitState.OPEN  # type: ignore[union-attr]
+    outcome = await alice.execute_outcome(Script("ok"))
+    assert isinstance(outcome.exception, BrokenCircuitError)
+    assert await bob.execute(Script("ok")) == "ok"  # bob's breaker is closed, his bucket full
+    assert await bob.execute(Script("ok")) == "ok"
+    rejected = await bob.execute_outcome(Script("ok"))
+    assert isinstance(rejected.exception, RateLimitRejectedError)  # burst 2 spent
+
+
+def test_stateless_strategies_are_shared_and_stateful_ones_are_not() -> None:
+    keyed = per_user(FakeClock()).build_keyed()
+    a, b = keyed.get("a").strategies, keyed.get("b").strategies
+    assert a[1] is b[1] and a[2] is b[2] and a[4] is b[4]  # timeouts and the retry
+    assert isinstance(a[1], TimeoutStrategy) and a[1].fused  # still fused with its partners
+    assert a[0] is not b[0] and a[3] is not b[3]  # limiter (own bucket) and breaker
+    assert keyed.get("a").instance == "a"
+
+
+def test_a_limiter_the_options_hold_stays_shared() -> None:
+    shared = TokenBucketLimiter(rate=1, burst=1)
+    keyed = PipelineBuilder("x").add_rate_limiter(limiter=shared).build_keyed()
+    assert keyed.get("a").strategies[0].limiter is shared  # type: ignore[attr-defined]
+    assert keyed.get("b").strategies[0].limiter is shared  # type: ignore[attr-defined]
+
+
+async def test_a_key_behaves_as_a_pipeline_built_for_it_alone() -> None:
+    rng = random.Random(3)
+    scripts = [
+        [rng.choice(["ok", Upstream, HANG, ValueError]) for _ in range(2)] for _ in range(25)
+    ]
+    gaps = [rng.choice([0.0, 0.5, 40.0]) for _ in scripts]
+    results = []
+    for keyed_build in (True, False):
+        clock = FakeClock()
+        listener = RecordingListener()
+        if keyed_build:
+            pipeline = per_user(clock, listener).build_keyed().get("carol")
+        else:
+            pipeline = per_user(clock, listener, instance="carol").build()
+        seen = []
+        for steps, gap in zip(scripts, gaps, strict=True):
+            outcome = await advance_until_done(clock, pipeline.execute_outcome(Script(*steps)))
+            exc = outcome.exception
+            seen.append((outcome.result, type(exc).__name__, str(exc)))
+            await clock.advance(gap)
+        events = [(e.name, e.source.strategy, dict(e.args)) for e in listener.events]
+        instances = {e.source.instance for e in listener.events if e.source.strategy != "retry"}
+        results.append((seen, events, clock.sleeps, clock.timeouts, clock.monotonic()))
+        if keyed_build:  # breakers and limiters report the key
+            assert "carol" in instances
+    assert results[0] == results[1]
+
+
+def test_keys_live_in_an_lru_and_an_evicted_key_starts_afresh() -> None:
+    keyed = per_user(FakeClock()).build_keyed(max_keys=2)
+    first = keyed.get("a")
+    keyed.get("b")
+    keyed.get("a")  # refreshes a
+    keyed.get("c")  # evicts b, the oldest
+    assert "b" not in keyed and keyed.peek("a") is first and len(keyed) == 2
+    assert keyed.get("b") is not None and "a" not in keyed
+
+
+def test_options_and_single_use() -> None:
+    builder = per_user(FakeClock())
+    with pytest.raises(InvalidOptionsError, match="max_keys"):
+        builder.build_keyed(max_keys=0)
+    builder = per_user(FakeClock())
+    builder.build_keyed()
+    with pytest.raises(RuntimeError):
+        builder.build()
