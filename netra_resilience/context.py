@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any
 
 from netra_resilience.degradation import Degradation
@@ -117,10 +117,9 @@ def use_context(context: ResilienceContext) -> Iterator[ResilienceContext]:
         _current.reset(token)
 
 
-def bind_context(context: ResilienceContext) -> object:
-    """Bind without a ``with`` block; pass the returned token to :func:`unbind_context`."""
-    return _current.set(context)
-
-
-def unbind_context(token: object) -> None:
-    _current.reset(token)  # type: ignore[arg-type]
+# The ContextVar's own methods, not wrappers: the middleware binds once per request, and a
+# Python frame around each call was a measurable part of its cost under a server.
+bind_context: Callable[[ResilienceContext], Token[ResilienceContext | None]] = _current.set
+"""Bind without a ``with`` block; pass the returned token to :func:`unbind_context`."""
+unbind_context: Callable[[Token[ResilienceContext | None]], None] = _current.reset
+"""Restore the binding ``bind_context`` replaced."""
