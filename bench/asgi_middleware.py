@@ -13,6 +13,12 @@ median and the spread (min-max) of the rounds.
     .venv/bin/python -m bench.asgi_middleware                  # 3 rounds x 10 s per variant
     .venv/bin/python -m bench.asgi_middleware --rounds 5 --duration 10
     .venv/bin/python -m bench.asgi_middleware --in-process-only --calls 200   # no wrk needed
+    .venv/bin/python -m bench.asgi_middleware --instructions-only   # valgrind, ~5-10 min
+
+``--instructions`` (or ``--instructions-only``) also runs both servers under ``valgrind
+--tool=callgrind`` and counts the user-space instructions per request over a fixed number of
+requests (1 and 16 connections): unlike req/s and CPU time on a shared machine, that count
+barely moves with the load, so it is what tells a 2 % cost from noise.
 
 It also times both apps in-process (ASGI calls without a server, alternating rounds, the
 cyclic GC left on as in a server) and counts the GC collections each app causes under
@@ -36,6 +42,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -101,13 +108,13 @@ def _pin(cpu: int) -> list[str]:
     return [taskset, "-c", str(cpu)]
 
 
-def _serve(factory: str, port: int) -> subprocess.Popen[bytes]:
+def _serve(factory: str, port: int, prefix: list[str] | None = None) -> subprocess.Popen[bytes]:
     command = [
-        *_pin(0),
+        *(_pin(0) if prefix is None else prefix),
         sys.executable, "-m", "uvicorn", f"bench.asgi_middleware:{factory}", "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
-    return subprocess.Popen(command, cwd=ROOT)
+    return subprocess.Popen(command, cwd=ROOT, stderr=subprocess.DEVNULL if prefix else None)
 
 
 def _wait_ready(port: int, timeout: float = 20.0) -> None:
@@ -174,6 +181,120 @@ def _round(wrk: str, server: Server, duration: int, connections: int) -> Round:
     rps, requests, p99 = _wrk(wrk, server.port, duration, connections)
     cpu = server.cpu_seconds() - before
     return Round(rps, p99, cpu / requests * 1e6)
+
+
+async def _fixed_load(port: int, requests: int, connections: int) -> None:
+    """``requests`` GETs of ``/ok`` over ``connections`` keep-alive connections, one in
+    flight per connection (as wrk does), and nothing else: a fixed amount of server work."""
+
+    async def one_connection(count: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        request = b"GET /ok HTTP/1.1\r\nHost: bench\r\n\r\n"
+        try:
+            for _ in range(count):
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                if not head.startswith(b"HTTP/1.1 200"):
+                    raise RuntimeError(f"unexpected answer: {head[:60]!r}")
+                length = re.search(rb"(?i)content-length:\s*(\d+)", head)
+                await reader.readexactly(int(length[1]) if length else 0)
+        finally:
+            writer.close()
+
+    share = requests // connections
+    await asyncio.gather(*(one_connection(share) for _ in range(connections)))
+
+
+def _callgrind(command: str, pid: int) -> None:
+    subprocess.run(["callgrind_control", command, str(pid)], capture_output=True, check=True)
+
+
+def _instructions_per_request(
+    server: Server, dump: Path, part: int, requests: int, connections: int
+) -> float:
+    """Instructions the server executed for ``requests`` requests over ``connections``
+    connections, per request: counters zeroed after a warm-up, dumped (as part ``part`` of
+    the callgrind output) after the load."""
+    asyncio.run(_fixed_load(server.port, max(requests // 4, connections), connections))
+    _callgrind("-z", server.process.pid)
+    asyncio.run(_fixed_load(server.port, requests, connections))
+    _callgrind("-d", server.process.pid)
+    path = dump.parent / f"{dump.name}.{server.process.pid}.{part}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        totals = re.search(r"^totals:\s+(\d+)", path.read_text(), re.MULTILINE) if (
+            path.exists()
+        ) else None  # fmt: skip
+        if totals:
+            return int(totals[1]) / (requests // connections * connections)
+        time.sleep(0.5)
+    raise RuntimeError(f"no callgrind dump from {server.name}")
+
+
+def instructions(args: argparse.Namespace) -> None:
+    """Both servers under ``valgrind --tool=callgrind``: user-space instructions per request
+    (uvicorn + h11 + Starlette + the app, not the kernel). Unlike CPU time this barely
+    depends on what else the machine is doing, so a few per cent can be told from noise.
+    Barely: with 16 connections, how many ready sockets one event-loop pass serves still
+    varies with timing (~1 %); one connection serves them one by one, the same every run."""
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        if args.instructions_only:
+            sys.exit("valgrind not found (apt-get install valgrind)")
+        print("instructions per request: not counted (no valgrind; apt-get install valgrind)")
+        return
+    loads = sorted({1, args.connections})
+    counts: dict[tuple[str, int], list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        dumps = {name: Path(tmp) / name for name in VARIANTS}
+        servers = [
+            Server(name, port, _serve(f"{name}_app", port, _valgrind(dumps[name])))
+            for name, port in ((name, _free_port()) for name in VARIANTS)
+        ]
+        try:
+            for server in servers:  # both start at once: import under valgrind is slow
+                _wait_ready(server.port, timeout=900)
+            part = 0
+            for round_ in range(args.instruction_rounds):
+                for connections in loads:
+                    part += 1
+                    for server in servers if round_ % 2 == 0 else reversed(servers):
+                        counts.setdefault((server.name, connections), []).append(
+                            _instructions_per_request(
+                                server, dumps[server.name], part, args.instruction_requests,
+                                connections,
+                            )
+                        )  # fmt: skip
+        finally:
+            for server in servers:
+                server.process.terminate()
+            for server in servers:
+                server.process.wait(timeout=60)
+    print(
+        f"uvicorn under callgrind: user-space instructions per request, "
+        f"{args.instruction_rounds} rounds x {args.instruction_requests} requests per variant "
+        f"after a warm-up, median (min-max)"
+    )
+    for connections in loads:
+        plain, netra = counts["plain", connections], counts["netra", connections]
+        extra = [n - p for p, n in zip(plain, netra, strict=True)]
+        print(
+            f"  {connections:>2} connection(s): plain {_spread(plain, ',.0f')}, with install() "
+            f"{_spread(netra, ',.0f')} -> {_spread(extra, '+,.0f')} per request "
+            f"({100 * (statistics.median(netra) / statistics.median(plain) - 1):+.2f} %)"
+        )
+        summary(
+            f"ASGI under uvicorn, {connections} connection(s): instructions per request "
+            f"(callgrind, user space; median of {args.instruction_rounds} rounds)",
+            f"{statistics.median(netra) / 1000:,.1f}k",
+            f"plain FastAPI {statistics.median(plain) / 1000:,.1f}k",
+            statistics.median(netra) / statistics.median(plain),
+        )
+
+
+def _valgrind(dump: Path) -> list[str]:
+    return [
+        "valgrind", "--tool=callgrind", f"--callgrind-out-file={dump}.%p", "--dump-instr=no",
+    ]  # fmt: skip
 
 
 def _scope() -> dict[str, object]:
@@ -282,9 +403,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--calls", type=int, default=3000, help="in-process calls per round")
     parser.add_argument("--in-process-only", action="store_true", help="no server, no wrk")
+    parser.add_argument(
+        "--instructions", action="store_true", help="also count instructions (valgrind)"
+    )
+    parser.add_argument("--instructions-only", action="store_true", help="no wrk, no timing")
+    parser.add_argument("--instruction-requests", type=int, default=1600)
+    parser.add_argument("--instruction-rounds", type=int, default=3)
     args = parser.parse_args(argv)
+    if args.instructions_only:
+        instructions(args)
+        return
     if not args.in_process_only:
         _serve_and_load(args)
+        if args.instructions:
+            instructions(args)
     us = asyncio.run(in_process(calls=args.calls))
     print(
         f"in-process ASGI (process CPU, GC on, 9 alternating rounds x {args.calls}): plain "

@@ -3,6 +3,8 @@
     python -m bench.run            # short settings (a few minutes; ASGI 3 x 10 s rounds)
     python -m bench.run --full     # each benchmark's own defaults
     python -m bench.run --raw      # also print each benchmark's full output
+    python -m bench.run --instructions   # + the ASGI servers' instructions per request
+                                         #   under valgrind (5-30 min, with the load)
 
 Each benchmark runs as its own subprocess (``python -m bench.<name>``), so one that is
 missing a peer library or a tool (``wrk``) fails alone. Every benchmark prints its summary
@@ -44,6 +46,9 @@ SHORT_ARGS: dict[str, list[str]] = {
     "adapters": ["--calls", "50", "--rounds", "5"],
 }
 
+# Load-independent figures for the ASGI middleware: user-space instructions per request.
+INSTRUCTION_ARGS = ["--instructions", "--instruction-rounds", "1"]
+
 
 @dataclass(frozen=True)
 class Line:
@@ -69,8 +74,8 @@ def discover() -> list[str]:
     return known + extra
 
 
-def run_bench(name: str, *, full: bool, timeout: float) -> Run:
-    args = [] if full else SHORT_ARGS.get(name, [])
+def run_bench(name: str, *, full: bool, timeout: float, extra: list[str] | None = None) -> Run:
+    args = ([] if full else SHORT_ARGS.get(name, [])) + (extra or [])
     started = time.perf_counter()
     try:
         done = subprocess.run(
@@ -104,12 +109,13 @@ def print_table(lines: list[Line], runs: list[Run]) -> None:
         f"({platform.system()}), load average {os.getloadavg()[0]:.1f} at the end"
     )
     print("ratio = netra / reference, same run (>1: netra slower or costlier; <1: cheaper)")
-    widths = (16, 70, 16, 44, 6)
     header = ("bench", "what (unit)", "netra", "reference", "ratio")
+    rows = [(line.bench, line.measure, line.netra, line.reference, line.ratio) for line in lines]
+    # Columns as wide as their longest cell: a long subject never shifts the figures.
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    print("-" * (sum(widths) + 8))
-    for line in lines:
-        cells = (line.bench, line.measure, line.netra, line.reference, line.ratio)
+    print("-" * (sum(widths) + 2 * (len(widths) - 1)))
+    for cells in rows:
         print("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
     for run in runs:
         status = "ok" if run.code == 0 else f"FAILED (exit {run.code})"
@@ -122,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--raw", action="store_true", help="also print the full outputs")
     parser.add_argument("--only", action="append", help="run only this benchmark (repeatable)")
     parser.add_argument("--timeout", type=float, default=900.0, help="per benchmark, seconds")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count the ASGI servers' instructions per request (valgrind; slow)",
+    )
     args = parser.parse_args(argv)
     names = [n for n in discover() if not args.only or n in args.only]
     # Other work on the machine inflates every figure; the ratios suffer less (same rounds).
@@ -129,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for name in names:
         print(f"running bench.{name} ...", flush=True)
-        runs.append(run_bench(name, full=args.full, timeout=args.timeout))
+        extra = INSTRUCTION_ARGS if args.instructions and name == "asgi_middleware" else None
+        timeout = args.timeout * (3 if extra else 1)  # several minutes under valgrind
+        runs.append(run_bench(name, full=args.full, timeout=timeout, extra=extra))
     lines: list[Line] = []
     for run in runs:
         if args.raw or run.code != 0:

@@ -6,7 +6,11 @@ benchmarks runnable and their summary rows well formed (netra / reference, one d
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -76,3 +80,37 @@ def test_run_table_keeps_rows_and_names_the_direction(capsys: pytest.CaptureFixt
     assert "ratio = netra / reference" in table
     assert "retry alone" in table and "0.50" in table
     assert "bad" not in table
+
+
+@pytest.mark.parametrize("factory", [asgi_middleware.plain_app, asgi_middleware.netra_app])
+def test_asgi_fixed_load_sends_exactly_the_requests_it_counts(factory: Callable[[], Any]) -> None:
+    """The instruction count divides by the requests sent: the client must send exactly
+    that many, all answered, over the connections asked for (a real uvicorn server)."""
+    import uvicorn
+
+    served: list[str] = []
+    app = factory()
+
+    async def counting(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            served.append(scope["client"][1])
+        await app(scope, receive, send)
+
+    port = asgi_middleware._free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(counting, host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)  # real-sleep-ok: polling a real uvicorn start-up, bounded
+    try:
+        asyncio.run(asgi_middleware._fixed_load(port, 96, 4))
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert len(served) == 96
+    assert len(set(served)) == 4  # four keep-alive connections (client ports), 24 each
+    assert all(served.count(client) == 24 for client in set(served))
