@@ -22,21 +22,25 @@
 * **Checkpointer**: :class:`ResilientCheckpointer` puts the saver's database behind a
   pipeline with a breaker; while it fails, a run starts from no checkpoint and saves are
   skipped, flagged ``checkpointer=error`` / ``skipped`` instead of failing the answer.
-* **Events**: ``astream_events`` v2 mapped to ours: each chat-model start is
+* **Events**: the graph's callbacks mapped to ours: each chat-model start is
   ``agent_thinking``, each streamed token (``stream=True``) an ``agent_thinking`` with
-  ``delta``, tools not given to the engine ``tool_executing``/``tool_completed``.
+  ``delta``, tools not given to the engine ``tool_executing``/``tool_completed``
+  (``ok: false`` when the tool raised).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+from uuid import UUID
 
 from netra_resilience.integrations import missing_extra
 
 try:
+    from langchain_core.callbacks import AsyncCallbackHandler
     from langchain_core.messages import BaseMessage
+    from langchain_core.outputs import ChatGenerationChunk, GenerationChunk
     from langchain_core.runnables import RunnableConfig
     from langchain_core.tools import BaseTool, StructuredTool
     from langchain_openai import ChatOpenAI
@@ -81,6 +85,8 @@ DEFAULT_MODEL = "gpt-4o-mini"
 # The run's RunTools travel in the run's ResilienceContext (bound by the engine stack and
 # copied into the tasks LangGraph starts), so tools copied once serve every concurrent run.
 _RUN_TOOLS = "netra.langgraph.run_tools"
+
+T = TypeVar("T")
 
 
 # -- the chat model ------------------------------------------------------------------------
@@ -397,30 +403,76 @@ class LangGraphEngine:
             "configurable": configurable,
             "recursion_limit": self.recursion_limit,
         }
-        output: Any = None
-        async for event in self.graph.astream_events(data, config, version="v2"):
-            kind = event["event"]
-            if kind == "on_chat_model_start":
-                await events(EventType.AGENT_THINKING, text="calling the model")
-            elif kind == "on_chat_model_stream" and self.stream:
-                text = event["data"]["chunk"].text
-                if text:
-                    await events(EventType.AGENT_THINKING, text=text, delta=True)
-            elif kind in ("on_tool_start", "on_tool_end"):
-                await self._tool_event(kind, event, request.tools, events)
-            elif kind == "on_chain_end" and not event.get("parent_ids"):
-                output = event["data"].get("output")
-        return _answer(output)
+        handler = _StreamingEventsHandler if self.stream else _EventsHandler
+        config["callbacks"] = [handler(events, request.tools)]
+        return _answer(await self.graph.ainvoke(data, config))
 
-    @staticmethod
-    async def _tool_event(
-        kind: str, event: Mapping[str, Any], tools: RunTools, events: RunEvents
+
+class _EventsHandler(AsyncCallbackHandler):
+    """The graph's callbacks mapped to our events.
+
+    A callback handler, not ``astream_events``: that one builds and queues an event dict for
+    every chain step of every node (~2.5 ms a run with a tool); we need four callbacks.
+    ``run_inline``: each event is sent before the graph goes on, so their order is the run's.
+    """
+
+    run_inline = True
+
+    def __init__(self, events: RunEvents, tools: RunTools) -> None:
+        self.events = events
+        self.tools = tools
+        self._names: dict[UUID, str] = {}  # tool runs not given to the engine, by run id
+
+    async def on_chat_model_start(
+        self, serialized: dict[str, Any], messages: list[list[BaseMessage]], **kwargs: Any
     ) -> None:
-        name = event["name"]
-        if name in tools:
+        await self.events(EventType.AGENT_THINKING, text="calling the model")
+
+    async def on_llm_new_token(
+        self,
+        token: str | list[str | dict[str, Any]],
+        *,
+        chunk: GenerationChunk | ChatGenerationChunk | None = None,
+        **kwargs: Any,
+    ) -> None:
+        text = chunk.text if chunk is not None else token if isinstance(token, str) else ""
+        if text:
+            await self.events(EventType.AGENT_THINKING, text=text, delta=True)
+
+    async def on_tool_start(
+        self,
+        serialized: dict[str, Any],
+        input_str: str,
+        *,
+        run_id: UUID,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        name = name or (serialized or {}).get("name") or "tool"
+        if name in self.tools:
             return  # RunTools.call emits this tool's events itself
-        call_id = str(event["run_id"])
-        if kind == "on_tool_start":
-            await events(EventType.TOOL_EXECUTING, tool=name, call_id=call_id)
-        else:
-            await events(EventType.TOOL_COMPLETED, tool=name, call_id=call_id, ok=True)
+        self._names[run_id] = name
+        await self.events(EventType.TOOL_EXECUTING, tool=name, call_id=str(run_id))
+
+    async def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        await self._completed(run_id, ok=True)
+
+    async def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        await self._completed(run_id, ok=False)
+
+    async def _completed(self, run_id: UUID, *, ok: bool) -> None:
+        name = self._names.pop(run_id, None)
+        if name is not None:
+            await self.events(EventType.TOOL_COMPLETED, tool=name, call_id=str(run_id), ok=ok)
+
+
+class _StreamingEventsHandler(_EventsHandler):
+    """Also asks chat models to stream (``stream=True``): langchain streams a model call when
+    a handler has the two ``tap_output_*`` methods of its streaming-handler protocol (what
+    ``astream_events`` has); outputs pass through untouched, tokens come as callbacks."""
+
+    def tap_output_aiter(self, run_id: UUID, output: AsyncIterator[T]) -> AsyncIterator[T]:
+        return output
+
+    def tap_output_iter(self, run_id: UUID, output: Iterator[T]) -> Iterator[T]:
+        return output

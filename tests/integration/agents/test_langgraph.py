@@ -148,3 +148,45 @@ def test_graph_retry_policies_are_refused(clock: FakeClock) -> None:
         resilient_chat_model(llm, max_retries=2)
     with pytest.raises(InvalidOptionsError, match="search"):
         engine_tools(weather_graph(llm, [])[1], search={"rate": 1})
+
+
+async def test_tools_the_engine_does_not_own_get_their_events_from_the_graph(
+    clock: FakeClock,
+) -> None:
+    @tool
+    async def get_weather(city: str) -> str:
+        """The current weather in a city."""
+        raise RuntimeError(f"no station in {city}")
+
+    provider = FakeProvider()
+    provider.tool_calls = {"get_weather": {"city": "Paris"}}
+    resilience = Resilience(clock=clock)
+    llm = ResilientOpenAI(sdk_client(provider), resilience.llm())
+    model = resilient_chat_model(llm).bind_tools([get_weather])
+
+    async def call_model(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [await model.ainvoke(state["messages"])]}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("model", call_model)
+    graph.add_node("tools", ToolNode([get_weather], handle_tool_errors=True))  # not the engine's
+    graph.add_edge(START, "model")
+    graph.add_conditional_edges("model", tools_condition)
+    graph.add_edge("tools", "model")
+    engine = resilience.engine(LangGraphEngine(graph.compile()))
+    sink = Recorder()
+    result = await advance_until_done(clock, engine.run("Weather in Paris?", sink))
+    assert result.status is RunStatus.OK, result.exception
+    assert sink.types == [
+        "agent_started",
+        "agent_thinking",
+        "tool_executing",
+        "tool_completed",
+        "agent_thinking",
+        "agent_completed",
+    ]
+    executing, completed = sink.events[2]["data"], sink.events[3]["data"]
+    assert executing["tool"] == completed["tool"] == "get_weather"
+    assert executing["call_id"] == completed["call_id"]
+    assert completed["ok"] is False  # the tool raised; ToolNode told the model
+    await resilience.aclose()
