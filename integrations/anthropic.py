@@ -65,8 +65,9 @@ from netra_resilience.exceptions import (
 )
 from netra_resilience.fallback import FallbackArgs
 from netra_resilience.integrations.http.httpx2 import (
-    ResilientAsyncTransport,
     UpstreamStatusError,
+    sdk_http_client,
+    sdk_http_client_like,
 )
 from netra_resilience.llm import (
     Alternate,
@@ -121,14 +122,6 @@ def without_retries(client: anthropic.AsyncAnthropic) -> anthropic.AsyncAnthropi
     return client if client.max_retries == 0 else client.with_options(max_retries=0)
 
 
-def _check_retries(owner: str, kwargs: dict[str, Any]) -> None:
-    retries = kwargs.pop("max_retries", 0)
-    if retries != 0:
-        raise InvalidOptionsError(
-            owner, "max_retries", f"must be 0: the pipeline owns retries, got {retries!r}"
-        )
-
-
 def resilient_async_anthropic(
     pipeline: Pipeline,
     *,
@@ -143,24 +136,15 @@ def resilient_async_anthropic(
     (default: ``httpx2.AsyncHTTPTransport`` with the SDK's connection limits).
     ``validate_json`` makes a 2xx JSON body that does not parse a retryable failure.
     """
-    _check_retries("resilient_async_anthropic", client_kwargs)
-    if "http_client" in client_kwargs:
-        raise TypeError(
-            "pass inner_transport= (or use make_resilient(client, ...)), not http_client="
-        )
-    inner = inner_transport or httpx2.AsyncHTTPTransport(limits=anthropic.DEFAULT_CONNECTION_LIMITS)
-    transport = ResilientAsyncTransport(inner, pipeline, validate_json=validate_json)
-    http_client = anthropic.DefaultAsyncHttpxClient(transport=transport)
+    http_client = sdk_http_client(
+        anthropic,
+        pipeline,
+        owner="resilient_async_anthropic",
+        client_kwargs=client_kwargs,
+        inner_transport=inner_transport,
+        validate_json=validate_json,
+    )
     return anthropic.AsyncAnthropic(max_retries=0, http_client=http_client, **client_kwargs)
-
-
-def _inner_transport_of(client: anthropic.AsyncAnthropic) -> httpx2.AsyncBaseTransport:
-    transport = getattr(client._client, "_transport", None)
-    while isinstance(transport, ResilientAsyncTransport):
-        transport = transport.inner  # never stack two pipelines (nested retries multiply)
-    if isinstance(transport, httpx2.AsyncBaseTransport):
-        return transport
-    return httpx2.AsyncHTTPTransport(limits=anthropic.DEFAULT_CONNECTION_LIMITS)
 
 
 def make_resilient(
@@ -173,9 +157,9 @@ def make_resilient(
     """A copy of ``client`` (credentials, base URL, headers, timeout, connection pool) with
     ``max_retries=0`` whose requests run through ``pipeline``; a client already made
     resilient is unwrapped first, never stacked."""
-    inner = inner_transport or _inner_transport_of(client)
-    transport = ResilientAsyncTransport(inner, pipeline, validate_json=validate_json)
-    http_client = anthropic.DefaultAsyncHttpxClient(transport=transport, timeout=client.timeout)
+    http_client = sdk_http_client_like(
+        anthropic, client, pipeline, inner_transport=inner_transport, validate_json=validate_json
+    )
     return client.with_options(max_retries=0, http_client=http_client)
 
 

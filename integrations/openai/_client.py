@@ -18,9 +18,9 @@ from openai.types.responses import Response
 
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.context import current_context
-from netra_resilience.exceptions import InvalidOptionsError, TimeoutRejectedError
+from netra_resilience.exceptions import TimeoutRejectedError
 from netra_resilience.integrations.http._common import UpstreamStatusError
-from netra_resilience.integrations.http.httpx2 import ResilientAsyncTransport
+from netra_resilience.integrations.http.httpx2 import sdk_http_client, sdk_http_client_like
 from netra_resilience.llm import (
     Alternate,
     Budget,
@@ -246,14 +246,6 @@ OPENAI_TRANSIENT = OutcomePredicate(_transient, "transient openai failure")
 """Predicate for ``RetryOptions.should_handle`` / ``CircuitBreakerOptions.should_handle``."""
 
 
-def _check_retries(owner: str, kwargs: dict[str, Any]) -> None:
-    retries = kwargs.pop("max_retries", 0)
-    if retries != 0:
-        raise InvalidOptionsError(
-            owner, "max_retries", f"must be 0: the pipeline owns retries, got {retries!r}"
-        )
-
-
 def resilient_async_openai(
     pipeline: Pipeline,
     *,
@@ -271,24 +263,15 @@ def resilient_async_openai(
     reporting of mid-stream read errors; use :class:`ResilientOpenAI` for first-token policy,
     caching and fallbacks.
     """
-    _check_retries("resilient_async_openai", client_kwargs)
-    if "http_client" in client_kwargs:
-        raise TypeError(
-            "pass inner_transport= (or use make_resilient(client, ...)), not http_client="
-        )
-    inner = inner_transport or httpx2.AsyncHTTPTransport(limits=openai.DEFAULT_CONNECTION_LIMITS)
-    transport = ResilientAsyncTransport(inner, pipeline, validate_json=validate_json)
-    http_client = openai.DefaultAsyncHttpxClient(transport=transport)
+    http_client = sdk_http_client(
+        openai,
+        pipeline,
+        owner="resilient_async_openai",
+        client_kwargs=client_kwargs,
+        inner_transport=inner_transport,
+        validate_json=validate_json,
+    )
     return openai.AsyncOpenAI(max_retries=0, http_client=http_client, **client_kwargs)
-
-
-def _inner_transport_of(client: openai.AsyncOpenAI) -> httpx2.AsyncBaseTransport:
-    transport = getattr(client._client, "_transport", None)
-    while isinstance(transport, ResilientAsyncTransport):
-        transport = transport.inner  # never stack two pipelines (nested retries multiply)
-    if isinstance(transport, httpx2.AsyncBaseTransport):
-        return transport
-    return httpx2.AsyncHTTPTransport(limits=openai.DEFAULT_CONNECTION_LIMITS)
 
 
 def make_resilient(
@@ -307,7 +290,7 @@ def make_resilient(
     A proxy configured through the original client's mounts is not carried over: pass a
     transport built with ``proxy=`` as ``inner_transport`` instead.
     """
-    inner = inner_transport or _inner_transport_of(client)
-    transport = ResilientAsyncTransport(inner, pipeline, validate_json=validate_json)
-    http_client = openai.DefaultAsyncHttpxClient(transport=transport, timeout=client.timeout)
+    http_client = sdk_http_client_like(
+        openai, client, pipeline, inner_transport=inner_transport, validate_json=validate_json
+    )
     return client.with_options(max_retries=0, http_client=http_client)
