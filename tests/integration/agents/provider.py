@@ -29,6 +29,8 @@ import openai
 from anthropic._base_client import get_platform as anthropic_platform
 from openai._base_client import get_platform as openai_platform
 
+from netra_resilience.engine import RunResult, RunStatus
+
 FAKE_KEY = "sk-test-NEVER-LEAK-0123456789abcdef"
 BASE_URL = "http://llm.test/v1"
 ANTHROPIC_URL = "http://llm.test"
@@ -222,6 +224,28 @@ class Recorder:
     @property
     def types(self) -> list[str]:
         return [e["type"] for e in self.events]
+
+
+TOOL_RUN_EVENTS = [
+    "agent_started",
+    "agent_thinking",
+    "tool_executing",
+    "tool_completed",
+    "agent_thinking",
+    "agent_completed",
+]
+"""What a client sees of a run in which the model calls one tool, then answers."""
+
+
+def assert_weather_answered(
+    result: RunResult, calls: list[str], provider: FakeProvider, sink: Recorder
+) -> None:
+    """The Paris weather run over the chat completions API: one tool call, two model calls."""
+    assert result.status is RunStatus.OK, result.exception
+    assert result.output == "Tool said: sunny in Paris"
+    assert calls == ["Paris"]
+    assert provider.paths == ["/v1/chat/completions"] * 2
+    assert sink.types == TOOL_RUN_EVENTS
 
 
 def anthropic_client(

@@ -52,6 +52,7 @@ from netra_resilience.testing import FakeClock, advance_until_done
 from tests.integration.agents.provider import (
     ANTHROPIC_URL,
     FAKE_KEY,
+    TOOL_RUN_EVENTS,
     FakeProvider,
     Recorder,
     anthropic_client,
@@ -168,14 +169,7 @@ async def test_agent_loop_over_a_real_loopback_server(clock: FakeClock) -> None:
     tool_result = provider.requests[1]["messages"][-1]["content"][0]
     assert tool_result["type"] == "tool_result"
     assert tool_result["content"] == "sunny in Paris"
-    assert sink.types == [
-        "agent_started",
-        "agent_thinking",
-        "tool_executing",
-        "tool_completed",
-        "agent_thinking",
-        "agent_completed",
-    ]
+    assert sink.types == TOOL_RUN_EVENTS
     assert sink.events[2]["data"]["call_id"] == tool_result["tool_use_id"]
 
 

@@ -23,7 +23,13 @@ from netra_resilience.integrations.langgraph import (
 )
 from netra_resilience.integrations.openai import ResilientOpenAI
 from netra_resilience.testing import FakeClock, advance_until_done
-from tests.integration.agents.provider import FakeProvider, Recorder, sdk_client
+from tests.integration.agents.provider import (
+    TOOL_RUN_EVENTS,
+    FakeProvider,
+    Recorder,
+    assert_weather_answered,
+    sdk_client,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -64,18 +70,7 @@ async def test_graph_run_over_a_real_loopback_server(clock: FakeClock) -> None:
         result = await advance_until_done(clock, engine.run("Weather in Paris?", sink))
         await client.close()
         await resilience.aclose()
-    assert result.status is RunStatus.OK, result.exception
-    assert result.output == "Tool said: sunny in Paris"
-    assert calls == ["Paris"]
-    assert provider.paths == ["/v1/chat/completions"] * 2
-    assert sink.types == [
-        "agent_started",
-        "agent_thinking",
-        "tool_executing",
-        "tool_completed",
-        "agent_thinking",
-        "agent_completed",
-    ]
+    assert_weather_answered(result, calls, provider, sink)
 
 
 async def test_a_failing_checkpointer_degrades_the_run_instead_of_failing_it(
@@ -177,14 +172,7 @@ async def test_tools_the_engine_does_not_own_get_their_events_from_the_graph(
     sink = Recorder()
     result = await advance_until_done(clock, engine.run("Weather in Paris?", sink))
     assert result.status is RunStatus.OK, result.exception
-    assert sink.types == [
-        "agent_started",
-        "agent_thinking",
-        "tool_executing",
-        "tool_completed",
-        "agent_thinking",
-        "agent_completed",
-    ]
+    assert sink.types == TOOL_RUN_EVENTS
     executing, completed = sink.events[2]["data"], sink.events[3]["data"]
     assert executing["tool"] == completed["tool"] == "get_weather"
     assert executing["call_id"] == completed["call_id"]

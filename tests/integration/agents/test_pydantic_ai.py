@@ -9,11 +9,15 @@ import pytest
 from pydantic_ai import Agent, ModelRetry
 
 from netra_resilience import InvalidOptionsError, Resilience
-from netra_resilience.engine import RunStatus
 from netra_resilience.integrations.openai import ResilientOpenAI, canned_reply
 from netra_resilience.integrations.pydantic_ai import PydanticAIEngine, resilient_model
 from netra_resilience.testing import FakeClock, advance_until_done
-from tests.integration.agents.provider import FakeProvider, Recorder, sdk_client
+from tests.integration.agents.provider import (
+    FakeProvider,
+    Recorder,
+    assert_weather_answered,
+    sdk_client,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -43,18 +47,7 @@ async def test_agent_run_over_a_real_loopback_server(clock: FakeClock) -> None:
         result = await advance_until_done(clock, engine.run("Weather in Paris?", sink))
         await client.close()
         await resilience.aclose()
-    assert result.status is RunStatus.OK, result.exception
-    assert result.output == "Tool said: sunny in Paris"
-    assert calls == ["Paris"]
-    assert provider.paths == ["/v1/chat/completions"] * 2
-    assert sink.types == [
-        "agent_started",
-        "agent_thinking",
-        "tool_executing",
-        "tool_completed",
-        "agent_thinking",
-        "agent_completed",
-    ]
+    assert_weather_answered(result, calls, provider, sink)
     executing = sink.events[2]["data"]
     assert executing["call_id"] == provider.requests[1]["messages"][-1]["tool_call_id"]
     assert executing["effect"] == "read"
