@@ -5,11 +5,29 @@
     RateLimiterOptions(limiter=limiter)   # every replica draws from the same 50/s
 
 The bucket is one number per key, the time at which it is (or will be) empty, updated by one
-Lua script per acquisition, so the limit holds across processes. A caller allowed to wait
+Lua script per request, so the limit holds across processes. A caller allowed to wait
 *reserves* its permits in that same step and then sleeps until their time: waiters are served
 in reservation order, with no polling and no retry storm. (A reservation abandoned by a
 cancelled caller is not given back: the limit errs on the safe side.) An upstream 429
 (:meth:`pause`) empties the bucket for everyone until the pause ends.
+
+**Leases.** So that a busy process is not bound to one round trip per permit, it takes permits
+from Redis in batches and hands them out locally (no I/O, no ``await``). A batch is at most
+``rate * lease_window / replicas`` permits (and at most ``burst / replicas``), only permits
+that are already in the bucket or, for a caller allowed to wait, due within its
+``max_wait``; the batch can be used once its last permit is due, and for ``lease_window``
+after that. Its size adapts to the process's own demand: it starts at what the first caller
+needs, doubles while batches run out before they expire, and falls back to what was used
+when one expires half spent. Unused permits of an expired batch go back to the bucket with
+the process's next request. At low rates (``rate * lease_window / replicas < 2``) a batch is
+one caller's permits: every acquisition is one round trip, exactly as without leases.
+
+The accuracy bound: over any window of ``T`` seconds, all processes together are granted at
+most ``rate * T + burst`` permits by the bucket, and leases add at most what the processes
+hold at the window's start: ``replicas * lease size <= max(replicas, rate * lease_window)``
+(with ``replicas`` the true number of processes). Under saturation every leased permit is
+used, so the granted rate stays within that bound of ``rate``; ``lease_window=0`` turns
+leases off.
 
 When Redis is down (each step bounded by the timeout of the Redis server's shared
 :class:`~netra_resilience.circuit_breaker.BackendBreaker`, then skipped while it is open), each
@@ -38,7 +56,10 @@ from netra_resilience.rate_limiter import TokenBucketLimiter
 from netra_resilience.validation import Seconds, duration, integer, number, to_seconds
 
 # KEYS[1] bucket. ARGV: op ("take"/"pause"), now ('' = Redis TIME), interval, burst_time,
-# permits | pause seconds, max_wait. Returns {granted, wait, paused_for} (seconds as text).
+# permits needed | pause seconds, max_wait, permits wanted (>= needed), permits given back.
+# "take" grants the most permits from needed to wanted that are all due within max_wait.
+# Returns {granted (0 = refused), wait (for the last granted, or for needed if refused),
+# paused_for} (seconds as text).
 SCRIPT = r"""
 local now = tonumber(ARGV[2])
 if not now then
@@ -58,15 +79,25 @@ if ARGV[1] == 'pause' then
   redis.call('PEXPIRE', KEYS[1], math.ceil((empty_at - now + burst_time) * 1000) + 1000)
   return {1, '0', f(paused - now)}
 end
+local given = tonumber(ARGV[8]) or 0
+if given > 0 then empty_at = math.max(empty_at - given * interval, paused) end
 local base = math.max(empty_at, now - burst_time)
-local taken = base + tonumber(ARGV[5]) * interval
-local wait = taken - now
+local need, max_wait = tonumber(ARGV[5]), tonumber(ARGV[6])
+local granted = math.min(tonumber(ARGV[7]) or need,
+                         math.floor((now + max_wait + 0.000001 - base) / interval + 0.000001))
+local wait
+if granted >= need then
+  local taken = base + granted * interval
+  wait = taken - now
+  empty_at = taken
+else
+  granted = 0
+  wait = base + need * interval - now
+end
 if wait <= 0.000001 then wait = 0 end
-local granted = 0
-if wait <= tonumber(ARGV[6]) + 0.000001 then
-  granted = 1
-  redis.call('HSET', KEYS[1], 'e', f(taken))
-  redis.call('PEXPIRE', KEYS[1], math.ceil((taken - now + burst_time) * 1000) + 1000)
+if granted > 0 or given > 0 then
+  redis.call('HSET', KEYS[1], 'e', f(empty_at))
+  redis.call('PEXPIRE', KEYS[1], math.ceil((empty_at - now + burst_time) * 1000) + 1000)
 end
 return {granted, f(wait), f(math.max(paused - now, 0))}
 """
@@ -89,27 +120,27 @@ class SharedBucketSteps:
     _tasks: set[asyncio.Task[None]]
     _unsubscribe: Callable[[], None]
 
-    async def _call(self, op: str, amount: float, max_wait: float) -> tuple[bool, float, float]:
+    async def _call(
+        self, op: str, amount: float, max_wait: float, wanted: int = 0, given: int = 0
+    ) -> tuple[int, float, float]:
         now = "" if self._redis_time else repr(self._clock.now().timestamp())
-        args = [op, now, repr(self._interval), repr(self._burst_time), repr(amount), repr(max_wait)]
+        args = [
+            op,
+            now,
+            repr(self._interval),
+            repr(self._burst_time),
+            repr(amount),
+            repr(max_wait),
+            str(max(wanted, int(amount))),
+            str(given),
+        ]
         granted, wait, paused = await self._script(keys=[self.key], args=args)
-        return bool(granted), float(wait), float(paused)
+        return int(granted), float(wait), float(paused)
 
     def _mark(self) -> None:
         ctx = current_context()
         if ctx is not None:
             ctx.degradation.mark(self.breaker.name, DegradationReason.FALLBACK_MEMORY)
-
-    def pause(self, seconds: Seconds) -> None:
-        """Pause every process (an upstream 429): locally at once, in Redis in the background."""
-        pause = to_seconds(seconds)
-        if not pause > 0:
-            return
-        self.local.pause(pause)
-        self._paused_until = max(self._paused_until, self._clock.monotonic() + pause)
-        self._unsent_pause = max(self._unsent_pause, self._clock.now().timestamp() + pause)
-        if self.breaker.available:
-            self._spawn(self._send_pause())
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -135,8 +166,7 @@ class SharedBucketSteps:
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def aclose(self) -> None:
-        """Stop background work (the client and the breaker belong to the caller)."""
+    async def _stop(self) -> None:
         self._unsubscribe()
         for task in list(self._tasks):
             task.cancel()
@@ -147,13 +177,28 @@ _EPSILON = 1e-6
 _REMOTE = 1e-9  # try_acquire's answer while Redis decides: "ask acquire()"
 
 
+class _Lease:
+    """Permits taken from the bucket in one request: ``left`` of ``granted`` not handed out,
+    usable from ``ready_at`` (when the last is due) until ``expires_at`` (monotonic)."""
+
+    __slots__ = ("expires_at", "granted", "left", "ready_at")
+
+    def __init__(self, granted: int, left: int, ready_at: float, owner: RedisRateLimiter):
+        self.granted = granted
+        self.left = left
+        self.ready_at = ready_at
+        self.expires_at = ready_at + max(owner.lease_window, _EPSILON)
+
+
 class RedisRateLimiter(SharedBucketSteps):
     """A :class:`~netra_resilience.rate_limiter.RateLimiter` whose bucket lives in Redis.
 
     ``breaker``: the Redis server's breaker (:func:`redis_breaker`), shared with its other
-    users. ``clock`` (default: the breaker's): sleeps and the local fallback use it; its wall
-    time is also sent to Redis when ``use_redis_time=False`` (tests with a fake clock). By
-    default Redis ``TIME`` is the one clock every process agrees on.
+    users. ``clock`` (default: the breaker's): sleeps, leases and the local fallback use it;
+    its wall time is also sent to Redis when ``use_redis_time=False`` (tests with a fake
+    clock). By default Redis ``TIME`` is the one clock every process agrees on.
+    ``lease_window``: how far ahead of the rate a process may hold permits (see the module
+    doc for the bound; 0 = one round trip per acquisition).
     """
 
     def __init__(
@@ -169,6 +214,7 @@ class RedisRateLimiter(SharedBucketSteps):
         prefix: str = "netra:ratelimit:",
         clock: Clock | None = None,
         use_redis_time: bool = True,
+        lease_window: Seconds = 0.01,
     ) -> None:
         owner = type(self).__name__
         self.breaker = breaker = checked_breaker(owner, breaker)
@@ -176,6 +222,7 @@ class RedisRateLimiter(SharedBucketSteps):
         self._burst = integer(owner, "burst", burst)
         self._max_wait = duration(owner, "max_wait", max_wait, allow_zero=True)
         self.replicas = integer(owner, "replicas", replicas)
+        self.lease_window = duration(owner, "lease_window", lease_window, allow_zero=True)
         self.client = client
         self.key = f"{prefix}{key}"
         self._clock = clock or breaker.clock
@@ -193,6 +240,18 @@ class RedisRateLimiter(SharedBucketSteps):
         self._unsent_pause = 0.0  # wall time of a pause Redis has not heard of yet
         self._tasks: set[asyncio.Task[None]] = set()
         self._unsubscribe = breaker.add_state_listener(self._on_breaker)
+        # A process holds at most two leases (the one in use and the next, asked for ahead
+        # while the bucket is saturated): together at most rate * lease_window / replicas.
+        ahead = min(self._rate * self.lease_window, float(self._burst)) / (2 * self.replicas)
+        self.lease_max = max(1, int(ahead))
+        """The most permits one lease may hold."""
+        self._lease: _Lease | None = None
+        self._next: _Lease | None = None  # asked for ahead, used when _lease is spent
+        self._lease_size = 1  # the next lease's size, adapted to demand
+        self._unreturned = 0  # permits of retired leases, given back with the next request
+        self._leasing: asyncio.Future[None] | None = None  # a lease request in flight
+        # The max_wait of the caller who last met a saturated bucket (None: not saturated).
+        self._saturated_limit: float | None = None
 
     @property
     def rate(self) -> float:
@@ -207,11 +266,67 @@ class RedisRateLimiter(SharedBucketSteps):
         until = max(self._paused_until, self.local.paused_until or -math.inf)
         return until if until > self._clock.monotonic() else None
 
+    @property
+    def held(self) -> int:
+        """Permits of this process's leases not handed out yet."""
+        return sum(lease.left for lease in (self._lease, self._next) if lease is not None)
+
+    def pause(self, seconds: Seconds) -> None:
+        """Pause every process (an upstream 429): locally at once, in Redis in the background."""
+        pause = to_seconds(seconds)
+        if not pause > 0:
+            return
+        self.local.pause(pause)
+        self._lease = self._next = None  # their permits came from the bucket the pause empties
+        self._saturated_limit = None
+        self._paused_until = max(self._paused_until, self._clock.monotonic() + pause)
+        self._unsent_pause = max(self._unsent_pause, self._clock.now().timestamp() + pause)
+        if self.breaker.available:
+            self._spawn(self._send_pause())
+
+    def _from_lease(self, permits: int, limit: float) -> float | None:
+        """Take ``permits`` from a lease: the seconds until they are due, or None."""
+        now = self._clock.monotonic()
+        lease = self._lease
+        if lease is None or lease.left < permits or now >= lease.expires_at:
+            lease = self._move_on(now)
+            if lease is None or lease.left < permits:
+                return None
+        wait = lease.ready_at - now
+        if wait > limit:
+            return None
+        lease.left -= permits
+        return wait if wait > _EPSILON else 0.0
+
+    def _move_on(self, now: float) -> _Lease | None:
+        """Retire the current lease (spent, expired or too small) for the next one."""
+        self._retire(self._lease, now)
+        lease, self._next = self._next, None
+        if lease is not None and now >= lease.expires_at:
+            self._retire(lease, now)
+            lease = None
+        self._lease = lease
+        if lease is not None and self._saturated_limit is not None:
+            self._ask_ahead()  # keep one reservation queued in Redis while saturated
+        return lease
+
+    def _retire(self, lease: _Lease | None, now: float) -> None:
+        if lease is None:
+            return
+        if not lease.left:  # used up in time: lease more next time
+            self._lease_size = min(self._lease_size * 2, self.lease_max)
+        elif now >= lease.expires_at:  # expired half spent: demand is what was used
+            self._lease_size = max(1, lease.granted - lease.left)
+        self._unreturned += lease.left  # goes back to the bucket with the next request
+        lease.left = 0
+
     def try_acquire(self, permits: int = 1) -> float:
         if permits > self._burst:
             return math.inf
+        if permits <= 0 or self._from_lease(permits, 0.0) == 0.0:
+            return 0.0
         if self.breaker.allows():
-            return _REMOTE if permits > 0 else 0.0
+            return _REMOTE
         self._mark()
         return self.local.try_acquire(permits)
 
@@ -224,25 +339,115 @@ class RedisRateLimiter(SharedBucketSteps):
             )
         if permits <= 0:
             return
-        if self.breaker.allows():
+        wait = self._from_lease(permits, limit)
+        if wait is None and await self._remote(permits, limit):
+            return
+        if wait is None:
+            self._mark()
+            await self.local.acquire(permits, max_wait=limit)
+        elif wait > 0.0:
+            await self._clock.sleep(wait)  # our share of a lease not yet due
+
+    async def _remote(self, permits: int, limit: float) -> bool:
+        """Permits from Redis, through a lease: False when Redis failed (go local)."""
+        while self.breaker.allows():
+            wait = self._from_lease(permits, limit)
+            if wait is not None:
+                if wait > 0.0:
+                    await self._clock.sleep(wait)
+                return True
+            leasing = self._leasing
+            if leasing is not None:  # a request is on its way to Redis: share its answer
+                await asyncio.shield(leasing)
+                continue
+            leasing = self._leasing = asyncio.get_running_loop().create_future()
             try:
-                call = functools.partial(self._call, "take", permits, limit)
-                granted, wait, paused = await self.breaker.call(call)
+                wait = await self._request(permits, limit)
+            except RateLimitRejectedError:
+                raise
             except Exception:
-                pass  # Redis failed now: this call already goes local
+                return False  # Redis failed now: this call goes local, the next asks again
+            finally:
+                self._leasing = None
+                leasing.set_result(None)
+            if wait > _EPSILON:
+                if self.lease_max > 1:  # the bucket is saturated: ask for the next lease now
+                    self._saturated_limit = limit
+                    self._ask_ahead()
+                await self._clock.sleep(wait)  # our reserved slot
             else:
-                if paused > 0:
-                    self._paused_until = self._clock.monotonic() + paused
-                if not granted:
-                    raise RateLimitRejectedError(
-                        f"rate limit: {permits} permit(s) not available within {limit:g}s",
-                        retry_after=wait,
-                    )
-                if wait > _EPSILON:
-                    await self._clock.sleep(wait)  # our reserved slot
-                return
-        self._mark()
-        await self.local.acquire(permits, max_wait=limit)
+                self._saturated_limit = None
+            return True
+        return False
+
+    async def _request(self, permits: int, limit: float) -> float:
+        """A new lease holding ``permits`` for this caller (the rest for later callers)."""
+        wanted = max(permits, min(self._lease_size, self.lease_max))
+        granted, wait = await self._take(permits, limit, wanted)
+        if not granted:
+            raise RateLimitRejectedError(
+                f"rate limit: {permits} permit(s) not available within {limit:g}s",
+                retry_after=wait,
+            )
+        now = self._clock.monotonic()
+        self._install(_Lease(granted, granted - permits, now + wait, self), now)
+        return wait
+
+    def _install(self, lease: _Lease, now: float) -> None:
+        current = self._lease
+        if current is None or not current.left or now >= current.expires_at:
+            self._retire(current, now)
+            self._lease = lease
+        elif self._next is None:  # the current one still serves others: this one is next
+            self._next = lease
+        else:  # two leases held already: this one's rest goes back
+            self._unreturned += lease.left
+            lease.left = 0
+
+    async def _take(self, permits: int, limit: float, wanted: int) -> tuple[int, float]:
+        given = self._unreturned
+        call = functools.partial(self._call, "take", permits, limit, wanted, given)
+        granted, wait, paused = await self.breaker.call(call)
+        self._unreturned -= given
+        if paused > 0:
+            self._paused_until = self._clock.monotonic() + paused
+        return granted, wait
+
+    def _ask_ahead(self) -> None:
+        """Reserve the next lease while this one comes due (a saturated bucket)."""
+        limit = self._saturated_limit
+        if self._leasing is None and self._next is None and limit is not None:
+            self._leasing = asyncio.get_running_loop().create_future()
+            self._spawn(self._lease_ahead(self._leasing, limit))
+
+    async def _lease_ahead(self, leasing: asyncio.Future[None], limit: float) -> None:
+        try:
+            wanted = min(self._lease_size, self.lease_max)
+            granted, wait = await self._take(1, limit, wanted)
+            if granted:
+                now = self._clock.monotonic()
+                self._install(_Lease(granted, granted, now + wait, self), now)
+            if not wait > _EPSILON:
+                self._saturated_limit = None  # permits were there at once: not saturated
+        except Exception:
+            self._saturated_limit = None  # the callers' own requests decide what comes next
+        finally:
+            if self._leasing is leasing:
+                self._leasing = None
+            leasing.set_result(None)
+
+    async def aclose(self) -> None:
+        """Give unused leased permits back, stop background work (the client and the
+        breaker belong to the caller)."""
+        await self._stop()
+        given = self._unreturned + self.held
+        self._lease = self._next = None
+        if given and self.breaker.available:
+            try:
+                await self.breaker.call(functools.partial(self._call, "take", 0, 0.0, 0, given))
+                self._unreturned = 0
+            except Exception:
+                pass  # kept by the bucket: the limit errs on the safe side
 
     def __repr__(self) -> str:
         return f"RedisRateLimiter({self.key!r}, rate={self._rate:g}, burst={self._burst})"

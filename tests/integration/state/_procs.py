@@ -120,3 +120,68 @@ def limiter_run(
 def warm() -> int:
     """Imports done; used to start the worker processes before a timed test."""
     return 0
+
+
+async def _leased_limiter_run(
+    url: str,
+    key: str,
+    rate: float,
+    burst: int,
+    duration: float,
+    ready: str,
+    go: str,
+    replicas: int,
+    callers: int,
+    lease_window: float,
+) -> int:
+    client = redis_client(url, socket_timeout=30)
+    breaker = redis_breaker(client, timeout=1.0)
+    limiter = RedisRateLimiter(
+        client,
+        breaker=breaker,
+        key=key,
+        rate=rate,
+        burst=burst,
+        replicas=replicas,
+        lease_window=lease_window,
+    )
+    try:
+        await client.rpush(ready, "1")
+        _, raw = await client.blpop([go], timeout=30)  # type: ignore[misc]
+        start = float(raw)
+        await asyncio.sleep(max(start - time.time(), 0.0))  # real-sleep-ok: common start
+        end = start + duration
+
+        async def caller() -> int:
+            granted = 0
+            while True:
+                await limiter.acquire(1, max_wait=5.0)  # from a lease, or reserves a batch
+                if time.time() >= end:
+                    return granted
+                granted += 1
+
+        return sum(await asyncio.gather(*(caller() for _ in range(callers))))
+    finally:
+        await limiter.aclose()
+        await client.aclose()
+
+
+def leased_limiter_run(
+    url: str,
+    key: str,
+    rate: float,
+    burst: int,
+    duration: float,
+    ready: str,
+    go: str,
+    replicas: int,
+    callers: int,
+    lease_window: float,
+) -> int:
+    """Like :func:`limiter_run` with ``callers`` concurrent callers and leases on: one
+    replica of ``replicas``; permits granted in time."""
+    return asyncio.run(
+        _leased_limiter_run(
+            url, key, rate, burst, duration, ready, go, replicas, callers, lease_window
+        )
+    )
