@@ -606,7 +606,12 @@ class RunEvents:
             return None
         self._seq += 1
         if self._replaying:
-            return None  # an earlier execution of the run delivered it
+            if self._seq <= self._replay_to or self._ended_before:
+                return None  # an earlier execution of the run delivered it
+            # Past the log's top while replaying recorded steps: the earlier execution made
+            # this event but died before it reached the log, so it is new (withheld, the log
+            # had a gap: the next live event came after it).
+            self._replaying = False
         delivery = self._delivery
         if not self._observers and not delivery.listening:
             delivery.stats.emitted += 1  # numbered and counted, but no one would read it
