@@ -47,6 +47,7 @@ from netra_resilience.engine import (
     LedgerEntry,
     ResilientEngine,
     RunEvents,
+    RunLeases,
     RunRequest,
     ToolCall,
     ToolFailure,
@@ -204,10 +205,21 @@ class DurableEngine:
 
     ``queue``: the DBOS queue a recovered workflow is put on (default DBOS's internal one,
     polled every second; register a faster one with ``DBOS.register_queue``).
+
+    ``leases``: this replica's :class:`RunLeases` (the engine's layer and log): :meth:`start`
+    records the run in the ledger before its workflow exists, so a replica dying between the
+    two never leaves a workflow no sweep knows of (DBOS itself resumes a dead executor's
+    workflows only when a process with the same executor id starts again); the sweep gets
+    :meth:`recover` unless it has a ``recover`` already.
     """
 
     def __init__(
-        self, engine: ResilientEngine, *, name: str = "netra_run", queue: str | None = None
+        self,
+        engine: ResilientEngine,
+        *,
+        name: str = "netra_run",
+        queue: str | None = None,
+        leases: RunLeases | None = None,
     ) -> None:
         if not isinstance(engine, ResilientEngine):
             raise InvalidOptionsError(_OWNER, "engine", "must be a ResilientEngine")
@@ -215,7 +227,12 @@ class DurableEngine:
             raise InvalidOptionsError(_OWNER, "name", "must be a non-empty string")
         if queue is not None and (not isinstance(queue, str) or not queue):
             raise InvalidOptionsError(_OWNER, "queue", "must be a non-empty string")
+        if leases is not None and not isinstance(leases, RunLeases):
+            raise InvalidOptionsError(_OWNER, "leases", "must be a RunLeases")
         self.engine = engine
+        self.leases = leases
+        if leases is not None and leases.recover is None:
+            leases.recover = self.recover
         self.name = name
         self.queue = queue
         self.event_log: EventLog | None = engine.event_log
@@ -283,10 +300,18 @@ class DurableEngine:
             "tenant_id": request.tenant_id,
             "metadata": dict(request.metadata),
         }
+        leases = self.leases
+        if leases is not None:  # bounded; a ledger failure is retried by its next tick
+            await leases.accept(request.run_id)
         logged = self._logged[request.run_id] = asyncio.Event()
         try:
-            with SetWorkflowID(request.run_id):
-                handle = await DBOS.start_workflow_async(self._workflow, payload)
+            try:
+                with SetWorkflowID(request.run_id):
+                    handle = await DBOS.start_workflow_async(self._workflow, payload)
+            except Exception:
+                if leases is not None:  # no workflow: the ledger must not hold it running
+                    await leases.finish(request.run_id, "failed")
+                raise
             waiter = asyncio.ensure_future(logged.wait())
             done = asyncio.ensure_future(handle.get_result())  # shielded by DBOS
             try:

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -35,7 +36,9 @@ APP_VERSION = "netra-durable-test-1"
 QUEUE = "netra_recovery"
 
 
-def _tools(server: str) -> list[Tool]:
+def agent_tools(server: str) -> list[Tool]:
+    """``run=``: the run id, sent along so the tool server counts each run's calls."""
+
     async def post(path: str, body: dict[str, Any], key: str | None) -> Any:
         headers = {"Idempotency-Key": key} if key else {}
         async with httpx.AsyncClient(base_url=server, timeout=30.0) as client:
@@ -43,17 +46,17 @@ def _tools(server: str) -> list[Tool]:
             response.raise_for_status()
             return response.json()
 
-    async def charge(amount: int, idempotency_key: str | None = None) -> Any:
-        return await post("/charge", {"amount": amount}, idempotency_key)
+    async def charge(amount: int, run: str = "", idempotency_key: str | None = None) -> Any:
+        return await post("/charge", {"amount": amount, "run": run}, idempotency_key)
 
-    async def reserve(item: str, idempotency_key: str | None = None) -> Any:
-        return await post("/reserve", {"item": item}, idempotency_key)
+    async def reserve(item: str, run: str = "", idempotency_key: str | None = None) -> Any:
+        return await post("/reserve", {"item": item, "run": run}, idempotency_key)
 
-    async def notify(text: str, idempotency_key: str | None = None) -> Any:
-        return await post("/notify", {"text": text}, idempotency_key)
+    async def notify(text: str, run: str = "", idempotency_key: str | None = None) -> Any:
+        return await post("/notify", {"text": text, "run": run}, idempotency_key)
 
-    async def lookup(item: str) -> Any:
-        return await post("/lookup", {"item": item}, None)
+    async def lookup(item: str, run: str = "") -> Any:
+        return await post("/lookup", {"item": item, "run": run}, None)
 
     # timeouts longer than the test: an in-flight call is cut by the SIGKILL, not by them
     return [
@@ -64,7 +67,9 @@ def _tools(server: str) -> list[Tool]:
     ]
 
 
-def _agent(server: str, llm: Pipeline) -> Any:
+def asker(server: str, llm: Pipeline) -> Callable[[str], Awaitable[str]]:
+    """The LLM call: the tool server's ``/llm`` through the ``llm`` pipeline."""
+
     async def ask(prompt: str) -> str:
         async def call() -> str:
             async with httpx.AsyncClient(base_url=server, timeout=30.0) as client:
@@ -73,6 +78,16 @@ def _agent(server: str, llm: Pipeline) -> Any:
                 return str(response.json()["text"])
 
         return await llm.execute(call)
+
+    return ask
+
+
+AgentFactory = Callable[[str, Pipeline], Any]
+"""``factory(tool_server_url, llm_pipeline) -> agent``."""
+
+
+def _agent(server: str, llm: Pipeline) -> Any:
+    ask = asker(server, llm)
 
     async def agent(request: RunRequest, events: RunEvents) -> dict[str, Any]:
         await events.thinking("charging")
@@ -96,17 +111,22 @@ def _agent(server: str, llm: Pipeline) -> Any:
 
 
 def build(
-    resilience: Resilience, server: str, log: EventLog, *, leases: RunLeases | None = None
+    resilience: Resilience,
+    server: str,
+    log: EventLog,
+    *,
+    leases: RunLeases | None = None,
+    agent: AgentFactory = _agent,
 ) -> DurableEngine:
     """The engine (tools, LLM pipeline, event log) wrapped for DBOS; before DBOS.launch()."""
     llm = resilience.pipeline("llm").add_timeout(30.0).add_circuit_breaker().build()
     engine: ResilientEngine = resilience.engine(
-        _agent(server, llm),
-        tools=_tools(server),
+        agent(server, llm),
+        tools=agent_tools(server),
         event_log=leases.log if leases is not None else log,
         layers=[leases.layer] if leases is not None else [],
     )
-    return DurableEngine(engine, name="durable_test_run", queue=QUEUE)
+    return DurableEngine(engine, name="durable_test_run", queue=QUEUE, leases=leases)
 
 
 def dbos_config(database_url: str, executor: str) -> Any:
@@ -134,7 +154,6 @@ async def serve(args: argparse.Namespace) -> None:
     await ledger.create_schema()
     leases = RunLeases(ledger, log, owner=args.executor, lease=args.lease)
     durable = build(resilience, args.tools, log, leases=leases)
-    leases.recover = durable.recover
     DBOS(config=dbos_config(args.database, args.executor))
     DBOS.launch()  # inside the running loop: recovered workflows run on it
     await DBOS.register_queue_async(QUEUE, polling_interval_sec=0.05)

@@ -102,3 +102,5 @@ def test_invalid_options_name_the_field() -> None:
         DurableEngine(engine, name="")
     with pytest.raises(InvalidOptionsError, match="queue"):
         DurableEngine(engine, queue="")
+    with pytest.raises(InvalidOptionsError, match="leases"):
+        DurableEngine(engine, leases=object())  # type: ignore[arg-type]

@@ -1,15 +1,17 @@
 """A real local HTTP server standing in for the tools' and the LLM's upstreams.
 
 It applies each side effect once per ``Idempotency-Key`` (a repeated key gets the stored
-answer: what an idempotent upstream does), counts every request, and can hold the requests
-on a path unanswered until released (calls in flight when their process dies); a repeated
-key is answered at once.
+answer: what an idempotent upstream does), counts every request (and each run's, by the
+body's ``run``), can answer each request after ``delay`` seconds (an upstream's latency: runs
+are mid-flight when a replica dies) and can hold the requests on a path unanswered until
+released (calls in flight when their process dies); a repeated key is answered at once.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -19,9 +21,11 @@ HOLD_LIMIT = 30.0  # seconds a held request waits at most (the test releases it 
 
 
 class ToolServer:
-    def __init__(self, *, hold: frozenset[str] = frozenset()) -> None:
+    def __init__(self, *, hold: frozenset[str] = frozenset(), delay: float = 0.0) -> None:
         self.hold = frozenset(hold)
+        self.delay = delay
         self.requests: Counter[str] = Counter()  # path -> requests received
+        self.by_run: Counter[tuple[str, str]] = Counter()  # (path, run) -> requests received
         self.applied: Counter[str] = Counter()  # path -> side effects applied
         self.keys: dict[str, list[str | None]] = {}  # path -> Idempotency-Key of each request
         self._answers: dict[str, Any] = {}
@@ -57,6 +61,8 @@ class ToolServer:
     def handle(self, path: str, body: dict[str, Any], key: str | None) -> Any:
         with self._lock:
             self.requests[path] += 1
+            if body.get("run"):
+                self.by_run[(path, str(body["run"]))] += 1
             self.keys.setdefault(path, []).append(key)
             if key is not None and key in self._answers:
                 return self._answers[key]  # applied once per key
@@ -73,6 +79,8 @@ class ToolServer:
                 self.held.notify_all()
         if hold:
             self.released.wait(HOLD_LIMIT)
+        elif self.delay:
+            time.sleep(self.delay)  # real-sleep-ok: the upstream's latency, in its own thread
         return answer
 
     def wait_holding(self, paths: set[str], count: int, timeout: float) -> bool:
