@@ -1,5 +1,6 @@
 """Session store latency with Redis up vs Redis down (PostgreSQL fallback), and the shared
-Redis rate limiter's acquisitions per second. Real servers on loopback, started here.
+Redis rate limiter's acquisitions per second, and a run event log's cost per appended event
+(RedisEventLog on Redis Streams vs InMemoryEventLog). Real servers on loopback, started here.
 
     .venv/bin/python -m bench.state_backends [--ops 2000]
 
@@ -23,7 +24,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bench._harness import summary
+from netra_resilience.engine import Event, EventLog, InMemoryEventLog
 from netra_resilience.integrations.redis import (
+    RedisEventLog,
     RedisRateLimiter,
     RedisSessionBackend,
     redis_breaker,
@@ -147,11 +150,38 @@ async def limiter(redis: RedisServer, ops: int) -> list[tuple[str, ...]]:
     return rows
 
 
+async def event_logs(redis: RedisServer, ops: int) -> tuple[float, float]:
+    """Median us per appended event (a run's events in order, 20 per run), in-memory vs Redis
+    Streams (one XADD script per event, the local mirror included)."""
+    client = redis_client(redis.url)
+    logs: dict[str, EventLog] = {
+        "memory": InMemoryEventLog(max_runs=100_000),
+        "redis": RedisEventLog(client, breaker=redis_breaker(client, timeout=1.0)),
+    }
+    medians: dict[str, float] = {}
+    for name, log in logs.items():
+
+        async def append(i: int, log: EventLog = log, name: str = name) -> object:
+            run, seq = divmod(i, 20)
+            event: Event = {
+                "type": "agent_thinking",
+                "run_id": f"{name}{run}",
+                "seq": seq + 1,
+                "data": {"text": "x" * 80},
+            }
+            return await log.append(event)
+
+        medians[name] = statistics.median(await _latencies(append, ops * 5))
+    await client.aclose()
+    return medians["redis"], medians["memory"]
+
+
 async def main(ops: int) -> None:
     with RedisServer() as redis, PostgresServer() as pg:
         rows = await sessions(redis, pg, ops)
         rows += await sqlite_embedded(ops)
         rows += await limiter(redis, ops)
+        on_redis, in_memory = await event_logs(redis, ops)
     print(
         f"\nstate backends - {platform.python_implementation()} {platform.python_version()}, "
         f"{ops} ops per phase, latencies in us (median / p99)"
@@ -163,6 +193,13 @@ async def main(ops: int) -> None:
         print(f"{name:<36} {up:>18} {down:>18} {ratio:>7}")
         if ratio.endswith("x"):
             summary(f"{name}: Redis down (PostgreSQL) vs Redis up", down, up, float(ratio[:-1]))
+    print(f"run event log append: Redis Streams {on_redis:.1f} us, in-memory {in_memory:.1f} us")
+    summary(
+        "run event log: append per event, RedisEventLog (loopback Redis) vs InMemoryEventLog (us)",
+        f"{on_redis:.1f} us",
+        f"in-memory {in_memory:.1f} us",
+        on_redis / in_memory,
+    )
 
 
 def cli(argv: list[str] | None = None) -> None:
