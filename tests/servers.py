@@ -40,6 +40,10 @@ __all__ = ["PostgresServer", "RedisServer", "ServerUnavailableError", "free_port
 
 _START_TIMEOUT = 15.0
 _POLL = 0.01
+# A port from free_port() is free when chosen, not reserved: another process (a parallel test
+# worker, another suite on the machine) may bind it before the server does. A server that
+# chose its own port moves to a new one when its first start finds it taken.
+_PORT_TRIES = 3
 
 
 class ServerUnavailableError(RuntimeError):
@@ -102,6 +106,7 @@ class RedisServer(_ManagedServer):
             raise ServerUnavailableError("redis-server not found (scripts/test installs it)")
         self.binary = found
         self.port = port or free_port()
+        self._may_move = port is None  # until the first start succeeds
         self.appendonly = appendonly
         self._dir: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -137,11 +142,20 @@ class RedisServer(_ManagedServer):
             "--logfile", "",
             "--loglevel", "warning",
         ]  # fmt: skip
-        self._proc = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
-        )
-        self._paused = False
-        _wait_until(self._pong, f"redis-server on port {self.port}")
+        for attempt in range(1, _PORT_TRIES + 1):
+            args[args.index("--port") + 1] = str(self.port)
+            self._proc = subprocess.Popen(
+                args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+            )
+            self._paused = False
+            try:
+                _wait_until(self._pong, f"redis-server on port {self.port}")
+                break
+            except ServerUnavailableError:
+                if not self._may_move or self.running or attempt == _PORT_TRIES:
+                    raise
+                self.port = free_port()  # it exited at once: the port was taken meanwhile
+        self._may_move = False
         return self
 
     def _pong(self) -> bool:
@@ -231,6 +245,7 @@ class PostgresServer(_ManagedServer):
     def __init__(self, *, port: int | None = None, bindir: str | None = None) -> None:
         self.bindir = Path(bindir) if bindir else _pg_bindir()
         self.port = port or free_port()
+        self._may_move = port is None  # until the first start succeeds
         self._prefix, self._ids = _unprivileged_prefix()
         self._dir: str | None = None
         self._initialised = False
@@ -283,7 +298,27 @@ class PostgresServer(_ManagedServer):
             self._init()
         elif self._accepts():
             return self
+        for attempt in range(1, _PORT_TRIES + 1):
+            try:
+                self._pg_ctl_start()
+                break
+            except ServerUnavailableError:
+                if not self._may_move or attempt == _PORT_TRIES or not self._port_was_taken():
+                    raise
+                self.port = free_port()
+        self._may_move = False
+        _wait_until(self._accepts, f"postgres on port {self.port}")
+        return self
+
+    def _port_was_taken(self) -> bool:
         assert self._dir is not None
+        log = Path(self._dir, "server.log")
+        return log.exists() and "already in use" in log.read_text(errors="replace")
+
+    def _pg_ctl_start(self) -> None:
+        assert self._dir is not None
+        if self._may_move:  # a first start: the log then tells why this attempt failed
+            Path(self._dir, "server.log").unlink(missing_ok=True)
         options = (
             f"-p {self.port} -k {self._dir} -c listen_addresses=127.0.0.1 -F "
             "-c max_connections=60 -c shared_buffers=16MB -c full_page_writes=off"
@@ -296,8 +331,6 @@ class PostgresServer(_ManagedServer):
             "-w", "-t", str(int(_START_TIMEOUT)),
             "start",
         )  # fmt: skip
-        _wait_until(self._accepts, f"postgres on port {self.port}")
-        return self
 
     def _accepts(self) -> bool:
         try:
