@@ -41,6 +41,7 @@ SHORT_ARGS: dict[str, list[str]] = {
     "llm_transport": ["--calls", "500", "--rounds", "5", "--samples", "1000"],
     "routing": ["--calls", "20000"],
     "state_backends": ["--ops", "300"],
+    "redis_limiter": ["--acquisitions", "20000", "--rounds", "3", "--seconds", "2"],
     "budgets": ["--calls", "5000", "--ops", "500"],
     "asgi_middleware": ["--rounds", "3", "--duration", "10"],
     "adapters": ["--calls", "50", "--rounds", "5"],

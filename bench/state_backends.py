@@ -1,6 +1,6 @@
-"""Session store latency with Redis up vs Redis down (PostgreSQL fallback), and the shared
-Redis rate limiter's acquisitions per second, and a run event log's cost per appended event
-(RedisEventLog on Redis Streams vs InMemoryEventLog). Real servers on loopback, started here.
+"""Session store latency with Redis up vs Redis down (PostgreSQL fallback), and a run event
+log's cost per appended event (RedisEventLog on Redis Streams vs InMemoryEventLog). Real servers
+on loopback, started here. (The shared Redis rate limiter: ``bench.redis_limiter``.)
 
     .venv/bin/python -m bench.state_backends [--ops 2000]
 
@@ -27,7 +27,6 @@ from bench._harness import summary
 from netra_resilience.engine import Event, EventLog, InMemoryEventLog
 from netra_resilience.integrations.redis import (
     RedisEventLog,
-    RedisRateLimiter,
     RedisSessionBackend,
     redis_breaker,
     redis_client,
@@ -121,35 +120,6 @@ async def sqlite_embedded(ops: int) -> list[tuple[str, ...]]:
     ]
 
 
-async def limiter(redis: RedisServer, ops: int) -> list[tuple[str, ...]]:
-    client = redis_client(redis.url)
-    rows: list[tuple[str, ...]] = []
-    for tasks in (1, 16):
-        lim = RedisRateLimiter(
-            client, breaker=redis_breaker(client), key=f"bench{tasks}", rate=1e7, burst=1_000_000
-        )
-        per_task = ops * 5 // tasks
-
-        async def run(lim: RedisRateLimiter = lim, n: int = per_task) -> None:
-            for _ in range(n):
-                await lim.acquire(1)
-
-        start = time.perf_counter()
-        await asyncio.gather(*(run() for _ in range(tasks)))
-        rate = per_task * tasks / (time.perf_counter() - start)
-        rows.append(
-            (
-                f"redis limiter acquire ({tasks} task{'s' if tasks > 1 else ''})",
-                f"{rate:,.0f}/s",
-                "-",
-                "-",
-            )
-        )
-        await lim.aclose()
-    await client.aclose()
-    return rows
-
-
 async def event_logs(redis: RedisServer, ops: int) -> tuple[float, float]:
     """Median us per appended event (a run's events in order, 20 per run), in-memory vs Redis
     Streams (one XADD script per event, the local mirror included)."""
@@ -180,7 +150,6 @@ async def main(ops: int) -> None:
     with RedisServer() as redis, PostgresServer() as pg:
         rows = await sessions(redis, pg, ops)
         rows += await sqlite_embedded(ops)
-        rows += await limiter(redis, ops)
         on_redis, in_memory = await event_logs(redis, ops)
     print(
         f"\nstate backends - {platform.python_implementation()} {platform.python_version()}, "

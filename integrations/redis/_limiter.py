@@ -356,6 +356,16 @@ class RedisRateLimiter(SharedBucketSteps):
                 if wait > 0.0:
                     await self._clock.sleep(wait)
                 return True
+            if self.lease_max == 1:  # no batches to share: each caller asks for its own
+                try:
+                    wait = await self._request(permits, limit)
+                except RateLimitRejectedError:
+                    raise
+                except Exception:
+                    return False  # Redis failed now: this call goes local, the next asks again
+                if wait > _EPSILON:
+                    await self._clock.sleep(wait)  # our reserved slot
+                return True
             leasing = self._leasing
             if leasing is not None:  # a request is on its way to Redis: share its answer
                 await asyncio.shield(leasing)

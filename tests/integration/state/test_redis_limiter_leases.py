@@ -94,6 +94,36 @@ async def test_at_a_low_rate_every_acquisition_asks_redis(
         await limiter.client.aclose()
 
 
+async def test_without_leases_concurrent_callers_ask_redis_concurrently(
+    redis_server: RedisServer, namespace: str, clock: FakeClock
+) -> None:
+    """No batches to share (lease_window=0): callers do not queue behind one request."""
+    limiter = replica(redis_server.url, clock, key=namespace, rate=1000, burst=100, lease_window=0)
+    assert limiter.lease_max == 1
+    script = limiter._script
+    in_flight, most = 0, 0
+
+    async def counted(**kwargs: Any) -> Any:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            return await script(**kwargs)
+        finally:
+            in_flight -= 1
+
+    limiter._script = counted  # type: ignore[assignment]
+    try:
+        before = await script_calls(redis_server.url)
+        await asyncio.gather(*(limiter.acquire(1) for _ in range(8)))
+        assert await script_calls(redis_server.url) - before == 8
+        assert most == 8  # all eight round trips were on their way at once
+        assert limiter.held == 0
+    finally:
+        await limiter.aclose()
+        await limiter.client.aclose()
+
+
 async def test_four_replicas_stay_within_the_documented_bound(
     replicas: list[RedisRateLimiter], clock: FakeClock
 ) -> None:
