@@ -32,7 +32,7 @@ from netra_resilience.exceptions import TimeoutRejectedError
 from netra_resilience.outcome import Outcome
 from netra_resilience.rate_limiter import EPSILON, RateLimiterStrategy, TokenBucketLimiter
 from netra_resilience.retry import RetryStrategy, _never_retried
-from netra_resilience.strategy import Callback, Strategy
+from netra_resilience.strategy import Strategy
 from netra_resilience.timeout import (
     DEADLINE,
     Budget,
@@ -43,6 +43,7 @@ from netra_resilience.timeout import (
 
 Runner = Callable[
     [
+        Any,
         Callable[..., Awaitable[Any]],
         tuple[Any, ...],
         dict[str, Any],
@@ -51,8 +52,35 @@ Runner = Callable[
     ],
     Awaitable[Any],
 ]
-"""``runner(fn, args, kwargs, context, want_outcome)``: the outcome when ``want_outcome``,
-else the result (raising the call's exception)."""
+"""``runner(pipeline, fn, args, kwargs, context, want_outcome)``: the outcome when
+``want_outcome``, else the result (raising the call's exception). One runner serves every
+pipeline of one build (each key of a ``KeyedPipelines``): what is stateful it reads from
+``pipeline`` (``_limiter_s``, ``_limiter``, ``_bulkhead_s``, ``_seats``, ``_breaker_s``,
+``_ctl``: see :func:`stateful_parts`; ``_step(i)``: the onion step after ``strategies[i]``,
+``-1`` the first), the rest it closes over."""
+
+
+def stateful_parts(strategies: Sequence[Strategy]) -> tuple[Any, Any, Any, Any, Any, Any]:
+    """``(limiter strategy, limiter, bulkhead, its seats, breaker, its controller)`` of a
+    pipeline's strategies, ``None`` where absent (what a fused runner reads per pipeline)."""
+    limiter_s: RateLimiterStrategy | None = None
+    bulkhead_s: BulkheadStrategy | None = None
+    breaker_s: CircuitBreakerStrategy | None = None
+    for strategy in strategies:
+        if type(strategy) is RateLimiterStrategy:
+            limiter_s = strategy
+        elif type(strategy) is BulkheadStrategy:
+            bulkhead_s = strategy
+        elif type(strategy) is CircuitBreakerStrategy:
+            breaker_s = strategy
+    return (
+        limiter_s,
+        None if limiter_s is None else limiter_s._limiter,
+        bulkhead_s,
+        None if bulkhead_s is None else bulkhead_s._limiter,
+        breaker_s,
+        None if breaker_s is None else breaker_s._ctl,
+    )
 
 
 async def _invoke(context: ResilienceContext, state: Any) -> Outcome[Any]:
@@ -127,17 +155,11 @@ class Shape:
         return self.total or self.retry_timed or (self.attempt and self.system) or shared
 
 
-def fuse(
-    name: str,
-    clock: Clock,
-    strategies: Sequence[Strategy],
-    links: Sequence[Callback],
-    entry: Callback,
-) -> Runner | None:
+def fuse(name: str, clock: Clock, strategies: Sequence[Strategy]) -> Runner | None:
     """The fused runner of this pipeline, or ``None`` (keep the onion).
 
-    ``links[i]`` is the onion step after ``strategies[i]`` (what that strategy calls);
-    ``entry`` the onion's first step.
+    The runner serves every pipeline whose strategies are built from the same options on the
+    same clock, sharing the stateless ones (a ``KeyedPipelines``' keys).
     Fusable: a limiter with a fixed cost on one shared limiter whose pause hint reads
     exceptions only; any bulkhead; a total timeout fused with its retry's attempt timeout;
     any retry; a breaker with in-process state; a fixed innermost timeout. Timeout
@@ -146,9 +168,9 @@ def fuse(
     roles = _roles(strategies)
     if roles is None or not strategies:
         return None
-    by_role: dict[int, tuple[Strategy, Callback]] = {}
+    by_role: dict[int, tuple[Strategy, int]] = {}
     for position, (role, strategy) in enumerate(roles):
-        by_role[role] = (strategy, links[position])
+        by_role[role] = (strategy, position)
     limiter_s = _get(by_role, 0, RateLimiterStrategy)
     bulkhead_s = _get(by_role, 1, BulkheadStrategy)
     total_s = _get(by_role, 2, TimeoutStrategy)
@@ -182,57 +204,38 @@ def fuse(
         "name": name,
         "clock": clock,
         "monotonic": clock.monotonic,
-        "entry": entry,
-        "limiter_s": limiter_s,
-        "bulkhead_s": bulkhead_s,
         "total_s": total_s,
         "retry_s": retry_s,
-        "breaker_s": breaker_s,
         "attempt_s": attempt_s,
     }
     if limiter_s is not None:
-        parts.update(
-            try_acquire=limiter_s._try_acquire,
-            permits=limiter_s._permits,
-            limiter=limiter,
-            rest_limiter=by_role[0][1],
-        )
+        parts.update(permits=limiter_s._permits, at_limiter=by_role[0][1])
     if bucket is not None:
-        parts.update(
-            bucket_now=bucket._monotonic,
-            burst_time=bucket._burst_time,
-            cost=limiter_s._permits * bucket._interval,
-        )
+        parts.update(burst_time=bucket._burst_time, cost=limiter_s._permits * bucket._interval)
     if bulkhead_s is not None:
-        parts.update(seats=bulkhead_s._limiter, rest_bulkhead=by_role[1][1])
+        parts.update(at_bulkhead=by_role[1][1])
     if total_s is not None:
         parts.update(total=total_s._timeout)
     if retry_s is not None:
         parts.update(
             retry_should=retry_s._should_handle,
             retry_budget=retry_s._budget,
-            rest_retry=by_role[3][1],
+            at_retry=by_role[3][1],
         )
     if breaker_s is not None:
-        parts.update(
-            ctl=breaker_s._ctl,
-            breaker_now=breaker_s._now,
-            add_success=breaker_s._add_success,
-            rest_breaker=by_role[4][1],
-        )
+        parts.update(breaker_now=breaker_s._now, at_breaker=by_role[4][1])
     if attempt_s is not None:
-        parts.update(attempt_seconds=attempt_s._timeout, rest_attempt=by_role[5][1])
+        parts.update(attempt_seconds=attempt_s._timeout, at_attempt=by_role[5][1])
     runner: Runner = _maker_for(shape)(**parts)
     return runner
 
 
-# Everything a pipeline's runner closes over, by name (the maker's keyword parameters).
+# Everything a runner closes over, by name (the maker's keyword parameters); ``at_x``: the
+# position of strategy x (its onion step is ``p._step(at_x)``).
 _PARTS = (
-    "name", "clock", "monotonic", "entry", "limiter_s", "bulkhead_s", "total_s", "retry_s",
-    "breaker_s", "attempt_s", "try_acquire", "permits", "limiter", "rest_limiter",
-    "bucket_now", "burst_time", "cost", "seats", "rest_bulkhead", "total", "retry_should",
-    "retry_budget", "rest_retry", "ctl", "breaker_now", "add_success", "rest_breaker",
-    "attempt_seconds", "rest_attempt",
+    "name", "clock", "monotonic", "total_s", "retry_s", "attempt_s", "permits", "at_limiter",
+    "burst_time", "cost", "at_bulkhead", "total", "retry_should", "retry_budget", "at_retry",
+    "breaker_now", "at_breaker", "attempt_seconds", "at_attempt",
 )  # fmt: skip
 
 
@@ -271,13 +274,13 @@ def _source(shape: Shape) -> str:
     out.add(
         0,
         """
-        async def run(fn, args, kwargs, context, want_outcome):
+        async def run(p, fn, args, kwargs, context, want_outcome):
             current = _current_get()
             if context is not None and context is not current:
                 # Bind the context so code inside fn (a transport, a nested pipeline) sees it.
                 token = _current_set(context)
                 try:
-                    return await run(fn, args, kwargs, context, want_outcome)
+                    return await run(p, fn, args, kwargs, context, want_outcome)
                 finally:
                     _current_reset(token)
             # A private context (none given nor bound) is made only when something reads it.
@@ -286,19 +289,27 @@ def _source(shape: Shape) -> str:
             result = None
     """,
     )
+    # The pipeline's own state (one per key), read once per call.
+    if shape.limiter:
+        out.add(4, "limiter_s = p._limiter_s\nlimiter = p._limiter")
+    if shape.bulkhead:
+        out.add(4, "bulkhead_s = p._bulkhead_s\nseats = p._seats")
+    if shape.breaker:
+        out.add(4, "breaker_s = p._breaker_s\nctl = p._ctl")
     if shape.total:
         out.add(
             4,
             """
             if not total_s._fused:  # reused by another pipeline since: the onion decides
-                return _finish(await entry(ctx or _Context(name), (fn, args, kwargs)), want_outcome)
+                onion = p._step(-1)
+                return _finish(await onion(ctx or _Context(name), (fn, args, kwargs)), want_outcome)
         """,
         )
     if shape.reads_clock:
         out.add(4, "now = monotonic()")
     if shape.bucket:
         # TokenBucketLimiter.try_acquire's free-permit step (GCRA), inline.
-        out.add(4, "moment = now" if shape.bucket_shares_clock else "moment = bucket_now()")
+        out.add(4, "moment = now" if shape.bucket_shares_clock else "moment = limiter._monotonic()")
         out.add(
             4,
             """
@@ -311,7 +322,8 @@ def _source(shape: Shape) -> str:
                 limiter._empty_at = taken
             else:
                 ctx = ctx or _Context(name)
-                outcome = await limiter_s._execute_slow(rest_limiter, ctx, (fn, args, kwargs))
+                rest = p._step(at_limiter)
+                outcome = await limiter_s._execute_slow(rest, ctx, (fn, args, kwargs))
                 return _finish(outcome, want_outcome)
         """,
         )
@@ -320,12 +332,13 @@ def _source(shape: Shape) -> str:
             4,
             """
             try:
-                taken = try_acquire(permits) == 0.0
+                taken = limiter.try_acquire(permits) == 0.0
             except Exception as exc:
                 return _finish(_Outcome(None, exc), want_outcome)
             if not taken:
                 ctx = ctx or _Context(name)
-                outcome = await limiter_s._execute_slow(rest_limiter, ctx, (fn, args, kwargs))
+                rest = p._step(at_limiter)
+                outcome = await limiter_s._execute_slow(rest, ctx, (fn, args, kwargs))
                 return _finish(outcome, want_outcome)
         """,
         )
@@ -345,7 +358,8 @@ def _source(shape: Shape) -> str:
                     seats.release()
             else:
                 ctx = ctx or _Context(name)
-                outcome = await bulkhead_s.execute(rest_bulkhead, ctx, (fn, args, kwargs))
+                rest = p._step(at_bulkhead)
+                outcome = await bulkhead_s.execute(rest, ctx, (fn, args, kwargs))
         """,
         )
     else:
@@ -403,7 +417,7 @@ def _call(out: _Source, at: int, shape: Shape) -> None:
                 at + 4,
                 """
                 if outcome is None and epoch == ctl.epoch:
-                    add_success()
+                    breaker_s._add_success()
                 else:
                     ctx = ctx or _Context(name)
                     seen = _Outcome(result) if outcome is None else outcome
@@ -428,7 +442,8 @@ def _call(out: _Source, at: int, shape: Shape) -> None:
         out.add(at + 4, "ctx = ctx or _Context(name)")
         if shape.total:
             out.add(at + 4, "budget = _Budget(total_s, deadline, total, name)")
-        _delegate(out, at + 4, shape, "breaker_s.execute(rest_breaker, ctx, (fn, args, kwargs))")
+        step = "breaker_s.execute(p._step(at_breaker), ctx, (fn, args, kwargs))"
+        _delegate(out, at + 4, shape, step)
     else:
         _attempt(out, at, shape)
     if shape.retry:
@@ -463,7 +478,7 @@ def _call(out: _Source, at: int, shape: Shape) -> None:
             out,
             at + 12,
             shape,
-            "retry_s._retry(rest_retry, ctx, (fn, args, kwargs), seen, started)",
+            "retry_s._retry(p._step(at_retry), ctx, (fn, args, kwargs), seen, started)",
         )
     if shape.total:
         out.add(
@@ -509,7 +524,8 @@ def _attempt(out: _Source, at: int, shape: Shape) -> None:
         )
         bounded = """
             ctx = ctx or _Context(name)
-            bounded = await attempt_s._run(clock, remaining, rest_attempt, ctx, (fn, args, kwargs))
+            rest = p._step(at_attempt)
+            bounded = await attempt_s._run(clock, remaining, rest, ctx, (fn, args, kwargs))
             if bounded is None:
                 budget = _Budget(total_s, deadline, total, name)
                 outcome = _Outcome(None, budget.expire())
@@ -550,7 +566,7 @@ def _attempt(out: _Source, at: int, shape: Shape) -> None:
             if entry_ is None:  # out of order: a timer of its own
                 ctx = ctx or _Context(name)
                 timed = await _run_with_loop_timer(
-                    None, attempt_seconds, rest_attempt, ctx, (fn, args, kwargs)
+                    None, attempt_seconds, p._step(at_attempt), ctx, (fn, args, kwargs)
                 )
                 if timed is None:
                     outcome = await _expired(attempt_s, ctx, attempt_seconds, name)
@@ -618,7 +634,7 @@ async def _expired(
     return await strategy._report(context, seconds, Outcome(None, error))
 
 
-def _get(by_role: dict[int, tuple[Strategy, Callback]], role: int, kind: type[Any]) -> Any:
+def _get(by_role: dict[int, tuple[Strategy, int]], role: int, kind: type[Any]) -> Any:
     found = by_role.get(role)
     if found is None:
         return None
@@ -650,4 +666,4 @@ _SHARED: dict[str, Any] = {
 }
 
 
-__all__ = ["Runner", "Shape", "fuse"]
+__all__ = ["Runner", "Shape", "fuse", "stateful_parts"]

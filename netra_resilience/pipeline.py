@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import random as _random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, ParamSpec, Self, TypeVar
 
@@ -13,16 +15,16 @@ from netra_resilience.admission import AdmissionOptions, ThrottleOptions
 from netra_resilience.bulkhead import BulkheadOptions
 from netra_resilience.cache import CacheOptions
 from netra_resilience.chaos import ChaosOptions
-from netra_resilience.circuit_breaker import CircuitBreakerOptions
+from netra_resilience.circuit_breaker import CircuitBreakerOptions, CircuitBreakerStrategy
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.context import ResilienceContext, _current
 from netra_resilience.exceptions import InvalidOptionsError
 from netra_resilience.fallback import FallbackOptions
-from netra_resilience.fused import Runner
+from netra_resilience.fused import Runner, stateful_parts
 from netra_resilience.fused import fuse as fused_runner
 from netra_resilience.hedging import HedgingOptions
 from netra_resilience.outcome import Outcome
-from netra_resilience.rate_limiter import RateLimiterOptions
+from netra_resilience.rate_limiter import RateLimiterOptions, RateLimiterStrategy
 from netra_resilience.retry import RetryOptions, RetryStrategy
 from netra_resilience.strategy import BuildContext, Callback, Strategy, StrategyOptions
 from netra_resilience.telemetry import TelemetryListener
@@ -60,7 +62,10 @@ class _Link:
 class Pipeline:
     """Runs callables through its strategies. Built by :class:`PipelineBuilder`, reused freely."""
 
-    __slots__ = ("_entry", "_fused", "build_context", "instance", "name", "strategies")
+    __slots__ = (
+        "_breaker_s", "_build", "_bulkhead_s", "_ctl", "_fused", "_limiter", "_limiter_s",
+        "_onion", "_seats", "instance", "name", "strategies",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -70,24 +75,64 @@ class Pipeline:
         build_context: BuildContext | None = None,
         *,
         fuse: bool = True,
+        runner: Runner | None = None,
     ) -> None:
         self.name = name
         self.instance = instance
         self.strategies = strategies
-        self.build_context = build_context or BuildContext(name=name, instance=instance)
+        # ``build_context`` may be a KeyedPipelines' own (its instance is not this key's).
+        self._build = build_context or BuildContext(name=name, instance=instance)
+        # Chosen once: standard strategies run as one fused coroutine (``fused.py``); a
+        # ``runner`` given is one already made for pipelines of this shape (KeyedPipelines).
+        if runner is None and fuse:
+            runner = fused_runner(name, self._build.clock, strategies)
+        self._fused: Runner | None = runner
+        # What the fused runner reads per pipeline: the strategies that keep state.
+        parts: tuple[Any, Any, Any, Any, Any, Any] = (
+            stateful_parts(strategies) if runner is not None else _NO_PARTS
+        )
+        (
+            self._limiter_s,
+            self._limiter,
+            self._bulkhead_s,
+            self._seats,
+            self._breaker_s,
+            self._ctl,
+        ) = parts
+        # The onion's steps, linked once; a fused pipeline links them when a call first
+        # leaves the common path (most per-key pipelines never do).
+        self._onion: tuple[Callback, ...] | None = None if runner is not None else self._link()
+
+    def _link(self) -> tuple[Callback, ...]:
+        """``(first step, step after strategies[0], ..., step after strategies[-1])``."""
+        entry: Callback = _invoke
+        steps: list[Callback] = []
+        for strategy in reversed(self.strategies):
+            steps.append(entry)
+            entry = _Link(strategy, entry)
+        steps.append(entry)
+        steps.reverse()
+        return tuple(steps)
+
+    def _step(self, position: int) -> Callback:
+        """The onion step after ``strategies[position]``; ``-1``: the first step."""
+        onion = self._onion
+        if onion is None:
+            onion = self._onion = self._link()
+        return onion[position + 1]
+
+    @property
+    def _entry(self) -> Callback:
+        return self._step(-1)
+
+    @property
+    def build_context(self) -> BuildContext:
         """Clock, randomness and telemetry it was built with: adapters wrapping this pipeline
         (HTTP transports, the openai facade) take their clock from here."""
-        entry: Callback = _invoke
-        links: list[Callback] = []  # links[i]: the step after strategies[i]
-        for strategy in reversed(strategies):
-            links.append(entry)
-            entry = _Link(strategy, entry)
-        links.reverse()
-        self._entry = entry
-        # Chosen once: standard strategies run as one fused coroutine (``fused.py``).
-        self._fused: Runner | None = (
-            fused_runner(name, self.build_context.clock, strategies, links, entry) if fuse else None
-        )
+        build = self._build
+        if build.instance != self.instance:  # a key of a KeyedPipelines: made when asked
+            return replace(build, instance=self.instance)
+        return build
 
     @property
     def fused(self) -> bool:
@@ -120,7 +165,7 @@ class Pipeline:
         """Run ``fn(*args, **kwargs)`` and return its outcome instead of raising."""
         fused = self._fused
         if fused is not None:
-            return fused(fn, args, kwargs, context, True)
+            return fused(self, fn, args, kwargs, context, True)
         return self._run(context, (fn, args, kwargs))
 
     def execute(
@@ -138,7 +183,7 @@ class Pipeline:
         """
         fused = self._fused
         if fused is not None:
-            return fused(fn, args, kwargs, context, False)  # type: ignore[return-value]
+            return fused(self, fn, args, kwargs, context, False)  # type: ignore[return-value]
         return self._execute_onion(fn, args, kwargs, context)
 
     async def _execute_onion(
@@ -166,7 +211,7 @@ class Pipeline:
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
             fused = self._fused
             if fused is not None:
-                return await fused(fn, args, kwargs, None, False)  # type: ignore[no-any-return]
+                return await fused(self, fn, args, kwargs, None, False)  # type: ignore[no-any-return]
             outcome: Outcome[T] = await self._run(None, (fn, args, kwargs))
             return outcome.unwrap()
 
@@ -183,12 +228,14 @@ class Pipeline:
 
     @property
     def clock(self) -> Clock:
-        return self.build_context.clock
+        return self._build.clock
 
     def __repr__(self) -> str:
         kinds = ", ".join(s.kind for s in self.strategies)
         return f"Pipeline({self.name!r}, [{kinds}])"
 
+
+_NO_PARTS = (None, None, None, None, None, None)
 
 EMPTY_PIPELINE = Pipeline("empty", "", ())
 """A pipeline with no strategies (stateless, safe to share)."""
@@ -312,13 +359,21 @@ class PipelineBuilder:
     def add_chaos(self, options: ChaosOptions | None = None, /, **fields: Any) -> Self:
         return self._add_typed("add_chaos", ChaosOptions, options, fields)
 
-    def build_keyed(self, *, max_keys: int = 100_000, fuse: bool = True) -> KeyedPipelines:
+    def build_keyed(
+        self,
+        *,
+        max_keys: int = 100_000,
+        fuse: bool = True,
+        on_evicted: Callable[[str, Pipeline], object] | None = None,
+    ) -> KeyedPipelines:
         """One pipeline per key (a user, a tenant), each built on first use: see
         :class:`KeyedPipelines`. ``pipelines.get(user_id).execute(fn)``."""
         if self._used:
             raise RuntimeError("PipelineBuilder.build() may be called only once")
         self._used = True
-        return KeyedPipelines(self._build, tuple(self._items), max_keys=max_keys, fuse=fuse)
+        return KeyedPipelines(
+            self._build, tuple(self._items), max_keys=max_keys, fuse=fuse, on_evicted=on_evicted
+        )
 
     def build(self, *, fuse: bool = True) -> Pipeline:
         """The pipeline. ``fuse=False`` keeps the general onion (one coroutine per strategy)
@@ -347,14 +402,24 @@ class KeyedPipelines:
     ``PipelineBuilder(name, instance=key)`` from the same options; what the options hold (a
     shared ``limiter=``, a retry budget, hooks) is shared, as it would be. Timeouts and
     retries keep no state between calls, so one instance of each serves every key, as do the
-    builder's randomness and the fused code: a key costs its state and little else. (Their
-    telemetry reports the builder's ``instance``; breakers and limiters report the key.)
+    builder's randomness and the fused runner: a key costs its state and little else. A
+    breaker or a builder-made bucket for a key is a copy of the first one built (settings
+    shared, not validated again); one with a store, a ``control`` or a ``state_provider`` is
+    built from its options. (Telemetry of timeouts and retries reports the builder's
+    ``instance``; breakers and limiters report the key.)
 
-    Keys live in an LRU of at most ``max_keys``: an evicted key starts afresh (a closed
-    breaker, a full bucket) when it returns; calls already running keep their pipeline.
+    Keys live in an LRU of at most ``max_keys``: the least recently used key is dropped
+    when a new one would exceed it, whatever its state (an open breaker, calls in flight):
+    calls already running keep their pipeline and finish on it, and the key starts afresh
+    (a closed breaker, a full bucket) when it returns. :meth:`get` reports such an eviction
+    to ``on_evicted(key, pipeline)`` when given, so an application can see an open breaker
+    go; size ``max_keys`` above the keys active within a break duration.
     """
 
-    __slots__ = ("_build", "_fuse", "_items", "_max_keys", "_pipelines", "_shared")
+    __slots__ = (
+        "_build", "_fuse", "_items", "_max_keys", "_on_evicted", "_pipelines", "_prototype",
+        "_runner", "_shared",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -363,23 +428,30 @@ class KeyedPipelines:
         *,
         max_keys: int = 100_000,
         fuse: bool = True,
+        on_evicted: Callable[[str, Pipeline], object] | None = None,
     ) -> None:
         self._max_keys = integer("KeyedPipelines", "max_keys", max_keys, minimum=1)
+        if on_evicted is not None and not callable(on_evicted):
+            raise InvalidOptionsError("KeyedPipelines", "on_evicted", "must be callable")
+        self._on_evicted = on_evicted
         self._build = build
         self._items = items
         self._fuse = fuse
         self._pipelines: OrderedDict[str, Pipeline] = OrderedDict()
         # A prototype, built once: its stateless strategies (wired together, e.g. a total
-        # timeout fused with its retry) are the ones every key's pipeline uses.
+        # timeout fused with its retry) are the ones every key's pipeline uses, its stateful
+        # ones are what a key's copies are made from, its fused runner runs every key.
         prototype = tuple(
             item if isinstance(item, Strategy) else item.create_strategy(build) for item in items
         )
         for position, strategy in enumerate(prototype):
             strategy.on_pipeline_built(position, prototype)
+        self._prototype = prototype
         self._shared = tuple(
             strategy if type(strategy) in _STATELESS or isinstance(item, Strategy) else None
             for item, strategy in zip(items, prototype, strict=True)
         )
+        self._runner = fused_runner(build.name, build.clock, prototype) if fuse else None
 
     @property
     def name(self) -> str:
@@ -399,7 +471,10 @@ class KeyedPipelines:
         pipeline = self._create(key)
         pipelines[key] = pipeline
         if len(pipelines) > self._max_keys:
-            pipelines.popitem(last=False)
+            evicted, old = pipelines.popitem(last=False)
+            if self._on_evicted is not None:
+                with contextlib.suppress(Exception):  # an observer must not fail the call
+                    self._on_evicted(evicted, old)
         return pipeline
 
     def peek(self, key: str) -> Pipeline | None:
@@ -408,21 +483,33 @@ class KeyedPipelines:
 
     def _create(self, key: str) -> Pipeline:
         base = self._build
-        build = BuildContext(
-            name=base.name,
-            instance=key,
-            clock=base.clock,
-            random=base.random,
-            listener=base.listener,
-        )
-        strategies = tuple(
-            shared if shared is not None else item.create_strategy(build)  # type: ignore[union-attr]
-            for item, shared in zip(self._items, self._shared, strict=True)
-        )
-        for position, (strategy, shared) in enumerate(zip(strategies, self._shared, strict=True)):
-            if shared is None:  # built for this key: wired now; shared ones were, once
-                strategy.on_pipeline_built(position, strategies)
-        return Pipeline(base.name, key, strategies, build, fuse=self._fuse)
+        listener = base.listener
+        strategies: list[Strategy] = []
+        made: list[bool] = []  # built from options for this key: wired below
+        for item, shared, proto in zip(self._items, self._shared, self._prototype, strict=True):
+            if shared is not None:
+                strategies.append(shared)
+                made.append(False)
+                continue
+            telemetry = None if listener is None else _key_build(base, key).telemetry(proto.kind)
+            copy: Strategy | None = None
+            if isinstance(proto, (RateLimiterStrategy, CircuitBreakerStrategy)):
+                copy = proto.keyed_copy(telemetry)
+            if copy is None:
+                assert not isinstance(item, Strategy)  # a given strategy is shared
+                copy = item.create_strategy(_key_build(base, key))
+                made.append(True)
+            else:
+                made.append(False)
+            strategies.append(copy)
+        built = tuple(strategies)
+        for position, strategy in enumerate(built):
+            if made[position]:  # the shared ones were wired once, copies need none
+                strategy.on_pipeline_built(position, built)
+        runner = self._runner
+        if runner is not None:
+            return Pipeline(base.name, key, built, base, runner=runner)
+        return Pipeline(base.name, key, built, _key_build(base, key), fuse=False)
 
     def __len__(self) -> int:
         return len(self._pipelines)
@@ -433,3 +520,7 @@ class KeyedPipelines:
     def __repr__(self) -> str:
         kinds = ", ".join(type(item).__name__.removesuffix("Options") for item in self._items)
         return f"KeyedPipelines({self.name!r}, [{kinds}], keys={len(self._pipelines)})"
+
+
+def _key_build(base: BuildContext, key: str) -> BuildContext:
+    return replace(base, instance=key)

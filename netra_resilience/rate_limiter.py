@@ -20,7 +20,7 @@ from netra_resilience.exceptions import InvalidOptionsError, RateLimitRejectedEr
 from netra_resilience.hints import RetryAfterHint, retry_after_of
 from netra_resilience.outcome import Outcome
 from netra_resilience.strategy import BuildContext, Callback, Strategy
-from netra_resilience.telemetry import Severity
+from netra_resilience.telemetry import Severity, Telemetry
 from netra_resilience.validation import (
     Seconds,
     callable_or_none,
@@ -136,12 +136,16 @@ class BucketQueue:
         self._empty_at = -math.inf  # starts full
         self._paused_until = -math.inf
         self._queued_permits = 0
-        self._waiters: OrderedDict[_Waiter, None] = OrderedDict()
+        # Made by the first wait: an empty OrderedDict is ~0.1 KB, kept by every per-key bucket.
+        self._waiters: OrderedDict[_Waiter, None] | None = None
 
     async def _wait(self, permits: int, deadline: float) -> None:
         """Queue for ``permits``; the caller checked that ``deadline`` can be met."""
         waiter = _Waiter(permits, deadline)
-        self._waiters[waiter] = None
+        if self._waiters is None:
+            self._waiters = OrderedDict()
+        waiters = self._waiters
+        waiters[waiter] = None
         self._queued_permits += permits
         loop = asyncio.get_running_loop()
         try:
@@ -152,7 +156,7 @@ class BucketQueue:
                     )
                 future = loop.create_future()
                 waiter.future = future
-                if next(iter(self._waiters)) is not waiter:
+                if next(iter(waiters)) is not waiter:
                     await future  # resolved when this waiter becomes the head
                     continue
                 delay = self._take(waiter)
@@ -175,6 +179,7 @@ class BucketQueue:
         if taken > now + EPSILON:
             return taken - now
         self._empty_at = taken
+        assert self._waiters is not None  # the waiter is queued
         del self._waiters[waiter]
         self._queued_permits -= waiter.permits
         self._wake_head()
@@ -182,7 +187,7 @@ class BucketQueue:
 
     def _leave(self, waiter: _Waiter) -> None:
         waiters = self._waiters
-        if waiter not in waiters:
+        if waiters is None or waiter not in waiters:
             return
         was_head = next(iter(waiters)) is waiter
         del waiters[waiter]
@@ -191,8 +196,9 @@ class BucketQueue:
             self._wake_head()
 
     def _wake_head(self) -> None:
-        if self._waiters:
-            future = next(iter(self._waiters)).future
+        waiters = self._waiters
+        if waiters:
+            future = next(iter(waiters)).future
             if future is not None and not future.done():
                 future.set_result(None)
 
@@ -206,16 +212,17 @@ class BucketQueue:
             return
         self._paused_until = until
         self._empty_at = max(self._empty_at, until)
-        if not self._waiters:
+        waiters = self._waiters
+        if not waiters:
             return
         now = self._monotonic()
         served_at = self._empty_at
-        for waiter in list(self._waiters):
+        for waiter in list(waiters):
             end = served_at + waiter.permits * self._interval
             if end <= waiter.deadline + EPSILON:
                 served_at = end
                 continue
-            del self._waiters[waiter]
+            del waiters[waiter]
             self._queued_permits -= waiter.permits
             waiter.retry_after = end - now
             future = waiter.future
@@ -265,6 +272,23 @@ class TokenBucketLimiter(BucketQueue):
         self._max_wait = duration(owner, "max_wait", max_wait, allow_zero=True)
         super().__init__(clock or SYSTEM_CLOCK, 1.0 / self._rate, self._burst / self._rate)
 
+    def fresh_copy(self) -> TokenBucketLimiter:
+        """A full bucket with this one's settings and clock, nobody waiting (a per-key
+        pipeline's own bucket: no validation, nothing shared but the settings)."""
+        copy = TokenBucketLimiter.__new__(TokenBucketLimiter)
+        copy._clock = self._clock
+        copy._monotonic = self._monotonic
+        copy._interval = self._interval
+        copy._burst_time = self._burst_time
+        copy._rate = self._rate
+        copy._burst = self._burst
+        copy._max_wait = self._max_wait
+        copy._empty_at = -math.inf
+        copy._paused_until = -math.inf
+        copy._queued_permits = 0
+        copy._waiters = None
+        return copy
+
     @property
     def rate(self) -> float:
         return self._rate
@@ -280,7 +304,8 @@ class TokenBucketLimiter(BucketQueue):
     @property
     def waiting(self) -> int:
         """Callers queued for permits right now."""
-        return len(self._waiters)
+        waiters = self._waiters
+        return 0 if waiters is None else len(waiters)
 
     @property
     def paused_until(self) -> float | None:
@@ -498,6 +523,7 @@ class RateLimiterStrategy(Strategy):
         "_max_wait",
         "_name",
         "_on_rejected",
+        "_own_bucket",
         "_partition_key",
         "_partitioned",
         "_permits",
@@ -512,8 +538,10 @@ class RateLimiterStrategy(Strategy):
     def __init__(self, options: RateLimiterOptions, build: BuildContext) -> None:
         self._name = build.name
         limiter = options.limiter
+        self._own_bucket = False
         if limiter is None and options.rate is not None and options.burst is not None:
             limiter = TokenBucketLimiter(rate=options.rate, burst=options.burst, clock=build.clock)
+            self._own_bucket = True
         self._limiter = limiter
         self._partitioned = options.partitioned
         self._partition_key = options.partition_key or _scope_key
@@ -536,6 +564,23 @@ class RateLimiterStrategy(Strategy):
         if wait is None:
             wait = getattr(limiter, "max_wait", None)
         self.may_block = not (limiter is not None and wait == 0)
+
+    def keyed_copy(self, telemetry: Telemetry | None) -> RateLimiterStrategy:
+        """This strategy for one more key (``KeyedPipelines``): its own full bucket when it
+        made one (``rate=``/``burst=``), what the options hold shared; the settings shared,
+        not re-validated. ``telemetry`` None: this one's (nobody listens)."""
+        copy = RateLimiterStrategy.__new__(RateLimiterStrategy)
+        for slot in RateLimiterStrategy.__slots__:
+            setattr(copy, slot, getattr(self, slot))
+        if telemetry is not None:
+            copy._telemetry = telemetry
+        if self._own_bucket:
+            assert isinstance(self._limiter, TokenBucketLimiter)
+            bucket = self._limiter.fresh_copy()
+            copy._limiter = bucket
+            if self._try_acquire is not None:
+                copy._try_acquire = bucket.try_acquire
+        return copy
 
     @property
     def limiter(self) -> RateLimiter | None:
@@ -709,6 +754,7 @@ class RateLimiterOptions:
 
     def create_strategy(self, build: BuildContext) -> RateLimiterStrategy:
         return RateLimiterStrategy(self, build)
+
 
 __all__ = [
     "OnRateLimiterRejected",

@@ -163,6 +163,13 @@ def _window(policy: CircuitPolicy, monotonic: Callable[[], float]) -> HealthWind
     return ConsecutiveWindow()
 
 
+# What a controller is configured with (the rest is its state): shared by per-key copies.
+_CONFIG = (
+    "_break_fn", "_max_wait", "_min_throughput", "_permitted", "_ratio", "_slow_ratio",
+    "_trip_reason", "dependency", "policy",
+)  # fmt: skip
+
+
 class CircuitController:
     """One breaker's state machine: ``acquire`` before a call, ``record``/``abandon`` after.
 
@@ -198,7 +205,11 @@ class CircuitController:
         self._max_wait = policy.half_open_max_wait
         consecutive = policy.window == "consecutive"
         self._trip_reason = "consecutive_failures" if consecutive else "failure_ratio"
-        self.window: HealthWindow = _window(policy, monotonic)
+        self._start(monotonic, isolated)
+
+    def _start(self, monotonic: Callable[[], float], isolated: bool) -> None:
+        """The state of a new breaker: a fresh window, closed (or isolated)."""
+        self.window: HealthWindow = _window(self.policy, monotonic)
         self.state = ISOLATED if isolated else CLOSED
         self.epoch = 0
         self.blocked_until = math.inf if isolated else 0.0
@@ -206,6 +217,16 @@ class CircuitController:
         self.half_open_attempts = 0
         self.probes_admitted = self.probes_done = self.probe_failures = self.probe_slow = 0
         self.last_failure_type: str | None = None
+
+    def keyed_copy(self, events: EventSink, monotonic: Callable[[], float]) -> CircuitController:
+        """A new closed breaker with this one's policy and timing (shared, not rebuilt),
+        reporting to ``events``: a per-key pipeline's."""
+        copy = CircuitController.__new__(CircuitController)
+        for slot in _CONFIG:
+            setattr(copy, slot, getattr(self, slot))
+        copy._events = events
+        copy._start(monotonic, False)
+        return copy
 
     # -- admission -------------------------------------------------------------------
     def advance(self, now: float, context: ResilienceContext | None = None) -> CircuitState:

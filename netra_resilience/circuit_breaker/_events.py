@@ -93,19 +93,33 @@ class StateEvents:
         on_half_opened: ChangeCallback | None = None,
     ) -> None:
         self._telemetry = telemetry
+        # Never changed once made: per-key breakers share it (see ``keyed_copy``).
         self._callbacks = {
             CircuitState.OPEN: on_opened,
             CircuitState.ISOLATED: on_opened,
             CircuitState.CLOSED: on_closed,
             CircuitState.HALF_OPEN: on_half_opened,
         }
-        self._listeners: list[StateListener] = []
-        # Changes published while one is being delivered (rare, short): a list, not a deque,
-        # whose first block would cost every breaker ~0.7 KB.
-        self._queue: list[CircuitStateChange] = []
+        # A tuple replaced on change (listeners are rare): an empty one is shared, no list
+        # per breaker.
+        self._listeners: tuple[StateListener, ...] = ()
+        # Changes published while one is being delivered (rare, short): made on first use.
+        self._queue: list[CircuitStateChange] | None = None
         self._busy = False
         self.active = False
         self._refresh()
+
+    def keyed_copy(self, telemetry: Telemetry) -> StateEvents:
+        """The same callbacks for another breaker (a per-key pipeline's), no listeners yet."""
+        copy = StateEvents.__new__(StateEvents)
+        copy._telemetry = telemetry
+        copy._callbacks = self._callbacks
+        copy._listeners = ()
+        copy._queue = None
+        copy._busy = False
+        copy.active = False
+        copy._refresh()
+        return copy
 
     def _refresh(self) -> None:
         # Decided when something changes, not per transition: nobody listening -> no events.
@@ -116,12 +130,14 @@ class StateEvents:
         """Register ``listener(old, new, change)``; returns a function that removes it."""
         if not callable(listener):
             raise TypeError("state listener must be callable")
-        self._listeners.append(listener)
+        self._listeners = (*self._listeners, listener)
         self._refresh()
 
         def remove() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
+            listeners = list(self._listeners)
+            if listener in listeners:
+                listeners.remove(listener)
+                self._listeners = tuple(listeners)
                 self._refresh()
 
         return remove
@@ -129,13 +145,16 @@ class StateEvents:
     def publish(self, change: CircuitStateChange) -> None:
         if not self.active:
             return
-        self._queue.append(change)
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = []
+        queue.append(change)
         if self._busy:
             return  # delivered by the loop already running, after the current change
         self._busy = True
         try:
-            while self._queue:
-                self._deliver(self._queue.pop(0))
+            while queue:
+                self._deliver(queue.pop(0))
         finally:
             self._busy = False
 
@@ -162,7 +181,7 @@ class StateEvents:
         if callback is not None:
             with contextlib.suppress(Exception):  # never break the call that changed state
                 callback(change)
-        for listener in tuple(self._listeners):
+        for listener in self._listeners:
             try:
                 listener(change.old_state, change.new_state, change)
             except Exception:

@@ -18,7 +18,7 @@ from netra_resilience.exceptions import BrokenCircuitError, IsolatedCircuitError
 from netra_resilience.outcome import Outcome
 from netra_resilience.predicates import ANY_EXCEPTION, TRANSIENT_EXCEPTION
 from netra_resilience.strategy import Strategy
-from netra_resilience.telemetry import Severity
+from netra_resilience.telemetry import Severity, Telemetry
 from netra_resilience.validation import to_seconds
 
 if TYPE_CHECKING:
@@ -31,6 +31,13 @@ _CLOSED = CircuitState.CLOSED
 _OPEN = CircuitState.OPEN
 _ISOLATED = CircuitState.ISOLATED
 _REASON = "circuit_open"
+
+
+# Set once from the options and never changed: per-key copies share them.
+_SETTINGS = (
+    "_copyable", "_exceptions_only", "_isolated_message", "_name", "_now", "_open_message",
+    "_plain", "_should_handle", "_slow", "_telemetry",
+)  # fmt: skip
 
 
 def _no_window() -> None:
@@ -47,7 +54,8 @@ class CircuitBreakerStrategy(Strategy):
     """
 
     __slots__ = (
-        "__weakref__", "_add_success", "_backend", "_ctl", "_events", "_exceptions_only",
+        "__weakref__", "_add_success", "_backend", "_copyable", "_ctl", "_events",
+        "_exceptions_only",
         "_isolated_message", "_name", "_now", "_open_message", "_plain", "_should_handle",
         "_slow", "_telemetry",
     )  # fmt: skip
@@ -74,6 +82,11 @@ class CircuitBreakerStrategy(Strategy):
         self._open_message = f"circuit {build.name!r} is open"
         self._isolated_message = f"circuit {build.name!r} is isolated"
         control = options.control
+        # A per-key copy needs nothing but a new in-process state (no control registry,
+        # provider binding or store key of its own).
+        self._copyable = (
+            options.store is None and control is None and options.state_provider is None
+        )
         isolated = control is not None and control._register(self)
         timing = BreakTiming(
             static=to_seconds(options.break_duration),
@@ -114,6 +127,25 @@ class CircuitBreakerStrategy(Strategy):
         self._plain = self._ctl is not None and self._exceptions_only and self._slow is None
         if options.state_provider is not None:
             options.state_provider._bind(self)
+
+    def keyed_copy(self, telemetry: Telemetry | None) -> CircuitBreakerStrategy | None:
+        """This breaker for one more key (``KeyedPipelines``): closed, its own state, the
+        options' settings shared, not re-validated; ``None`` when it cannot be copied (a
+        store, a control or a state provider: build it from its options). ``telemetry``
+        None: this one's (nobody listens)."""
+        ctl = self._ctl
+        if not self._copyable or ctl is None:
+            return None
+        copy = CircuitBreakerStrategy.__new__(CircuitBreakerStrategy)
+        for slot in _SETTINGS:
+            setattr(copy, slot, getattr(self, slot))
+        if telemetry is not None:
+            copy._telemetry = telemetry
+        copy._events = events = self._events.keyed_copy(copy._telemetry)
+        copy._ctl = own = ctl.keyed_copy(events, self._now)
+        copy._add_success = own.window.add_success
+        copy._backend = LocalState(own, self._now)
+        return copy
 
     async def execute(
         self, callback: Callback, context: ResilienceContext, state: Any

@@ -3,6 +3,7 @@ use, the same behaviour as a pipeline built for that key alone, stateless parts 
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
@@ -113,3 +114,107 @@ def test_options_and_single_use() -> None:
     builder.build_keyed()
     with pytest.raises(RuntimeError):
         builder.build()
+
+
+async def test_an_evicted_key_is_reported_and_its_running_call_finishes() -> None:
+    clock = FakeClock()
+    evicted: list[tuple[str, CircuitState]] = []
+
+    def report(key: str, pipeline: object) -> None:
+        breaker = pipeline.find(CircuitBreakerStrategy)  # type: ignore[attr-defined]
+        evicted.append((key, breaker.state))
+
+    keyed = per_user(clock).build_keyed(max_keys=1, on_evicted=report)
+    alice = keyed.get("alice")
+    await advance_until_done(clock, alice.execute_outcome(Script(Upstream)))  # opens alice's
+    keyed.get("bob")  # alice goes, open breaker and all, and the application hears of it
+    assert evicted == [("alice", CircuitState.OPEN)] and "alice" not in keyed
+    assert keyed.get("alice").find(CircuitBreakerStrategy).state is CircuitState.CLOSED  # type: ignore[union-attr]
+    # A call in flight on an evicted key's pipeline finishes on that pipeline.
+    returned = keyed.peek("alice")
+    assert returned is not None
+    running = asyncio.ensure_future(returned.execute_outcome(Script(HANG, "late")))
+    await asyncio.sleep(0)  # the call is in flight (its first attempt hangs)
+    keyed.get("carol")  # evicts the returning alice while her call runs
+    assert evicted[-1] == ("alice", CircuitState.CLOSED)
+    outcome = await advance_until_done(clock, running)
+    assert outcome.result == "late"  # retried after the attempt timeout, on its own pipeline
+
+
+def test_on_evicted_must_be_callable() -> None:
+    with pytest.raises(InvalidOptionsError, match="on_evicted"):
+        per_user(FakeClock()).build_keyed(on_evicted="nope")  # type: ignore[arg-type]
+
+
+async def test_a_state_listener_on_one_key_hears_only_that_key() -> None:
+    clock = FakeClock()
+    keyed = per_user(clock).build_keyed()
+    heard: list[CircuitState] = []
+    alice = keyed.get("alice")
+    alice.find(CircuitBreakerStrategy).add_state_listener(  # type: ignore[union-attr]
+        lambda _old, new, _change: heard.append(new)
+    )
+    bob = keyed.get("bob")
+    await advance_until_done(clock, bob.execute_outcome(Script(Upstream)))  # opens bob's
+    assert heard == [] and bob.find(CircuitBreakerStrategy).state is CircuitState.OPEN  # type: ignore[union-attr]
+    await advance_until_done(clock, alice.execute_outcome(Script(Upstream)))
+    assert heard == [CircuitState.OPEN]
+
+
+async def test_a_breaker_with_a_control_is_built_per_key_from_its_options() -> None:
+    from netra_resilience.circuit_breaker import CircuitBreakerControl
+
+    control = CircuitBreakerControl()
+    keyed = (
+        PipelineBuilder("x", clock=FakeClock())
+        .add_circuit_breaker(control=control, minimum_throughput=2)
+        .build_keyed()
+    )
+    a, b = keyed.get("a"), keyed.get("b")
+    await control.isolate()  # reaches every key's breaker: each registered with the control
+    for pipeline in (a, b):
+        outcome = await pipeline.execute_outcome(Script("ok"))
+        assert isinstance(outcome.exception, BrokenCircuitError)
+
+
+async def test_keyed_and_unkeyed_agree_key_by_key_with_interleaved_keys() -> None:
+    """Several keys' calls interleaved through one KeyedPipelines give, per key, what a
+    pipeline built for that key alone gives for the same script (outcomes and events)."""
+    rng = random.Random(11)
+    keys = ["k0", "k1", "k2"]
+    plan = [(rng.choice(keys), rng.choice(["ok", Upstream, ValueError])) for _ in range(60)]
+    gaps = [rng.choice([0.0, 0.5, 2.0, 40.0]) for _ in plan]
+    keyed_clock = FakeClock()
+    keyed_listener = RecordingListener()
+    keyed = per_user(keyed_clock, keyed_listener).build_keyed()
+    keyed_seen: dict[str, list[str]] = {key: [] for key in keys}
+    starts: list[float] = []  # when each call began (other keys' retries move the clock)
+    for (key, step), gap in zip(plan, gaps, strict=True):
+        await keyed_clock.advance(gap)
+        starts.append(keyed_clock.monotonic())
+        outcome = await advance_until_done(
+            keyed_clock, keyed.get(key).execute_outcome(Script(step))
+        )
+        keyed_seen[key].append(type(outcome.exception).__name__)
+    for key in keys:
+        clock = FakeClock()
+        listener = RecordingListener()
+        alone = per_user(clock, listener, instance=key).build()
+        seen = []
+        for (plan_key, step), start in zip(plan, starts, strict=True):
+            if plan_key == key:
+                await clock.advance(start - clock.monotonic())  # begins when it did, keyed
+                outcome = await advance_until_done(clock, alone.execute_outcome(Script(step)))
+                seen.append(type(outcome.exception).__name__)
+        assert seen == keyed_seen[key]
+        mine = [
+            (e.name, dict(e.args))
+            for e in keyed_listener.events
+            if e.source.instance == key and e.source.strategy == "circuit_breaker"
+        ]
+        theirs = [
+            (e.name, dict(e.args))
+            for e in listener.events
+            if e.source.strategy == "circuit_breaker"
+        ]
+        assert mine == theirs and len(seen) > 5
