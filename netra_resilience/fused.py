@@ -101,7 +101,7 @@ def _roles(strategies: Sequence[Strategy]) -> list[tuple[int, Strategy]] | None:
     last = len(strategies) - 1
     for position, strategy in enumerate(strategies):
         if type(strategy) is RateLimiterStrategy:
-            if strategy._try_acquire is None or strategy._hint_results:
+            if not strategy._fast or strategy._hint_results:
                 return None  # a per-call cost or partition, or a hint that reads results
             role = 0
         elif type(strategy) is BulkheadStrategy:
@@ -417,7 +417,7 @@ def _call(out: _Source, at: int, shape: Shape) -> None:
                 at + 4,
                 """
                 if outcome is None and epoch == ctl.epoch:
-                    breaker_s._add_success()
+                    ctl.window.add_success()
                 else:
                     ctx = ctx or _Context(name)
                     seen = _Outcome(result) if outcome is None else outcome

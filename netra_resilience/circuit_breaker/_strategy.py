@@ -40,10 +40,6 @@ _SETTINGS = (
 )  # fmt: skip
 
 
-def _no_window() -> None:
-    return None
-
-
 class CircuitBreakerStrategy(Strategy):
     """Fails fast while a dependency is failing; see :class:`CircuitBreakerOptions`.
 
@@ -54,10 +50,9 @@ class CircuitBreakerStrategy(Strategy):
     """
 
     __slots__ = (
-        "__weakref__", "_add_success", "_backend", "_copyable", "_ctl", "_events",
-        "_exceptions_only",
-        "_isolated_message", "_name", "_now", "_open_message", "_plain", "_should_handle",
-        "_slow", "_telemetry",
+        "__weakref__", "_backend", "_copyable", "_ctl", "_events", "_events_shared",
+        "_exceptions_only", "_isolated_message", "_name", "_now", "_open_message", "_plain",
+        "_should_handle", "_slow", "_telemetry",
     )  # fmt: skip
 
     kind: ClassVar[str] = "circuit_breaker"
@@ -67,6 +62,7 @@ class CircuitBreakerStrategy(Strategy):
         self._name = build.name
         self._now: Callable[[], float] = build.clock.monotonic
         self._telemetry = build.telemetry("circuit_breaker")
+        self._events_shared = False  # a per-key copy's, until it needs its own
         self._events = StateEvents(
             self._telemetry,
             on_opened=options.on_opened,
@@ -107,11 +103,9 @@ class CircuitBreakerStrategy(Strategy):
                 isolated=isolated,
             )
             self._ctl = ctl
-            self._add_success: Callable[[], None] = ctl.window.add_success
             self._backend = LocalState(ctl, self._now)
         else:
             self._ctl = None
-            self._add_success = _no_window
             self._backend = SharedState(
                 options.store,
                 key=f"{build.name}/{build.instance}" if build.instance else build.name,
@@ -141,9 +135,14 @@ class CircuitBreakerStrategy(Strategy):
             setattr(copy, slot, getattr(self, slot))
         if telemetry is not None:
             copy._telemetry = telemetry
-        copy._events = events = self._events.keyed_copy(copy._telemetry)
+        events = self._events
+        # Nobody listens (no telemetry, no on_* callbacks): the copies share this one's
+        # events until a listener is added to one of them (``add_state_listener``).
+        copy._events_shared = not events.active and telemetry is None
+        if not copy._events_shared:
+            events = events.keyed_copy(copy._telemetry)
+        copy._events = events
         copy._ctl = own = ctl.keyed_copy(events, self._now)
-        copy._add_success = own.window.add_success
         copy._backend = LocalState(own, self._now)
         return copy
 
@@ -158,7 +157,7 @@ class CircuitBreakerStrategy(Strategy):
                 if self._plain:
                     outcome = await callback(context, state)
                     if outcome.exception is None and epoch == ctl.epoch:
-                        self._add_success()
+                        ctl.window.add_success()
                     else:
                         failed = self._failed(outcome)
                         ctl.record(
@@ -293,6 +292,12 @@ class CircuitBreakerStrategy(Strategy):
 
         Listeners run synchronously, in order, never concurrently; their errors are swallowed.
         """
+        if self._events_shared:  # a key's first listener: events of its own from now on
+            own = self._events.keyed_copy(self._telemetry)
+            self._events = own
+            self._events_shared = False
+            if self._ctl is not None:
+                self._ctl._events = own
         return self._events.add_listener(listener)
 
     async def isolate(self) -> None:
