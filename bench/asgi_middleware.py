@@ -35,9 +35,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import os
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -86,11 +88,25 @@ def netra_app() -> FastAPI:
 
 
 def _gc_counted(app: FastAPI) -> FastAPI:
-    """``GET /_gc``: the server's GC collections per generation so far (read between rounds)."""
+    """``GET /_gc``: the server's GC collections per generation so far and the thread CPU
+    seconds they took (read between rounds; a callback times each collection)."""
+    seconds = [0.0, 0.0, 0.0]
+    started = [0.0]
+
+    def timed(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.thread_time()
+        else:
+            seconds[info["generation"]] += time.thread_time() - started[0]
+
+    gc.callbacks.append(timed)
 
     @app.get("/_gc")
-    async def collections() -> list[int]:
-        return [stat["collections"] for stat in gc.get_stats()]
+    async def collections() -> dict[str, list[float]]:
+        return {
+            "collections": [stat["collections"] for stat in gc.get_stats()],
+            "seconds": seconds,
+        }
 
     return app
 
@@ -131,9 +147,16 @@ def _wait_ready(port: int, timeout: float = 20.0) -> None:
 
 @dataclass(frozen=True)
 class Round:
+    requests: int
     rps: float
     p99_ms: float
-    cpu_us: float  # server CPU (user + system) per request; NaN without /proc
+    user_us: float  # server CPU per request in user space; NaN without /proc
+    sys_us: float  # ... and in the kernel (syscalls, interrupts on its behalf)
+    syscalls: float  # per request (perf's raw_syscalls tracepoint); NaN without perf
+
+    @property
+    def cpu_us(self) -> float:
+        return self.user_us + self.sys_us
 
 
 @dataclass
@@ -143,17 +166,20 @@ class Server:
     process: subprocess.Popen[bytes]
     rounds: list[Round] = field(default_factory=list)
 
-    def cpu_seconds(self) -> float:
-        """utime + stime of the server process, from /proc (NaN elsewhere)."""
+    def cpu_seconds(self) -> tuple[float, float]:
+        """utime and stime of the server process, from /proc (NaN elsewhere)."""
         try:
             fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            return float("nan"), float("nan")
+        tick = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tick, int(fields[12]) / tick
 
-    def gc_collections(self) -> list[int]:
+    def gc_stats(self) -> tuple[list[int], list[float]]:
+        """GC collections per generation so far, and the CPU seconds they took."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/_gc", timeout=5) as response:
-            return [int(n) for n in response.read().decode().strip("[]").split(",")]
+            stats = json.loads(response.read())
+        return [int(n) for n in stats["collections"]], [float(t) for t in stats["seconds"]]
 
 
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -176,11 +202,42 @@ def _wrk(wrk: str, port: int, duration: int, connections: int) -> tuple[float, i
     return float(rps[1]), int(done[1]), float(p99[1]) * _UNITS_MS[p99[2]]
 
 
-def _round(wrk: str, server: Server, duration: int, connections: int) -> Round:
-    before = server.cpu_seconds()
+def _syscall_counter(pid: int) -> subprocess.Popen[str] | None:
+    """``perf stat`` counting the server's system calls until stopped (SIGINT), or ``None``
+    when perf or its tracepoint is not available (then the column reads nan)."""
+    perf = shutil.which("perf")
+    if perf is None:
+        return None
+    command = [perf, "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p", str(pid)]
+    counter = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)  # attached before the load starts
+    return counter if counter.poll() is None else None
+
+
+def _syscalls(counter: subprocess.Popen[str] | None) -> float:
+    if counter is None:
+        return float("nan")
+    counter.send_signal(signal.SIGINT)
+    _, err = counter.communicate(timeout=10)
+    count = re.search(r"^(\d+),", err, re.MULTILINE)
+    return float(count[1]) if count else float("nan")
+
+
+def _round(wrk: str, server: Server, duration: int, connections: int, syscalls: bool) -> Round:
+    counter = _syscall_counter(server.process.pid) if syscalls else None
+    user, system = server.cpu_seconds()
     rps, requests, p99 = _wrk(wrk, server.port, duration, connections)
-    cpu = server.cpu_seconds() - before
-    return Round(rps, p99, cpu / requests * 1e6)
+    user_after, system_after = server.cpu_seconds()
+    calls = _syscalls(counter)  # includes the few of the idle 0.3 s before the load
+    per_request = 1e6 / requests
+    return Round(
+        requests,
+        rps,
+        p99,
+        (user_after - user) * per_request,
+        (system_after - system) * per_request,
+        calls / requests,
+    )
 
 
 async def _fixed_load(port: int, requests: int, connections: int) -> None:
@@ -272,7 +329,7 @@ def instructions(args: argparse.Namespace) -> None:
     print(
         f"uvicorn under callgrind: user-space instructions per request, "
         f"{args.instruction_rounds} rounds x {args.instruction_requests} requests per variant "
-        f"after a warm-up, median (min-max)"
+        f"after a warm-up, median (min to max)"
     )
     for connections in loads:
         plain, netra = counts["plain", connections], counts["netra", connections]
@@ -331,37 +388,62 @@ async def in_process(rounds: int = 9, calls: int = 3000) -> dict[str, float]:
 
 
 def _spread(values: list[float], fmt: str) -> str:
-    return f"{format(statistics.median(values), fmt)} ({format(min(values), fmt)}-" + (
+    return f"{format(statistics.median(values), fmt)} ({format(min(values), fmt)} to " + (
         f"{format(max(values), fmt)})"
     )
 
 
-def _report(servers: list[Server], gcs: dict[str, list[int]], args: argparse.Namespace) -> None:
+@dataclass(frozen=True)
+class GcUse:
+    """What the cyclic GC did in one server over the measured rounds."""
+
+    collections: list[int]  # per generation
+    seconds: list[float]  # thread CPU time spent collecting, per generation
+
+
+def _report(servers: list[Server], gcs: dict[str, GcUse], args: argparse.Namespace) -> None:
     print(
         f"uvicorn (1 worker, h11) + wrk -t1 -c{args.connections}, {args.rounds} alternating "
         f"rounds x {args.duration} s per variant; Python {sys.version.split()[0]}, "
-        f"{os.cpu_count()} CPUs"
+        f"{os.cpu_count()} CPUs, load average before {args.load_before}; "
+        "each cell: median (min to max) of the rounds"
     )
-    print(f"{'variant':<16}{'req/s median (min-max)':>28}{'p99 ms':>20}{'server CPU us/req':>24}")
+    columns = (
+        ("req/s", lambda r: r.rps, ",.0f"),
+        ("p99 ms", lambda r: r.p99_ms, ".2f"),
+        ("CPU us/req", lambda r: r.cpu_us, ".1f"),
+        ("user us/req", lambda r: r.user_us, ".1f"),
+        ("sys us/req", lambda r: r.sys_us, ".1f"),
+        ("syscalls/req", lambda r: r.syscalls, ".2f"),
+    )
+    cells = {
+        server.name: [_spread([get(r) for r in server.rounds], fmt) for _, get, fmt in columns]
+        for server in servers
+    }
+    widths = [
+        max(len(title), *(len(cells[s.name][i]) for s in servers)) + 2
+        for i, (title, _, _) in enumerate(columns)
+    ]
+    titles = (title for title, _, _ in columns)
+    print(f"{'variant':<16}" + "".join(f"{t:>{w}}" for t, w in zip(titles, widths, strict=True)))
     for server in servers:
-        rounds = server.rounds
         print(
             f"{LABELS[server.name]:<16}"
-            f"{_spread([r.rps for r in rounds], ',.0f'):>28}"
-            f"{_spread([r.p99_ms for r in rounds], '.2f'):>20}"
-            f"{_spread([r.cpu_us for r in rounds], '.1f'):>24}"
+            + "".join(f"{c:>{w}}" for c, w in zip(cells[server.name], widths, strict=True))
         )
     plain, netra = servers
     pairs = list(zip(plain.rounds, netra.rounds, strict=True))
     rps = [n.rps / p.rps for p, n in pairs]
     p99 = [n.p99_ms / p.p99_ms for p, n in pairs]
-    cpu = [n.cpu_us - p.cpu_us for p, n in pairs]
     print(
-        f"req/s ratio netra/plain (median of rounds, below 1 = netra serves fewer): "
-        f"{_spread(rps, '.3f')} -> {100 * (statistics.median(rps) - 1):+.1f} % req/s"
+        "per round, with install() vs plain (median (min to max) of the rounds):\n"
+        f"  req/s      {_spread([100 * (r - 1) for r in rps], '+.1f')} %  (below 0 = fewer)\n"
+        f"  p99        {_spread([100 * (r - 1) for r in p99], '+.1f')} %  (above 0 = slower)\n"
+        f"  CPU        {_spread([n.cpu_us - p.cpu_us for p, n in pairs], '+.1f')} us/request\n"
+        f"  user       {_spread([n.user_us - p.user_us for p, n in pairs], '+.1f')} us/request\n"
+        f"  sys        {_spread([n.sys_us - p.sys_us for p, n in pairs], '+.1f')} us/request\n"
+        f"  syscalls   {_spread([n.syscalls - p.syscalls for p, n in pairs], '+.2f')} per request"
     )
-    print(f"p99 ratio netra/plain (above 1 = netra slower): {_spread(p99, '.3f')}")
-    print(f"server CPU per request, netra - plain: {_spread(cpu, '+.1f')} us")
     # bench.run's rows: time per request (1 / req/s), p99 and CPU, netra / plain.
     times = sorted(1 / r for r in rps)  # per-round time-per-request ratios
     summary(
@@ -380,16 +462,18 @@ def _report(servers: list[Server], gcs: dict[str, list[int]], args: argparse.Nam
     netra_cpu = statistics.median([r.cpu_us for r in netra.rounds])
     plain_cpu = statistics.median([r.cpu_us for r in plain.rounds])
     summary(
-        "ASGI under wrk: server CPU per request",
+        "ASGI under wrk: server CPU (user + sys) per request",
         f"{netra_cpu:.1f} us",
         f"plain FastAPI {plain_cpu:.1f} us",
         netra_cpu / plain_cpu,
     )
-    requests = {s.name: sum(r.rps * args.duration for r in s.rounds) for s in servers}
+    requests = {s.name: sum(r.requests for r in s.rounds) for s in servers}
     print(
-        "GC collections per 10k requests (gen0/gen1/gen2): "
+        "GC collections per 10k requests (gen0/gen1/gen2) and GC CPU per request: "
         + ", ".join(
-            f"{LABELS[name]} " + "/".join(f"{n * 10_000 / requests[name]:.1f}" for n in gcs[name])
+            f"{LABELS[name]} "
+            + "/".join(f"{n * 10_000 / requests[name]:.1f}" for n in gcs[name].collections)
+            + f" {sum(gcs[name].seconds) * 1e6 / requests[name]:.2f} us"
             for name in VARIANTS
         )
     )
@@ -403,6 +487,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--calls", type=int, default=3000, help="in-process calls per round")
     parser.add_argument("--in-process-only", action="store_true", help="no server, no wrk")
+    parser.add_argument(
+        "--no-syscalls", dest="syscalls", action="store_false",
+        help="do not count the servers' system calls (perf stat) during the rounds",
+    )  # fmt: skip
     parser.add_argument(
         "--instructions", action="store_true", help="also count instructions (valgrind)"
     )
@@ -432,6 +520,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _serve_and_load(args: argparse.Namespace) -> None:
+    args.load_before = ", ".join(f"{n:.2f}" for n in os.getloadavg())
     wrk = shutil.which("wrk") or "/usr/bin/wrk"
     if not Path(wrk).exists():
         sys.exit("wrk not found (apt-get install wrk), or use --in-process-only")
@@ -441,14 +530,19 @@ def _serve_and_load(args: argparse.Namespace) -> None:
         for server in servers:
             _wait_ready(server.port)
             _wrk(wrk, server.port, args.warmup, args.connections)
-        start = {server.name: server.gc_collections() for server in servers}
+        start = {server.name: server.gc_stats() for server in servers}
         for round_ in range(args.rounds):
             for server in servers if round_ % 2 == 0 else reversed(servers):
-                server.rounds.append(_round(wrk, server, args.duration, args.connections))
-        gcs = {
-            s.name: [b - a for a, b in zip(start[s.name], s.gc_collections(), strict=True)]
-            for s in servers
-        }
+                server.rounds.append(
+                    _round(wrk, server, args.duration, args.connections, args.syscalls)
+                )
+        gcs: dict[str, GcUse] = {}
+        for s in servers:
+            (counts_before, seconds_before), (counts, seconds) = start[s.name], s.gc_stats()
+            gcs[s.name] = GcUse(
+                [b - a for a, b in zip(counts_before, counts, strict=True)],
+                [b - a for a, b in zip(seconds_before, seconds, strict=True)],
+            )
     finally:
         for server in servers:
             server.process.terminate()
