@@ -265,9 +265,9 @@ async def main_async(args: argparse.Namespace) -> None:
         median(reserve["p99_high"]) / median(adaptive["p99_high"]),
     )
     summary(
-        "overload shed high / shed low (adaptive)",
-        spread(adaptive["shed_high"], "{:.0f}"),
-        spread(adaptive["shed_low"], "{:.0f}"),
+        "overload, adaptive admission: calls shed per priority (high-priority vs low-priority)",
+        "high " + spread(adaptive["shed_high"], "{:.0f}"),
+        "low " + spread(adaptive["shed_low"], "{:.0f}"),
         None,
     )
     summary(

@@ -161,7 +161,13 @@ async def main(ops: int) -> None:
     for name, up, down, ratio in rows:
         print(f"{name:<36} {up:>18} {down:>18} {ratio:>7}")
         if ratio.endswith("x"):
-            summary(f"{name}: Redis down (PostgreSQL) vs Redis up", down, up, float(ratio[:-1]))
+            summary(
+                f"state backends, {name}: latency median / p99 us, Redis down "
+                "(PostgreSQL fallback) vs Redis up (ratio of medians)",
+                f"Redis down {down} us",
+                f"Redis up {up} us",
+                float(ratio[:-1]),
+            )
     print(f"run event log append: Redis Streams {on_redis:.1f} us, in-memory {in_memory:.1f} us")
     summary(
         "run event log: append per event, RedisEventLog (loopback Redis) vs InMemoryEventLog (us)",
