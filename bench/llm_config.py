@@ -18,10 +18,12 @@ import argparse
 import asyncio
 import datetime as dt
 import gc
+import hashlib
 import os
 import platform
 import sys
 import tracemalloc
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bench._harness import Row, RunFn, Variant, measure, print_rows, summary, version
@@ -113,6 +115,118 @@ async def _key() -> RunFn:
 ENTRY = CacheEntry(ANSWER, 0.0, 1e12, 1e12)
 
 
+def _prompt_request(chars: int, question: str = "") -> LlmRequest:
+    history = ("x" * (chars - 1)) + "?"  # one system prompt / history of ``chars`` characters
+    messages = [{"role": "system", "content": history}]
+    if question:
+        messages.append({"role": "user", "content": question})
+    return LlmRequest("chat", {"model": "gpt-4o-mini", "messages": messages})
+
+
+def _key_at(chars: int, *, rebuilt: bool = False) -> Callable[[], Awaitable[RunFn]]:
+    """The key of a request whose prompt has ``chars`` characters: the same request again
+    (its text remembered), or ``rebuilt``, equal text in a new string each call (a history
+    read back from a database)."""
+
+    async def build() -> RunFn:
+        strategy = _readme_pipeline().find(CacheStrategy)
+        assert strategy is not None
+        context = ResilienceContext("chat", user_id="u1")
+        request = _prompt_request(chars)
+        text = request.params["messages"][0]["content"]
+        kwargs: dict[str, Any] = {}
+
+        async def run(n: int) -> None:
+            key_for = strategy.key_for
+            if not rebuilt:
+                args = (request,)
+                for _ in range(n):
+                    key_for(context, args, kwargs)
+                return
+            for _ in range(n):
+                fresh = text[:-1] + "?"  # the same characters, another str object
+                messages = [{"role": "system", "content": fresh}]
+                params = {"model": "gpt-4o-mini", "messages": messages}
+                key_for(context, (LlmRequest("chat", params),), kwargs)
+
+        return run
+
+    return build
+
+
+def _sha_at(chars: int) -> Callable[[], Awaitable[RunFn]]:
+    """The floor: one SHA-256 over the prompt's text alone (no JSON, no scope)."""
+
+    async def build() -> RunFn:
+        text = _prompt_request(chars).params["messages"][0]["content"]
+
+        async def run(n: int) -> None:
+            sha256 = hashlib.sha256
+            for _ in range(n):
+                sha256(text.encode()).hexdigest()
+
+        return run
+
+    return build
+
+
+def _rebuild_at(chars: int) -> Callable[[], Awaitable[RunFn]]:
+    """What the rebuilt-prompt key row builds besides the key (subtracted by the reader)."""
+
+    async def build() -> RunFn:
+        text = _prompt_request(chars).params["messages"][0]["content"]
+
+        async def run(n: int) -> None:
+            for _ in range(n):
+                fresh = text[:-1] + "?"
+                messages = [{"role": "system", "content": fresh}]
+                LlmRequest("chat", {"model": "gpt-4o-mini", "messages": messages})
+
+        return run
+
+    return build
+
+
+DISTINCT = 50_000  # distinct questions cycled: more than the cache holds, so each call misses
+
+
+async def _miss_write_4k() -> RunFn:
+    """The preset with its in-memory cache serving fresh answers (``cache_ttl``): every call
+    a miss (a new question after a 4,000-character history), then a write."""
+    pipeline = Resilience().llm(cache_ttl=60.0)
+    context = ResilienceContext("chat", user_id="u1")
+    base = _prompt_request(4_000, "q")
+    history = base.params["messages"][0]
+    requests = [
+        LlmRequest(
+            "chat",
+            {"model": "gpt-4o-mini", "messages": [history, {"role": "user", "content": f"q{i}"}]},
+        )
+        for i in range(DISTINCT)
+    ]
+    execute = pipeline.execute
+    position = 0
+
+    async def run(n: int) -> None:
+        nonlocal position
+        with use_context(context):
+            for _ in range(n):
+                await execute(provider, requests[position])
+                position = (position + 1) % DISTINCT
+
+    return run
+
+
+async def _bare_4k() -> RunFn:
+    requests = [_prompt_request(4_000, f"q{i}") for i in range(64)]
+
+    async def run(n: int) -> None:
+        for i in range(n):
+            await provider(requests[i & 63])
+
+    return run
+
+
 async def _netra_cache() -> RunFn:
     cache = InMemoryTTLCache(max_entries=10_000)
 
@@ -146,6 +260,8 @@ async def _empty() -> RunFn:
 
 
 README = "README LLM config, caller bound (key + cache write + filter)"
+MISS_4K = "LLM preset, in-memory cache, miss + write, 4k-char (1k-token) prompt"
+PROMPTS = (40, 4_000, 40_000)
 VARIANTS = [
     Variant("bare provider call", "call", _bare, "baseline"),
     Variant(README, "call", _readme),
@@ -156,6 +272,25 @@ VARIANTS = [
     Variant("InMemoryTTLCache set + get (awaited)", "part", _netra_cache),
     Variant("cachetools TTLCache set + get", "part", _cachetools, "cachetools"),
     Variant("empty loop", "part", _empty, "baseline"),
+    *(
+        Variant(f"cache key, {c:,}-char prompt, same request again", "part", _key_at(c))
+        for c in PROMPTS
+    ),
+    *(
+        Variant(
+            f"cache key, {c:,}-char prompt rebuilt each call (+ building it)",
+            "part",
+            _key_at(c, rebuilt=True),
+        )
+        for c in PROMPTS
+    ),
+    *(Variant(f"building a {c:,}-char request", "part", _rebuild_at(c)) for c in PROMPTS),
+    *(
+        Variant(f"hashlib sha256 of the {c:,}-char prompt alone", "part", _sha_at(c), "hashlib")
+        for c in PROMPTS
+    ),
+    Variant("bare provider call, 4k-char prompt", "call", _bare_4k, "baseline"),
+    Variant(MISS_4K, "call", _miss_write_4k),
 ]
 
 
@@ -218,6 +353,32 @@ async def main_async(args: argparse.Namespace) -> list[Row]:
     )
     key = by["cache key: CacheStrategy.key_for"]
     summary("LLM cache key per call (extra us)", f"{key.overhead_ns / 1000:.2f} us", "-", None)
+    for chars in PROMPTS:
+        floor = by[f"hashlib sha256 of the {chars:,}-char prompt alone"].overhead_ns
+        same = by[f"cache key, {chars:,}-char prompt, same request again"].overhead_ns
+        built = by[f"building a {chars:,}-char request"].overhead_ns
+        rebuilt = by[f"cache key, {chars:,}-char prompt rebuilt each call (+ building it)"]
+        fresh = rebuilt.overhead_ns - built
+        summary(
+            f"LLM cache key, {chars:,}-char prompt, same request again (extra us)",
+            f"{same / 1000:.2f} us",
+            f"sha256 of the prompt alone {floor / 1000:.2f} us",
+            same / floor if floor > 0 else None,
+        )
+        summary(
+            f"LLM cache key, {chars:,}-char prompt as a new equal string (extra us)",
+            f"{fresh / 1000:.2f} us",
+            f"sha256 of the prompt alone {floor / 1000:.2f} us",
+            fresh / floor if floor > 0 else None,
+        )
+    miss = by[MISS_4K]
+    bare4k = by["bare provider call, 4k-char prompt"]
+    summary(
+        "LLM preset + in-memory cache, miss + write, 4k-char prompt (extra us over the call)",
+        f"{(miss.median_ns - bare4k.median_ns) / 1000:.2f} us",
+        "target <= 8 us",
+        None,
+    )
     netra_bytes, peer_bytes = await _memory(args.entries)
     print(f"\nMEMORY, {args.entries:,} entries: InMemoryTTLCache {netra_bytes:.0f} B/entry", end="")
     print(f", cachetools TTLCache {peer_bytes:.0f} B/entry" if peer_bytes else "")

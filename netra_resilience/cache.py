@@ -22,17 +22,17 @@ from netra_resilience.predicates import ANY_EXCEPTION
 from netra_resilience.strategy import BuildContext, Callback, Strategy
 from netra_resilience.telemetry import Severity, Telemetry
 from netra_resilience.validation import (
-        Seconds,
-        callable_or_none,
-        duration,
-        integer,
-        optional_duration,
-        set_field,
-        to_seconds,
+    Seconds,
+    callable_or_none,
+    duration,
+    integer,
+    optional_duration,
+    set_field,
+    to_seconds,
 )
 
 if TYPE_CHECKING:
-        from netra_resilience.strategy import BuildContext
+    from netra_resilience.strategy import BuildContext
 
 
 def _canonical(obj: Any) -> Any:
@@ -61,10 +61,131 @@ def _dumps(obj: Any) -> str:
     return _ENCODER.encode(obj)
 
 
+quote_json: Callable[[str], str] = json.encoder.encode_basestring
+"""A string as canonical JSON writes it (quoted, escaped, non-ASCII kept)."""
+
+
 def canonical_text(*parts: Any) -> str:
     """``parts`` as the canonical JSON :func:`stable_key` hashes (for key functions whose
     result :class:`CacheStrategy` hashes anyway, so a call's key is hashed once)."""
     return _dumps(parts)
+
+
+LONG_TEXT = 256
+"""Strings at least this long enter a key as the SHA-256 of their text (see
+:class:`KeyEncoder`); the same threshold in every process keeps keys shared."""
+
+
+class KeyEncoder:
+    """Canonical key text whose cost follows what changed, not the prompt's size.
+
+    The text is :func:`canonical_text`'s JSON except that a string of :data:`LONG_TEXT` or
+    more characters is written as ``#`` and the SHA-256 of its text, a token JSON never
+    contains outside a string literal, so different requests still give different texts.
+    Those digests are remembered by the string's *value* (a Python string cannot change, and
+    caches its hash): a system prompt or conversation history sent again, even rebuilt
+    from a database, is hashed once, not on every call. Containers are walked on every call,
+    so a dict a caller mutates and sends again gets the key of what it holds now.
+
+    The memo keeps up to ``max_chars`` characters of text alive, least recently used out
+    first; ``max_chars=0`` remembers nothing (for a key function shared process-wide).
+    """
+
+    __slots__ = ("_chars", "_max_chars", "_memo")
+
+    def __init__(self, *, max_chars: int = 1_000_000) -> None:
+        self._max_chars = integer("KeyEncoder", "max_chars", max_chars, minimum=0)
+        self._memo: OrderedDict[str, str] = OrderedDict()
+        self._chars = 0
+
+    @property
+    def remembered_chars(self) -> int:
+        """Characters of text whose digest is remembered now (at most ``max_chars``)."""
+        return self._chars
+
+    def text(self, *parts: Any) -> str:
+        """The canonical text of ``parts`` (a JSON array, long strings as digests)."""
+        out: list[str] = []
+        self.write(parts, out)
+        return "".join(out)
+
+    def write(self, value: Any, out: list[str]) -> None:
+        """Append the canonical text of ``value`` to ``out`` (for key functions that write
+        their own top level, e.g. skipping parameters without copying the dict)."""
+        kind = type(value)
+        if kind is str:
+            out.append(self._digest(value) if len(value) >= LONG_TEXT else quote_json(value))
+        elif kind is dict:
+            self._dict(value, out)
+        elif kind is list or kind is tuple:
+            write = self.write
+            out.append("[")
+            first = True
+            for item in value:
+                if first:
+                    first = False
+                else:
+                    out.append(",")
+                if type(item) is str and len(item) < LONG_TEXT:
+                    out.append(quote_json(item))
+                else:
+                    write(item, out)
+            out.append("]")
+        elif kind is int:
+            out.append(int.__repr__(value))
+        elif value is None:
+            out.append("null")
+        elif kind is bool:
+            out.append("true" if value else "false")
+        elif kind is float and value - value == 0.0:  # finite: json writes its repr
+            out.append(float.__repr__(value))
+        elif isinstance(value, str | int | float | dict | list | tuple):
+            out.append(_ENCODER.encode(value))  # subclasses (enums...): as json sees them
+        else:
+            # What json's ``default`` gives (a model's dump, a sorted set...), walked so its
+            # long strings are remembered too.
+            self.write(_canonical(value), out)
+
+    def _dict(self, value: dict[Any, Any], out: list[str]) -> None:
+        try:
+            names = sorted(value)
+        except TypeError:  # keys of mixed types: json's own verdict
+            out.append(_ENCODER.encode(value))
+            return
+        write = self.write
+        mark = len(out)
+        separator = "{"
+        for name in names:
+            if type(name) is not str:
+                del out[mark:]
+                out.append(_ENCODER.encode(value))  # json's coercion of non-string keys
+                return
+            out.append(separator)
+            separator = ","
+            out.append(quote_json(name))
+            out.append(":")
+            item = value[name]
+            if type(item) is str and len(item) < LONG_TEXT:
+                out.append(quote_json(item))
+            else:
+                write(item, out)
+        out.append("{}" if separator == "{" else "}")
+
+    def _digest(self, text: str) -> str:
+        memo = self._memo
+        found = memo.get(text)
+        if found is not None:
+            memo.move_to_end(text)
+            return found
+        digest = "#" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        size = len(text)
+        if 0 < size <= self._max_chars:
+            memo[text] = digest
+            self._chars += size
+            while self._chars > self._max_chars:
+                oldest, _ = memo.popitem(last=False)
+                self._chars -= len(oldest)
+        return digest
 
 
 def stable_key(*parts: Any) -> str:
@@ -492,6 +613,7 @@ class CacheStrategy(Strategy):
         if self._telemetry.enabled:
             self._telemetry.emit(name, Severity.DEBUG, context.operation_key)
 
+
 __all__ = [
     "CacheBackend",
     "CacheEntry",
@@ -501,6 +623,7 @@ __all__ = [
     "CacheOptions",
     "CacheStrategy",
     "InMemoryTTLCache",
+    "KeyEncoder",
     "canonical_text",
     "stable_key",
 ]

@@ -30,6 +30,7 @@ from netra_resilience.llm._request import (
     TRANSIENT_LLM_FAILURE,
     llm_cache_key,
     llm_retry_after,
+    make_llm_cache_key,
 )
 from netra_resilience.outcome import Outcome
 from netra_resilience.pipeline import Pipeline, PipelineBuilder
@@ -313,7 +314,8 @@ def standard_llm_pipeline(
         builder.add_cache(
             CacheOptions(
                 backend=cache,
-                key=cache_key,
+                # The shared default remembers no prompt: this pipeline gets its own that does.
+                key=make_llm_cache_key() if cache_key is llm_cache_key else cache_key,
                 ttl=cache_ttl,
                 stale_ttl=stale_ttl,
                 serve_fresh=to_seconds(cache_ttl) > 0,

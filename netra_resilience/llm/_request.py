@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from netra_resilience.cache import canonical_text
+from netra_resilience.cache import KeyEncoder, quote_json
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.context import ResilienceContext
 from netra_resilience.exceptions import ExecutionRejectedError, NetraError, TimeoutRejectedError
@@ -150,19 +150,58 @@ def normalize_params(params: Mapping[str, Any], ignore: Iterable[str]) -> dict[s
     return out
 
 
+def _request_text(
+    encoder: KeyEncoder, kind: str, params: Mapping[str, Any], skip: frozenset[str]
+) -> str:
+    """``encoder.text(kind, normalize_params(params, skip))`` without the copy of ``params``."""
+    try:
+        names = sorted(params)
+    except TypeError:  # keys of mixed types: whatever the canonical JSON says of them
+        return encoder.text(kind, normalize_params(params, skip))
+    out = ["[", quote_json(kind), ",{"]
+    write = encoder.write
+    first = True
+    for name in names:
+        if name in skip:
+            continue
+        value = params[name]
+        if type(name) is not str:
+            return encoder.text(kind, normalize_params(params, skip))
+        if _is_sentinel(value):
+            continue
+        if first:
+            first = False
+        else:
+            out.append(",")
+        out.append(quote_json(name))
+        out.append(":")
+        if name in _FLOAT_PARAMS and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)  # temperature=1 and temperature=1.0 answer alike
+        write(value, out)
+    out.append("}]")
+    return "".join(out)
+
+
 def make_llm_cache_key(
-    *, ignore: Iterable[str] = NON_OUTPUT_PARAMS, cache_streams: bool = False
+    *,
+    ignore: Iterable[str] = NON_OUTPUT_PARAMS,
+    cache_streams: bool = False,
+    memo_chars: int = 1_000_000,
 ) -> LlmCacheKey:
     """A ``CacheOptions.key`` for LLM calls.
 
     The call's :class:`LlmRequest` (or, for a plain ``pipeline.execute(fn, *args, **params)``,
-    all its arguments, positional and keyword) is normalised into canonical JSON with its API
-    kind. Not hashed here: :class:`~netra_resilience.cache.CacheStrategy` hashes it once, with
-    the namespace and caller scope, so prompts never reach a backend's key names.
+    all its arguments, positional and keyword) is normalised into canonical text with its API
+    kind (:class:`~netra_resilience.cache.KeyEncoder`: JSON, each string of
+    ``LONG_TEXT`` characters or more as its SHA-256, remembered for up to ``memo_chars``
+    characters, so a long prompt or history sent again is not hashed again). Not hashed
+    here: :class:`~netra_resilience.cache.CacheStrategy` hashes it once, with the namespace
+    and caller scope, so prompts never reach a backend's key names.
     Streaming requests bypass the cache unless ``cache_streams`` (a stream is not a value
     that can be stored).
     """
     skip = frozenset(ignore)
+    encoder = KeyEncoder(max_chars=memo_chars)
 
     def key(
         context: ResilienceContext, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -172,17 +211,18 @@ def make_llm_cache_key(
             # A plain callable: every argument can change the answer, positional ones too.
             if not cache_streams and kwargs.get("stream"):
                 return None
-            return canonical_text("call", list(args), normalize_params(kwargs, skip))
+            return encoder.text("call", list(args), normalize_params(kwargs, skip))
         params = request.params
         if not cache_streams and params.get("stream"):
             return None
-        return canonical_text(request.kind, normalize_params(params, skip))
+        return _request_text(encoder, request.kind, params, skip)
 
     return key
 
 
-llm_cache_key: LlmCacheKey = make_llm_cache_key()
-"""The default LLM cache key (see :func:`make_llm_cache_key`)."""
+llm_cache_key: LlmCacheKey = make_llm_cache_key(memo_chars=0)
+"""The default LLM cache key (see :func:`make_llm_cache_key`), shared process-wide, so it
+remembers no prompt; the LLM preset gives each pipeline a key of its own that does."""
 
 
 _TRANSIENT_STATUSES = frozenset({408, 409, 429})
