@@ -56,7 +56,7 @@ class AiocacheBackend:
       memcached) are bounded by the server's own eviction policy and ignore it.
     """
 
-    __slots__ = ("_bound", "_cache", "_decode", "_encode", "_namespace", "_order")
+    __slots__ = ("_bound", "_cache", "_decode", "_encode", "_namespace", "_options", "_order")
 
     def __init__(
         self,
@@ -83,6 +83,17 @@ class AiocacheBackend:
             if max_entries is not None and isinstance(self._cache, SimpleMemoryBackend)
             else None
         )
+        # aiocache wraps every operation in asyncio.wait_for (a task per call) unless told
+        # timeout=0: pointless for its memory backend, which never waits.
+        self._options: dict[str, Any] = {"namespace": namespace}
+        if isinstance(self._cache, SimpleMemoryBackend):
+            self._options["timeout"] = 0
+
+    @property
+    def in_process(self) -> bool:
+        """True over aiocache's memory backend: it never waits, so the cache strategy puts no
+        timeout around its operations (and neither does aiocache: ``timeout=0``)."""
+        return isinstance(self._cache, SimpleMemoryBackend)
 
     @property
     def cache(self) -> Any:
@@ -95,7 +106,7 @@ class AiocacheBackend:
         return self._bound if self._order is not None else None
 
     async def get(self, key: str) -> CacheEntry | None:
-        raw = await self._cache.get(key, namespace=self._namespace)
+        raw = await self._cache.get(key, **self._options)
         order = self._order
         if order is not None:
             if raw is None:
@@ -126,7 +137,7 @@ class AiocacheBackend:
             }
         # Whole seconds, rounded up: memcached only takes integers, and keeping a key a little
         # longer is harmless (the entry's own deadlines decide what is served).
-        await self._cache.set(key, value, ttl=max(1, math.ceil(ttl)), namespace=self._namespace)
+        await self._cache.set(key, value, ttl=max(1, math.ceil(ttl)), **self._options)
         order = self._order
         if order is None:
             return
@@ -134,12 +145,12 @@ class AiocacheBackend:
         order.move_to_end(key)
         while len(order) > self._bound:
             oldest, _ = order.popitem(last=False)
-            await self._cache.delete(oldest, namespace=self._namespace)
+            await self._cache.delete(oldest, **self._options)
 
     async def delete(self, key: str) -> None:
         if self._order is not None:
             self._order.pop(key, None)
-        await self._cache.delete(key, namespace=self._namespace)
+        await self._cache.delete(key, **self._options)
 
     async def close(self) -> None:
         """Close the wrapped cache's connections (a no-op for the memory cache)."""

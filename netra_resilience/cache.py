@@ -8,12 +8,13 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-from netra_resilience.clock import SYSTEM_CLOCK, Clock
+from netra_resilience.clock import SYSTEM_CLOCK, Clock, SystemClock
 from netra_resilience.context import ResilienceContext
 from netra_resilience.degradation import DegradationReason
 from netra_resilience.exceptions import InvalidOptionsError
@@ -236,7 +237,9 @@ class CacheBackend(Protocol):
 
     ``set``'s ``ttl`` is how long to keep the entry at all (until ``entry.stale_until``);
     a backend may drop entries earlier (eviction) but should not serve them later. Values are
-    stored as given; serialising them is the backend's business.
+    stored as given; serialising them is the backend's business. A backend in this process
+    that never waits may say so with ``in_process = True``: it then gets no timeout per
+    operation (``CacheOptions.backend_timeout``).
     """
 
     async def get(self, key: str) -> CacheEntry | None: ...
@@ -261,6 +264,10 @@ class InMemoryTTLCache:
         self._data: OrderedDict[str, tuple[float, CacheEntry]] = OrderedDict()
 
     async def get(self, key: str) -> CacheEntry | None:
+        return self.get_now(key)
+
+    def get_now(self, key: str) -> CacheEntry | None:
+        """``get`` without a coroutine (this cache never waits)."""
         item = self._data.get(key)
         if item is None:
             return None
@@ -272,6 +279,10 @@ class InMemoryTTLCache:
         return entry
 
     async def set(self, key: str, entry: CacheEntry, ttl: float) -> None:
+        self.set_now(key, entry, ttl)
+
+    def set_now(self, key: str, entry: CacheEntry, ttl: float) -> None:
+        """``set`` without a coroutine (this cache never waits)."""
         data = self._data
         if ttl <= 0:
             data.pop(key, None)
@@ -390,7 +401,7 @@ class SafeBackend:
     ``CancelledError`` still propagates.
     """
 
-    __slots__ = ("_backend", "_clock", "_telemetry", "_timeout")
+    __slots__ = ("_backend", "_clock", "_memory", "_telemetry", "_timeout")
 
     def __init__(
         self, backend: CacheBackend, clock: Clock, timeout: float | None, telemetry: Telemetry
@@ -398,10 +409,15 @@ class SafeBackend:
         self._backend = backend
         self._clock = clock
         # An in-process cache never waits: a timeout per operation could only add its cost.
-        self._timeout = None if type(backend) is InMemoryTTLCache else timeout
+        self._memory = backend if type(backend) is InMemoryTTLCache else None
+        in_process = self._memory is not None or getattr(backend, "in_process", False) is True
+        self._timeout = None if in_process else timeout
         self._telemetry = telemetry
 
     async def get(self, key: str, operation_key: str) -> CacheEntry | None:
+        if self._memory is not None:
+            found = self._memory.get_now(key)  # no coroutine: it cannot fail nor wait
+            return found if isinstance(found, CacheEntry) else None
         try:
             if self._timeout is None:
                 entry = await self._backend.get(key)
@@ -415,6 +431,9 @@ class SafeBackend:
         return entry if isinstance(entry, CacheEntry) else None
 
     async def set(self, key: str, entry: CacheEntry, ttl: float, operation_key: str) -> None:
+        if self._memory is not None:
+            self._memory.set_now(key, entry, ttl)
+            return
         try:
             if self._timeout is None:
                 await self._backend.set(key, entry, ttl)
@@ -475,6 +494,7 @@ class CacheStrategy(Strategy):
         "_stale_ttl",
         "_telemetry",
         "_ttl",
+        "_wall",
     )
 
     kind: ClassVar[str] = "cache"
@@ -492,6 +512,12 @@ class CacheStrategy(Strategy):
         self._on_stale = options.on_stale
         self._name = build.name
         self._clock = build.clock
+        clock = build.clock
+        # Entries carry wall-clock epoch seconds; the system clock's are time.time() without
+        # a datetime in between.
+        self._wall: Callable[[], float] = (
+            time.time if type(clock) is SystemClock else lambda: clock.now().timestamp()
+        )
         self._telemetry = build.telemetry(self.kind)
         timeout = options.backend_timeout
         self._backend = SafeBackend(
@@ -591,7 +617,7 @@ class CacheStrategy(Strategy):
         return Outcome(entry.value)
 
     def _now(self) -> float:
-        return self._clock.now().timestamp()
+        return self._wall()
 
     def _safe_key(
         self, context: ResilienceContext, args: tuple[Any, ...], kwargs: dict[str, Any]

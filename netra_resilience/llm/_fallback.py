@@ -8,8 +8,9 @@ import inspect
 import json
 import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from netra_resilience.context import ResilienceContext
@@ -91,13 +92,17 @@ def is_complete_answer(result: Any) -> bool:
         return False
     if hasattr(result, "__aiter__"):
         return False
-    choices = field(result, "choices")
+    # ``field`` for the top level, its Mapping check made once (this runs on every answer).
+    read: Callable[..., Any] = (
+        result.get if isinstance(result, Mapping) else partial(getattr, result)
+    )
+    choices = read("choices", None)
     if choices is not None:
         return bool(choices) and not _refused_chat(choices)
-    if field(result, "object") == "response" or field(result, "output") is not None:
+    if read("object", None) == "response" or read("output", None) is not None:
         return not _refused_response(result)
-    if _is_message(result):
-        return bool(field(result, "content")) and field(result, "stop_reason") != "refusal"
+    if read("type", None) == "message" and read("role", None) == "assistant":
+        return bool(read("content", None)) and read("stop_reason", None) != "refusal"
     return True
 
 

@@ -319,7 +319,8 @@ def standard_llm_pipeline(
                 ttl=cache_ttl,
                 stale_ttl=stale_ttl,
                 serve_fresh=to_seconds(cache_ttl) > 0,
-                should_cache=answer_cache_filter(degraded),
+                # Only an alternate inside the cache can hand it a fallback answer to keep out.
+                should_cache=answer_cache_filter(degraded if alternates else None),
                 stale_on=LLM_DEPENDENCY_FAILURE,
                 include_scope=not share_cache_across_users,
             )
