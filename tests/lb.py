@@ -2,13 +2,16 @@
 
     with BackendReplica(env) as a, BackendReplica(env) as b, HAProxyServer([a.port, b.port]) as lb:
         lb.url                      # http://127.0.0.1:N, round robin over the live replicas
-        a.kill()                    # SIGKILL: the replica dies mid-run, as a crash would
+        lb.sessions()               # [sessions on a, on b] now (HAProxy's stats socket)
+        lb.busiest([a, b]).kill()   # SIGKILL the one carrying most: it dies as a crash would
 
 HAProxy health-checks each replica's ``/health/live`` every 100 ms (down after three failed
 checks: a killed replica refuses at once, while a replica slowed by a loaded machine gets 2 s
 per check before it counts as failed, so it keeps its share of the clients), redispatches a
 refused connection to the other server, and keeps WebSocket tunnels open for as long as the
-test needs. Like ``tests/servers.py``, starting is the one place these helpers
+test needs. Its stats socket tells how many replicas its checks hold up (``start`` returns once
+all are: a replica still down at the first connects would get none of them) and each one's
+current sessions. Like ``tests/servers.py``, starting is the one place these helpers
 wait in real time (a bounded poll).
 """
 
@@ -47,6 +50,10 @@ class _Process:
 
     def start(self) -> Self:
         raise NotImplementedError
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
 
     def kill(self) -> None:
         """SIGKILL (no shutdown of any kind), then reap."""
@@ -108,6 +115,7 @@ class BackendReplica(_Process):
 _CONFIG = """\
 global
     maxconn 4096
+    stats socket {stats} mode 600 level user
 defaults
     mode http
     timeout connect 1s
@@ -139,6 +147,7 @@ class HAProxyServer(_Process):
         self.port = free_port()
         self.ports = list(ports)
         self._dir: str | None = None
+        self._stats = ""
 
     @property
     def url(self) -> str:
@@ -150,7 +159,8 @@ class HAProxyServer(_Process):
             f"    server r{n} 127.0.0.1:{port} check" for n, port in enumerate(self.ports)
         )
         config = Path(self._dir) / "haproxy.cfg"
-        config.write_text(_CONFIG.format(port=self.port, servers=servers))
+        self._stats = str(Path(self._dir) / "stats.sock")
+        config.write_text(_CONFIG.format(port=self.port, servers=servers, stats=self._stats))
         self._proc = subprocess.Popen(
             [self.binary, "-db", "-f", str(config)],
             stdin=subprocess.DEVNULL,
@@ -158,12 +168,49 @@ class HAProxyServer(_Process):
             stderr=subprocess.DEVNULL,
         )
         _wait_until(self._ready, f"haproxy on port {self.port}")
+        # every replica up in HAProxy's own view before a client connects (a replica still
+        # down at the first connects would get none of them)
+        _wait_until(lambda: self.servers_up() == len(self.ports), "haproxy seeing every replica")
         return self
 
     def _ready(self) -> bool:
         if self._proc is None or self._proc.poll() is not None:
             raise ServerUnavailableError("haproxy exited at startup")
         return _listening(self.port)
+
+    def _stat_rows(self) -> list[list[str]]:
+        """HAProxy's ``show stat`` for the replicas (its stats socket); [] if unreadable."""
+        try:
+            with socket.socket(socket.AF_UNIX) as stats:
+                stats.settimeout(1.0)
+                stats.connect(self._stats)
+                stats.sendall(b"show stat\n")
+                data = b""
+                while chunk := stats.recv(65536):
+                    data += chunk
+        except OSError:
+            return []
+        rows = [line.split(",") for line in data.decode().splitlines() if line[:1] not in "#"]
+        return [r for r in rows if len(r) > 17 and r[0] == "replicas" and r[1].startswith("r")]
+
+    def servers_up(self) -> int:
+        """How many replicas HAProxy's checks hold up right now."""
+        return sum(1 for row in self._stat_rows() if row[17].startswith("UP"))
+
+    def sessions(self) -> list[int]:
+        """Each replica's current sessions through HAProxy (``scur``), in ``ports`` order."""
+        current = {row[1]: int(row[4] or 0) for row in self._stat_rows()}
+        return [current.get(f"r{n}", 0) for n in range(len(self.ports))]
+
+    def busiest(self, replicas: Sequence[BackendReplica]) -> BackendReplica:
+        """The live one of ``replicas`` with the most sessions through HAProxy right now: the
+        one to SIGKILL (on a loaded machine the balancer may have moved every client off a
+        replica slowed past its checks; killing one that carries none would test nothing)."""
+        current = dict(zip(self.ports, self.sessions(), strict=True))
+        live = [replica for replica in replicas if replica.alive]
+        if not live:
+            raise ValueError("no live replica among those given")
+        return max(live, key=lambda replica: current.get(replica.port, 0))
 
     def stop(self) -> None:
         super().stop()

@@ -189,9 +189,15 @@ async def test_sigkill_one_replica_mid_run_every_client_gets_a_terminal_event(
             await asyncio.wait_for(mid_run.wait(), 20)
         except TimeoutError:
             raise AssertionError(f"not all mid-run: {summary(clients)}") from None
-        a.kill()  # SIGKILL mid-run
+        sessions, in_flight = lb.sessions(), started[1]
+        victim = lb.busiest([a, b])
+        victim.kill()  # SIGKILL mid-run the replica carrying more sessions right now
         killed_at = time.monotonic()
         mid = sum(c.final is None for c in clients)
+        print(
+            f"\n{transport}: SIGKILL with {mid} unfinished, {in_flight} in flight, "
+            f"sessions per replica {sessions}"
+        )
         try:
             await asyncio.wait_for(asyncio.gather(*drivers), 30)
         except TimeoutError:
@@ -220,7 +226,9 @@ async def test_sigkill_one_replica_mid_run_every_client_gets_a_terminal_event(
     latencies = sorted(x for c in moved for x in c.resume_latency)
     p99 = latencies[int(0.99 * (len(latencies) - 1))] if latencies else 0.0
     print(
-        f"\n{transport}: {mid} mid-run at the kill, {len(moved)} clients reconnected; "
+        f"\n{transport}: {mid} mid-run at the kill ({in_flight} past their first step; "
+        f"sessions per replica {sessions}), "
+        f"{len(moved)} clients reconnected; "
         f"{len(interrupted)} runs ended interrupted; drop -> next event p99 {p99 * 1000:.0f} ms; "
         f"all settled {settled:.1f} s after the SIGKILL"
     )
