@@ -3,6 +3,7 @@
     with BackendReplica(env) as a, BackendReplica(env) as b, HAProxyServer([a.port, b.port]) as lb:
         lb.url                      # http://127.0.0.1:N, round robin over the live replicas
         lb.sessions()               # [sessions on a, on b] now (HAProxy's stats socket)
+        a.set_fault("llm", {"kind": "latency", "seconds": 4})  # a's demo switch (NETRA_DEMO=1)
         lb.busiest([a, b]).kill()   # SIGKILL the one carrying most: it dies as a crash would
 
 HAProxy health-checks each replica's ``/health/live`` every 100 ms (down after three failed
@@ -110,6 +111,27 @@ class BackendReplica(_Process):
         if self._proc is None or self._proc.poll() is not None:
             raise ServerUnavailableError(f"example backend {self.name} exited at startup")
         return _listening(self.port)
+
+    @property
+    def url(self) -> str:
+        """This replica itself, bypassing the balancer."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def set_fault(self, dependency: str, fault: Mapping[str, object]) -> None:
+        """``POST /demo/faults/{dependency}`` on this replica only (``NETRA_DEMO=1`` in its
+        env): e.g. ``("llm", {"kind": "latency", "seconds": 4})`` holds every run in its
+        model call, so runs overlap however slowly a loaded machine starts the clients."""
+        import httpx
+
+        httpx.post(
+            f"{self.url}/demo/faults/{dependency}", json=dict(fault), timeout=5
+        ).raise_for_status()
+
+    def clear_faults(self) -> None:
+        """``DELETE /demo/faults`` on this replica only (calls already delayed stay so)."""
+        import httpx
+
+        httpx.delete(f"{self.url}/demo/faults", timeout=5).raise_for_status()
 
 
 _CONFIG = """\

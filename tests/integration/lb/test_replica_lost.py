@@ -30,6 +30,10 @@ from tests.servers import PostgresServer, RedisServer
 
 CLIENTS = 100
 IN_FLIGHT_AT_KILL = CLIENTS // 3
+HOLD = 4.0
+"""Seconds each run's model call is delayed (the demo ``llm`` latency switch, well inside the
+LLM's 10 s attempt timeout): without it a run lasts ~1 s, and at a load of 8-15 the last
+clients (SSE ones most: a POST, then a stream) started after the first runs had ended."""
 
 
 @dataclass
@@ -50,8 +54,8 @@ class Client:
         self.run_id = event["run_id"]
         self.seqs.append(int(event["seq"]))
         # ``started``: [runs ever past their first step, those of them not ended yet]. The
-        # kill comes once a third are in flight at once (on a loaded machine the first runs
-        # may end before the last ones start), or else once three quarters have started.
+        # kill comes once a third are in flight at once (each run is held HOLD s in its model
+        # call, so runs overlap however slowly a loaded machine starts the clients).
         if len(self.seqs) == 2:
             started[0] += 1
             started[1] += 1
@@ -59,7 +63,7 @@ class Client:
             if len(self.seqs) >= 2:
                 started[1] -= 1
             self.final = event
-        if started[1] >= IN_FLIGHT_AT_KILL or started[0] >= CLIENTS * 3 // 4:
+        if started[1] >= IN_FLIGHT_AT_KILL:
             mid_run.set()
         return self.final is not None
 
@@ -171,12 +175,15 @@ async def test_sigkill_one_replica_mid_run_every_client_gets_a_terminal_event(
         "NETRA_SIMULATED_LATENCY": "0.25",  # each model/tool step: runs last ~1-2 s
         "NETRA_RUN_LEASE": "1.0",
         "NETRA_RETRY_DELAY": "0",
+        "NETRA_DEMO": "1",  # the fault switches (held model calls)
     }
     with (
         BackendReplica(env, name="a") as a,
         BackendReplica(env, name="b") as b,
         HAProxyServer([a.port, b.port], binary=haproxy_binary) as lb,
     ):
+        for replica in (a, b):
+            replica.set_fault("llm", {"kind": "latency", "seconds": HOLD})
         clients = [Client(f"{transport}-user-{n}") for n in range(CLIENTS)]
         mid_run = asyncio.Event()
         started = [0, 0]
@@ -192,6 +199,9 @@ async def test_sigkill_one_replica_mid_run_every_client_gets_a_terminal_event(
         sessions, in_flight = lb.sessions(), started[1]
         victim = lb.busiest([a, b])
         victim.kill()  # SIGKILL mid-run the replica carrying more sessions right now
+        for replica in (a, b):
+            if replica.alive:
+                replica.clear_faults()  # the survivor's next model calls are not held
         killed_at = time.monotonic()
         mid = sum(c.final is None for c in clients)
         print(
