@@ -8,6 +8,9 @@ cannot be broken from outside.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import socket
 from collections.abc import AsyncIterator
 from typing import Any, Literal
@@ -18,7 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from netra_resilience import Pipeline, Resilience
 
-FaultName = Literal["error", "latency", "rate_limit", "malformed", "dns"]
+FaultName = Literal["error", "latency", "rate_limit", "malformed", "dns", "crash"]
 
 DEPENDENCIES = (
     "llm",
@@ -31,7 +34,10 @@ DEPENDENCIES = (
     "analytics",
     "monitoring",
     "discovery",
+    "replica",
 )
+CRASH = "replica"
+"""The switch whose one fault, ``crash``, SIGKILLs this replica (the drill's replica_lost)."""
 
 
 def fault_point(resilience: Resilience, dependency: str) -> Pipeline:
@@ -73,6 +79,9 @@ def apply(resilience: Resilience, dependency: str, fault: Fault) -> None:
     """Turn ``fault`` on for ``dependency`` (replacing what was there)."""
     control = resilience.chaos
     control.clear(dependency)
+    if fault.kind == "crash":  # the process dies just after answering: no shutdown at all
+        asyncio.get_running_loop().call_later(0.05, os.kill, os.getpid(), signal.SIGKILL)
+        return
     text = fault.message or f"{dependency} unavailable (injected)"
     if fault.kind == "latency":
         control.inject_latency(dependency, fault.seconds, rate=fault.rate)
@@ -188,6 +197,8 @@ def faults_router(resilience: Resilience) -> APIRouter:
             fault = Fault.model_validate_json(raw) if raw.strip() else Fault()
         except ValidationError as exc:
             raise HTTPException(422, exc.errors(include_url=False, include_input=False)) from None
+        if (fault.kind == "crash") != (dependency == CRASH):
+            raise HTTPException(422, f"{CRASH!r} takes the fault kind 'crash', and only it")
         apply(resilience, dependency, fault)
         return {"active": listing()}
 

@@ -109,6 +109,13 @@ async def drill(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     scenarios = select(args.scenario)
+    clustered = [s.name for s in scenarios if s.runs]
+    if clustered and not args.target:
+        raise TargetError(
+            f"{', '.join(clustered)} needs a cluster: --target a load balancer in front of two "
+            "or more replicas in demo mode sharing Redis and the run ledger (the in-process "
+            "backend is one process, and the drill's own)"
+        )
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),

@@ -146,9 +146,21 @@ def print_scorecard(results: list[ScenarioResult], console: Any = None) -> None:
     for index, result in enumerate(results, start=1):
         if result.count("degraded"):
             console.print(f"{index}. {result.name} degraded by reason: {_reasons(result)}")
+    for index, result in enumerate(results, start=1):
+        if result.resumable:
+            console.print(f"{index}. {result.name}: {runs_summary(result)}")
     for result in results:
         for reason in result.violations():
             console.print(f"[red]{result.name}[/]: {reason}")
+
+
+def runs_summary(result: ScenarioResult) -> str:
+    """A resumable-runs scenario's own counts (what the columns cannot say)."""
+    return (
+        f"{result.mid_run} runs in flight at the fault; runs {result.runs_preserved} preserved, "
+        f"{result.runs_interrupted} interrupted, {result.runs_lost} lost; events "
+        f"{result.events_lost} lost, {result.duplicated} duplicated (by seq)"
+    )
 
 
 # -- the timeline (SVG) ----------------------------------------------------------------------
@@ -301,7 +313,12 @@ def write_html(
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows
     )
-    problems = "".join(
+    runs = "".join(
+        f"<li><b>{html.escape(r.name)}</b>: {html.escape(runs_summary(r))}</li>"
+        for r in results
+        if r.resumable
+    )
+    problems = runs + "".join(
         f"<li><b>{html.escape(r.name)}</b>: {html.escape(v)}</li>"
         for r in results
         for v in r.violations()

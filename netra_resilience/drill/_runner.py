@@ -34,6 +34,26 @@ if TYPE_CHECKING:
 REQUEST_TIMEOUT = 30.0
 THINK_TIME = 0.02
 HEALTH_INTERVAL = 0.2
+RUN_BOUND = 60.0
+"""Seconds a resumable run may take, reconnects included, before it counts as lost."""
+RECONNECT_PAUSE = 0.1
+
+
+class _InFlight:
+    """Resumable runs in flight now; ``enough`` is set once ``threshold`` were at once."""
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+        self.now = 0
+        self.enough = asyncio.Event()
+
+    def started(self) -> None:
+        self.now += 1
+        if self.now >= self.threshold:
+            self.enough.set()
+
+    def ended(self) -> None:
+        self.now -= 1
 
 
 class TargetError(RuntimeError):
@@ -78,6 +98,25 @@ def _failed(started: float, leaked: int = 0) -> Turn:
 def _expected(final: dict[str, Any], received: int) -> int:
     seq = final.get("seq")
     return seq if isinstance(seq, int) and seq > 0 else received
+
+
+def _run_turn(latency: float, seqs: list[int], final: dict[str, Any] | None, leaked: int) -> Turn:
+    """A resumable run as one turn: answered (its real answer), degraded (a degraded answer,
+    or interrupted: the user was told) or failed (no final event: lost)."""
+    expected = max(seqs, default=0)
+    if final is None:
+        return Turn(latency, "failed", {}, len(set(seqs)), max(expected, 1), False, leaked)
+    raw = final.get("data")
+    data: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    status = str(data.get("status", ""))
+    degradation = final.get("degradation")
+    degraded = (
+        {str(k): str(v) for k, v in degradation.items()} if isinstance(degradation, dict) else {}
+    )
+    outcome: Outcome = "answered" if status == "ok" else "degraded"
+    if status not in {"ok", "degraded", "interrupted"}:
+        outcome = "failed"
+    return Turn(latency, outcome, degraded, len(set(seqs)), expected, True, leaked)
 
 
 async def http_turn(client: httpx.AsyncClient, user_id: str, message: str, canary: str) -> Turn:
@@ -290,6 +329,7 @@ class ScenarioRun:
             scenario.title,
             started=self.now(),
             expects_detection=scenario.detect_via != "none",
+            resumable=scenario.runs,
         )
 
     def now(self) -> float:
@@ -434,6 +474,8 @@ class ScenarioRun:
         return min(clean) - cleared if clean else None
 
     async def run(self) -> ScenarioResult:
+        if self.scenario.runs:
+            return await self._run_resumable()
         import httpx
 
         options = self.options
@@ -474,6 +516,92 @@ class ScenarioRun:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 self.result.errors.append(f"user crashed: {type(task.exception()).__name__}")
         return self.result
+
+    # -- resumable runs (replica_lost) -----------------------------------------------------
+    async def _run_resumable(self) -> ScenarioResult:
+        import httpx
+
+        users = self.options.users
+        # runs past their first event and not ended yet; the crash comes once a third of
+        # the users' runs are in flight at once (runs that ended before it are not mid-run)
+        flight = _InFlight(max(1, users // 3))
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=10.0) as control:
+            await control.delete("/demo/faults")
+            self.progress(self.scenario.name, "runs starting")
+            runs = [asyncio.create_task(self._resumable_run(i, flight)) for i in range(users)]
+            all_ended: asyncio.Future[Any] = asyncio.gather(*runs, return_exceptions=True)
+            enough: asyncio.Future[Any] = asyncio.ensure_future(flight.enough.wait())
+            try:
+                await asyncio.wait(
+                    [enough, all_ended], timeout=RUN_BOUND, return_when=asyncio.FIRST_COMPLETED
+                )
+                if flight.enough.is_set():
+                    self.result.mid_run = flight.now
+                    try:
+                        await self._set_faults(control)
+                    except httpx.HTTPError as exc:  # its replica died before answering
+                        self.result.errors.append(f"crash switch: {type(exc).__name__}")
+                    self.result.fault_at = self.now()
+                    self.phase.name = "fault"
+                    self.progress(self.scenario.name, f"fault ({flight.now} runs in flight)")
+                else:
+                    self.result.errors.append(
+                        f"never {flight.threshold} runs in flight at once: they ended too fast "
+                        "for a crash mid-run (longer runs, or more users)"
+                    )
+            finally:
+                enough.cancel()
+                await all_ended
+        self.result.ended = self.now()
+        for task in runs:
+            if not task.cancelled() and task.exception() is not None:
+                self.result.errors.append(f"user crashed: {type(task.exception()).__name__}")
+        return self.result
+
+    async def _resumable_run(self, index: int, flight: _InFlight) -> None:
+        """One run on ``WS /v1/runs/ws``: reconnect and resume by seq until its final event."""
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+        url = "ws" + self.base_url.removeprefix("http") + "/v1/runs/ws"
+        messages = self.scenario.user_messages()
+        start = {"user_id": f"drill-user-{index}", "message": messages[index % len(messages)]}
+        started = self.now()
+        run_id: str | None = None
+        seqs: list[int] = []
+        final: dict[str, Any] | None = None
+        leaked = 0
+        try:
+            async with asyncio.timeout(RUN_BOUND):
+                while final is None:
+                    frame = start if run_id is None else {"resume": run_id, "last_seq": seqs[-1]}
+                    try:
+                        async with connect(url, open_timeout=5) as socket:
+                            await socket.send(json.dumps(frame))
+                            async for raw in socket:
+                                text = raw if isinstance(raw, str) else raw.decode()
+                                leaked += text.count(self.canary)
+                                event = json.loads(text)
+                                if "seq" not in event:  # resume_failed / error: again
+                                    break
+                                run_id = str(event.get("run_id") or run_id)
+                                seqs.append(int(event["seq"]))
+                                if len(seqs) == 1:
+                                    flight.started()
+                                if event.get("type") == "agent_completed":
+                                    final = event
+                                    break
+                    except (OSError, TimeoutError, ValueError, ConnectionClosed, InvalidStatus):
+                        pass  # the replica went away: reconnect through the target
+                    if final is None:
+                        await asyncio.sleep(RECONNECT_PAUSE)
+        except TimeoutError:
+            pass  # lost: no final event within the bound
+        finally:
+            if seqs:
+                flight.ended()
+        self.result.duplicated += len(seqs) - len(set(seqs))
+        self._record(started, _run_turn(self.now() - started, seqs, final, leaked), "ws")
 
     async def _await_recovery(self) -> None:
         options = self.options

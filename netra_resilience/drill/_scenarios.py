@@ -35,6 +35,11 @@ class Scenario:
     * ``ws_only``: every user on the WebSocket (where answers stream token by token).
     * ``churn``: every run on a fresh connection (HTTP without keep-alive, WebSockets
       reopened between runs), as behind a load balancer that keeps moving connections.
+    * ``runs``: each user starts one resumable run (``WS /v1/runs/ws``) and, when its socket
+      drops, reconnects through the target with ``{"resume": run_id, "last_seq": n}`` until
+      the run's final event; the faults are switched on once a third of the runs are in
+      flight at once, and stay (a crashed replica is the operator's to restart). Scored as
+      runs preserved / interrupted / lost and events lost / duplicated (by seq).
     """
 
     name: str
@@ -46,6 +51,7 @@ class Scenario:
     tool: bool = False
     churn: bool = False
     ws_only: bool = False
+    runs: bool = False
     notes: str = ""
     messages: tuple[str, ...] = field(default=PLAIN_MESSAGES)
 
@@ -184,19 +190,39 @@ SCENARIOS: tuple[Scenario, ...] = (
 )
 
 
+REPLICA_LOST = Scenario(
+    "replica_lost",
+    "A replica dies mid-run",
+    "Load balancer: active sessions survive a replica's loss (issue 13)",
+    faults=(("replica", {"kind": "crash"}),),
+    expects=None,
+    detect_via="none",
+    ws_only=True,
+    runs=True,
+    notes="one replica behind the balancer SIGKILLs itself with runs in flight; their clients "
+    "resume elsewhere by seq: every run ends (its answer, or interrupted by a survivor's "
+    "sweep), no event lost or twice",
+)
+
+CLUSTER_SCENARIOS: tuple[Scenario, ...] = (REPLICA_LOST,)
+"""Scenarios that need a cluster behind ``--target`` (a load balancer in front of two or more
+replicas sharing Redis and the run ledger); run only when named with ``--scenario``."""
+
+
 def scenario_names() -> list[str]:
-    return [scenario.name for scenario in SCENARIOS]
+    return [scenario.name for scenario in (*SCENARIOS, *CLUSTER_SCENARIOS)]
 
 
 def select(names: list[str] | None) -> list[Scenario]:
-    """The scenarios called ``names`` (all when empty), in the drill's order."""
+    """The scenarios called ``names`` (all single-target ones when empty), in order."""
     if not names:
         return list(SCENARIOS)
-    known = {scenario.name: scenario for scenario in SCENARIOS}
+    every = (*SCENARIOS, *CLUSTER_SCENARIOS)
+    known = {scenario.name: scenario for scenario in every}
     unknown = [name for name in names if name not in known]
     if unknown:
         raise ValueError(f"unknown scenario(s) {unknown}; choose from {scenario_names()}")
-    return [scenario for scenario in SCENARIOS if scenario.name in names]
+    return [scenario for scenario in every if scenario.name in names]
 
 
 # -- measuring and judging ------------------------------------------------------------------
@@ -231,6 +257,10 @@ class Sample:
     channel: str  # "http" | "ws"
 
 
+def _interrupted(sample: Sample) -> bool:
+    return sample.degraded.get("replica") == "interrupted"
+
+
 @dataclass(frozen=True, slots=True)
 class HealthPoint:
     at: float
@@ -261,6 +291,9 @@ class ScenarioResult:
     recover_seconds: float | None = None
     expects_detection: bool = True
     errors: list[str] = field(default_factory=list)
+    resumable: bool = False  # a ``runs`` scenario: every event must arrive, exactly once
+    duplicated: int = 0  # events a resumable run's client received twice (by seq)
+    mid_run: int = 0  # resumable runs in flight when the faults went on
 
     # -- the scorecard -----------------------------------------------------------------
     @property
@@ -294,6 +327,26 @@ class ScenarioResult:
         return self.events_delivered / expected if expected else 1.0
 
     @property
+    def events_lost(self) -> int:
+        """Seqs below a run's last one its client never received (gaps)."""
+        return self.events_expected - self.events_delivered
+
+    @property
+    def runs_preserved(self) -> int:
+        """Runs that ended with their own answer (clean or degraded) despite the fault."""
+        return sum(1 for s in self.samples if s.completed and not _interrupted(s))
+
+    @property
+    def runs_interrupted(self) -> int:
+        """Runs a survivor's sweep ended (``replica=interrupted``): the user was told."""
+        return sum(1 for s in self.samples if s.completed and _interrupted(s))
+
+    @property
+    def runs_lost(self) -> int:
+        """Runs whose client never got a final event."""
+        return sum(1 for s in self.samples if not s.completed)
+
+    @property
     def secrets_leaked(self) -> int:
         return sum(s.leaked for s in self.samples)
 
@@ -315,6 +368,10 @@ class ScenarioResult:
             found.append(
                 f"{self.delivery_ratio:.2%} of events delivered (< {MIN_EVENT_DELIVERY:.1%})"
             )
+        if self.resumable and self.events_lost:
+            found.append(f"{self.events_lost} event(s) lost (a seq never received)")
+        if self.duplicated:
+            found.append(f"{self.duplicated} event(s) delivered twice (by seq)")
         if self.secrets_leaked:
             found.append(f"{self.secrets_leaked} secret leak(s)")
         if self.expects_detection:
