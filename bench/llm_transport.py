@@ -8,7 +8,12 @@ breaker is open.
    total timeout -> retry -> breaker -> attempt timeout), for httpx2 and httpx, measured in
    the same run (shuffled rounds, paired differences) and reported as a ratio; and the whole
    openai SDK call, bare client vs ``resilient_async_openai``.
-2. Open-breaker fallback latency: ``ResilientOpenAI`` over the standard LLM pipeline with the
+2. Streams, per chunk: iterating parsed ``ChatCompletionChunk`` objects (as the SDK yields
+   them) through ``open_stream`` with the default ``StreamPolicy`` and the tracker
+   ``ResilientOpenAI`` uses (completion + usage metering), against the plain async generator
+   and against that generator under an ``asyncio.timeout`` per chunk (the obvious way to
+   bound the silence between chunks).
+3. Open-breaker fallback latency: ``ResilientOpenAI`` over the standard LLM pipeline with the
    breaker isolated, answered from the stale cache, by a canned reply, and by an alternate
    deployment; per-call p50/p99/max (target: p99 <= 2 ms in process).
 
@@ -31,6 +36,7 @@ from typing import Any
 import httpx
 import httpx2
 import openai
+from openai.types.chat import ChatCompletionChunk
 
 from bench._harness import RunFn, Variant, measure, print_rows, summary, version
 from netra_resilience import PipelineBuilder, ResilienceContext, use_context
@@ -44,7 +50,14 @@ from netra_resilience.integrations.openai import (
     openai_alternate,
     resilient_async_openai,
 )
-from netra_resilience.llm import LLM_BREAKER_FAILURE, TRANSIENT_LLM_FAILURE
+from netra_resilience.llm import (
+    LLM_BREAKER_FAILURE,
+    TRANSIENT_LLM_FAILURE,
+    MeteredTracker,
+    StreamPolicy,
+    open_stream,
+    tracker_for,
+)
 from netra_resilience.llm._presets import standard_llm_pipeline
 from netra_resilience.pipeline import Pipeline
 from netra_resilience.retry import RetryOptions
@@ -192,6 +205,107 @@ def transport_variants() -> tuple[list[Variant], dict[str, str]]:
     return variants, baselines
 
 
+# -- streams, per chunk --------------------------------------------------------------------
+def _chunk(content: str | None, finish: str | None = None) -> ChatCompletionChunk:
+    return ChatCompletionChunk.model_validate(
+        {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "gpt-x",
+            "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}],
+        }
+    )
+
+
+TOKEN = _chunk("tok")
+LAST = _chunk(None, "stop")
+
+
+async def _chunks(n: int) -> Any:
+    for _ in range(n - 1):
+        yield TOKEN
+    yield LAST
+
+
+def _plain_stream() -> RunFn:
+    async def run(n: int) -> None:
+        async for _ in _chunks(n):
+            pass
+
+    return run
+
+
+def _timeout_per_chunk() -> RunFn:
+    async def run(n: int) -> None:
+        iterator = _chunks(n).__aiter__()
+        while True:
+            try:
+                async with asyncio.timeout(30.0):
+                    await iterator.__anext__()
+            except StopAsyncIteration:
+                return
+
+    return run
+
+
+def _resilient_stream() -> RunFn:
+    policy = StreamPolicy()  # the default: 30 s to the first token, 30 s idle
+
+    async def run(n: int) -> None:
+        async def start() -> Any:
+            return _chunks(n)
+
+        stream = await open_stream(
+            start, policy=policy, tracker=MeteredTracker(tracker_for("chat"))
+        )
+        async for _ in stream:
+            pass
+        assert stream.completed
+
+    return run
+
+
+def stream_variants() -> list[Variant]:
+    def variant(name: str, make: Callable[[], RunFn], library: str = "netra") -> Variant:
+        async def build() -> RunFn:
+            return make()
+
+        return Variant(name, "stream", build, library=library)
+
+    return [
+        variant("plain async generator", _plain_stream, "baseline"),
+        variant("asyncio.timeout per chunk", _timeout_per_chunk, "asyncio"),
+        variant("ResilientStream, default policy", _resilient_stream),
+    ]
+
+
+STREAM_CHUNKS_PER_CALL = 20  # chunks per timed stream for each --calls
+
+
+async def stream_rows(calls: int, rounds: int) -> None:
+    chunks = calls * STREAM_CHUNKS_PER_CALL
+    rows = await measure(
+        stream_variants(),
+        {"stream": "plain async generator"},
+        calls=chunks,
+        rounds=rounds,
+        warmup=min(2_000, chunks),
+    )
+    print_rows(
+        f"Streams, per chunk ({chunks} chunks per stream; extra ns over the generator)", rows
+    )
+    by = {r.name: r for r in rows}
+    ours = by["ResilientStream, default policy"]
+    floor = by["asyncio.timeout per chunk"]
+    summary(
+        "resilient stream per chunk, default policy (extra us over a plain async generator)",
+        f"{ours.overhead_ns / 1000:.2f} us",
+        f"asyncio.timeout per chunk {floor.overhead_ns / 1000:.2f} us",
+        ours.overhead_ns / floor.overhead_ns if floor.overhead_ns > 0 else None,
+    )
+
+
 # -- open-breaker fallback path ------------------------------------------------------------
 def _down(request: httpx2.Request) -> httpx2.Response:
     return httpx2.Response(503, json={"error": {"message": "down"}})
@@ -277,6 +391,8 @@ async def main(calls: int, rounds: int, samples: int) -> None:
                 f"{base.name} {base.median_ns / 1000:.1f} us",
                 ratio,
             )
+
+    await stream_rows(calls, rounds)
 
     print("\nFallback path with the primary breaker open (ResilientOpenAI, standard pipeline)")
     header = f"{'scenario':<40} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'p99<=2ms':>9}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
@@ -27,6 +28,26 @@ class Clock(Protocol):
     def timeout(self, seconds: float | None) -> AbstractAsyncContextManager[Any]: ...
 
 
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+class TimerClock(Clock, Protocol):
+    """A clock that can also run a callback later (``call_later``, as asyncio's loop does).
+
+    Optional: a watchdog kept for a whole stream needs it (one timer re-armed lazily instead
+    of a timeout per chunk); with a clock without it, callers fall back to ``timeout``.
+    """
+
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> Cancellable: ...
+
+
+def call_later_of(clock: Clock) -> Callable[[float, Callable[[], object]], Cancellable] | None:
+    """``clock.call_later`` when the clock has it, else ``None``."""
+    method = getattr(clock, "call_later", None)
+    return method if callable(method) else None
+
+
 class SystemClock:
     """The real clock: ``time.monotonic``, UTC wall time, ``asyncio.sleep``/``asyncio.timeout``."""
 
@@ -46,6 +67,9 @@ class SystemClock:
             return asyncio.timeout(None)
         # asyncio.timeout takes a loop-time deadline; loop.time() is time.monotonic() by default.
         return asyncio.timeout_at(asyncio.get_running_loop().time() + max(seconds, 0.0))
+
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> Cancellable:
+        return asyncio.get_running_loop().call_later(max(seconds, 0.0), callback)
 
 
 SYSTEM_CLOCK = SystemClock()

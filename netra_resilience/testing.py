@@ -27,18 +27,27 @@ __all__ = [
 ]
 
 
+_Target = asyncio.Future[None] | asyncio.Timeout | Callable[[], object]
+
+
 class _Entry:
     __slots__ = ("cancelled", "target")
 
-    def __init__(self, target: asyncio.Future[None] | asyncio.Timeout) -> None:
+    def __init__(self, target: _Target) -> None:
         self.target = target
         self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
 
     def fire(self, loop: asyncio.AbstractEventLoop) -> None:
         target = self.target
         if isinstance(target, asyncio.Future):
             if not target.done():
                 target.set_result(None)
+        elif not isinstance(target, asyncio.Timeout):
+            self.cancelled = True  # a callback runs once
+            target()
         elif not target.expired():
             try:
                 target.reschedule(loop.time())
@@ -125,8 +134,12 @@ class FakeClock:
     def timeout(self, seconds: float | None) -> _FakeTimeout:
         return _FakeTimeout(self, seconds)
 
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> _Entry:
+        """Run ``callback`` once the fake time has moved ``seconds`` on (``.cancel()`` it)."""
+        return self._push(self._now + max(seconds, 0.0), callback)
+
     # -- control ---------------------------------------------------------------------
-    def _push(self, deadline: float, target: asyncio.Future[None] | asyncio.Timeout) -> _Entry:
+    def _push(self, deadline: float, target: _Target) -> _Entry:
         entry = _Entry(target)
         heapq.heappush(self._heap, (deadline, next(self._seq), entry))
         return entry

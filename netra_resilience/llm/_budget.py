@@ -37,7 +37,13 @@ from netra_resilience.clock import SYSTEM_CLOCK, Clock
 from netra_resilience.context import ResilienceContext, current_context
 from netra_resilience.exceptions import ExecutionRejectedError, InvalidOptionsError, NetraError
 from netra_resilience.llm._request import LlmRequest
-from netra_resilience.llm._stream import StreamTracker, field
+from netra_resilience.llm._stream import (
+    UNSEEN,
+    ChatStreamTracker,
+    FieldPair,
+    StreamTracker,
+    field,
+)
 from netra_resilience.validation import integer, number, set_field
 
 BUDGET_EXHAUSTED = "budget_exhausted"
@@ -741,18 +747,42 @@ class Reservation:
 
 class MeteredTracker:
     """A :class:`StreamTracker` that also keeps the last ``usage`` a chunk reported (chat's
-    ``include_usage`` chunk, ``response.completed``), for settling a stream at its end."""
+    ``include_usage`` chunk, ``response.completed``), for settling a stream at its end.
 
-    __slots__ = ("inner", "usage")
+    Over a :class:`ChatStreamTracker` its ``observe`` *is* the inner one's (which hands this
+    meter the few chunks that may report usage): no second pass over every chunk.
+    """
+
+    __slots__ = ("_fields", "inner", "observe", "usage")
 
     def __init__(self, inner: StreamTracker) -> None:
         self.inner = inner
         self.usage: Usage | None = None
+        self._fields = UNSEEN
+        self.observe: Callable[[Any], None]
+        if isinstance(inner, ChatStreamTracker) and inner.on_usage is None:
+            inner.on_usage = self.record
+            self.observe = inner.observe
+        else:
+            self.observe = self._observe_both
 
-    def observe(self, chunk: Any) -> None:
-        usage = usage_of(chunk)
-        if usage is not None:
-            self.usage = usage
+    def record(self, chunk: Any) -> None:
+        """Keep ``chunk``'s usage if it reports one."""
+        found = usage_of(chunk)
+        if found is not None:
+            self.usage = found
+
+    def _observe_both(self, chunk: Any) -> None:
+        fields = self._fields
+        if fields.cls is not type(chunk):
+            fields = self._fields = FieldPair(type(chunk), "usage", "response")
+        # Most chunks carry neither: only those that do are parsed (see usage_of).
+        try:
+            usage, response = fields.read(chunk)
+        except AttributeError:  # a model built without a declared field: parse it in full
+            usage = response = chunk
+        if usage is not None or response is not None:
+            self.record(chunk)
         self.inner.observe(chunk)
 
     def is_preamble(self, chunk: Any) -> bool:

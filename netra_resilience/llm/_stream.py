@@ -4,13 +4,17 @@ and the breaker fed with the stream's real outcome.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
+import sys
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Generic, Protocol, Self, TypeVar
 
-from netra_resilience.clock import SYSTEM_CLOCK, Clock
+from netra_resilience.clock import SYSTEM_CLOCK, Cancellable, Clock, call_later_of
 from netra_resilience.context import ResilienceContext
 from netra_resilience.exceptions import NetraError
 from netra_resilience.llm._request import (
@@ -42,6 +46,73 @@ def field(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
+class FieldPair:
+    """Reads two named fields of one chunk type, the way worked out once for that type.
+
+    :func:`field` on every chunk pays a ``Mapping`` check per name and, for a name a pydantic
+    model does not declare (``error`` on a chat chunk), a raising ``__getattr__``. Here:
+
+    * a pydantic model declaring both names: one C-level ``attrgetter`` (declared fields are
+      plain instance attributes). A model built without one of them (``model_construct`` of
+      malformed upstream data) raises ``AttributeError``: callers read that object with
+      :func:`field` instead;
+    * a pydantic model declaring only one: that one and the model's extras in one
+      ``attrgetter``, the other from the extras (where ``getattr`` would find it);
+    * a ``dict`` by ``get``; anything else, or an undeclared name that is a class attribute,
+      through :func:`field`.
+
+    ``read(obj)`` is for objects of exactly type ``cls``: callers keep one pair per type.
+    """
+
+    __slots__ = ("cls", "read")
+
+    def __init__(self, cls: type, first: str, second: str) -> None:
+        self.cls = cls
+        self.read: Callable[[Any], tuple[Any, Any]] = _pair_reader(cls, first, second)
+
+
+def _pair_reader(cls: type, first: str, second: str) -> Callable[[Any], tuple[Any, Any]]:
+    declared = getattr(cls, "__pydantic_fields__", None)
+    if isinstance(declared, dict) and _keeps_extras(cls):
+        in_first, in_second = first in declared, second in declared
+        if in_first and in_second:
+            return attrgetter(first, second)
+        if not (in_first or hasattr(cls, first)) and in_second:
+            extra_and_second = attrgetter("__pydantic_extra__", second)
+
+            def read_extra_first(obj: Any) -> tuple[Any, Any]:
+                extra, value = extra_and_second(obj)
+                return (extra.get(first) if extra else None), value
+
+            return read_extra_first
+        if in_first and not (in_second or hasattr(cls, second)):
+            first_and_extra = attrgetter(first, "__pydantic_extra__")
+
+            def read_extra_second(obj: Any) -> tuple[Any, Any]:
+                value, extra = first_and_extra(obj)
+                return value, (extra.get(second) if extra else None)
+
+            return read_extra_second
+    if cls is dict:
+
+        def read_dict(obj: Any) -> tuple[Any, Any]:
+            return obj.get(first), obj.get(second)
+
+        return read_dict
+
+    def read_any(obj: Any) -> tuple[Any, Any]:
+        return field(obj, first), field(obj, second)
+
+    return read_any
+
+
+class _Unseen:
+    """The type of no chunk: a tracker's first chunk picks its reader."""
+
+
+UNSEEN = FieldPair(_Unseen, "", "")
+
+
 class StreamProviderError(NetraError):
     """The provider reported an error inside the stream (an SSE ``error`` event)."""
 
@@ -50,25 +121,90 @@ class StreamProviderError(NetraError):
         self.kind = kind
 
 
-class ChatStreamTracker:
-    """Chat completions: complete when every choice index seen has a ``finish_reason``."""
+def _keeps_extras(cls: type) -> bool:
+    """A pydantic v2 model type (undeclared fields in ``__pydantic_extra__``, ``None`` when
+    extras are ignored)."""
+    declared = getattr(cls, "__pydantic_fields__", None)
+    return isinstance(declared, dict) and any(
+        "__pydantic_extra__" in getattr(base, "__slots__", ()) for base in cls.__mro__
+    )
 
-    __slots__ = ("_finished", "_open")
+
+ChatChunkRead = Callable[[Any], tuple[Mapping[str, Any] | None, Any, Any]]
+
+
+def _read_chat_any(chunk: Any) -> tuple[Mapping[str, Any] | None, Any, Any]:
+    error = field(chunk, "error")
+    usage = field(chunk, "usage")
+    return (
+        ({"error": error} if error else None),
+        field(chunk, "choices"),
+        (usage if usage is not None else field(chunk, "response")),
+    )
+
+
+def _chat_reader(cls: type) -> ChatChunkRead:
+    """``(extras, choices, usage)`` of a chat chunk: extras holding ``error`` when there is
+    one, ``usage`` not ``None`` when the chunk may report usage. For the SDK's pydantic chunk
+    (``choices``/``usage`` declared, ``error``/``response`` not) one C-level ``attrgetter``:
+    the extras are the model's own, where an ``error`` or ``response`` sent would be."""
+    declared = getattr(cls, "__pydantic_fields__", None)
+    if (
+        _keeps_extras(cls)
+        and isinstance(declared, dict)
+        and {"choices", "usage"} <= declared.keys()
+        and not any(name in declared or hasattr(cls, name) for name in ("error", "response"))
+    ):
+        return attrgetter("__pydantic_extra__", "choices", "usage")
+    return _read_chat_any
+
+
+class ChatStreamTracker:
+    """Chat completions: complete when every choice index seen has a ``finish_reason``.
+
+    ``on_usage``, when set (:class:`~netra_resilience.llm.MeteredTracker` sets it), is called
+    with each chunk that may report usage: few do, so nothing else parses chunks for it.
+    """
+
+    __slots__ = ("_choice", "_finished", "_open", "_read", "_type", "on_usage")
 
     def __init__(self) -> None:
         self._open: set[int] = set()
         self._finished = False
+        self._type: type = _Unseen
+        self._read: ChatChunkRead = _read_chat_any
+        self._choice = UNSEEN
+        self.on_usage: Callable[[Any], None] | None = None
 
     def observe(self, chunk: Any) -> None:
-        if field(chunk, "error"):
-            raise StreamProviderError("an error chunk")
-        for choice in field(chunk, "choices") or ():
-            index = field(choice, "index") or 0
-            if field(choice, "finish_reason") is not None:
-                self._open.discard(index)
+        if type(chunk) is not self._type:
+            self._type = type(chunk)
+            self._read = _chat_reader(self._type)
+        try:
+            extra, choices, usage = self._read(chunk)
+        except AttributeError:  # a model built without a declared field (malformed data)
+            extra, choices, usage = _read_chat_any(chunk)
+        if extra:
+            if extra.get("error"):
+                raise StreamProviderError("an error chunk")
+            usage = chunk  # undeclared fields: the meter looks for usage in them
+        if usage is not None and self.on_usage is not None:
+            self.on_usage(chunk)
+        if not choices:
+            return
+        for choice in choices:
+            fields = self._choice
+            if fields.cls is not type(choice):
+                fields = self._choice = FieldPair(type(choice), "index", "finish_reason")
+            try:
+                index, finish = fields.read(choice)
+            except AttributeError:
+                index, finish = field(choice, "index"), field(choice, "finish_reason")
+            if finish is not None:
+                self._open.discard(index or 0)
                 self._finished = True
             else:
-                self._open.add(index)
+                self._open.add(index or 0)
 
     def is_preamble(self, chunk: Any) -> bool:
         if field(chunk, "usage"):
@@ -97,13 +233,20 @@ _RESPONSES_PREAMBLE = frozenset({"response.created", "response.in_progress", "re
 class ResponsesStreamTracker:
     """Responses API: complete on ``response.completed``/``incomplete``; ``failed`` raises."""
 
-    __slots__ = ("_complete",)
+    __slots__ = ("_complete", "_event")
 
     def __init__(self) -> None:
         self._complete = False
+        self._event = UNSEEN
 
     def observe(self, chunk: Any) -> None:
-        kind = field(chunk, "type")
+        fields = self._event
+        if fields.cls is not type(chunk):
+            fields = self._event = FieldPair(type(chunk), "type", "type")
+        try:
+            kind = fields.read(chunk)[0]
+        except AttributeError:
+            kind = field(chunk, "type")
         if kind in _RESPONSES_FAILED:
             raise StreamProviderError(str(kind))
         if kind in _RESPONSES_TERMINAL:
@@ -124,13 +267,20 @@ class MessagesStreamTracker:
     """Anthropic Messages API: complete on ``message_stop``; an ``error`` event raises. The
     answer starts with the first delta (``message_start`` and an empty block are preamble)."""
 
-    __slots__ = ("_complete",)
+    __slots__ = ("_complete", "_event")
 
     def __init__(self) -> None:
         self._complete = False
+        self._event = UNSEEN
 
     def observe(self, chunk: Any) -> None:
-        kind = field(chunk, "type")
+        fields = self._event
+        if fields.cls is not type(chunk):
+            fields = self._event = FieldPair(type(chunk), "type", "type")
+        try:
+            kind = fields.read(chunk)[0]
+        except AttributeError:
+            kind = field(chunk, "type")
         if kind == "error":
             raise StreamProviderError("an error event")
         if kind == "message_stop":
@@ -216,6 +366,118 @@ async def close_source(source: object) -> None:
             return
 
 
+class IdleWatch:
+    """A stream's idle limit on one timer, re-armed lazily, instead of a timeout per chunk.
+
+    Each wait for a chunk records its task and when it began (:meth:`begin`, then
+    :meth:`end`; the stream inlines ``begin`` once the timer is armed, hence the public
+    fields). The timer, armed by the first wait, checks on expiry whether the wait in
+    progress has lasted the whole limit. If so it cancels the waiting task (as
+    ``asyncio.timeout`` does; :meth:`end` tells that cancel from anyone else's); if that wait
+    began later it re-arms for the rest; with no wait in progress it is dropped and the next
+    wait arms it again. A stream costs one timer per ``limit`` of its life, not one per chunk.
+    """
+
+    __slots__ = (
+        "_call_later",
+        "_limit",
+        "cancelling",
+        "current_task",
+        "fired",
+        "handle",
+        "monotonic",
+        "since",
+        "task",
+    )
+
+    def __init__(
+        self,
+        limit: float,
+        clock: Clock,
+        call_later: Callable[[float, Callable[[], object]], Cancellable],
+    ) -> None:
+        self._limit = limit
+        self.monotonic = clock.monotonic
+        self._call_later = call_later
+        self.current_task = _task_lookup()
+        self.handle: Cancellable | None = None
+        """The pending timer, if any."""
+        self.since = 0.0
+        self.cancelling = 0
+        self.task: asyncio.Task[Any] | None = None
+        """The task waiting for a chunk now (``None`` between waits)."""
+        self.fired = False
+        """The limit cancelled :attr:`task`; :meth:`end` takes that cancel back."""
+
+    def begin(self) -> None:
+        """A wait for the next chunk starts now, in the current task."""
+        task = self.current_task()
+        if task is None:
+            raise RuntimeError("a stream with an idle timeout is read inside an asyncio task")
+        self.task = task
+        self.cancelling = task.cancelling()
+        self.since = self.monotonic()
+        if self.handle is None:
+            self.handle = self._call_later(self._limit, self._expire)
+
+    def end(self, error: BaseException | None) -> bool:
+        """The wait is over (``error``: what it raised); True when the idle limit ended it.
+
+        After a successful wait the caller only clears :attr:`task` (the hot path) and calls
+        this when :attr:`fired` is set: a source that swallowed the cancel still gave a chunk.
+        """
+        task, self.task = self.task, None
+        if not self.fired or task is None:
+            return False
+        self.fired = False
+        # Ours alone when no other cancel request arrived meanwhile (asyncio.Timeout's rule).
+        return task.uncancel() <= self.cancelling and isinstance(error, asyncio.CancelledError)
+
+    def stop(self) -> None:
+        """Release the timer (the stream ended, or its reader gave up)."""
+        self.task = None
+        handle, self.handle = self.handle, None
+        if handle is not None:
+            handle.cancel()
+
+    def _expire(self) -> None:
+        self.handle = None
+        task = self.task
+        if task is None:
+            return  # between waits: the next one re-arms
+        left = self.since + self._limit - self.monotonic()
+        if left > _SLACK:
+            self.handle = self._call_later(left, self._expire)
+            return
+        self.fired = True
+        task.cancel()
+
+
+_SLACK = 1e-6
+"""Expiry this close to the limit counts as reached (a re-arm for less could spin on a float
+rounding of ``now + left`` back to ``now``)."""
+
+
+def _task_lookup() -> Callable[[], asyncio.Task[Any] | None]:
+    """``asyncio.current_task`` as cheap as this Python makes it, for a per-chunk call.
+
+    3.12+ has it in C. 3.11's is a Python function over a loop-keyed dict: bound to the
+    running loop (a stream lives in one) it is a C ``partial``, a fifth of the cost.
+    """
+    tasks = getattr(asyncio.tasks, "_current_tasks", None)
+    if sys.version_info >= (3, 12) or not isinstance(tasks, dict):
+        return asyncio.current_task
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.current_task
+    return functools.partial(tasks.get, loop)
+
+
+class _IdleExpired(Exception):
+    """A per-chunk timeout of our own expired (the fallback for clocks without timers)."""
+
+
 def timer_expired(timer: object) -> bool:
     """Whether our own timer fired (not an outer one); a timer that cannot tell counts as ours."""
     expired = getattr(timer, "expired", None)
@@ -233,6 +495,11 @@ class ResilientStream(Generic[T]):
     the terminal event raises :class:`StreamTruncatedError` (the chunk count says how much the
     caller already has), marks the dependency ``stream_truncated`` on the context's
     degradation, and reports the failure (``on_truncated``, e.g. to the circuit breaker).
+
+    Per chunk it costs one coroutine frame around the source's own ``__anext__``, the
+    tracker's ``observe`` and, with an idle limit, one clock read: the limit is one
+    :class:`IdleWatch` timer for the whole stream (a clock without ``call_later`` falls back
+    to a ``clock.timeout`` per chunk).
     """
 
     __slots__ = (
@@ -245,10 +512,14 @@ class ResilientStream(Generic[T]):
         "_ended",
         "_idle",
         "_iterator",
+        "_live",
+        "_next",
+        "_observe",
         "_on_end",
         "_on_truncated",
         "_source",
         "_tracker",
+        "_watch",
         "truncation",
     )
 
@@ -271,6 +542,7 @@ class ResilientStream(Generic[T]):
         self._iterator = iterator
         self._buffer = buffered
         self._tracker = tracker
+        self._observe = tracker.observe  # bound once: read on every chunk
         self._clock = clock
         self._idle = idle_timeout
         self._dependency = dependency
@@ -279,8 +551,19 @@ class ResilientStream(Generic[T]):
         self._on_end = on_end  # once, however the stream ends (a budget settles here)
         self._ended = ended
         self._done = False
+        # The hot path's one test: the next chunk comes from the source (nothing buffered,
+        # not ended); anything else goes through _next_slow.
+        self._live = not buffered and not ended
         self._delivered = 0
         self.truncation: StreamTruncatedError | None = None
+        self._watch: IdleWatch | None = None
+        self._next: Callable[[], Awaitable[T]] = iterator.__anext__
+        if idle_timeout is not None:
+            call_later = call_later_of(clock)
+            if call_later is not None:
+                self._watch = IdleWatch(idle_timeout, clock, call_later)
+            else:
+                self._next = self._next_within_idle
 
     @property
     def source(self) -> Any:
@@ -296,41 +579,79 @@ class ResilientStream(Generic[T]):
         return self
 
     async def __anext__(self) -> T:
-        if self._buffer:
-            self._delivered += 1
-            return self._buffer.popleft()
-        if self._done or self._ended:
-            return await self._finish()
+        if not self._live:
+            return await self._next_slow()
+        watch = self._watch
+        if watch is not None:
+            task = watch.current_task()
+            if task is None or watch.handle is None:
+                watch.begin()  # arms the timer (or refuses a read outside a task)
+            else:  # IdleWatch.begin inlined for the common case: this runs for every chunk
+                watch.task = task
+                watch.cancelling = task.cancelling()
+                watch.since = watch.monotonic()
         try:
-            if self._idle is None:
-                chunk = await self._iterator.__anext__()
-            else:
-                async with self._clock.timeout(self._idle) as timer:
-                    chunk = await self._iterator.__anext__()
-        except StopAsyncIteration:
-            return await self._finish()
-        except TimeoutError as exc:
-            if self._idle is not None and timer_expired(timer):
-                cause: BaseException = StreamIdleTimeoutError(
-                    "no chunk within the idle timeout",
-                    timeout=self._idle,
-                    dependency=self._dependency,
-                )
-                cause.__cause__ = exc
-                raise await self._truncate("idle_timeout", cause) from cause
-            raise await self._truncate("error", exc) from exc
-        except Exception as exc:
-            raise await self._truncate("error", exc) from exc
+            chunk = await self._next()
+        except BaseException as exc:
+            return await self._wait_failed(exc)
+        if watch is not None:
+            watch.task = None
+            if watch.fired:
+                watch.end(None)
         try:
-            self._tracker.observe(chunk)
+            self._observe(chunk)
         except Exception as exc:
             raise await self._truncate("provider_error", exc) from exc
         self._delivered += 1
         return chunk
 
+    async def _next_slow(self) -> T:
+        if self._buffer:
+            self._delivered += 1
+            chunk = self._buffer.popleft()
+            self._live = not self._buffer and not self._ended and not self._done
+            return chunk
+        return await self._finish()
+
+    async def _next_within_idle(self) -> T:
+        """The next chunk under a timeout of its own (for a clock without ``call_later``)."""
+        try:
+            async with self._clock.timeout(self._idle) as timer:
+                return await self._iterator.__anext__()
+        except TimeoutError as exc:
+            if timer_expired(timer):
+                raise _IdleExpired from exc
+            raise
+
+    async def _wait_failed(self, error: BaseException) -> T:
+        """What waiting for a chunk raised becomes: the end, a truncation or (a cancel) itself."""
+        watch = self._watch
+        if watch is not None and watch.end(error):  # our cancel: the wait lasted the limit
+            timeout = TimeoutError()
+            timeout.__cause__ = error
+            raise await self._idle_expired(timeout)
+        if isinstance(error, _IdleExpired):
+            raise await self._idle_expired(error.__cause__ or error)
+        if isinstance(error, StopAsyncIteration):
+            return await self._finish()
+        if isinstance(error, Exception):
+            raise await self._truncate("error", error) from error
+        if watch is not None:
+            watch.stop()  # cancelled (or exiting): the next read, if any, re-arms
+        raise error
+
+    async def _idle_expired(self, expiry: BaseException) -> StreamTruncatedError:
+        cause = StreamIdleTimeoutError(
+            "no chunk within the idle timeout", timeout=self._idle, dependency=self._dependency
+        )
+        cause.__cause__ = expiry
+        error = await self._truncate("idle_timeout", cause)
+        error.__cause__ = cause
+        return error
+
     async def _finish(self) -> T:
         if not self._done:
-            self._done = True
+            self._mark_done()
             if not self._tracker.complete:
                 raise await self._truncate("incomplete", None)
             await close_source(self._source)
@@ -340,7 +661,7 @@ class ResilientStream(Generic[T]):
         raise StopAsyncIteration
 
     async def _truncate(self, reason: str, cause: BaseException | None) -> StreamTruncatedError:
-        self._done = True
+        self._mark_done()
         await close_source(self._source)
         error = StreamTruncatedError(
             f"stream truncated after {self._delivered} chunks ({reason})",
@@ -357,6 +678,12 @@ class ResilientStream(Generic[T]):
         await self._end()
         return error
 
+    def _mark_done(self) -> None:
+        self._done = True
+        self._live = False
+        if self._watch is not None:
+            self._watch.stop()
+
     async def _end(self) -> None:
         callback, self._on_end = self._on_end, None
         if callback is not None:
@@ -366,7 +693,7 @@ class ResilientStream(Generic[T]):
     async def aclose(self) -> None:
         """Stop early: close the underlying stream (not a truncation: the caller chose it)."""
         if not self._done:
-            self._done = True
+            self._mark_done()
             self._buffer.clear()
             await close_source(self._source)
             await self._end()
@@ -376,9 +703,6 @@ class ResilientStream(Generic[T]):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-
-# Re-exported: the package and older callers import these from here.
 
 
 async def open_stream(
