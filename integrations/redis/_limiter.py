@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -114,6 +115,8 @@ class SharedBucketSteps:
     _redis_time: bool
     _interval: float
     _burst_time: float
+    _interval_arg: str
+    _burst_time_arg: str
     _script: AsyncScript
     _paused_until: float
     _unsent_pause: float
@@ -127,8 +130,8 @@ class SharedBucketSteps:
         args = [
             op,
             now,
-            repr(self._interval),
-            repr(self._burst_time),
+            self._interval_arg,
+            self._burst_time_arg,
             repr(amount),
             repr(max_wait),
             str(max(wanted, int(amount))),
@@ -229,6 +232,8 @@ class RedisRateLimiter(SharedBucketSteps):
         self._redis_time = use_redis_time
         self._interval = 1.0 / self._rate
         self._burst_time = self._burst / self._rate
+        self._interval_arg, self._burst_time_arg = repr(self._interval), repr(self._burst_time)
+        self._monotonic = self._clock.monotonic
         self._script = client.register_script(SCRIPT)
         self.local = TokenBucketLimiter(
             rate=self._rate / self.replicas,
@@ -250,6 +255,7 @@ class RedisRateLimiter(SharedBucketSteps):
         self._lease_size = 1  # the next lease's size, adapted to demand
         self._unreturned = 0  # permits of retired leases, given back with the next request
         self._leasing: asyncio.Future[None] | None = None  # a lease request in flight
+        self._queue: deque[asyncio.Future[None]] = deque()  # callers waiting for its answer
         # The max_wait of the caller who last met a saturated bucket (None: not saturated).
         self._saturated_limit: float | None = None
 
@@ -321,6 +327,12 @@ class RedisRateLimiter(SharedBucketSteps):
         lease.left = 0
 
     def try_acquire(self, permits: int = 1) -> float:
+        lease = self._lease  # the hot path, as in acquire()
+        if lease is not None and 0 < permits <= lease.left and not self._queue:
+            now = self._monotonic()
+            if lease.ready_at <= now < lease.expires_at:
+                lease.left -= permits
+                return 0.0
         if permits > self._burst:
             return math.inf
         if permits <= 0 or self._from_lease(permits, 0.0) == 0.0:
@@ -331,6 +343,14 @@ class RedisRateLimiter(SharedBucketSteps):
         return self.local.try_acquire(permits)
 
     async def acquire(self, permits: int = 1, *, max_wait: Seconds | None = None) -> None:
+        # The hot path: permits from a lease that is due, nobody queued ahead: a counter
+        # decrement, one clock read, no await, no Future (as cheap as the in-process bucket).
+        lease = self._lease
+        if lease is not None and 0 < permits <= lease.left and not self._queue:
+            now = self._monotonic()
+            if lease.ready_at <= now < lease.expires_at:
+                lease.left -= permits
+                return
         limit = self._max_wait if max_wait is None else to_seconds(max_wait)
         if permits > self._burst:
             raise RateLimitRejectedError(
@@ -366,9 +386,8 @@ class RedisRateLimiter(SharedBucketSteps):
                 if wait > _EPSILON:
                     await self._clock.sleep(wait)  # our reserved slot
                 return True
-            leasing = self._leasing
-            if leasing is not None:  # a request is on its way to Redis: share its answer
-                await asyncio.shield(leasing)
+            if self._leasing is not None:  # a request is on its way: wait in line for it
+                await self._in_line()
                 continue
             leasing = self._leasing = asyncio.get_running_loop().create_future()
             try:
@@ -380,6 +399,7 @@ class RedisRateLimiter(SharedBucketSteps):
             finally:
                 self._leasing = None
                 leasing.set_result(None)
+                self._wake_line()
             if wait > _EPSILON:
                 if self.lease_max > 1:  # the bucket is saturated: ask for the next lease now
                     self._saturated_limit = limit
@@ -389,6 +409,24 @@ class RedisRateLimiter(SharedBucketSteps):
                 self._saturated_limit = None
             return True
         return False
+
+    async def _in_line(self) -> None:
+        """Wait for the lease request in flight (one Future per waiter, woken in order)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append(waiter)
+        try:
+            await waiter
+        finally:
+            if not waiter.done():  # cancelled while in line: leave it
+                self._queue.remove(waiter)
+
+    def _wake_line(self) -> None:
+        """The request came back (or failed): the callers in line look again, in order."""
+        queue = self._queue
+        while queue:
+            waiter = queue.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def _request(self, permits: int, limit: float) -> float:
         """A new lease holding ``permits`` for this caller (the rest for later callers)."""
@@ -445,6 +483,7 @@ class RedisRateLimiter(SharedBucketSteps):
             if self._leasing is leasing:
                 self._leasing = None
             leasing.set_result(None)
+            self._wake_line()
 
     async def aclose(self) -> None:
         """Give unused leased permits back, stop background work (the client and the

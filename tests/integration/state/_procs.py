@@ -87,101 +87,66 @@ def breaker_attempt(url: str, prefix: str, name: str, admitted: str, release: st
     return asyncio.run(_breaker_attempt(url, prefix, name, admitted, release))
 
 
-async def _limiter_run(
-    url: str, key: str, rate: float, burst: int, duration: float, ready: str, go: str
-) -> int:
-    client = redis_client(url, socket_timeout=30)
-    breaker = redis_breaker(client, timeout=1.0)
-    limiter = RedisRateLimiter(client, breaker=breaker, key=key, rate=rate, burst=burst)
-    try:
-        await client.rpush(ready, "1")
-        _, raw = await client.blpop([go], timeout=30)  # type: ignore[misc]
-        start = float(raw)
-        await asyncio.sleep(max(start - time.time(), 0.0))  # real-sleep-ok: common start
-        end = start + duration
-        granted = 0
-        while True:
-            await limiter.acquire(1, max_wait=5.0)  # reserves a slot, sleeps until it
-            if time.time() >= end:
-                return granted
-            granted += 1
-    finally:
-        await limiter.aclose()
-        await client.aclose()
-
-
-def limiter_run(
-    url: str, key: str, rate: float, burst: int, duration: float, ready: str, go: str
-) -> int:
-    """Acquire as fast as the shared limit allows for ``duration`` s; permits granted in time."""
-    return asyncio.run(_limiter_run(url, key, rate, burst, duration, ready, go))
-
-
 def warm() -> int:
     """Imports done; used to start the worker processes before a timed test."""
     return 0
 
 
-async def _leased_limiter_run(
+def cpu_wait(pid: int | str = "self") -> float:
+    """Seconds a process has spent runnable but waiting for a CPU (``/proc/<pid>/schedstat``;
+    0.0 where the kernel does not say): how much the machine, not the code, held it back."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as stats:
+            return int(stats.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+async def _limiter_run(
     url: str,
     key: str,
+    ready: str,
+    go: str,
     rate: float,
     burst: int,
     duration: float,
-    ready: str,
-    go: str,
-    replicas: int,
+    options: dict[str, Any],
     callers: int,
-    lease_window: float,
-) -> int:
+) -> dict[str, float]:
     client = redis_client(url, socket_timeout=30)
     breaker = redis_breaker(client, timeout=1.0)
-    limiter = RedisRateLimiter(
-        client,
-        breaker=breaker,
-        key=key,
-        rate=rate,
-        burst=burst,
-        replicas=replicas,
-        lease_window=lease_window,
-    )
+    limiter = RedisRateLimiter(client, breaker=breaker, key=key, rate=rate, burst=burst, **options)
     try:
         await client.rpush(ready, "1")
         _, raw = await client.blpop([go], timeout=30)  # type: ignore[misc]
         start = float(raw)
         await asyncio.sleep(max(start - time.time(), 0.0))  # real-sleep-ok: common start
         end = start + duration
+        waited = cpu_wait()
+        last = start
 
         async def caller() -> int:
+            nonlocal last
             granted = 0
             while True:
-                await limiter.acquire(1, max_wait=5.0)  # from a lease, or reserves a batch
-                if time.time() >= end:
+                await limiter.acquire(1, max_wait=5.0)  # from a lease, or reserves a slot
+                now = time.time()
+                if now >= end:
                     return granted
                 granted += 1
+                last = max(last, now)
 
-        return sum(await asyncio.gather(*(caller() for _ in range(callers))))
+        granted = sum(await asyncio.gather(*(caller() for _ in range(callers))))
+        return {"granted": granted, "last": last, "cpu_wait": cpu_wait() - waited}
     finally:
         await limiter.aclose()
         await client.aclose()
 
 
-def leased_limiter_run(
-    url: str,
-    key: str,
-    rate: float,
-    burst: int,
-    duration: float,
-    ready: str,
-    go: str,
-    replicas: int,
-    callers: int,
-    lease_window: float,
-) -> int:
-    """Like :func:`limiter_run` with ``callers`` concurrent callers and leases on: one
-    replica of ``replicas``; permits granted in time."""
-    return asyncio.run(
-        _leased_limiter_run(
-            url, key, rate, burst, duration, ready, go, replicas, callers, lease_window
-        )
-    )
+def limiter_run(*args: Any) -> dict[str, float]:
+    """One replica, given ``url, key, ready, go, rate, burst, duration, options, callers``:
+    ``callers`` callers acquire as fast as the shared limit (``options``: more
+    ``RedisRateLimiter`` arguments) allows, from the common start (``go``) for ``duration``
+    s. Returns the permits granted in time, the wall time of the last, and the seconds the
+    process waited for a CPU meanwhile."""
+    return asyncio.run(_limiter_run(*args))

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -17,6 +16,11 @@ from netra_resilience.integrations.redis import RedisRateLimiter, redis_breaker,
 from netra_resilience.rate_limiter import RateLimiterOptions
 from netra_resilience.testing import FakeClock
 from tests.integration.state import _procs
+from tests.integration.state.helpers import (
+    assert_shared_limit,
+    closing_limiters,
+    released_together,
+)
 from tests.servers import RedisServer
 
 
@@ -26,34 +30,41 @@ class RetryLater(Exception):
         self.retry_after = seconds
 
 
-def limiter_on(
-    client: Any, clock: Any = None, *, breaker: Any = None, **options: Any
-) -> RedisRateLimiter:
-    """A replica's limiter behind a breaker for its client; the limiter takes its clock."""
-    gate = redis_breaker(client, clock=clock, **(breaker or {}))
-    return RedisRateLimiter(client, breaker=gate, **options)
+LimiterOn = Callable[..., RedisRateLimiter]
 
 
 @pytest.fixture
-async def pair(
-    redis_server: RedisServer, namespace: str, clock: FakeClock
-) -> AsyncIterator[list[RedisRateLimiter]]:
-    """Two replicas of one limit (10/s, burst 5): separate clients, fake clock's wall time."""
-    made = [
-        limiter_on(
-            redis_client(redis_server.url),
-            clock,
-            key=namespace,
-            rate=10,
-            burst=5,
-            use_redis_time=False,
-        )
+async def limiter_on() -> AsyncIterator[LimiterOn]:
+    """Builds a replica's limiter on a client, behind a breaker for it (the limiter takes the
+    breaker's clock); closed with the client after the test."""
+    made: list[RedisRateLimiter] = []
+
+    def build(
+        client: Any, clock: Any = None, *, breaker: Any = None, **options: Any
+    ) -> RedisRateLimiter:
+        gate = redis_breaker(client, clock=clock, **(breaker or {}))
+        made.append(RedisRateLimiter(client, breaker=gate, **options))
+        return made[-1]
+
+    async with closing_limiters(made):
+        yield build
+
+
+def two_replicas(
+    limiter_on: LimiterOn, url: str, clock: FakeClock, key: str
+) -> list[RedisRateLimiter]:
+    """Two replicas of one limit (10/s, burst 5): separate clients, the clock's wall time."""
+    return [
+        limiter_on(redis_client(url), clock, key=key, rate=10, burst=5, use_redis_time=False)
         for _ in range(2)
     ]
-    yield made
-    for limiter in made:
-        await limiter.aclose()
-        await limiter.client.aclose()
+
+
+@pytest.fixture
+def pair(
+    redis_server: RedisServer, namespace: str, clock: FakeClock, limiter_on: LimiterOn
+) -> list[RedisRateLimiter]:
+    return two_replicas(limiter_on, redis_server.url, clock, namespace)
 
 
 async def test_replicas_draw_from_one_bucket_with_weights(
@@ -88,34 +99,19 @@ class SleepSignal(FakeClock):
 
 
 async def test_waiters_reserve_their_slots_in_order_and_sleep_exactly(
-    redis_server: RedisServer, namespace: str
+    redis_server: RedisServer, namespace: str, limiter_on: LimiterOn
 ) -> None:
     clock = SleepSignal()
-    a, b = (
-        limiter_on(
-            redis_client(redis_server.url),
-            clock,
-            key=namespace,
-            rate=10,
-            burst=5,
-            use_redis_time=False,
-        )
-        for _ in range(2)
-    )
-    try:
-        await a.acquire(5)  # bucket empty
-        for limiter in (a, b, a, b):
-            waiter = asyncio.ensure_future(limiter.acquire(1, max_wait=1.0))
-            await clock.sleeping.wait()  # Redis reserved its slot (fake time stood still)
-            clock.sleeping.clear()
-            await clock.advance(0.1)
-            await waiter
-        # One slot each, no retries (wall time has microsecond resolution).
-        assert clock.sleeps == pytest.approx([0.1, 0.1, 0.1, 0.1], abs=1e-5)
-    finally:
-        for limiter in (a, b):
-            await limiter.aclose()
-            await limiter.client.aclose()
+    a, b = two_replicas(limiter_on, redis_server.url, clock, namespace)
+    await a.acquire(5)  # bucket empty
+    for limiter in (a, b, a, b):
+        waiter = asyncio.ensure_future(limiter.acquire(1, max_wait=1.0))
+        await clock.sleeping.wait()  # Redis reserved its slot (fake time stood still)
+        clock.sleeping.clear()
+        await clock.advance(0.1)
+        await waiter
+    # One slot each, no retries (wall time has microsecond resolution).
+    assert clock.sleeps == pytest.approx([0.1, 0.1, 0.1, 0.1], abs=1e-5)
 
 
 async def test_an_upstream_429_pauses_every_replica(
@@ -141,7 +137,7 @@ async def test_an_upstream_429_pauses_every_replica(
 
 
 async def test_redis_down_each_process_keeps_its_share_then_redis_again(
-    fault_redis: RedisServer, namespace: str, clock: FakeClock
+    fault_redis: RedisServer, namespace: str, clock: FakeClock, limiter_on: LimiterOn
 ) -> None:
     limiter = limiter_on(
         redis_client(fault_redis.url, connect_timeout=0.2),
@@ -162,33 +158,29 @@ async def test_redis_down_each_process_keeps_its_share_then_redis_again(
     async def ok() -> str:
         return "ok"
 
-    try:
-        await limiter.acquire(1)
-        fault_redis.kill()
-        ctx = ResilienceContext("tool")
-        assert await pipeline.execute(ok, context=ctx) == "ok"  # Redis refused: local share
-        assert ctx.degradation.as_dict() == {"redis": "fallback_memory"}
-        assert not limiter.breaker.available
-        assert limiter.try_acquire(1) == 0.0  # the local share's second (last) burst permit
-        assert limiter.try_acquire(1) == pytest.approx(0.2)  # 5/s locally
-        with pytest.raises(RateLimitRejectedError):
-            await pipeline.execute(ok)
-        limiter.pause(2.0)  # a 429 during the outage: Redis hears of it after recovery
+    await limiter.acquire(1)
+    fault_redis.kill()
+    ctx = ResilienceContext("tool")
+    assert await pipeline.execute(ok, context=ctx) == "ok"  # Redis refused: local share
+    assert ctx.degradation.as_dict() == {"redis": "fallback_memory"}
+    assert not limiter.breaker.available
+    assert limiter.try_acquire(1) == 0.0  # the local share's second (last) burst permit
+    assert limiter.try_acquire(1) == pytest.approx(0.2)  # 5/s locally
+    with pytest.raises(RateLimitRejectedError):
+        await pipeline.execute(ok)
+    limiter.pause(2.0)  # a 429 during the outage: Redis hears of it after recovery
 
-        fault_redis.start()  # empty Redis: a full bucket
-        await clock.advance(1.0)
-        assert await limiter.breaker.probe_now()
-        await limiter.drain()
-        with pytest.raises(RateLimitRejectedError) as info:
-            await limiter.acquire(1)  # the outage's pause now holds in Redis too
-        assert info.value.retry_after == pytest.approx(1.1)
-    finally:
-        await limiter.aclose()
-        await limiter.client.aclose()
+    fault_redis.start()  # empty Redis: a full bucket
+    await clock.advance(1.0)
+    assert await limiter.breaker.probe_now()
+    await limiter.drain()
+    with pytest.raises(RateLimitRejectedError) as info:
+        await limiter.acquire(1)  # the outage's pause now holds in Redis too
+    assert info.value.retry_after == pytest.approx(1.1)
 
 
 async def test_sigstopped_redis_bounded_wait_then_local(
-    fault_redis: RedisServer, namespace: str
+    fault_redis: RedisServer, namespace: str, limiter_on: LimiterOn
 ) -> None:
     limiter = limiter_on(
         redis_client(fault_redis.url),
@@ -208,30 +200,15 @@ async def test_sigstopped_redis_bounded_wait_then_local(
         await limiter.acquire(1)
     finally:
         fault_redis.resume()
-        await limiter.aclose()
-        await limiter.client.aclose()
 
 
 async def test_four_processes_stay_within_3_percent_of_the_shared_limit(
     redis_server: RedisServer, process_pool: ProcessPoolExecutor, namespace: str
 ) -> None:
     """Throughput on real time (the one timed test): 4 processes, 400/s, for 2.5 s."""
-    rate, burst, duration, workers = 400.0, 20, 2.5, 4
-    ready, go = f"{namespace}:ready", f"{namespace}:go"
-    args: Any = (redis_server.url, namespace, rate, burst, duration, ready, go)
-    runs = [
-        asyncio.wrap_future(process_pool.submit(_procs.limiter_run, *args)) for _ in range(workers)
-    ]
-    client = redis_client(redis_server.url, socket_timeout=60)
-    try:
-        for _ in range(workers):  # every worker is up and connected
-            assert await client.blpop([ready], timeout=60) is not None
-        start = time.time() + 0.2
-        await client.rpush(go, *([repr(start)] * workers))
-        counts = await asyncio.gather(*runs)
-    finally:
-        await client.aclose()
-    achieved = (sum(counts) - burst) / duration
-    print(f"\nlimiter: {workers} processes, per process {counts}, {achieved:.1f}/s of {rate:g}/s")
-    assert all(c > 0 for c in counts)
-    assert abs(achieved - rate) <= 0.03 * rate
+    rate, burst = 400.0, 20
+    start, runs, redis_wait = await released_together(
+        redis_server, process_pool, namespace, _procs.limiter_run, rate, burst, 2.5, {}, 1
+    )
+    # Default 10 ms leases: at most 2 permits each, two leases held by each of 4 processes.
+    assert_shared_limit(start, runs, redis_wait, rate=rate, burst=burst, held=4 * 2 * 2)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -14,15 +13,35 @@ from netra_resilience import RateLimitRejectedError
 from netra_resilience.integrations.redis import RedisRateLimiter, redis_breaker, redis_client
 from netra_resilience.testing import FakeClock
 from tests.integration.state import _procs
+from tests.integration.state.helpers import (
+    assert_shared_limit,
+    closing_limiters,
+    released_together,
+)
 from tests.servers import RedisServer
 
+Replica = Callable[..., RedisRateLimiter]
 
-def replica(url: str, clock: FakeClock, **options: Any) -> RedisRateLimiter:
-    """One process's limiter: its own client, the fake clock's wall time sent to Redis."""
-    client = redis_client(url)
-    return RedisRateLimiter(
-        client, breaker=redis_breaker(client, clock=clock), use_redis_time=False, **options
-    )
+
+@pytest.fixture
+async def replica(
+    redis_server: RedisServer, namespace: str, clock: FakeClock
+) -> AsyncIterator[Replica]:
+    """Builds one process's limiter on this test's key: its own client, the fake clock's
+    wall time sent to Redis; all closed after the test."""
+    made: list[RedisRateLimiter] = []
+
+    def build(**options: Any) -> RedisRateLimiter:
+        client = redis_client(redis_server.url)
+        breaker = redis_breaker(client, clock=clock)
+        limiter = RedisRateLimiter(
+            client, breaker=breaker, key=namespace, use_redis_time=False, **options
+        )
+        made.append(limiter)
+        return limiter
+
+    async with closing_limiters(made):
+        yield build
 
 
 async def script_calls(url: str) -> int:
@@ -64,69 +83,42 @@ async def advance_after_replies(clock: FakeClock, limiter: Any, callers: Any) ->
 
 
 @pytest.fixture
-async def replicas(
-    redis_server: RedisServer, namespace: str, clock: FakeClock
-) -> AsyncIterator[list[RedisRateLimiter]]:
+def replicas(replica: Replica) -> list[RedisRateLimiter]:
     """Four replicas of 2000/s, burst 40, 20 ms leases: two leases of at most 5 each."""
-    made = [
-        replica(
-            redis_server.url,
-            clock,
-            key=namespace,
-            rate=2000,
-            burst=40,
-            replicas=4,
-            lease_window=0.02,
-        )
-        for _ in range(4)
-    ]
-    yield made
-    for limiter in made:
-        await limiter.aclose()
-        await limiter.client.aclose()
+    return [replica(rate=2000, burst=40, replicas=4, lease_window=0.02) for _ in range(4)]
 
 
 async def test_a_busy_process_takes_permits_in_batches(
-    redis_server: RedisServer, namespace: str, clock: FakeClock
+    redis_server: RedisServer, replica: Replica, clock: FakeClock
 ) -> None:
-    limiter = replica(
-        redis_server.url, clock, key=namespace, rate=1000, burst=100, lease_window=0.05
-    )
+    limiter = replica(rate=1000, burst=100, lease_window=0.05)
     assert limiter.lease_max == 25  # rate * lease_window / (2 leases * replicas)
-    try:
-        before = await script_calls(redis_server.url)
-        for _ in range(1000):  # as fast as the rate allows: 1 ms apart on the clock
-            await limiter.acquire(1)
-            await clock.advance(0.001)
-        calls = await script_calls(redis_server.url) - before
-    finally:
-        await limiter.aclose()
-        await limiter.client.aclose()
+    before = await script_calls(redis_server.url)
+    for _ in range(1000):  # as fast as the rate allows: 1 ms apart on the clock
+        await limiter.acquire(1)
+        await clock.advance(0.001)
+    calls = await script_calls(redis_server.url) - before
     # 1, 2, 4, 8, 16, then 25 at a time: about 44 round trips instead of 1000.
     assert calls <= 60, calls
 
 
 async def test_at_a_low_rate_every_acquisition_asks_redis(
-    redis_server: RedisServer, namespace: str, clock: FakeClock
+    redis_server: RedisServer, replica: Replica
 ) -> None:
-    limiter = replica(redis_server.url, clock, key=namespace, rate=50, burst=10)
+    limiter = replica(rate=50, burst=10)
     assert limiter.lease_max == 1  # 50/s * 10 ms / 2 < 1: no batches, exact as before
-    try:
-        before = await script_calls(redis_server.url)
-        for _ in range(10):
-            await limiter.acquire(1)
-        assert await script_calls(redis_server.url) - before == 10
-        assert limiter.held == 0
-    finally:
-        await limiter.aclose()
-        await limiter.client.aclose()
+    before = await script_calls(redis_server.url)
+    for _ in range(10):
+        await limiter.acquire(1)
+    assert await script_calls(redis_server.url) - before == 10
+    assert limiter.held == 0
 
 
 async def test_without_leases_concurrent_callers_ask_redis_concurrently(
-    redis_server: RedisServer, namespace: str, clock: FakeClock
+    redis_server: RedisServer, replica: Replica
 ) -> None:
     """No batches to share (lease_window=0): callers do not queue behind one request."""
-    limiter = replica(redis_server.url, clock, key=namespace, rate=1000, burst=100, lease_window=0)
+    limiter = replica(rate=1000, burst=100, lease_window=0)
     assert limiter.lease_max == 1
     script = limiter._script
     in_flight, most = 0, 0
@@ -141,15 +133,11 @@ async def test_without_leases_concurrent_callers_ask_redis_concurrently(
             in_flight -= 1
 
     limiter._script = counted  # type: ignore[assignment]
-    try:
-        before = await script_calls(redis_server.url)
-        await asyncio.gather(*(limiter.acquire(1) for _ in range(8)))
-        assert await script_calls(redis_server.url) - before == 8
-        assert most == 8  # all eight round trips were on their way at once
-        assert limiter.held == 0
-    finally:
-        await limiter.aclose()
-        await limiter.client.aclose()
+    before = await script_calls(redis_server.url)
+    await asyncio.gather(*(limiter.acquire(1) for _ in range(8)))
+    assert await script_calls(redis_server.url) - before == 8
+    assert most == 8  # all eight round trips were on their way at once
+    assert limiter.held == 0
 
 
 async def test_four_replicas_stay_within_the_documented_bound(
@@ -173,31 +161,21 @@ async def test_four_replicas_stay_within_the_documented_bound(
         assert worst <= rate * (width + 1) / 1000 + burst + held_max, (width, worst)
 
 
-async def test_unused_permits_go_back_to_the_bucket(
-    redis_server: RedisServer, namespace: str, clock: FakeClock
-) -> None:
-    a, b = (
-        replica(redis_server.url, clock, key=namespace, rate=100, burst=16, lease_window=0.1)
-        for _ in range(2)
-    )
-    try:
-        for _ in range(4):  # leases of 1, 2, 4: a holds 1 + 2 + 4 - 4 = 3 unused permits
-            await a.acquire(1)
-        assert a.held == 3
-        taken = 0
-        while b.try_acquire(1) == 0.0 or await _granted(b):
-            taken += 1
-        assert taken == 16 - 7  # the rest of the bucket (time stands still)
-        await a.aclose()  # a's unused permits go back
-        assert a.held == 0
-        returned = 0
-        while b.try_acquire(1) == 0.0 or await _granted(b):
-            returned += 1
-        assert returned == 3
-    finally:
-        for limiter in (a, b):
-            await limiter.aclose()
-            await limiter.client.aclose()
+async def test_unused_permits_go_back_to_the_bucket(replica: Replica) -> None:
+    a, b = (replica(rate=100, burst=16, lease_window=0.1) for _ in range(2))
+    for _ in range(4):  # leases of 1, 2, 4: a holds 1 + 2 + 4 - 4 = 3 unused permits
+        await a.acquire(1)
+    assert a.held == 3
+    taken = 0
+    while b.try_acquire(1) == 0.0 or await _granted(b):
+        taken += 1
+    assert taken == 16 - 7  # the rest of the bucket (time stands still)
+    await a.aclose()  # a's unused permits go back
+    assert a.held == 0
+    returned = 0
+    while b.try_acquire(1) == 0.0 or await _granted(b):
+        returned += 1
+    assert returned == 3
 
 
 async def _granted(limiter: RedisRateLimiter) -> bool:
@@ -209,74 +187,96 @@ async def _granted(limiter: RedisRateLimiter) -> bool:
 
 
 async def test_an_expired_lease_is_not_used_and_its_rest_goes_back(
-    redis_server: RedisServer, namespace: str, clock: FakeClock
+    replica: Replica, clock: FakeClock
 ) -> None:
-    a, b = (
-        replica(redis_server.url, clock, key=namespace, rate=100, burst=16, lease_window=0.1)
-        for _ in range(2)
-    )
-    try:
-        for _ in range(4):
-            await a.acquire(1)
-        assert a.held == 3
-        await clock.advance(0.2)  # past the lease (0.1 s); the bucket is full again
-        assert a.try_acquire(1) > 0.0  # the expired lease serves nothing
-        while b.try_acquire(1) == 0.0 or await _granted(b):
-            pass  # b empties the bucket
-        await a.acquire(1, max_wait=0)  # a's request gives its 3 back, then takes one
-        assert a.held == 0  # demand shrank to what was used: a lease of one
-        extra = 0
-        while b.try_acquire(1) == 0.0 or await _granted(b):
-            extra += 1
-        assert extra == 2
-    finally:
-        for limiter in (a, b):
-            await limiter.aclose()
-            await limiter.client.aclose()
+    a, b = (replica(rate=100, burst=16, lease_window=0.1) for _ in range(2))
+    for _ in range(4):
+        await a.acquire(1)
+    assert a.held == 3
+    await clock.advance(0.2)  # past the lease (0.1 s); the bucket is full again
+    assert a.try_acquire(1) > 0.0  # the expired lease serves nothing
+    while b.try_acquire(1) == 0.0 or await _granted(b):
+        pass  # b empties the bucket
+    await a.acquire(1, max_wait=0)  # a's request gives its 3 back, then takes one
+    assert a.held == 0  # demand shrank to what was used: a lease of one
+    extra = 0
+    while b.try_acquire(1) == 0.0 or await _granted(b):
+        extra += 1
+    assert extra == 2
 
 
-async def test_a_pause_drops_the_lease(
-    redis_server: RedisServer, namespace: str, clock: FakeClock
-) -> None:
-    limiter = replica(redis_server.url, clock, key=namespace, rate=100, burst=16, lease_window=0.1)
-    try:
-        for _ in range(4):
-            await limiter.acquire(1)
-        assert limiter.held == 3
-        limiter.pause(1.0)  # an upstream 429: nothing is handed out locally either
-        assert limiter.held == 0
-        assert limiter.try_acquire(1) > 0.0
-        await limiter.drain()
-        with pytest.raises(RateLimitRejectedError):
-            await limiter.acquire(1, max_wait=0)
-    finally:
-        await limiter.aclose()
-        await limiter.client.aclose()
+async def test_a_pause_drops_the_lease(replica: Replica) -> None:
+    limiter = replica(rate=100, burst=16, lease_window=0.1)
+    for _ in range(4):
+        await limiter.acquire(1)
+    assert limiter.held == 3
+    limiter.pause(1.0)  # an upstream 429: nothing is handed out locally either
+    assert limiter.held == 0
+    assert limiter.try_acquire(1) > 0.0
+    await limiter.drain()
+    with pytest.raises(RateLimitRejectedError):
+        await limiter.acquire(1, max_wait=0)
 
 
 async def test_waiting_callers_share_one_lease_request(
-    redis_server: RedisServer, namespace: str, clock: FakeClock
+    redis_server: RedisServer, replica: Replica, clock: FakeClock
 ) -> None:
-    limiter = replica(
-        redis_server.url, clock, key=namespace, rate=1000, burst=10, lease_window=0.05
-    )
-    try:
-        for _ in range(4):
-            await limiter.acquire(1)  # leases 1, 2, 4: the next lease may hold 8
-        for _ in range(limiter.held):  # use up what the lease holds
-            await limiter.acquire(1)
-        before = await script_calls(redis_server.url)
-        clock.sleeps.clear()
-        callers = asyncio.gather(*(limiter.acquire(1, max_wait=1.0) for _ in range(8)))
-        await advance_after_replies(clock, limiter, callers)
-        # The bucket holds 3: the first lease of 5 is due in 2 ms; it is saturated, so the
-        # next lease of 5 was asked for at once (due 5 ms later): two requests, eight callers.
-        assert await script_calls(redis_server.url) - before == 2
-        assert clock.sleeps == pytest.approx([0.002] * 5 + [0.007] * 3, abs=1e-5)
-        assert limiter.held == 2
-    finally:
-        await limiter.aclose()
-        await limiter.client.aclose()
+    limiter = replica(rate=1000, burst=10, lease_window=0.05)
+    for _ in range(4):
+        await limiter.acquire(1)  # leases 1, 2, 4: the next lease may hold 8
+    for _ in range(limiter.held):  # use up what the lease holds
+        await limiter.acquire(1)
+    before = await script_calls(redis_server.url)
+    clock.sleeps.clear()
+    callers = asyncio.gather(*(limiter.acquire(1, max_wait=1.0) for _ in range(8)))
+    await advance_after_replies(clock, limiter, callers)
+    # The bucket holds 3: the first lease of 5 is due in 2 ms; it is saturated, so the
+    # next lease of 5 was asked for at once (due 5 ms later): two requests, eight callers.
+    assert await script_calls(redis_server.url) - before == 2
+    assert clock.sleeps == pytest.approx([0.002] * 5 + [0.007] * 3, abs=1e-5)
+    assert limiter.held == 2
+
+
+async def test_a_permit_from_a_due_lease_is_handed_out_without_suspending(
+    replica: Replica,
+) -> None:
+    limiter = replica(rate=1000, burst=100, lease_window=0.05)
+    for _ in range(4):
+        await limiter.acquire(1)  # leases of 1, 2, 4: 3 held, due now
+    assert limiter.held == 3
+    step = limiter.acquire(1).__await__()
+    with pytest.raises(StopIteration):
+        next(step)  # done at its first step: no Future, no trip through the event loop
+    assert limiter.held == 2
+    assert limiter.try_acquire(1) == 0.0
+    assert limiter.held == 1
+
+
+async def test_callers_in_line_for_a_lease_request_go_in_order_and_a_cancelled_one_leaves(
+    replica: Replica, clock: FakeClock
+) -> None:
+    limiter = replica(rate=1000, burst=100, lease_window=0.05)
+    script, gate = limiter._script, asyncio.Event()
+
+    async def held_back(**kwargs: Any) -> Any:
+        await gate.wait()
+        return await script(**kwargs)
+
+    limiter._script = held_back  # type: ignore[assignment]
+    done: list[str] = []
+
+    async def caller(name: str) -> None:
+        await limiter.acquire(1)
+        done.append(name)
+
+    callers = {name: asyncio.ensure_future(caller(name)) for name in "ABCD"}
+    await clock.settle()  # A's request is on its way; B, C and D wait in line for it
+    callers["C"].cancel()
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(*(callers[name] for name in "ABD")), timeout=10)
+    assert done == ["A", "B", "D"]  # B's own request came next (A's lease held one permit)
+    assert callers["C"].cancelled()
+    assert limiter.held == 0  # B's lease of 2: one for B, one for D
 
 
 async def test_four_processes_with_leases_stay_within_3_percent_of_the_limit(
@@ -285,26 +285,11 @@ async def test_four_processes_with_leases_stay_within_3_percent_of_the_limit(
     """4 real processes, 4 callers each, on Redis TIME: 4000/s for 2 s, 20 ms leases (10
     permits; the bound adds at most 4 * 2 * 10 = 80 = 1 % of the window's 8000). A burst of
     0.1 s: a loaded machine's stall of a few tens of ms must not waste permits."""
-    rate, burst, duration, workers = 4000.0, 400, 2.0, 4
-    ready, go = f"{namespace}:ready", f"{namespace}:go"
-    args: Any = (redis_server.url, namespace, rate, burst, duration, ready, go, workers, 4, 0.02)
-    runs = [
-        asyncio.wrap_future(process_pool.submit(_procs.leased_limiter_run, *args))
-        for _ in range(workers)
-    ]
-    client = redis_client(redis_server.url, socket_timeout=60)
-    try:
-        for _ in range(workers):
-            assert await client.blpop([ready], timeout=60) is not None
-        before = await script_calls(redis_server.url)
-        start = time.time() + 0.2
-        await client.rpush(go, *([repr(start)] * workers))
-        counts = await asyncio.gather(*runs)
-        calls = await script_calls(redis_server.url) - before
-    finally:
-        await client.aclose()
-    achieved = (sum(counts) - burst) / duration
-    print(f"\nleased limiter: per process {counts}, {achieved:.0f}/s of {rate:g}/s, {calls} calls")
-    assert all(c > 0 for c in counts)
-    assert abs(achieved - rate) <= 0.03 * rate
-    assert calls * 5 <= sum(counts)  # batches: far fewer round trips than permits
+    rate, burst, options = 4000.0, 400, {"replicas": 4, "lease_window": 0.02}
+    before = await script_calls(redis_server.url)
+    start, runs, redis_wait = await released_together(
+        redis_server, process_pool, namespace, _procs.limiter_run, rate, burst, 2.0, options, 4
+    )
+    calls = await script_calls(redis_server.url) - before
+    assert_shared_limit(start, runs, redis_wait, rate=rate, burst=burst, held=4 * 2 * 10)
+    assert calls * 5 <= sum(run["granted"] for run in runs)  # far fewer round trips than permits
