@@ -3,8 +3,9 @@
     python -m bench.run            # short settings (a few minutes; ASGI 3 x 10 s rounds)
     python -m bench.run --full     # each benchmark's own defaults
     python -m bench.run --raw      # also print each benchmark's full output
-    python -m bench.run --instructions   # + the ASGI servers' instructions per request
-                                         #   under valgrind (5-30 min, with the load)
+    python -m bench.run --instructions   # + the ASGI servers' instructions per request and
+                                         #   the Redis limiter's per acquisition, under
+                                         #   valgrind (5-30 min, with the load)
 
 Each benchmark runs as its own subprocess (``python -m bench.<name>``), so one that is
 missing a peer library or a tool (``wrk``) fails alone. Every benchmark prints its summary
@@ -47,8 +48,12 @@ SHORT_ARGS: dict[str, list[str]] = {
     "adapters": ["--calls", "50", "--rounds", "5"],
 }
 
-# Load-independent figures for the ASGI middleware: user-space instructions per request.
-INSTRUCTION_ARGS = ["--instructions", "--instruction-rounds", "1"]
+# Load-independent figures under valgrind: the ASGI middleware's user-space instructions per
+# request, the Redis limiter's per acquisition.
+INSTRUCTION_ARGS = {
+    "asgi_middleware": ["--instructions", "--instruction-rounds", "1"],
+    "redis_limiter": ["--instructions"],
+}
 
 
 @dataclass(frozen=True)
@@ -132,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--instructions",
         action="store_true",
-        help="also count the ASGI servers' instructions per request (valgrind; slow)",
+        help="also count instructions per request / acquisition (valgrind; slow)",
     )
     args = parser.parse_args(argv)
     names = [n for n in discover() if not args.only or n in args.only]
@@ -141,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for name in names:
         print(f"running bench.{name} ...", flush=True)
-        extra = INSTRUCTION_ARGS if args.instructions and name == "asgi_middleware" else None
+        extra = INSTRUCTION_ARGS.get(name) if args.instructions else None
         timeout = args.timeout * (3 if extra else 1)  # several minutes under valgrind
         runs.append(run_bench(name, full=args.full, timeout=timeout, extra=extra))
     lines: list[Line] = []
