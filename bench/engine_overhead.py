@@ -16,6 +16,11 @@ sender task) is done inside the timed loop and counted; the bare engine pays the
 
 Prints microseconds per run and the paired extra over the bare engine (median over rounds
 of the difference within a round). Not run by the tests.
+
+``--instructions`` also counts user-space instructions per run under ``valgrind
+--tool=callgrind`` (load-independent): each variant runs in its own process twice, with
+``--instruction-runs`` N and 3N runs after the same warm-up; (I(3N) - I(N)) / 2N cancels the
+start-up and import cost, leaving what one run executes.
 """
 
 from __future__ import annotations
@@ -24,8 +29,13 @@ import argparse
 import asyncio
 import datetime as dt
 import platform
+import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
 
@@ -168,11 +178,78 @@ async def main_async(args: argparse.Namespace) -> None:
             )
 
 
+async def _run_counted(name: str, runs: int) -> None:
+    variant = next(v for v in VARIANTS if v.name == name)
+    run = await variant.build()
+    await run(500)  # warm-up: the same in both processes, so it cancels out
+    await run(runs)
+
+
+def _instructions(name: str, runs: int) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                "-m",
+                "bench.engine_overhead",
+                "--count",
+                name,
+                "--instruction-runs",
+                str(runs),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        totals = re.search(r"^totals:\s+(\d+)", out.read_text(), re.MULTILINE)
+        assert totals is not None, "no totals in the callgrind output"
+        return int(totals[1])
+
+
+def instructions(runs: int) -> None:
+    """User-space instructions per run of each variant (callgrind; see the module doc)."""
+    if shutil.which("valgrind") is None:
+        print("instructions per run: not counted (no valgrind; apt-get install valgrind)")
+        return
+    per_run = {
+        v.name: (_instructions(v.name, 3 * runs) - _instructions(v.name, runs)) / (2 * runs)
+        for v in VARIANTS
+    }
+    bare = per_run["bare engine"]
+    print(f"callgrind: user-space instructions per run ({runs} vs {3 * runs} runs per variant)")
+    for name, count in per_run.items():
+        print(f"  {name:<40} {count:>10,.0f}  extra {count - bare:>+10,.0f}")
+    for name, count in per_run.items():
+        if name != "bare engine":
+            summary(
+                f"agent run: {name} (instructions per run, callgrind)",
+                f"{count / 1000:,.1f}k",
+                f"bare engine {bare / 1000:,.1f}k",
+                count / bare,
+            )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--calls", type=int, default=5_000)
     parser.add_argument("--rounds", type=int, default=7)
-    asyncio.run(main_async(parser.parse_args(argv)))
+    parser.add_argument(
+        "--instructions", action="store_true", help="also count instructions (valgrind)"
+    )
+    parser.add_argument("--instructions-only", action="store_true", help="no timing")
+    parser.add_argument("--instruction-runs", type=int, default=1_000)
+    parser.add_argument("--count", help=argparse.SUPPRESS)  # one variant, under callgrind
+    args = parser.parse_args(argv)
+    if args.count:
+        asyncio.run(_run_counted(args.count, args.instruction_runs))
+        return
+    if not args.instructions_only:
+        asyncio.run(main_async(args))
+    if args.instructions or args.instructions_only:
+        instructions(args.instruction_runs)
 
 
 if __name__ == "__main__":
