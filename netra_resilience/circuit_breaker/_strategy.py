@@ -205,6 +205,22 @@ class CircuitBreakerStrategy(Strategy):
         await backend.record(permit, self._failed(outcome), slow, outcome, context)
         return outcome
 
+    def inline_epoch(self) -> int:
+        """For a caller that makes the call itself when it can finish without waiting (a
+        hook): the epoch to pass to :meth:`count_success`, when this breaker is closed, in
+        process and plain (a success needs no predicate call and no timing); else ``-1``:
+        go through the pipeline (which does everything else: rejections, failures, probes)."""
+        ctl = self._ctl
+        if ctl is not None and self._plain and ctl.state is _CLOSED:
+            return ctl.epoch
+        return -1
+
+    def count_success(self, epoch: int) -> None:
+        """Count a success of a call let through by :meth:`inline_epoch` (``execute``'s step)."""
+        ctl = self._ctl
+        if ctl is not None and epoch == ctl.epoch:
+            ctl.window.add_success()
+
     def _failed(self, outcome: Outcome[Any]) -> bool:
         try:
             return bool(self._should_handle(outcome))
