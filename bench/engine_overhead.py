@@ -35,8 +35,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from bench._harness import Row, RunFn, Variant, measure, summary

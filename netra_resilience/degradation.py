@@ -79,9 +79,12 @@ class Degradation:
     cache answer reads ``llm=stale_cache``); :attr:`history` keeps every mark in order.
     """
 
-    __slots__ = ("_history", "_listeners", "_reasons")
+    __slots__ = ("_history", "_listeners", "_reasons", "version")
 
     def __init__(self) -> None:
+        self.version = 0
+        """Rises with every change (a mark, a clear): a snapshot taken at one version holds
+        until the next (a run's events share one while nothing changes)."""
         # The containers are made on the first mark / subscribe: a record is made for every
         # request and most never degrade. Three containers per request, alive for the whole
         # request, made a uvicorn server under load run its cyclic GC ~17x as often.
@@ -99,6 +102,7 @@ class Degradation:
             history = self._history = deque(maxlen=MAX_HISTORY)
         reasons[entry.dependency] = entry.reason
         history.append(entry)
+        self.version += 1
         if not self._listeners:
             return
         for listener in tuple(self._listeners):
@@ -110,6 +114,7 @@ class Degradation:
     def clear(self, dependency: str) -> None:
         if self._reasons is not None:
             self._reasons.pop(safe_token(dependency), None)
+            self.version += 1
 
     def subscribe(self, listener: DegradationListener) -> Callable[[], None]:
         """Call ``listener`` on every mark; returns a function that unsubscribes."""

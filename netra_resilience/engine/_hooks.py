@@ -18,7 +18,7 @@ from netra_resilience.circuit_breaker import (
     CircuitState,
 )
 from netra_resilience.clock import SYSTEM_CLOCK, Clock
-from netra_resilience.context import ResilienceContext
+from netra_resilience.context import ResilienceContext, bind_context, unbind_context
 from netra_resilience.degradation import DegradationReason
 from netra_resilience.engine._run import (
     Continuation,
@@ -113,16 +113,18 @@ def as_hooks(hooks: Mapping[str, HookFn] | Collection[Hook]) -> tuple[Hook, ...]
     return items
 
 
-HookJob = tuple[Callable[..., Awaitable[object]], tuple[Any, ...]]
+HookJob = tuple[
+    Callable[..., Awaitable[object] | None], tuple[Any, ...], Callable[..., None] | None
+]
 
 
 class HookQueue:
     """Bounded FIFO served by ``workers`` tasks; ``aclose()`` drains it on shutdown.
 
-    Cheap on the run's path: offering a job wakes at most one idle worker. A worker runs each
-    job up to its first wait at once; jobs that finish without waiting (most hooks hand off
-    to a buffer) go by one after another, and a job that has to wait first wakes another idle
-    worker for the rest of the queue.
+    Cheap on the run's path: offering a job is a queue put that wakes at most one idle
+    worker. A worker runs each job up to its first wait at once; jobs that finish without
+    waiting (most hooks hand off to a buffer) go by one after another, and a job that has to
+    wait first wakes another idle worker for the rest of the queue.
     """
 
     __slots__ = (
@@ -157,20 +159,35 @@ class HookQueue:
     def __len__(self) -> int:
         return len(self._jobs)
 
-    def offer(self, fn: Callable[..., Awaitable[object]], *args: Any) -> None:
-        """Queue ``fn(*args)``; never waits. Drops the oldest job when full."""
+    def offer(
+        self,
+        fn: Callable[..., Awaitable[object] | None],
+        *args: Any,
+        on_drop: Callable[..., None] | None = None,
+    ) -> None:
+        """Queue ``fn(*args)``; never waits. Drops the oldest job when full.
+
+        ``fn`` returns an awaitable (an ``async def``), or ``None`` when it did all its work
+        in the call. ``on_drop`` is called with ``args`` if this job is dropped, e.g. to mark the
+        run whose hook call it was; it must not raise.
+        """
         if self._closing:
             self.dropped += 1
+            if on_drop is not None:
+                on_drop(*args)
             return
         jobs = self._jobs
+        dropped = None
         if len(jobs) >= self._max:
-            jobs.popleft()
+            dropped = jobs.popleft()
             self.dropped += 1
-        jobs.append((fn, args))
+        jobs.append((fn, args, on_drop))
         if not self._workers:
             self._start()
         elif not self._waking:
             self._wake()
+        if dropped is not None and dropped[2] is not None:
+            dropped[2](*dropped[1])  # last: it may emit an event, which may offer again
 
     def _wake(self) -> None:
         """Wake one idle worker, if any."""
@@ -205,9 +222,13 @@ class HookQueue:
                     if waiter.done() and not waiter.cancelled():
                         self._waking -= 1
                 continue
-            fn, args = jobs.popleft()
+            fn, args, _ = jobs.popleft()
             try:
-                step = fn(*args).__await__()
+                pending = fn(*args)
+                if pending is None:  # the job did its work in the call
+                    self.processed += 1
+                    continue
+                step = pending.__await__()
                 first = step.send(None)
             except StopIteration:
                 pass  # done without waiting
@@ -249,72 +270,134 @@ class HookQueue:
 _BLOCKED = (CircuitState.OPEN, CircuitState.ISOLATED)
 
 
+def _resume(pending: Continuation) -> Continuation:
+    """The rest of a hook call that began outside the pipeline (awaiting it drives it)."""
+    return pending
+
+
+async def _raise(exc: Exception) -> None:
+    """A hook call that failed in its first step, replayed through the pipeline to count it."""
+    raise exc
+
+
 class _Registered:
     """A hook with its pipeline and breaker, built once per stack."""
 
-    __slots__ = ("breaker", "hook", "pipeline")
+    __slots__ = ("breaker", "events", "fn", "hook", "name", "pipeline")
 
     def __init__(self, hook: Hook, pipeline: Pipeline) -> None:
         self.hook = hook
+        self.name = hook.name
+        self.fn = hook.fn
+        self.events: frozenset[str] | None = frozenset(hook.events) or None  # None: every one
         self.pipeline = pipeline
         breaker = pipeline.find(CircuitBreakerStrategy)
         assert breaker is not None  # the middleware always builds one
         self.breaker = breaker
 
-    def is_open(self) -> bool:
-        return self.breaker.state in _BLOCKED
-
-    async def call(self, event: Mapping[str, Any], context: ResilienceContext) -> bool:
-        """Run the hook; never raises. Marks the run's degradation and returns False on failure."""
-        outcome = await self.pipeline.execute_outcome(self.hook.fn, event, context=context)
+    async def call(
+        self, fn: Callable[[Any], Awaitable[object]], arg: Any, context: ResilienceContext
+    ) -> bool:
+        """``fn(arg)`` through the pipeline; never raises. Marks the run's degradation and
+        returns False on failure."""
+        outcome = await self.pipeline.execute_outcome(fn, arg, context=context)
         exc = outcome.exception
         if exc is None:
             return True
         if isinstance(exc, BrokenCircuitError):
-            context.degradation.mark(self.hook.name, DegradationReason.SKIPPED)
+            context.degradation.mark(self.name, DegradationReason.SKIPPED)
         elif not isinstance(exc, TimeoutRejectedError):  # the timeout strategy marked it
-            context.degradation.mark(self.hook.name, DegradationReason.ERROR)
+            context.degradation.mark(self.name, DegradationReason.ERROR)
         return False
 
 
 class _RunHooks:
     """One run's view of the hooks (an :class:`EventObserver`)."""
 
-    __slots__ = ("_context", "_failed", "_owner")
+    __slots__ = ("_context", "_dropped", "_failed", "_job", "_owner")
 
     def __init__(self, owner: HooksLayer, context: ResilienceContext) -> None:
         self._owner = owner
         self._context = context
-        self._failed: set[str] = set()
+        self._failed: set[str] | None = None  # hooks that failed in this run: skipped after
+        self._job = self._begin  # bound once per run, not once per event
+        self._dropped = self._mark_dropped
 
     def _skip(self, hook: _Registered) -> bool:
-        if hook.hook.name in self._failed or hook.is_open():
-            self._context.degradation.mark(hook.hook.name, DegradationReason.SKIPPED)
+        """Skip ``hook`` (and mark it) when it failed in this run or its breaker is open."""
+        failed = self._failed
+        if (failed is not None and hook.name in failed) or (
+            hook.breaker.inline_epoch() < 0 and hook.breaker.state in _BLOCKED
+        ):
+            self._context.degradation.mark(hook.name, DegradationReason.SKIPPED)
             return True
         return False
 
+    def _begin(self, hook: _Registered, event: Mapping[str, Any]) -> Awaitable[None] | None:
+        """Call ``hook`` for ``event`` up to its first wait: ``None`` when that was all (done,
+        or skipped), else what finishes it.
+
+        A closed plain breaker lets a call that finishes without waiting through with one
+        check and counts its success, as the pipeline would; a call that waits or fails
+        there goes on through the pipeline (breaker, timeout) for the rest.
+        """
+        failed = self._failed
+        breaker = hook.breaker
+        epoch = breaker.inline_epoch()
+        if (failed is not None and hook.name in failed) or (
+            epoch < 0 and breaker.state in _BLOCKED
+        ):
+            self._context.degradation.mark(hook.name, DegradationReason.SKIPPED)
+            return None
+        if epoch < 0:  # half-open, or a breaker that needs the pipeline for every call
+            return self._finish(hook, hook.fn, event)
+        token = bind_context(self._context)  # the hook sees its run's context
+        try:
+            step = hook.fn(event).__await__()
+            first = step.send(None)
+        except StopIteration:
+            breaker.count_success(epoch)
+            return None
+        except Exception as exc:
+            return self._finish(hook, _raise, exc)
+        finally:
+            unbind_context(token)
+        return self._finish(hook, _resume, Continuation(step, first, None))
+
+    async def _finish(
+        self, hook: _Registered, fn: Callable[[Any], Awaitable[object]], arg: Any
+    ) -> None:
+        if not await hook.call(fn, arg, self._context):
+            if self._failed is None:
+                self._failed = set()
+            self._failed.add(hook.name)
+
     def notify(self, event: Mapping[str, Any]) -> None:
+        owner = self._owner
         event_type = event["type"]
         view: Mapping[str, Any] | None = None
-        for hook in self._owner.background:
-            if hook.hook.wants(event_type) and not self._skip(hook):
-                view = view or MappingProxyType(event)
-                self._owner.queue.offer(self._run, hook, view)
+        for hook in owner.background:
+            events = hook.events
+            if (events is None or event_type in events) and not self._skip(hook):
+                if view is None:
+                    view = MappingProxyType(event)
+                owner.queue.offer(self._job, hook, view, on_drop=self._dropped)
 
-    async def _run(self, hook: _Registered, event: Mapping[str, Any]) -> None:
-        """A background job: skipped if the breaker opened (or the hook failed) meanwhile."""
-        if not self._skip(hook) and not await hook.call(event, self._context):
-            self._failed.add(hook.hook.name)
+    def _mark_dropped(self, hook: _Registered, event: Mapping[str, Any]) -> None:
+        """The full hook queue dropped one of this run's calls of ``hook``."""
+        self._context.degradation.mark(hook.name, DegradationReason.SKIPPED)
 
     async def observe(self, event: Mapping[str, Any]) -> None:
         event_type = event["type"]
+        view: Mapping[str, Any] | None = None
         for hook in self._owner.inline:
-            if (
-                hook.hook.wants(event_type)
-                and not self._skip(hook)
-                and not await hook.call(MappingProxyType(event), self._context)
-            ):
-                self._failed.add(hook.hook.name)
+            events = hook.events
+            if events is None or event_type in events:
+                if view is None:
+                    view = MappingProxyType(event)
+                pending = self._begin(hook, view)
+                if pending is not None:
+                    await pending
 
 
 class HooksLayer(PassThroughLayer):
@@ -351,6 +434,14 @@ class HooksLayer(PassThroughLayer):
             self.hooks[hook.name] = _Registered(hook, pipeline)
         self.background = tuple(h for h in self.hooks.values() if h.hook.background)
         self.inline = tuple(h for h in self.hooks.values() if not h.hook.background)
+        # The event types an inline hook awaits (None: every type): the run awaits no
+        # observe() for the others.
+        self._observes: frozenset[str] | None = frozenset()
+        for registered in self.inline:
+            if registered.events is None:
+                self._observes = None
+                break
+            self._observes |= registered.events
 
     def breaker(self, name: str) -> CircuitBreakerStrategy:
         """The named hook's breaker (for health, or to isolate a hook by hand)."""
@@ -358,7 +449,7 @@ class HooksLayer(PassThroughLayer):
 
     async def __call__(self, request: RunRequest, events: RunEvents, /) -> Any:
         if self.hooks:
-            events.add_observer(_RunHooks(self, events.context))
+            events.add_observer(_RunHooks(self, events.context), observes=self._observes)
         return await self.app(request, events)
 
     async def aclose(self) -> None:

@@ -9,7 +9,7 @@ import contextvars
 import functools
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeAlias, TypeVar
@@ -257,10 +257,34 @@ class EventDelivery:
 
     def put(self, event: dict[str, Any]) -> None:
         """Send or queue ``event`` without waiting (called on the agent's path)."""
-        self.stats.emitted += 1
-        if self._sink is None or self._closed:
+        stats = self.stats
+        stats.emitted += 1
+        sink = self._sink
+        if sink is None or self._closed:
             return
         if self._task is None:  # nothing queued or in flight: send it now
+            if not self._dead:
+                # _begin's common case inline: a sink that is done in its first step.
+                context = contextvars.copy_context()
+                try:
+                    pending = context.run(sink, event)
+                    if pending is None:  # a plain function: done
+                        stats.sent += 1
+                        return
+                    step = pending.__await__()
+                    first = context.run(step.send, None)
+                except StopIteration:
+                    stats.sent += 1
+                    return
+                except (Exception, asyncio.CancelledError):  # raised by the sink at once
+                    self._send_now(event, tried=1)  # its retry
+                    return
+                else:  # it waits: a sender task finishes it, bounded
+                    started = Continuation(step, first, context)
+                    self._task = asyncio.get_running_loop().create_task(
+                        self._send_all(event, started, 2), context=context
+                    )
+                    return
             self._send_now(event)
             return
         queue = self._queue
@@ -310,12 +334,13 @@ class EventDelivery:
             return False
         return Continuation(step, first, context)
 
-    def _send_now(self, event: dict[str, Any]) -> None:
+    def _send_now(self, event: dict[str, Any], tried: int = 0) -> None:
+        """Send ``event`` from the emitting task; ``tried``: attempts that already failed."""
         if self._dead and event["type"] != EventType.AGENT_COMPLETED:
             self.stats.undelivered += 1
             return
         attempts = 1 if self._dead else 2
-        for attempt in range(attempts):
+        for attempt in range(tried, attempts):
             if attempt:
                 self.stats.retried += 1
             started = self._begin(event, contextvars.copy_context())
@@ -404,8 +429,11 @@ RESERVED_EVENTS = frozenset(
 """Emitted by the stack itself, so each appears exactly once where it belongs."""
 
 
+_current_task = asyncio.current_task
+
+
 def _cancelling() -> bool:
-    task = asyncio.current_task()
+    task = _current_task()
     return task is not None and task.cancelling() > 0
 
 
@@ -502,10 +530,11 @@ class RunEvents:
 
     Each event is a dict ``{"type", "run_id", "seq", "degraded", "degradation", "data"}``:
     ``seq`` rises by one per event of the run (so a client can spot a gap and, later, resume),
-    and ``degradation`` is a snapshot of the run's flags when the event was emitted. The first
-    time each dependency degrades, an ``agent_degraded`` notice (``{"dependency", "reason"}``)
-    follows at once (and once more if a tool's call ends ``outcome_unknown``). Emitting only
-    queues the event, so it never waits for the user's sink.
+    and ``degradation`` is a snapshot of the run's flags when the event was emitted (one dict
+    shared by the events emitted while the flags did not change: read it, do not modify it).
+    The first time each dependency degrades, an ``agent_degraded`` notice (``{"dependency",
+    "reason"}``) follows at once (and once more if a tool's call ends ``outcome_unknown``).
+    Emitting only queues the event, so it never waits for the user's sink.
 
     ``steps`` is how the run's units of work execute (:class:`RunSteps`); an execution that
     re-runs a recovered run replays its recorded steps with its earlier events withheld
@@ -514,13 +543,19 @@ class RunEvents:
 
     __slots__ = (
         "_closed",
+        "_degradation",
         "_delivery",
         "_ended_before",
+        "_inline",
+        "_inline_all",
+        "_inline_types",
         "_noticed",
         "_observers",
         "_replay_to",
         "_replaying",
         "_seq",
+        "_snapshot",
+        "_snapshot_version",
         "_unsubscribe",
         "clock",
         "context",
@@ -532,10 +567,18 @@ class RunEvents:
         self.clock = clock
         self._delivery = delivery
         self._observers: list[EventObserver] = []
+        # Observers whose ``observe`` is awaited, and for which event types (all, or some).
+        self._inline: list[tuple[EventObserver, frozenset[str] | None]] = []
+        self._inline_all = False
+        self._inline_types: frozenset[str] = frozenset()
         self._seq = 0
         self._closed = False
-        self._noticed: set[str] = set()
-        self._unsubscribe = context.degradation.subscribe(self._on_mark)
+        self._noticed: set[str] | None = None  # made on the first degradation notice
+        self._degradation = degradation = context.degradation
+        # The degradation as events carry it, shared by events while it does not change.
+        self._snapshot: tuple[bool, dict[str, str]] = (False, {})
+        self._snapshot_version = -1
+        self._unsubscribe = degradation.subscribe(self._on_mark)
         self.steps = DIRECT_STEPS
         self._replaying = False
         self._replay_to = 0
@@ -559,17 +602,39 @@ class RunEvents:
         """Does any observer (hooks, the event log) see this run's events?"""
         return bool(self._observers)
 
-    def add_observer(self, observer: EventObserver) -> None:
+    def observes(self, event_type: str) -> bool:
+        """Is there an observer whose :meth:`~EventObserver.observe` wants ``event_type``
+        (so :meth:`observe` has something to await)?"""
+        return self._inline_all or event_type in self._inline_types
+
+    def add_observer(
+        self, observer: EventObserver, *, observes: Collection[str] | None = None
+    ) -> None:
+        """Send every event to ``observer.notify``; ``observes``: the event types its
+        ``observe`` is awaited for (``None``: every type; empty: never)."""
         self._observers.append(observer)
+        types = None if observes is None else frozenset(observes)
+        if types is None or types:
+            self._inline.append((observer, types))
+            if types is None:
+                self._inline_all = True
+            else:
+                self._inline_types |= types
 
     async def __call__(self, event_type: str, /, **data: Any) -> None:
         """Emit one event; ``data`` becomes its ``"data"`` field."""
         if event_type in RESERVED_EVENTS:
             raise ValueError(f"{event_type!r} is emitted by the engine stack itself")
-        if _cancelling():
+        await self._emit(event_type, data)
+
+    async def _emit(self, event_type: str, data: dict[str, Any]) -> None:
+        """``__call__`` once the type is checked: numbered, sent, observed (nothing while
+        the run is being cancelled)."""
+        task = _current_task()
+        if task is not None and task.cancelling():
             return  # the run is being cancelled: only the final event may still go out
         event = self.emit_nowait(event_type, data)
-        if event is not None and self._observers:
+        if event is not None and (self._inline_all or event_type in self._inline_types):
             await self.observe(event)
 
     async def thinking(self, text: str, **data: Any) -> None:
@@ -616,13 +681,17 @@ class RunEvents:
         if not self._observers and not delivery.listening:
             delivery.stats.emitted += 1  # numbered and counted, but no one would read it
             return None
-        degradation = self.context.degradation
+        degradation = self._degradation
+        if degradation.version != self._snapshot_version:
+            self._snapshot_version = degradation.version
+            self._snapshot = (bool(degradation), degradation.as_dict())
+        degraded, snapshot = self._snapshot
         event = {
             "type": str(event_type),
             "run_id": self.context.run_id,
             "seq": self._seq,
-            "degraded": bool(degradation),
-            "degradation": degradation.as_dict(),
+            "degraded": degraded,
+            "degradation": snapshot,
             "data": data,
         }
         delivery.put(event)
@@ -635,7 +704,10 @@ class RunEvents:
 
     async def observe(self, event: Mapping[str, Any]) -> None:
         """Run the observers' inline part for ``event`` (hooks awaited on the golden path)."""
-        for observer in self._observers:
+        event_type = event["type"]
+        for observer, types in self._inline:
+            if types is not None and event_type not in types:
+                continue
             try:
                 await observer.observe(event)
             except Exception:  # an observer must never break the run it watches
@@ -646,9 +718,12 @@ class RunEvents:
         if entry.reason == DegradationReason.OUTCOME_UNKNOWN:
             # News even after the same tool's timeout was noticed: the user must check.
             notice = f"{notice}\x1f{entry.reason}"
-        if notice in self._noticed or _cancelling():
+        noticed = self._noticed
+        if noticed is None:
+            noticed = self._noticed = set()
+        if notice in noticed or _cancelling():
             return
-        self._noticed.add(notice)
+        noticed.add(notice)
         self.emit_nowait(
             EventType.AGENT_DEGRADED, {"dependency": entry.dependency, "reason": entry.reason}
         )
@@ -897,7 +972,7 @@ class RunTools:
             data: dict[str, Any] = {"tool": name, "call_id": call_id}
             if entry is not None:
                 data["effect"] = entry.tool.effect.value
-            await events(EventType.TOOL_EXECUTING, **data)
+            await events._emit(EventType.TOOL_EXECUTING, data)
         result: ToolResult
         if entry is None or events is None:
             result = ToolFailure.unknown(name, call_id)
@@ -925,7 +1000,7 @@ class RunTools:
                     data["outcome_unknown"] = True
                 if result.retry_after is not None:
                     data["retry_after"] = round(result.retry_after, 3)
-            await events(EventType.TOOL_COMPLETED, **data)
+            await events._emit(EventType.TOOL_COMPLETED, data)
         return result
 
     async def _run(  # noqa: PLR0917 - private, called once
@@ -1025,7 +1100,7 @@ class Start:
 
     async def __call__(self, request: RunRequest, events: RunEvents, /) -> Any:
         started = events.emit_nowait(EventType.AGENT_STARTED, {})
-        if started is not None and events.observed:
+        if started is not None and events.observes(EventType.AGENT_STARTED):
             await events.observe(started)
         return await self.engine(request, events)
 

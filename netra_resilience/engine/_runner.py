@@ -225,7 +225,7 @@ class ResilientEngine:
             if self.options.include_output and is_json_shaped(output):
                 data["output"] = output
         final = events.close(EventType.AGENT_COMPLETED, data)
-        if final is not None and events.observed:
+        if final is not None and events.observes(EventType.AGENT_COMPLETED):
             await events.observe(final)
         if delivery.sending:  # a send had to wait: finish it (bounded)
             await delivery.flush(self._flush_timeout)
