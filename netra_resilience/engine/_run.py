@@ -618,14 +618,22 @@ class RunEvents:
             self._inline.append((observer, types))
             if types is None:
                 self._inline_all = True
-            else:
+            elif self._inline_types:
                 self._inline_types |= types
+            else:
+                self._inline_types = types  # the common case: one observer, no union made
 
     async def __call__(self, event_type: str, /, **data: Any) -> None:
         """Emit one event; ``data`` becomes its ``"data"`` field."""
         if event_type in RESERVED_EVENTS:
             raise ValueError(f"{event_type!r} is emitted by the engine stack itself")
-        await self._emit(event_type, data)
+        # _emit's body, here: one coroutine per event, not two.
+        task = _current_task()
+        if task is not None and task.cancelling():
+            return  # the run is being cancelled: only the final event may still go out
+        event = self.emit_nowait(event_type, data)
+        if event is not None and (self._inline_all or event_type in self._inline_types):
+            await self.observe(event)
 
     async def _emit(self, event_type: str, data: dict[str, Any]) -> None:
         """``__call__`` once the type is checked: numbered, sent, observed (nothing while
@@ -638,7 +646,7 @@ class RunEvents:
             await self.observe(event)
 
     async def thinking(self, text: str, **data: Any) -> None:
-        await self(EventType.AGENT_THINKING, text=text, **data)
+        await self._emit(EventType.AGENT_THINKING, {"text": text, **data})
 
     async def step(
         self, name: str, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any
@@ -971,15 +979,15 @@ class RunTools:
         if events is not None:
             data: dict[str, Any] = {"tool": name, "call_id": call_id}
             if entry is not None:
-                data["effect"] = entry.tool.effect.value
+                data["effect"] = entry.effect_value
             await events._emit(EventType.TOOL_EXECUTING, data)
         result: ToolResult
         if entry is None or events is None:
             result = ToolFailure.unknown(name, call_id)
         else:
-            effect = entry.tool.effect
+            effect = entry.effect
             key_given = idempotency_key is not None
-            if idempotency_key is None and effect.needs_key:
+            if idempotency_key is None and entry.needs_key:
                 idempotency_key = derive_idempotency_key(events.run_id, call_id)
             steps = events.steps
             if steps is DIRECT_STEPS:

@@ -173,12 +173,17 @@ def _bucket(rate: float, burst: int | None, clock: Clock) -> TokenBucketLimiter:
 
 
 class RegisteredTool:
-    __slots__ = ("limiter", "pipeline", "tool")
+    """A tool with its pipeline and limiter, built once per stack (what a call reads)."""
+
+    __slots__ = ("effect", "effect_value", "limiter", "needs_key", "pipeline", "tool")
 
     def __init__(self, tool: Tool, pipeline: Pipeline, limiter: RateLimiter) -> None:
         self.tool = tool
         self.pipeline = pipeline
         self.limiter = limiter
+        self.effect = tool.effect
+        self.effect_value = tool.effect.value  # what tool_executing says, read once
+        self.needs_key = tool.effect.needs_key
 
 
 def build_tool_pipeline(
