@@ -275,34 +275,35 @@ def _source(shape: Shape) -> str:
         0,
         """
         async def run(p, fn, args, kwargs, context, want_outcome):
-            current = _current_get()
-            if context is not None and context is not current:
+            if context is not None and context is not _current_get():
                 # Bind the context so code inside fn (a transport, a nested pipeline) sees it.
                 token = _current_set(context)
                 try:
                     return await run(p, fn, args, kwargs, context, want_outcome)
                 finally:
                     _current_reset(token)
-            # A private context (none given nor bound) is made only when something reads it.
-            ctx = current
+            # The context: the one given, else the bound one or a private one, looked up
+            # (private: made) only when something reads it; ``None`` until then.
+            ctx = context
             outcome = None  # None: the call succeeded with ``result``
             result = None
     """,
     )
     # The pipeline's own state (one per key), read once per call.
     if shape.limiter:
-        out.add(4, "limiter_s = p._limiter_s\nlimiter = p._limiter")
+        out.add(4, "limiter = p._limiter")
     if shape.bulkhead:
-        out.add(4, "bulkhead_s = p._bulkhead_s\nseats = p._seats")
+        out.add(4, "seats = p._seats")
     if shape.breaker:
-        out.add(4, "breaker_s = p._breaker_s\nctl = p._ctl")
+        out.add(4, "ctl = p._ctl")
     if shape.total:
         out.add(
             4,
             """
             if not total_s._fused:  # reused by another pipeline since: the onion decides
                 onion = p._step(-1)
-                return _finish(await onion(ctx or _Context(name), (fn, args, kwargs)), want_outcome)
+                ctx = ctx or _current_get() or _Context(name)
+                return _finish(await onion(ctx, (fn, args, kwargs)), want_outcome)
         """,
         )
     if shape.reads_clock:
@@ -321,9 +322,9 @@ def _source(shape: Shape) -> str:
             if taken <= moment + _EPSILON and not limiter._waiters:
                 limiter._empty_at = taken
             else:
-                ctx = ctx or _Context(name)
+                ctx = ctx or _current_get() or _Context(name)
                 rest = p._step(at_limiter)
-                outcome = await limiter_s._execute_slow(rest, ctx, (fn, args, kwargs))
+                outcome = await p._limiter_s._execute_slow(rest, ctx, (fn, args, kwargs))
                 return _finish(outcome, want_outcome)
         """,
         )
@@ -336,9 +337,9 @@ def _source(shape: Shape) -> str:
             except Exception as exc:
                 return _finish(_Outcome(None, exc), want_outcome)
             if not taken:
-                ctx = ctx or _Context(name)
+                ctx = ctx or _current_get() or _Context(name)
                 rest = p._step(at_limiter)
-                outcome = await limiter_s._execute_slow(rest, ctx, (fn, args, kwargs))
+                outcome = await p._limiter_s._execute_slow(rest, ctx, (fn, args, kwargs))
                 return _finish(outcome, want_outcome)
         """,
         )
@@ -357,9 +358,9 @@ def _source(shape: Shape) -> str:
                 finally:
                     seats.release()
             else:
-                ctx = ctx or _Context(name)
+                ctx = ctx or _current_get() or _Context(name)
                 rest = p._step(at_bulkhead)
-                outcome = await bulkhead_s.execute(rest, ctx, (fn, args, kwargs))
+                outcome = await p._bulkhead_s.execute(rest, ctx, (fn, args, kwargs))
         """,
         )
     else:
@@ -369,7 +370,8 @@ def _source(shape: Shape) -> str:
             4,
             """
             if outcome is not None and outcome.exception is not None:
-                limiter_s._pause(limiter, outcome, ctx)  # an upstream hint pauses everyone
+                # An upstream hint pauses everyone.
+                p._limiter_s._pause(limiter, outcome, ctx or _current_get())
         """,
         )
     out.add(
@@ -419,16 +421,20 @@ def _call(out: _Source, at: int, shape: Shape) -> None:
                 if outcome is None and epoch == ctl.epoch:
                     ctl.window.add_success()
                 else:
-                    ctx = ctx or _Context(name)
+                    ctx = ctx or _current_get() or _Context(name)
                     seen = _Outcome(result) if outcome is None else outcome
-                    failed = breaker_s._failed(seen)
+                    failed = p._breaker_s._failed(seen)
                     ctl.record(epoch, breaker_now(), failed, False, context=ctx, outcome=seen)
             """,
             )
             out.add(at, "elif state is _OPEN and (moment := breaker_now()) < ctl.blocked_until:")
         else:
             out.add(at, "if ctl.state is _OPEN and (moment := breaker_now()) < ctl.blocked_until:")
-        out.add(at + 4, "error = breaker_s._rejection(ctl.blocked_until - moment, False, ctx)")
+        out.add(
+            at + 4,
+            "error = p._breaker_s._rejection("
+            "ctl.blocked_until - moment, False, ctx or _current_get())",
+        )
         if not shape.retry and not shape.limiter_hint:
             out.add(
                 at + 4,
@@ -439,10 +445,10 @@ def _call(out: _Source, at: int, shape: Shape) -> None:
             )
         out.add(at + 4, "outcome = _Outcome(None, error)")
         out.add(at, "else:  # half-open, isolated, a break over, or a breaker that is not plain")
-        out.add(at + 4, "ctx = ctx or _Context(name)")
+        out.add(at + 4, "ctx = ctx or _current_get() or _Context(name)")
         if shape.total:
             out.add(at + 4, "budget = _Budget(total_s, deadline, total, name)")
-        step = "breaker_s.execute(p._step(at_breaker), ctx, (fn, args, kwargs))"
+        step = "p._breaker_s.execute(p._step(at_breaker), ctx, (fn, args, kwargs))"
         _delegate(out, at + 4, shape, step)
     else:
         _attempt(out, at, shape)
@@ -463,7 +469,7 @@ def _call(out: _Source, at: int, shape: Shape) -> None:
                 if error is not None and _never_retried(error):
                     outcome = seen
                 else:
-                    ctx = ctx or _Context(name)
+                    ctx = ctx or _current_get() or _Context(name)
         """,
         )
         if shape.total:
@@ -487,7 +493,7 @@ def _call(out: _Source, at: int, shape: Shape) -> None:
             if budget is not None and outcome is not None:
                 error = budget.error
                 if error is not None and outcome.exception is error:  # the total's own expiry
-                    ctx = ctx or _Context(name)
+                    ctx = ctx or _current_get() or _Context(name)
                     outcome = await total_s._report(ctx, error.timeout or 0.0, outcome)
         """,
         )
@@ -523,7 +529,7 @@ def _attempt(out: _Source, at: int, shape: Shape) -> None:
         """,
         )
         bounded = """
-            ctx = ctx or _Context(name)
+            ctx = ctx or _current_get() or _Context(name)
             rest = p._step(at_attempt)
             bounded = await attempt_s._run(clock, remaining, rest, ctx, (fn, args, kwargs))
             if bounded is None:
@@ -564,7 +570,7 @@ def _attempt(out: _Source, at: int, shape: Shape) -> None:
             when = (now if queue.monotonic_time else loop.time()) + attempt_seconds
             entry_ = queue.add(task, when)
             if entry_ is None:  # out of order: a timer of its own
-                ctx = ctx or _Context(name)
+                ctx = ctx or _current_get() or _Context(name)
                 timed = await _run_with_loop_timer(
                     None, attempt_seconds, p._step(at_attempt), ctx, (fn, args, kwargs)
                 )
@@ -592,7 +598,7 @@ def _attempt(out: _Source, at: int, shape: Shape) -> None:
                 finally:
                     queue.release(entry_)
                 if expired:
-                    ctx = ctx or _Context(name)
+                    ctx = ctx or _current_get() or _Context(name)
                     outcome = await _expired(attempt_s, ctx, attempt_seconds, name)
                 elif entry_.fired:
                     task.uncancel()  # fn swallowed our cancel and finished: keep its result
@@ -612,7 +618,7 @@ def _attempt(out: _Source, at: int, shape: Shape) -> None:
             except TimeoutError:
                 expired = True
             if expired:
-                ctx = ctx or _Context(name)
+                ctx = ctx or _current_get() or _Context(name)
                 outcome = await _expired(attempt_s, ctx, attempt_seconds, name)
         """,
         )
