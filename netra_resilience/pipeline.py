@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import random as _random
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from datetime import timedelta
+from heapq import heappop, heappush, heapreplace
 from typing import Any, ParamSpec, Self, TypeVar
 
 from netra_resilience.admission import AdmissionOptions, ThrottleOptions
@@ -64,7 +64,7 @@ class Pipeline:
 
     __slots__ = (
         "_breaker_s", "_build", "_bulkhead_s", "_ctl", "_fused", "_limiter", "_limiter_s",
-        "_onion", "_seats", "instance", "name", "strategies",
+        "_onion", "_seats", "_used", "instance", "name", "strategies",
     )  # fmt: skip
 
     def __init__(
@@ -80,6 +80,7 @@ class Pipeline:
         self.name = name
         self.instance = instance
         self.strategies = strategies
+        self._used = 0  # a KeyedPipelines' use stamp (its LRU)
         # ``build_context`` may be a KeyedPipelines' own (its instance is not this key's).
         self._build = build_context or BuildContext(name=name, instance=instance)
         # Chosen once: standard strategies run as one fused coroutine (``fused.py``); a
@@ -417,8 +418,8 @@ class KeyedPipelines:
     """
 
     __slots__ = (
-        "_build", "_fuse", "_items", "_max_keys", "_on_evicted", "_pipelines", "_prototype",
-        "_runner", "_shared",
+        "_ages", "_build", "_fuse", "_items", "_max_keys", "_on_evicted", "_pipelines",
+        "_prototype", "_runner", "_shared", "_tick",
     )  # fmt: skip
 
     def __init__(
@@ -437,7 +438,9 @@ class KeyedPipelines:
         self._build = build
         self._items = items
         self._fuse = fuse
-        self._pipelines: OrderedDict[str, Pipeline] = OrderedDict()
+        self._pipelines: dict[str, Pipeline] = {}
+        self._ages: list[tuple[int, str]] = []  # a heap: see _evict
+        self._tick = 0  # calls of get() so far: a pipeline's _used is the last one
         # A prototype, built once: its stateless strategies (wired together, e.g. a total
         # timeout fused with its retry) are the ones every key's pipeline uses, its stateful
         # ones are what a key's copies are made from, its fused runner runs every key.
@@ -463,19 +466,41 @@ class KeyedPipelines:
 
     def get(self, key: str) -> Pipeline:
         """The pipeline of ``key`` (built on first use, then reused)."""
-        pipelines = self._pipelines
-        pipeline = pipelines.get(key)
+        # A hit only stamps the pipeline (an object the call touches anyway) with the use
+        # count: an OrderedDict's move_to_end touched the key's list node and both
+        # neighbours, three cold objects per call with many keys. The order is settled
+        # when a key must go (``_evict``).
+        tick = self._tick = self._tick + 1
+        pipeline = self._pipelines.get(key)
         if pipeline is not None:
-            pipelines.move_to_end(key)
+            pipeline._used = tick
             return pipeline
         pipeline = self._create(key)
-        pipelines[key] = pipeline
-        if len(pipelines) > self._max_keys:
-            evicted, old = pipelines.popitem(last=False)
-            if self._on_evicted is not None:
-                with contextlib.suppress(Exception):  # an observer must not fail the call
-                    self._on_evicted(evicted, old)
+        pipeline._used = tick
+        self._pipelines[key] = pipeline
+        heappush(self._ages, (tick, key))
+        if len(self._pipelines) > self._max_keys:
+            self._evict()
         return pipeline
+
+    def _evict(self) -> None:
+        """Drop the least recently used key. ``_ages`` holds one ``(stamp, key)`` per key,
+        the stamp no later than the key's last use; a top whose stamp is its last use is
+        the least recently used (every other key's last use is at or after its own stamp,
+        which is at or after the top's); a stale top is re-stamped and sinks."""
+        ages = self._ages
+        pipelines = self._pipelines
+        while True:
+            stamp, key = ages[0]
+            used = pipelines[key]._used
+            if used == stamp:
+                break
+            heapreplace(ages, (used, key))
+        heappop(ages)
+        old = pipelines.pop(key)
+        if self._on_evicted is not None:
+            with contextlib.suppress(Exception):  # an observer must not fail the call
+                self._on_evicted(key, old)
 
     def peek(self, key: str) -> Pipeline | None:
         """The pipeline of ``key`` if it exists, without building it or refreshing its age."""

@@ -103,6 +103,11 @@ class RollingTimeWindow:
         self._next_roll = now + self._bucket
 
     def _roll(self, now: float) -> None:
+        if now - self._start >= self._sampling:
+            # Idle for a whole window (a per-key breaker's usual case): every bucket has
+            # left it and only a new one remains, what the steps below would leave.
+            self.reset(now)
+            return
         buckets = self._buckets
         if now - self._start >= self._bucket:
             self._start = now

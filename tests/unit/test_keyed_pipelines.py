@@ -106,6 +106,32 @@ def test_keys_live_in_an_lru_and_an_evicted_key_starts_afresh() -> None:
     assert keyed.get("b") is not None and "a" not in keyed
 
 
+@pytest.mark.parametrize("max_keys", [1, 3, 8])
+def test_eviction_order_is_exactly_least_recently_used(max_keys: int) -> None:
+    # Against a reference LRU (an OrderedDict moved on every use): the same key goes each time.
+    from collections import OrderedDict
+
+    evicted: list[str] = []
+    keyed = per_user(FakeClock()).build_keyed(
+        max_keys=max_keys, on_evicted=lambda key, _p: evicted.append(key)
+    )
+    reference: OrderedDict[str, None] = OrderedDict()
+    expected: list[str] = []
+    rng = random.Random(max_keys)
+    for _ in range(2_000):
+        key = f"k{min(int(rng.paretovariate(1.2)), 30)}"  # skewed: some keys come back often
+        keyed.get(key)
+        if key in reference:
+            reference.move_to_end(key)
+        else:
+            reference[key] = None
+            if len(reference) > max_keys:
+                expected.append(reference.popitem(last=False)[0])
+        assert evicted == expected
+    assert set(reference) == {k for k in (f"k{i}" for i in range(31)) if k in keyed}
+    assert len(keyed) == len(reference)
+
+
 def test_options_and_single_use() -> None:
     builder = per_user(FakeClock())
     with pytest.raises(InvalidOptionsError, match="max_keys"):

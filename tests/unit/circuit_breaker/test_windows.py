@@ -86,3 +86,20 @@ def test_count_window_ignores_time_and_resets() -> None:
     assert window.health(2e9) == HealthInfo.of(2, 2)
     window.reset(0.0)
     assert window.health(0.0).throughput == 0
+
+
+async def test_rolling_window_after_a_whole_idle_window_counts_only_what_follows(
+    clock: FakeClock,
+) -> None:
+    window = RollingTimeWindow(10.0, monotonic=clock.monotonic)
+    for _ in range(3):
+        window.add(clock.monotonic(), True, True)
+        await clock.advance(2)
+    await clock.advance(10)  # the last bucket started 12 s ago: nothing is left
+    window.add_success()
+    assert window.health(clock.monotonic()) == HealthInfo.of(1, 0, 0)
+    await clock.advance(0.5)  # still the same new bucket, which leaves 10 s after it started
+    window.add(clock.monotonic(), True, False)
+    assert window.health(clock.monotonic()) == HealthInfo.of(2, 1, 0)
+    await clock.advance(9.5)
+    assert window.health(clock.monotonic()) == HealthInfo.of(0, 0, 0)
