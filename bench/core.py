@@ -2,13 +2,16 @@
 against tenacity, stamina, backoff, hyx, aiobreaker, purgatory, pybreaker, circuitbreaker,
 aiolimiter and the stdlib in the same run (the method of shared/anchors/bench_peers.py).
 
-    .venv/bin/python -m bench.core [--calls 20000] [--rounds 7]
+    .venv/bin/python -m bench.core [--calls 20000] [--rounds 7] [--instructions]
+    .venv/bin/python -m bench.core --instructions-only     # callgrind only (~1 min)
 
 Prints ns per call and the paired extra cost over a bare ``await ok()`` (or a bare
 raise+except for the open-breaker group) for every variant, then one comparison per subject:
 netra's extra cost divided by the cheapest peer's extra cost for the same job, measured in
 the same rounds (above 1 = netra costs more). Absolute figures are for this machine only;
-nothing is scaled to another machine.
+nothing is scaled to another machine. ``--instructions`` also counts the instructions per
+call of the limiter, breaker, open-rejection and README-pipeline rows and their peers under
+callgrind (load-independent; valgrind needed).
 """
 
 from __future__ import annotations
@@ -20,7 +23,12 @@ import gc
 import math
 import os
 import platform
+import random
+import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
@@ -228,6 +236,44 @@ def hand_fused_floor() -> Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any
                 continue
             finally:
                 handle.cancel()
+            state.successes += 1
+            return result
+
+    return call
+
+
+def hand_fused_floor_keyed() -> Callable[
+    [_FloorState, Callable[[], Awaitable[Any]]], Awaitable[Any]
+]:
+    """The per-key floor: a key's state is one slotted object (a plain dict of them: no LRU,
+    no bound), the call does the README pipeline's per-key work by hand (a token bucket, a
+    breaker flag and counters, a retry loop) and no timer (the timers are the same for one
+    key or many): the least memory a per-key pipeline can touch per call."""
+    monotonic = time.monotonic
+    interval, burst_time = 1e-9, 1.0
+
+    async def call(state: _FloorState, fn: Callable[[], Awaitable[Any]]) -> Any:
+        now = monotonic()
+        base = state.empty_at
+        if base < now - burst_time:
+            base = now - burst_time
+        if base + interval > now:
+            raise RuntimeError("rate limited")
+        state.empty_at = base + interval
+        attempt = 0
+        while True:
+            if state.open_until > now:
+                raise RuntimeError("circuit open")
+            try:
+                result = await fn()
+            except (ConnectionError, TimeoutError):
+                state.failures += 1
+                attempt += 1
+                if attempt == 3:
+                    raise
+                await asyncio.sleep(0.5 * 2**attempt)
+                now = monotonic()
+                continue
             state.successes += 1
             return result
 
@@ -542,6 +588,20 @@ def _bytes_per(make: Callable[[int], Any], count: int) -> tuple[float, list[Any]
     return max(after - before, 0) / count, kept
 
 
+async def _purgatory_per_key(names: list[str]) -> Callable[[str], Awaitable[Any]] | None:
+    """purgatory's ``get_breaker`` with a breaker made for every name, or None (no peer)."""
+    try:
+        from purgatory import AsyncCircuitBreakerFactory
+    except ImportError:
+        return None
+    factory = AsyncCircuitBreakerFactory(default_threshold=5, default_ttl=30)
+    await factory.initialize()
+    for name in names:
+        await factory.get_breaker(name)
+    get_breaker: Callable[[str], Awaitable[Any]] = factory.get_breaker
+    return get_breaker
+
+
 def per_user_pipeline() -> PipelineBuilder:
     """The README pipeline with a bucket of each key's own (``rate=``/``burst=``): per-user
     limits, the usual reason for per-key pipelines."""
@@ -558,8 +618,12 @@ def per_user_pipeline() -> PipelineBuilder:
 async def per_key(keys: int, calls: int, rounds: int) -> None:
     """The README pipeline per key (``build_keyed``, each key its own bucket and breaker):
     build cost and memory per key, and the per-call cost through ``get(key)`` with ``keys``
-    keys in use against one key (and against a plain pipeline); purgatory's per-key breakers
-    (``get_breaker(key)``) as the peer for the memory and build cost."""
+    keys in use against one key (and against a plain pipeline), for two key sequences (every
+    call another key; Zipf), each also run through the per-key floor
+    (:func:`hand_fused_floor_keyed`, a dict of slotted states) and purgatory's per-key
+    breakers (``get_breaker(key)``) with the same keys: with every call on a cold key no
+    design stays near its 1-key cost (the floor's own ratio is printed next to netra's);
+    purgatory is also the peer for the memory and build cost."""
     names = [f"user-{i}" for i in range(keys)]
     keyed = per_user_pipeline().build_keyed(max_keys=keys)
     start = time.perf_counter_ns()
@@ -573,37 +637,103 @@ async def per_key(keys: int, calls: int, rounds: int) -> None:
     shared_bytes, _ = _bytes_per(lambda i: shared.get(f"m-{i}"), sample)
     single_keyed = per_user_pipeline().build_keyed(max_keys=keys)
     plain = per_user_pipeline().build().execute
+    floor_states = {name: _FloorState() for name in names}
+    floor_call = hand_fused_floor_keyed()
+    # Two key sequences, the same for netra, the floor and the peer: every call a different
+    # key (stride over all keys: each call touches a cold key's memory, the worst case), and
+    # a skewed one (Zipf s=1 over all keys, seeded: a few keys take most calls, as users do).
+    stride = [names[(i * 7919) % keys] for i in range(calls)]
+    rng = random.Random(1)
+    weights = [1 / (rank + 1) for rank in range(keys)]
+    zipf = rng.choices(names, weights=weights, k=calls)
+    first = names[0]
+    one = [first] * calls
     get = keyed.get
     get_single = single_keyed.get
-    first = names[0]
 
     async def plain_call(_i: int) -> Any:
         return await plain(ok)
 
-    async def one_key(_i: int) -> Any:
-        return await get_single(first).execute(ok)
+    def netra_over(seq: list[str], via: Callable[[str], Any]) -> Callable[[int], Awaitable[Any]]:
+        async def call(i: int) -> Any:
+            return await via(seq[i]).execute(ok)
 
-    async def many_keys(i: int) -> Any:
-        return await get(names[(i * 7919) % keys]).execute(ok)
+        return call
 
-    # Alternating rounds: the machine's load changes alike for the three.
-    base = single = spread = math.inf
+    def floor_over(seq: list[str]) -> Callable[[int], Awaitable[Any]]:
+        async def call(i: int) -> Any:
+            return await floor_call(floor_states[seq[i]], ok)
+
+        return call
+
+    variants: dict[str, Callable[[int], Awaitable[Any]]] = {
+        "plain": plain_call,
+        "netra 1": netra_over(one, get_single),
+        "netra stride": netra_over(stride, get),
+        "netra zipf": netra_over(zipf, get),
+        "floor 1": floor_over(one),
+        "floor stride": floor_over(stride),
+        "floor zipf": floor_over(zipf),
+    }
+    peer = await _purgatory_per_key(names)
+    if peer is not None:
+        get_breaker = peer
+
+        def purgatory_over(seq: list[str]) -> Callable[[int], Awaitable[Any]]:
+            async def call(i: int) -> Any:
+                async with await get_breaker(seq[i]):
+                    return await ok()
+
+            return call
+
+        variants.update(
+            {
+                "purgatory 1": purgatory_over([names[0]] * calls),
+                "purgatory stride": purgatory_over(stride),
+                "purgatory zipf": purgatory_over(zipf),
+            }
+        )
+    # Alternating rounds: the machine's load changes alike for all.
+    best = dict.fromkeys(variants, math.inf)
     for _ in range(rounds):
-        base = min(base, await _per_call_ns(calls, 1, plain_call))
-        single = min(single, await _per_call_ns(calls, 1, one_key))
-        spread = min(spread, await _per_call_ns(calls, 1, many_keys))
-    summary(
-        f"per-key pipelines (README pipeline): per call through get(key), {keys} keys vs 1 key",
-        f"{spread / 1000:.2f} us",
-        f"1 key {single / 1000:.2f} us",
-        spread / single,
+        for label, call in variants.items():
+            best[label] = min(best[label], await _per_call_ns(calls, 1, call))
+    print(
+        "  per call (ns, best of rounds): "
+        + ", ".join(f"{label} {ns:.0f}" for label, ns in best.items())
     )
+    single = best["netra 1"]
+    for seq, what in (("stride", "every call another key"), ("zipf", "Zipf s=1 keys")):
+        spread = best[f"netra {seq}"]
+        floor_ratio = best[f"floor {seq}"] / best["floor 1"]
+        summary(
+            f"per-key pipelines (README pipeline): per call through get(key), {keys} keys "
+            f"({what}) vs 1 key",
+            f"{spread / 1000:.2f} us",
+            f"1 key {single / 1000:.2f} us (floor: {floor_ratio:.2f}x)",
+            spread / single,
+        )
+        summary(
+            f"per-key pipelines (README pipeline): per call, {keys} keys ({what}) vs a "
+            "dict of per-key states with the pipeline's job fused by hand, same keys",
+            f"{spread / 1000:.2f} us",
+            f"floor {best[f'floor {seq}'] / 1000:.2f} us",
+            spread / best[f"floor {seq}"],
+        )
+        if peer is not None:
+            summary(
+                f"per-key pipelines: per call {keys} keys ({what}) over 1 key, netra vs "
+                "purgatory's get_breaker(key) (a breaker alone)",
+                f"{spread / single:.2f}x",
+                f"purgatory {best[f'purgatory {seq}'] / best['purgatory 1']:.2f}x",
+                (spread / single) / (best[f"purgatory {seq}"] / best["purgatory 1"]),
+            )
     summary(
-        f"per-key pipelines (README pipeline): per call through get(key), {keys} keys vs a "
+        "per-key pipelines (README pipeline): per call through get(key), 1 key vs a "
         "plain pipeline's execute",
-        f"{spread / 1000:.2f} us",
-        f"plain {base / 1000:.2f} us",
-        spread / base,
+        f"{single / 1000:.2f} us",
+        f"plain {best['plain'] / 1000:.2f} us",
+        single / best["plain"],
     )
     summary(
         "per-key pipelines: memory per key, one limiter shared by the keys (README pipeline)",
@@ -749,6 +879,104 @@ async def main_async(args: argparse.Namespace) -> list[Row]:
     return rows
 
 
+# -- instructions per call (callgrind): the same variants, counted instead of timed ----------
+# (subject, netra variant, its baseline, peers doing the same job)
+INSTRUCTION_SUBJECTS: list[tuple[str, str, str, tuple[str, ...]]] = [
+    ("rate limiter alone", "netra rate limiter", "bare await ok()",
+     ("hyx @tokenbucket", "aiolimiter async with")),
+    ("circuit breaker alone, time window (default)", "netra circuit breaker (time window)",
+     "bare await ok()", ("purgatory held breaker ctx", "circuitbreaker @circuit")),
+    ("open-breaker rejection (over a bare raise)", "netra breaker OPEN reject",
+     "bare raise+except", ("circuitbreaker OPEN reject", "purgatory OPEN reject")),
+    ("README pipeline (5 strategies) vs the same job fused by hand", "netra README pipeline",
+     "bare await ok()", ("hand-fused floor (README pipeline's job)",)),
+]  # fmt: skip
+
+
+async def _count_child(calls: int) -> None:
+    """Under callgrind: each variant's ``calls`` and ``3 * calls`` calls, between two marker
+    calls: ``oct()`` zeroes the counters (``--zero-before=builtin_oct``), ``bin()`` dumps them
+    (``--dump-before=builtin_bin``); neither is called anywhere else while counting."""
+    by = {v.name: v for v in VARIANTS}
+    for name in _instruction_names():
+        v = by[name]
+        try:
+            run = await v.build()
+        except ImportError:
+            print(f"MISSING\t{name}", flush=True)
+            continue
+        await run(min(calls, 2_000))  # warm: the adaptive interpreter specialises the code
+        for n in (calls, 3 * calls):
+            oct(n)
+            await run(n)
+            bin(n)
+        print(f"COUNTED\t{name}", flush=True)
+
+
+def _instruction_names() -> list[str]:
+    names: list[str] = []
+    for _, mine, base, peers in INSTRUCTION_SUBJECTS:
+        for name in (base, mine, *peers):
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def instructions(calls: int) -> None:
+    """Instructions per call under ``valgrind --tool=callgrind`` (user space, this process
+    only): the difference between ``3 * calls`` and ``calls`` calls of each variant, so what
+    is done once (a loop, the exec) cancels. Unlike wall time this does not depend on the
+    machine's load."""
+    if shutil.which("valgrind") is None:
+        print("instructions per call: not counted (no valgrind; apt-get install valgrind)")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "cg.out")
+        command = [
+            "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no",
+            "--zero-before=builtin_oct", "--dump-before=builtin_bin",
+            sys.executable, "-m", "bench.core", "--count-child", "--calls", str(calls),
+        ]  # fmt: skip
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+        lines = done.stdout.splitlines()
+        counted = [line.split("\t", 1)[1] for line in lines if line.startswith("COUNTED")]
+        parts = sorted(
+            (int(m[1]), f)
+            for f in os.listdir(tmp)
+            if (m := re.fullmatch(r"cg\.out\.(\d+)", f)) is not None
+        )
+        totals = []
+        for _, f in parts:
+            with open(os.path.join(tmp, f)) as dump:
+                text = dump.read()
+            found = re.search(r"^(?:totals|summary):\s+(\d+)", text, re.MULTILINE)
+            totals.append(int(found[1]) if found else 0)
+    # The last two dumps per counted variant are ours (an import may call bin() before).
+    ours = totals[len(totals) - 2 * len(counted) :]
+    per_call = {
+        name: (ours[2 * i + 1] - ours[2 * i]) / (2 * calls) for i, name in enumerate(counted)
+    }
+    print(f"\nINSTRUCTIONS PER CALL (callgrind, user space; {3 * calls} - {calls} calls)")
+    for name, count in per_call.items():
+        print(f"  {name:<46} {count:>9,.0f}")
+    for subject, mine, base, peers in INSTRUCTION_SUBJECTS:
+        if mine not in per_call or base not in per_call:
+            continue
+        extra = per_call[mine] - per_call[base]
+        present = [(per_call[p] - per_call[base], p) for p in peers if p in per_call]
+        if not present:
+            summary(f"{subject}: instructions per call", f"{extra:,.0f}", "no peer", None)
+            continue
+        best, peer = min(present)
+        summary(
+            f"{subject}: extra instructions per call (callgrind)",
+            f"{extra:,.0f}",
+            f"{peer} {best:,.0f}",
+            extra / best if best > 0 else None,
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=20_000)
@@ -756,7 +984,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--keys", type=int, default=None, help="per-key pipelines (default: 20 x calls, <= 100k)"
     )
-    asyncio.run(main_async(parser.parse_args(argv)))
+    parser.add_argument(
+        "--instructions", action="store_true", help="also count instructions (valgrind)"
+    )
+    parser.add_argument(
+        "--instructions-only", action="store_true", help="count instructions, no timing"
+    )
+    parser.add_argument("--count-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.count_child:
+        asyncio.run(_count_child(args.calls))
+        return
+    if not args.instructions_only:
+        asyncio.run(main_async(args))
+    if args.instructions or args.instructions_only:
+        instructions(min(args.calls, 2_000))
 
 
 if __name__ == "__main__":

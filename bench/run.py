@@ -3,9 +3,9 @@
     python -m bench.run            # short settings (a few minutes; ASGI 3 x 10 s rounds)
     python -m bench.run --full     # each benchmark's own defaults
     python -m bench.run --raw      # also print each benchmark's full output
-    python -m bench.run --instructions   # + the ASGI servers' instructions per request and
-                                         #   the Redis limiter's per acquisition, under
-                                         #   valgrind (5-30 min, with the load)
+    python -m bench.run --instructions   # + the ASGI servers' instructions per request, the
+                                         #   Redis limiter's per acquisition, core's per
+                                         #   call, under valgrind (5-30 min, with the load)
 
 Each benchmark runs as its own subprocess (``python -m bench.<name>``), so one that is
 missing a peer library or a tool (``wrk``) fails alone. Every benchmark prints its summary
@@ -49,10 +49,11 @@ SHORT_ARGS: dict[str, list[str]] = {
 }
 
 # Load-independent figures under valgrind: the ASGI middleware's user-space instructions per
-# request, the Redis limiter's per acquisition.
+# request, the Redis limiter's per acquisition, core's limiter/breaker/rejection per call.
 INSTRUCTION_ARGS = {
     "asgi_middleware": ["--instructions", "--instruction-rounds", "1"],
     "redis_limiter": ["--instructions"],
+    "core": ["--instructions"],
 }
 
 
