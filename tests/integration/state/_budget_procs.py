@@ -45,6 +45,7 @@ class Caller:
         self.spent = 0
         self.admitted = 0
         self.refused = 0
+        self.local = 0  # admitted from the local share: Redis looked unavailable
 
     async def call(self) -> None:
         try:
@@ -53,6 +54,7 @@ class Caller:
             self.refused += 1
             return
         self.admitted += 1
+        self.local += held.local
         for _ in range(self.rng.randint(0, 3)):
             await asyncio.sleep(0)  # "in flight" while the others reserve
         actual = Usage(INPUT_TOKENS, self.rng.randint(1, MAX_OUTPUT))
