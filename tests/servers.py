@@ -30,13 +30,20 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
-__all__ = ["PostgresServer", "RedisServer", "ServerUnavailableError", "free_port"]
+__all__ = [
+    "PostgresServer",
+    "RedisServer",
+    "ServerUnavailableError",
+    "free_port",
+    "serving_in_thread",
+]
 
 _START_TIMEOUT = 15.0
 _POLL = 0.01
@@ -66,6 +73,24 @@ def _wait_until(ready: Callable[[], bool], what: str, timeout: float = _START_TI
             return
         time.sleep(_POLL)  # real-sleep-ok: waiting for a server to accept connections
     raise ServerUnavailableError(f"{what} did not become ready within {timeout} s")
+
+
+@contextlib.contextmanager
+def serving_in_thread(app: Any, *, port: int | None = None, timeout: float = 10.0) -> Iterator[str]:
+    """``app`` on a real uvicorn server on a loopback port (free unless given), in a daemon
+    thread; yields its base URL once it accepts connections, and stops it on exit."""
+    import uvicorn  # only the tests that serve an app over real HTTP need it
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=port or free_port(), log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        _wait_until(lambda: server.started, "uvicorn", timeout)
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
 
 
 class _ManagedServer:

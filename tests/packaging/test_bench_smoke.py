@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,6 +28,7 @@ from bench import (
     run,
     state_backends,
 )
+from tests.servers import serving_in_thread
 
 ENTRIES: dict[str, tuple[Callable[[list[str]], object], list[str]]] = {
     "adapters": (adapters.main, ["--calls", "1", "--rounds", "1", "--warmup", "1"]),
@@ -116,8 +115,6 @@ def test_run_table_keeps_rows_and_names_the_direction(capsys: pytest.CaptureFixt
 def test_asgi_fixed_load_sends_exactly_the_requests_it_counts(factory: Callable[[], Any]) -> None:
     """The instruction count divides by the requests sent: the client must send exactly
     that many, all answered, over the connections asked for (a real uvicorn server)."""
-    import uvicorn
-
     served: list[str] = []
     app = factory()
 
@@ -127,20 +124,8 @@ def test_asgi_fixed_load_sends_exactly_the_requests_it_counts(factory: Callable[
         await app(scope, receive, send)
 
     port = asgi_middleware._free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(counting, host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)  # real-sleep-ok: polling a real uvicorn start-up, bounded
-    try:
+    with serving_in_thread(counting, port=port):
         asyncio.run(asgi_middleware._fixed_load(port, 96, 4))
-    finally:
-        server.should_exit = True
-        thread.join(10)
     assert len(served) == 96
     assert len(set(served)) == 4  # four keep-alive connections (client ports), 24 each
     assert all(served.count(client) == 24 for client in set(served))

@@ -5,11 +5,8 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
-import threading
-import time
 import tomllib
-from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +25,7 @@ from netra_resilience.drill._scenarios import (
     percentile,
     select,
 )
-from tests.servers import free_port
+from tests.servers import free_port, serving_in_thread
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -201,27 +198,6 @@ def test_the_drill_extra_is_what_the_command_checks_for() -> None:
     assert any(req.startswith("netra-resilience[drill") for req in extras["demo"])
 
 
-@contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """``app`` on a real uvicorn server on a free loopback port, in a thread."""
-    import uvicorn
-
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)  # real-sleep-ok: polling a real uvicorn start-up, bounded
-    try:
-        yield f"http://127.0.0.1:{server.config.port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 def plain_app(*, faults: list[str] | None = None) -> FastAPI:
     """An app that is not the example backend: /health, optionally fault switches, a chat
     route answering 404 (the shape a user's own app often has before it is made drillable)."""
@@ -251,7 +227,7 @@ def drill_target(url: str, *scenarios: str, users: int = 2) -> tuple[int, str]:
 
 
 def test_a_target_without_fault_switches_fails_fast_saying_so() -> None:
-    with serving(plain_app()) as url:
+    with serving_in_thread(plain_app()) as url:
         code, err = drill_target(url, "connection_churn")
     assert code == 2
     assert f"GET {url}/demo/faults answered 404" in err and "NETRA_DEMO=1" in err
@@ -259,14 +235,14 @@ def test_a_target_without_fault_switches_fails_fast_saying_so() -> None:
 
 
 def test_a_target_missing_a_scenarios_switch_is_named() -> None:
-    with serving(plain_app(faults=["llm"])) as url:
+    with serving_in_thread(plain_app(faults=["llm"])) as url:
         code, err = drill_target(url, "llm_timeout", "redis_unavailable")
     assert code == 2
     assert "no fault switch for redis" in err
 
 
 def test_a_target_without_the_chat_route_is_named() -> None:
-    with serving(plain_app(faults=["llm", "redis"])) as url:
+    with serving_in_thread(plain_app(faults=["llm", "redis"])) as url:
         code, err = drill_target(url, "redis_unavailable")
     assert code == 2
     assert f"POST {url}/v1/chat answered 404" in err
@@ -293,7 +269,7 @@ def test_a_target_without_the_websocket_route_is_named() -> None:
     async def chat() -> dict[str, Any]:
         return {"answer": "hi", "status": "ok", "events": [], "degraded": {}}
 
-    with serving(app) as url:
+    with serving_in_thread(app) as url:
         code, err = drill_target(url, "redis_unavailable", users=4)  # one of them on the WS
     assert code == 2
     assert "/v1/chat/ws refused the connection (HTTP 403)" in err

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ from typing import Any
 import pytest
 
 from examples.agent_backend import Settings, create_app
-from tests.servers import free_port
+from tests.servers import serving_in_thread
 
 WAIT = 5.0  # the bound for the page to show a change
 
@@ -32,8 +30,6 @@ def browser_paths() -> tuple[str, str]:
 
 @pytest.fixture
 def backend(tmp_path: Path) -> Iterator[str]:
-    import uvicorn
-
     settings = Settings(
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'status.db'}",
         redis_url="memory://",
@@ -43,22 +39,8 @@ def backend(tmp_path: Path) -> Iterator[str]:
         breaker_window=2.0,
         retry_delay=0.01,
     )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=free_port(), log_level="warning"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert time.monotonic() < deadline, "the example backend did not start"
-        time.sleep(0.02)  # real-sleep-ok: polling a real uvicorn start-up, bounded
-    try:
-        yield f"http://127.0.0.1:{server.config.port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
+    with serving_in_thread(create_app(settings), timeout=15) as url:
+        yield url
 
 
 @pytest.fixture
