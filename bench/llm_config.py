@@ -26,9 +26,11 @@ import tracemalloc
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bench import _callgrind
 from bench._harness import Row, RunFn, Variant, measure, print_rows, summary, version
 from netra_resilience import Resilience, ResilienceContext, use_context
 from netra_resilience.cache import CacheEntry, CacheStrategy, InMemoryTTLCache
+from netra_resilience.integrations.aiocache import AiocacheBackend
 from netra_resilience.integrations.openai import canned_reply
 from netra_resilience.llm import LlmRequest
 from netra_resilience.pipeline import Pipeline
@@ -71,6 +73,11 @@ async def _bare() -> RunFn:
 
 async def _readme() -> RunFn:
     return _calls(_readme_pipeline(), ResilienceContext("chat", user_id="u1"))
+
+
+async def _readme_aiocache() -> RunFn:
+    pipeline = _readme_pipeline(cache=AiocacheBackend())
+    return _calls(pipeline, ResilienceContext("chat", user_id="u1"))
 
 
 async def _anonymous() -> RunFn:
@@ -260,11 +267,13 @@ async def _empty() -> RunFn:
 
 
 README = "README LLM config, caller bound (key + cache write + filter)"
+README_AIOCACHE = "README LLM config over AiocacheBackend(), caller bound"
 MISS_4K = "LLM preset, in-memory cache, miss + write, 4k-char (1k-token) prompt"
 PROMPTS = (40, 4_000, 40_000)
 VARIANTS = [
     Variant("bare provider call", "call", _bare, "baseline"),
     Variant(README, "call", _readme),
+    Variant(README_AIOCACHE, "call", _readme_aiocache),
     Variant("README LLM config, anonymous caller (cache bypassed)", "call", _anonymous),
     Variant("README LLM config, cache=None", "call", _no_cache),
     Variant("tenacity @retry alone", "call", _tenacity, "tenacity"),
@@ -379,6 +388,8 @@ async def main_async(args: argparse.Namespace) -> list[Row]:
         "target <= 8 us",
         None,
     )
+    if args.instructions:
+        _instructions(args.instruction_calls)
     netra_bytes, peer_bytes = await _memory(args.entries)
     print(f"\nMEMORY, {args.entries:,} entries: InMemoryTTLCache {netra_bytes:.0f} B/entry", end="")
     print(f", cachetools TTLCache {peer_bytes:.0f} B/entry" if peer_bytes else "")
@@ -391,12 +402,78 @@ async def main_async(args: argparse.Namespace) -> list[Row]:
     return rows
 
 
+INSTRUCTION_BASELINES = {"call": "bare provider call", "part": "empty loop"}
+
+
+def _instructions(calls: int) -> None:
+    """The same variants under callgrind: instructions per call over the group's baseline
+    (load-independent; the wall-time rows above are inflated by whatever else runs)."""
+    if not _callgrind.available():
+        print("\ninstructions per call: not counted (no valgrind; apt-get install valgrind)")
+        return
+    counts = _callgrind.count_in_child("bench.llm_config", ["--instruction-calls", str(calls)])
+    print(f"\nINSTRUCTIONS per call (callgrind, {calls} + {2 * calls} calls, extra over baseline)")
+    extra = {}
+    for variant in VARIANTS:
+        if variant.name in counts:
+            base = counts[INSTRUCTION_BASELINES[variant.group]]
+            extra[variant.name] = counts[variant.name] - base
+            print(f"{variant.name:<72} {extra[variant.name]:>10,.0f}")
+    tenacity = extra.get("tenacity @retry alone")
+    for name, label in (
+        (README, "README app's LLM config per successful call (extra instructions)"),
+        (README_AIOCACHE, "README LLM config over AiocacheBackend() per call (extra instructions)"),
+    ):
+        summary(
+            label,
+            f"{extra[name]:,.0f} instr",
+            f"tenacity @retry {tenacity:,.0f} instr" if tenacity else "tenacity not installed",
+            extra[name] / tenacity if tenacity else None,
+        )
+    no_cache = extra["README LLM config, cache=None"]
+    summary(
+        "README LLM config per call (extra instructions) vs the same preset with cache=None",
+        f"{extra[README]:,.0f} instr",
+        f"cache=None {no_cache:,.0f} instr",
+        extra[README] / no_cache,
+    )
+    miss = counts[MISS_4K] - counts["bare provider call, 4k-char prompt"]
+    summary(
+        "LLM preset + in-memory cache, miss + write, 4k-char prompt (extra instructions)",
+        f"{miss:,.0f} instr",
+        f"cache=None README config {no_cache:,.0f} instr",
+        miss / no_cache,
+    )
+    for chars in PROMPTS:
+        floor = extra[f"hashlib sha256 of the {chars:,}-char prompt alone"]
+        same = extra[f"cache key, {chars:,}-char prompt, same request again"]
+        fresh = (
+            extra[f"cache key, {chars:,}-char prompt rebuilt each call (+ building it)"]
+            - extra[f"building a {chars:,}-char request"]
+        )
+        for what, value in (("same request again", same), ("as a new equal string", fresh)):
+            summary(
+                f"LLM cache key, {chars:,}-char prompt, {what} (extra instructions)",
+                f"{value:,.0f} instr",
+                f"sha256 of the prompt alone {floor:,.0f} instr",
+                value / floor if floor > 0 else None,
+            )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--entries", type=int, default=100_000)
-    asyncio.run(main_async(parser.parse_args(argv)))
+    parser.add_argument(
+        "--instructions", action="store_true", help="also count instructions (valgrind)"
+    )
+    parser.add_argument("--instruction-calls", type=int, default=300)
+    args = parser.parse_args(argv)
+    if _callgrind.in_child():
+        asyncio.run(_callgrind.count_variants(VARIANTS, args.instruction_calls))
+        return
+    asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":
