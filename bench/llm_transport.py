@@ -38,6 +38,7 @@ import httpx2
 import openai
 from openai.types.chat import ChatCompletionChunk
 
+from bench import _callgrind
 from bench._harness import RunFn, Variant, measure, print_rows, summary, version
 from netra_resilience import PipelineBuilder, ResilienceContext, use_context
 from netra_resilience.circuit_breaker import CircuitBreakerOptions, CircuitBreakerStrategy
@@ -306,6 +307,26 @@ async def stream_rows(calls: int, rounds: int) -> None:
     )
 
 
+def stream_instructions(chunks: int) -> None:
+    """The stream variants under callgrind: instructions per chunk (load-independent)."""
+    if not _callgrind.available():
+        print("\ninstructions per chunk: not counted (no valgrind; apt-get install valgrind)")
+        return
+    counts = _callgrind.count_in_child("bench.llm_transport", ["--instruction-chunks", str(chunks)])
+    plain = counts["plain async generator"]
+    print(f"\nStreams under callgrind: instructions per chunk ({chunks} + {2 * chunks} chunks)")
+    for name, value in counts.items():
+        print(f"{name:<46} {value:>9,.0f} ({value - plain:+,.0f} over the generator)")
+    ours = counts["ResilientStream, default policy"] - plain
+    floor = counts["asyncio.timeout per chunk"] - plain
+    summary(
+        "resilient stream per chunk, default policy (extra instructions over a plain generator)",
+        f"{ours:,.0f} instr",
+        f"asyncio.timeout per chunk {floor:,.0f} instr",
+        ours / floor if floor > 0 else None,
+    )
+
+
 # -- open-breaker fallback path ------------------------------------------------------------
 def _down(request: httpx2.Request) -> httpx2.Response:
     return httpx2.Response(503, json={"error": {"message": "down"}})
@@ -373,7 +394,9 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def main(calls: int, rounds: int, samples: int) -> None:
+async def main(
+    calls: int, rounds: int, samples: int, instructions: bool = False, instruction_chunks: int = 0
+) -> None:
     print(f"Python {sys.version.split()[0]} on {platform.machine()} ({platform.system()})")
     variants, baselines = transport_variants()
     rows = await measure(variants, baselines, calls=calls, rounds=rounds, warmup=min(500, calls))
@@ -393,6 +416,8 @@ async def main(calls: int, rounds: int, samples: int) -> None:
             )
 
     await stream_rows(calls, rounds)
+    if instructions:
+        stream_instructions(instruction_chunks)
 
     print("\nFallback path with the primary breaker open (ResilientOpenAI, standard pipeline)")
     header = f"{'scenario':<40} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'p99<=2ms':>9}"
@@ -413,8 +438,17 @@ def cli(argv: list[str] | None = None) -> None:
     parser.add_argument("--calls", type=int, default=5_000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--samples", type=int, default=5_000)
+    parser.add_argument(
+        "--instructions", action="store_true", help="also count instructions (valgrind)"
+    )
+    parser.add_argument("--instruction-chunks", type=int, default=2_000)
     args = parser.parse_args(argv)
-    asyncio.run(main(args.calls, args.rounds, args.samples))
+    if _callgrind.in_child():
+        asyncio.run(_callgrind.count_variants(stream_variants(), args.instruction_chunks))
+        return
+    asyncio.run(
+        main(args.calls, args.rounds, args.samples, args.instructions, args.instruction_chunks)
+    )
 
 
 if __name__ == "__main__":
