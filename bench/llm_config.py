@@ -26,6 +26,8 @@ import tracemalloc
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from openai.types.chat import ChatCompletion
+
 from bench import _callgrind
 from bench._harness import Row, RunFn, Variant, measure, print_rows, summary, version
 from netra_resilience import Resilience, ResilienceContext, use_context
@@ -37,7 +39,19 @@ from netra_resilience.pipeline import Pipeline
 
 MESSAGES = [{"role": "user", "content": "What is 2 + 2? Answer with one digit."}]
 REQUEST = LlmRequest("chat", {"model": "gpt-4o-mini", "messages": MESSAGES})
-ANSWER = object()  # what the provider returns; the cache stores it by reference in process
+# What the provider returns, as the openai SDK gives it (the answer filter and the limiter's
+# hint read it); the cache stores it by reference in process.
+ANSWER = ChatCompletion.model_validate(
+    {
+        "id": "c",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini",
+        "choices": [
+            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "4"}}
+        ],
+    }
+)
 
 
 async def provider(request: LlmRequest) -> object:

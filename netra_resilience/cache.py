@@ -62,6 +62,18 @@ def _dumps(obj: Any) -> str:
     return _ENCODER.encode(obj)
 
 
+# json's C encoder with _ENCODER's options, made once: ``_ENCODER.encode`` of a container
+# makes a new one per call. No circular check: the key walk would not end either.
+_C_ENCODER: Callable[[Any, int], Any] | None = (
+    None
+    if json.encoder.c_make_encoder is None
+    else json.encoder.c_make_encoder(
+        None, _canonical, json.encoder.encode_basestring, None, ":", ",", True, False, True
+    )
+)
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
 quote_json: Callable[[str], str] = json.encoder.encode_basestring
 """A string as canonical JSON writes it (quoted, escaped, non-ASCII kept)."""
 
@@ -148,6 +160,18 @@ class KeyEncoder:
             self.write(_canonical(value), out)
 
     def _dict(self, value: dict[Any, Any], out: list[str]) -> None:
+        if _C_ENCODER is not None:
+            for item in value.values():
+                kind = type(item)
+                if kind is str:
+                    if len(item) >= LONG_TEXT:
+                        break
+                elif kind not in _SCALARS:
+                    break
+            else:
+                # Short strings and numbers only (a chat message): canonical JSON as is, in C.
+                out.extend(_C_ENCODER(value, 0))
+                return
         try:
             names = sorted(value)
         except TypeError:  # keys of mixed types: json's own verdict
@@ -491,6 +515,7 @@ class CacheStrategy(Strategy):
         "_serve_fresh",
         "_should_cache",
         "_stale_on",
+        "_stale_on_results",
         "_stale_ttl",
         "_telemetry",
         "_ttl",
@@ -506,6 +531,8 @@ class CacheStrategy(Strategy):
         self._serve_fresh = options.serve_fresh
         self._should_cache = options.should_cache
         self._stale_on = options.stale_on
+        # A predicate that never handles a success (``exceptions_only``) is not asked about one.
+        self._stale_on_results = getattr(options.stale_on, "exceptions_only", False) is not True
         self._scoped = options.include_scope
         self._namespace = options.namespace or build.name
         self._on_hit = options.on_hit
@@ -580,7 +607,10 @@ class CacheStrategy(Strategy):
                 return Outcome(entry.value)
             self._emit("cache_miss", context)
         outcome = await callback(context, state)
-        if self._stale_on(outcome):
+        if outcome.exception is None:
+            if self._stale_on_results and self._stale_on(outcome):
+                return await self._serve_stale(outcome, context, key, entry)
+        elif self._stale_on(outcome):
             return await self._serve_stale(outcome, context, key, entry)
         if outcome.exception is None and self._cacheable(outcome.result, context):
             now = self._now()

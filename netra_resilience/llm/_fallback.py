@@ -26,7 +26,7 @@ from netra_resilience.llm._request import (
     request_of,
     status_of,
 )
-from netra_resilience.llm._stream import field
+from netra_resilience.llm._stream import UNSEEN, FieldPair, field
 from netra_resilience.outcome import Outcome
 from netra_resilience.pipeline import Pipeline
 from netra_resilience.predicates import OutcomePredicate
@@ -106,13 +106,77 @@ def is_complete_answer(result: Any) -> bool:
     return True
 
 
+class CompleteAnswerCheck:
+    """:func:`is_complete_answer` with its reads worked out once per answer type.
+
+    For a pydantic chat completion (the SDK's ``ChatCompletion``: ``choices`` declared) the
+    choices and each choice's ``finish_reason`` / ``message`` / ``refusal`` are read as plain
+    attributes (:class:`FieldPair`), with no ``Mapping`` check per field nor pydantic's raising
+    ``__getattr__`` for a stream's ``__aiter__``; any other type, or a malformed model, gets
+    :func:`is_complete_answer` itself. One per filter (it remembers the last types seen).
+    """
+
+    __slots__ = ("_chat", "_choice", "_message", "_type")
+
+    def __init__(self) -> None:
+        self._type: type = type(None)
+        self._chat = False
+        self._choice = UNSEEN
+        self._message = UNSEEN
+
+    def __call__(self, result: Any) -> bool:
+        kind = type(result)
+        if kind is not self._type:
+            declared = getattr(kind, "__pydantic_fields__", None)
+            self._chat = (
+                isinstance(declared, dict)
+                and "choices" in declared
+                and not hasattr(kind, "__aiter__")
+            )
+            self._type = kind
+        if not self._chat:
+            return is_complete_answer(result)
+        try:
+            choices = result.choices
+        except AttributeError:  # built without it (model_construct of malformed data)
+            return is_complete_answer(result)
+        if choices is None:
+            return is_complete_answer(result)
+        return bool(choices) and not self._refused(choices)
+
+    def _refused(self, choices: Any) -> bool:
+        for choice in choices:
+            pair = self._choice
+            if pair.cls is not type(choice):
+                pair = self._choice = FieldPair(type(choice), "finish_reason", "message")
+            try:
+                finish, message = pair.read(choice)
+            except AttributeError:
+                finish, message = field(choice, "finish_reason"), field(choice, "message")
+            if finish == "content_filter":
+                return True
+            if message is None:
+                continue
+            pair = self._message
+            if pair.cls is not type(message):
+                pair = self._message = FieldPair(type(message), "refusal", "content")
+            try:
+                refusal = pair.read(message)[0]
+            except AttributeError:
+                refusal = field(message, "refusal")
+            if refusal:
+                return True
+        return False
+
+
 def answer_cache_filter(degraded: DegradedAnswers | None = None) -> Callable[[Any], bool]:
     """A ``CacheOptions.should_cache``: complete answers not produced by a fallback."""
+    complete = CompleteAnswerCheck()
 
     def should_cache(result: Any) -> bool:
         if degraded is not None and result in degraded:
             return False
-        return is_complete_answer(result)
+        return complete(result)
 
     return should_cache
 

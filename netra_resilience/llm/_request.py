@@ -319,7 +319,9 @@ def _transient_outcome(outcome: Outcome[Any]) -> bool:
     return exc is not None and is_transient_failure(exc)
 
 
-TRANSIENT_LLM_FAILURE = OutcomePredicate(_transient_outcome, "transient LLM/HTTP failure")
+TRANSIENT_LLM_FAILURE = OutcomePredicate(
+    _transient_outcome, "transient LLM/HTTP failure", exceptions_only=True
+)
 """Retry predicate for LLM and HTTP calls (see :func:`is_transient_failure`)."""
 
 
@@ -406,21 +408,64 @@ def llm_retry_after(clock: Clock | None = None) -> RetryAfterHint:
     (:func:`rate_limit_delay`) is a hint too.
     """
     source = clock or SYSTEM_CLOCK
+    headers_of = AttributeRead("headers")
 
     def hint(outcome: Outcome[Any]) -> float | None:
-        seconds = retry_after_of(outcome)
-        if seconds is not None:
-            return seconds
         exc = outcome.exception
         if exc is None:
             # A success whose headers say a provider limit is spent (transport level).
-            headers = getattr(outcome.result, "headers", None)
+            headers = headers_of(outcome.result)
             return rate_limit_delay(headers, source) if isinstance(headers, Mapping) else None
+        seconds = retry_after_of(outcome)
+        if seconds is not None:
+            return seconds
         if isinstance(exc, ExecutionRejectedError):
             return None
         return server_delay(_headers_of(exc), source)
 
     return hint
+
+
+def keeps_extras(cls: type) -> bool:
+    """A pydantic v2 model type (undeclared fields in ``__pydantic_extra__``, ``None`` when
+    extras are ignored)."""
+    declared = getattr(cls, "__pydantic_fields__", None)
+    return isinstance(declared, dict) and any(
+        "__pydantic_extra__" in getattr(base, "__slots__", ()) for base in cls.__mro__
+    )
+
+
+class AttributeRead:
+    """``getattr(obj, name, None)``, worked out once per type: for a pydantic model that does
+    not declare ``name`` (an SDK answer's ``headers``) a look in its extras, where pydantic's
+    ``__getattr__`` would find it, instead of that ``__getattr__`` raising on every call."""
+
+    __slots__ = ("_extra", "_name", "_type")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._type: type = type(None)
+        self._extra = False
+
+    def __call__(self, obj: Any) -> Any:
+        kind = type(obj)
+        if kind is not self._type:
+            declared = getattr(kind, "__pydantic_fields__", None)
+            name = self._name
+            self._extra = (
+                isinstance(declared, dict)
+                and name not in declared
+                and not hasattr(kind, name)
+                and keeps_extras(kind)
+            )
+            self._type = kind
+        if self._extra:
+            try:
+                extra = obj.__pydantic_extra__
+            except AttributeError:  # built without its extras (model_construct)
+                return getattr(obj, self._name, None)
+            return extra.get(self._name) if extra else None
+        return getattr(obj, self._name, None)
 
 
 def _breaker_failure(outcome: Outcome[Any]) -> bool:
@@ -436,10 +481,14 @@ def _dependency_failure(outcome: Outcome[Any]) -> bool:
     return isinstance(exc, ExecutionRejectedError) or _breaker_failure(outcome)
 
 
-LLM_BREAKER_FAILURE = OutcomePredicate(_breaker_failure, "LLM dependency failure")
+LLM_BREAKER_FAILURE = OutcomePredicate(
+    _breaker_failure, "LLM dependency failure", exceptions_only=True
+)
 """Breaker predicate: transient failures plus streams truncated mid-way (never a 4xx)."""
 
-LLM_DEPENDENCY_FAILURE = OutcomePredicate(_dependency_failure, "LLM unavailable")
+LLM_DEPENDENCY_FAILURE = OutcomePredicate(
+    _dependency_failure, "LLM unavailable", exceptions_only=True
+)
 """Fallback/stale-cache predicate: the dependency failed or the pipeline refused the call
 (open breaker, timeout, rate limit, full bulkhead). A 4xx is the caller's to see."""
 

@@ -21,6 +21,7 @@ from netra_resilience.llm._request import (
     FirstTokenTimeoutError,
     StreamIdleTimeoutError,
     StreamTruncatedError,
+    keeps_extras,
 )
 from netra_resilience.validation import Seconds, optional_duration, set_field, to_seconds
 
@@ -73,7 +74,7 @@ class FieldPair:
 
 def _pair_reader(cls: type, first: str, second: str) -> Callable[[Any], tuple[Any, Any]]:
     declared = getattr(cls, "__pydantic_fields__", None)
-    if isinstance(declared, dict) and _keeps_extras(cls):
+    if isinstance(declared, dict) and keeps_extras(cls):
         in_first, in_second = first in declared, second in declared
         if in_first and in_second:
             return attrgetter(first, second)
@@ -121,15 +122,6 @@ class StreamProviderError(NetraError):
         self.kind = kind
 
 
-def _keeps_extras(cls: type) -> bool:
-    """A pydantic v2 model type (undeclared fields in ``__pydantic_extra__``, ``None`` when
-    extras are ignored)."""
-    declared = getattr(cls, "__pydantic_fields__", None)
-    return isinstance(declared, dict) and any(
-        "__pydantic_extra__" in getattr(base, "__slots__", ()) for base in cls.__mro__
-    )
-
-
 ChatChunkRead = Callable[[Any], tuple[Mapping[str, Any] | None, Any, Any]]
 
 
@@ -150,7 +142,7 @@ def _chat_reader(cls: type) -> ChatChunkRead:
     the extras are the model's own, where an ``error`` or ``response`` sent would be."""
     declared = getattr(cls, "__pydantic_fields__", None)
     if (
-        _keeps_extras(cls)
+        keeps_extras(cls)
         and isinstance(declared, dict)
         and {"choices", "usage"} <= declared.keys()
         and not any(name in declared or hasattr(cls, name) for name in ("error", "response"))
