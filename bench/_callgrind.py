@@ -107,9 +107,13 @@ async def count_variants(variants: list[Variant], calls: int, warmup: int = 200)
             gc.collect()
             gc.disable()
             try:
-                eval(_COUNTED, {"drive": _drive, "run": run, "n": n})  # noqa: S307
+                eval(_COUNTED, {"drive": _drive, "run": run, "n": n})
             finally:
                 gc.enable()
             totals.append(_last_dump(out))
         counts[variant.name] = (totals[1] - totals[0]) / calls
+    _write(counts)
+
+
+def _write(counts: dict[str, float]) -> None:
     Path(os.environ[RESULT_ENV]).write_text(json.dumps(counts))

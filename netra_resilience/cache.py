@@ -62,18 +62,6 @@ def _dumps(obj: Any) -> str:
     return _ENCODER.encode(obj)
 
 
-# json's C encoder with _ENCODER's options, made once: ``_ENCODER.encode`` of a container
-# makes a new one per call. No circular check: the key walk would not end either.
-_C_ENCODER: Callable[[Any, int], Any] | None = (
-    None
-    if json.encoder.c_make_encoder is None
-    else json.encoder.c_make_encoder(
-        None, _canonical, json.encoder.encode_basestring, None, ":", ",", True, False, True
-    )
-)
-_SCALARS = frozenset({int, float, bool, type(None)})
-
-
 quote_json: Callable[[str], str] = json.encoder.encode_basestring
 """A string as canonical JSON writes it (quoted, escaped, non-ASCII kept)."""
 
@@ -97,8 +85,11 @@ class KeyEncoder:
     contains outside a string literal, so different requests still give different texts.
     Those digests are remembered by the string's *value* (a Python string cannot change, and
     caches its hash): a system prompt or conversation history sent again, even rebuilt
-    from a database, is hashed once, not on every call. Containers are walked on every call,
-    so a dict a caller mutates and sends again gets the key of what it holds now.
+    from a database, is hashed once, not on every call. A dict of strings only (a chat
+    message) is remembered the same way, by its items' values: a conversation's history sent
+    again costs a lookup per message, not a walk. Other containers are walked on every call.
+    Nothing is remembered by identity, so a dict a caller mutates and sends again gets the
+    key of what it holds now.
 
     The memo keeps up to ``max_chars`` characters of text alive, least recently used out
     first; ``max_chars=0`` remembers nothing (for a key function shared process-wide).
@@ -108,12 +99,14 @@ class KeyEncoder:
 
     def __init__(self, *, max_chars: int = 1_000_000) -> None:
         self._max_chars = integer("KeyEncoder", "max_chars", max_chars, minimum=0)
-        self._memo: OrderedDict[str, str] = OrderedDict()
+        # Long strings -> their digest; flat dicts' items -> their text (one LRU budget).
+        self._memo: OrderedDict[str | tuple[tuple[str, str], ...], str] = OrderedDict()
         self._chars = 0
 
     @property
     def remembered_chars(self) -> int:
-        """Characters of text whose digest is remembered now (at most ``max_chars``)."""
+        """Characters of text remembered now (at most ``max_chars``): long strings whose
+        digest is kept, flat dicts' items and their text."""
         return self._chars
 
     def text(self, *parts: Any) -> str:
@@ -132,6 +125,7 @@ class KeyEncoder:
             self._dict(value, out)
         elif kind is list or kind is tuple:
             write = self.write
+            write_dict = self._dict
             out.append("[")
             first = True
             for item in value:
@@ -139,8 +133,11 @@ class KeyEncoder:
                     first = False
                 else:
                     out.append(",")
-                if type(item) is str and len(item) < LONG_TEXT:
+                item_kind = type(item)
+                if item_kind is str and len(item) < LONG_TEXT:
                     out.append(quote_json(item))
+                elif item_kind is dict:  # a list of messages: no dispatch per message
+                    write_dict(item, out)
                 else:
                     write(item, out)
             out.append("]")
@@ -160,18 +157,36 @@ class KeyEncoder:
             self.write(_canonical(value), out)
 
     def _dict(self, value: dict[Any, Any], out: list[str]) -> None:
-        if _C_ENCODER is not None:
+        if self._max_chars:
             for item in value.values():
-                kind = type(item)
-                if kind is str:
-                    if len(item) >= LONG_TEXT:
-                        break
-                elif kind not in _SCALARS:
+                if type(item) is not str:
                     break
             else:
-                # Short strings and numbers only (a chat message): canonical JSON as is, in C.
-                out.extend(_C_ENCODER(value, 0))
+                self._flat_dict(value, out)
                 return
+        self._walk_dict(value, out)
+
+    def _flat_dict(self, value: dict[Any, Any], out: list[str]) -> None:
+        """A dict of strings (a chat message): its text remembered by its items, so a
+        message sent again (a conversation's history) is looked up, not walked. Items equal
+        to remembered string items are strings with the same text (an ``int`` never equals
+        a ``str``), whatever object holds them."""
+        items = tuple(value.items())
+        memo = self._memo
+        found = memo.get(items)
+        if found is not None:
+            memo.move_to_end(items)
+            out.append(found)
+            return
+        mark = len(out)
+        self._walk_dict(value, out)
+        if all(type(name) is str for name in value):  # json coerces other keys: not kept
+            text = "".join(out[mark:])
+            del out[mark:]
+            out.append(text)
+            self._remember(items, text)
+
+    def _walk_dict(self, value: dict[Any, Any], out: list[str]) -> None:
         try:
             names = sorted(value)
         except TypeError:  # keys of mixed types: json's own verdict
@@ -203,14 +218,27 @@ class KeyEncoder:
             memo.move_to_end(text)
             return found
         digest = "#" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-        size = len(text)
-        if 0 < size <= self._max_chars:
-            memo[text] = digest
-            self._chars += size
-            while self._chars > self._max_chars:
-                oldest, _ = memo.popitem(last=False)
-                self._chars -= len(oldest)
+        self._remember(text, digest)
         return digest
+
+    def _remember(self, key: str | tuple[tuple[str, str], ...], text: str) -> None:
+        size = _memo_size(key, text)
+        if not 0 < size <= self._max_chars:
+            return
+        memo = self._memo
+        memo[key] = text
+        self._chars += size
+        while self._chars > self._max_chars:
+            oldest, kept = memo.popitem(last=False)
+            self._chars -= _memo_size(oldest, kept)
+
+
+def _memo_size(key: str | tuple[tuple[str, str], ...], text: str) -> int:
+    """Characters a memo entry keeps alive: a long string (its digest is small), or a flat
+    dict's items and their text."""
+    if isinstance(key, str):
+        return len(key)
+    return len(text) + sum(len(name) + len(item) for name, item in key)
 
 
 def stable_key(*parts: Any) -> str:
@@ -253,6 +281,25 @@ class CacheEntry:
 
     def is_usable(self, now: float) -> bool:
         return now < self.stale_until
+
+
+_ENTRY_FIELDS = tuple(
+    CacheEntry.__dict__[name].__set__
+    for name in ("value", "stored_at", "expires_at", "stale_until")
+)
+
+
+def new_entry(value: Any, stored_at: float, expires_at: float, stale_until: float) -> CacheEntry:
+    """``CacheEntry(...)`` for the success path: the frozen dataclass's ``__init__`` goes
+    through ``object.__setattr__`` per field; its slots are set directly here (same object,
+    still frozen to callers)."""
+    entry: CacheEntry = object.__new__(CacheEntry)
+    set_value, set_stored, set_expires, set_stale = _ENTRY_FIELDS
+    set_value(entry, value)
+    set_stored(entry, stored_at)
+    set_expires(entry, expires_at)
+    set_stale(entry, stale_until)
+    return entry
 
 
 @runtime_checkable
@@ -615,7 +662,7 @@ class CacheStrategy(Strategy):
         if outcome.exception is None and self._cacheable(outcome.result, context):
             now = self._now()
             keep = self._ttl + self._stale_ttl
-            stored = CacheEntry(outcome.result, now, now + self._ttl, now + keep)
+            stored = new_entry(outcome.result, now, now + self._ttl, now + keep)
             await self._backend.set(key, stored, keep, context.operation_key)
         return outcome
 

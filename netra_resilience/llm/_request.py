@@ -131,9 +131,13 @@ _FLOAT_PARAMS = frozenset({"temperature", "top_p", "frequency_penalty", "presenc
 LlmCacheKey = Callable[[ResilienceContext, tuple[Any, ...], dict[str, Any]], str | None]
 
 
+_PLAIN = frozenset({str, list, dict, int, float, bool, type(None), tuple})
+
+
 def _is_sentinel(value: Any) -> bool:
     # openai's NOT_GIVEN / omit (and their look-alikes in other Stainless SDKs): not sent.
-    return type(value).__name__ in ("NotGiven", "Omit") and not value
+    kind = type(value)
+    return kind not in _PLAIN and kind.__name__ in ("NotGiven", "Omit") and not value
 
 
 def normalize_params(params: Mapping[str, Any], ignore: Iterable[str]) -> dict[str, Any]:
