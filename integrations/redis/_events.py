@@ -26,6 +26,7 @@ final event could only be kept locally is resumable on this replica alone (best-
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from collections import deque
@@ -172,10 +173,15 @@ class RedisEventLog:
             _OWNER, "max_events_per_run", max_events_per_run, minimum=1
         )
         self.block = duration(_OWNER, "block", block, maximum=0.9)
-        self.local = local or InMemoryEventLog(
-            max_events_per_run=self.max_events_per_run,
-            ttl=min(self.ttl, 3600.0),
-            clock=self.breaker.clock,
+        # not `local or ...`: an empty InMemoryEventLog is falsy (it has a length)
+        self.local = (
+            local
+            if local is not None
+            else InMemoryEventLog(
+                max_events_per_run=self.max_events_per_run,
+                ttl=min(self.ttl, 3600.0),
+                clock=self.breaker.clock,
+            )
         )
         # run -> its events Redis has not got yet (written back, in order, with the next
         # append that reaches Redis)
@@ -343,17 +349,38 @@ class RedisEventLog:
                 end = _decode(top[0][1])
         return events, top_seq, end
 
+    def _mirrored(self, run_id: str, last_seq: int) -> bool:
+        """Whether the mirror here holds the run from ``last_seq`` on (it runs here)."""
+        if not self.local.knows(run_id):
+            return False
+        try:
+            self.local.after(run_id, last_seq)
+        except ReplayUnavailableError:
+            return False
+        return True
+
     async def follow(self, run_id: str, last_seq: int = 0) -> AsyncGenerator[Event, None]:
-        local = self.local
-        if local.knows(run_id):
+        cursor = last_seq
+        if not self._mirrored(run_id, cursor):
+            shared = self._follow_shared(run_id, cursor)
             try:
-                local.after(run_id, last_seq)
-            except ReplayUnavailableError:
-                pass
-            else:  # this replica holds the run from last_seq on: follow it at memory speed
-                async for event in local.follow(run_id, last_seq):
-                    yield event
+                async with contextlib.aclosing(shared):
+                    async for event in shared:
+                        cursor = int(event["seq"])
+                        yield event
                 return
+            except ReplayUnavailableError as exc:
+                # Redis died under a follower of a run this replica runs (its follow began
+                # on Redis: the run's first event was not mirrored yet): every event after
+                # the cursor is in the mirror (Redis first, then the mirror, or the mirror
+                # alone once Redis fails), so it goes on here. Elsewhere: best-effort.
+                if exc.reason != "unavailable" or not self._mirrored(run_id, cursor):
+                    raise
+        # this replica holds the run from the cursor on: follow it at memory speed
+        async for event in self.local.follow(run_id, cursor):
+            yield event
+
+    async def _follow_shared(self, run_id: str, last_seq: int) -> AsyncGenerator[Event, None]:
         cursor = last_seq
         events, top, end = await self._fetch(run_id, cursor)
         for event in events:

@@ -218,3 +218,38 @@ async def test_an_unexpected_write_error_leaves_no_gap_and_write_back_delivers_a
     assert await owner.write_back() == 1
     assert await owner.write_back() == 0  # nothing left
     assert [int(e["seq"]) for e in await other.read(run, 0)] == [1, 2, 3, 4]
+
+
+async def test_a_follower_on_redis_goes_on_from_the_mirror_when_redis_dies(
+    fault_redis: RedisServer, namespace: str
+) -> None:
+    """A client following, through Redis, a run this replica runs (its follow began before
+    the mirror held the run from the client's seq on: here the mirror keeps only 3 events) is
+    not cut off when Redis is SIGKILLed: from the seq it has, the mirror holds every event."""
+    client = redis_client(fault_redis.url)
+    log = RedisEventLog(
+        client,
+        breaker=redis_breaker(client),
+        prefix=namespace,
+        local=InMemoryEventLog(max_events_per_run=3),
+    )
+    run = f"{namespace}-mirror"
+    for seq in range(1, 6):
+        assert await log.append(ev(run, seq)) is Stored.STORED
+    follow = log.follow(run, 0)  # the mirror holds 3..5 only: the follow reads Redis
+    got = [int((await anext(follow))["seq"]) for _ in range(5)]
+    fault_redis.kill()  # the follower's next XREAD fails
+    rest = asyncio.create_task(_drain(follow))
+    assert await log.append(ev(run, 6)) is Stored.LOCAL_ONLY
+    assert await log.append(ev(run, 7, "agent_completed")) is Stored.LOCAL_ONLY
+    got += await asyncio.wait_for(rest, 10)
+    assert got == [1, 2, 3, 4, 5, 6, 7]
+    # elsewhere (a replica whose mirror does not hold the run) the resume is refused, not hung
+    other = RedisEventLog(client, breaker=redis_breaker(client), prefix=namespace)
+    with pytest.raises(ReplayUnavailableError, match="unavailable"):
+        await anext(other.follow(run, 5))
+    await client.aclose()
+
+
+async def _drain(events: AsyncIterator[Any]) -> list[int]:
+    return [int(e["seq"]) async for e in events]
